@@ -1,0 +1,131 @@
+"""CSV logs: Lightning CSVLogger, Keras CSVLogger, TensorBoard's exported CSV, generic wide/long CSV.
+
+All CSVs are read with polars as text first and cast per column, so that a stray "N/A" costs
+one counted cell, not a whole column, and "nan"/"inf" stay data.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from analyzer.errors import LogFormatError
+from analyzer.frame import RawPoints
+from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, WALL_KEYS, find_key, frame_to_points
+from analyzer.types import Note
+
+CsvKind = Literal["lightning", "keras", "tb_export", "long", "wide"]
+TB_EXPORT_HEADER = ("Wall time", "Step", "Value")
+_TAG_COLS = ("tag", "metric", "name", "key", "series")
+_VALUE_COLS = ("value", "val", "Value")
+
+
+@dataclass(frozen=True)
+class CsvShape:
+    kind: CsvKind
+    columns: tuple[str, ...]
+
+
+def read_header(path: Path) -> list[str]:
+    with open(path, "rb") as fh:
+        first = fh.readline(65536)
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LogFormatError("not UTF-8 text") from exc
+    if "\x00" in text:
+        raise LogFormatError("binary content, not CSV")
+    return [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
+
+
+def sniff(path: Path) -> CsvShape:
+    """Which CSV layout a file has, or LogFormatError saying why it is not a usable log."""
+    cols = read_header(path)
+    if len(cols) < 2 or any(c == "" for c in cols[:2]):
+        raise LogFormatError("no header row with at least two named columns")
+    if tuple(cols[:3]) == TB_EXPORT_HEADER:
+        return CsvShape("tb_export", tuple(cols))
+    lowered = {c.lower() for c in cols}
+    if path.name == "metrics.csv" and ({"step", "epoch"} & lowered):
+        return CsvShape("lightning", tuple(cols))
+    if find_key(cols, _TAG_COLS) and find_key(cols, _VALUE_COLS) and find_key(cols, STEP_KEYS + EPOCH_KEYS):
+        return CsvShape("long", tuple(cols))
+    if cols[0].lower() == "epoch" and not find_key(cols, STEP_KEYS):
+        return CsvShape("keras", tuple(cols))
+    return CsvShape("wide", tuple(cols))
+
+
+def _read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
+    notes: list[Note] = []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        # A cut-off last row could read as a wrong number ("2.3" of "2.31"): drop it, say so.
+        cut = data.rfind(b"\n")
+        data = data[: cut + 1] if cut >= 0 else b""
+        notes.append(Note("truncated", f"{path.name}: the last line has no line end (an interrupted write); "
+                          "it was not used", count=1))
+    try:
+        df = pl.read_csv(io.BytesIO(data), infer_schema=False, truncate_ragged_lines=True)
+    except Exception as exc:  # noqa: BLE001 - polars raises several types for malformed CSV
+        raise LogFormatError(f"cannot be parsed as CSV ({type(exc).__name__})") from exc
+    return df, notes
+
+
+def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
+    """Points of a wide, Lightning, Keras or long CSV (TensorBoard exports: see `read_tb_exports`)."""
+    df, notes = _read_text_frame(path)
+    if df.height == 0:
+        raise LogFormatError("has a header but no rows")
+    name = path.name
+    if shape.kind == "long":
+        tag_col = find_key(df.columns, _TAG_COLS)
+        value_col = find_key(df.columns, _VALUE_COLS)
+        step_col = find_key(df.columns, STEP_KEYS) or find_key(df.columns, EPOCH_KEYS)
+        assert tag_col and value_col and step_col
+        parts = []
+        for (tag,), sub in df.group_by([tag_col], maintain_order=True):
+            pts, more = frame_to_points(sub.select([step_col, value_col]).rename({value_col: str(tag)}),
+                                        source=name, step_col=step_col, wall_col=None)
+            parts.append(pts)
+            notes += more
+        return RawPoints.concat(parts), notes
+    step_col = find_key(df.columns, STEP_KEYS)
+    epoch_col = find_key(df.columns, EPOCH_KEYS)
+    if step_col is None and epoch_col is not None:
+        step_col, epoch_col = epoch_col, None  # Keras and other per-epoch logs: the epoch is the step
+    wall_col = find_key(df.columns, WALL_KEYS)
+    skip = [c for c in (epoch_col,) if c]
+    points, more = frame_to_points(df, source=name, step_col=step_col, wall_col=wall_col, skip=skip)
+    notes += more
+    if len(points) == 0:
+        raise LogFormatError("has no numeric metric columns")
+    return points, notes
+
+
+def tb_export_tag(path: Path) -> tuple[str, str]:
+    """(run, tag) from TensorBoard's export name "run-<run>-tag-<tag>.csv" ('/' was written as '_')."""
+    stem = path.stem
+    if stem.startswith("run-") and "-tag-" in stem:
+        run, tag = stem[4:].split("-tag-", 1)
+        return run, tag
+    return "", stem
+
+
+def read_tb_exports(paths: list[Path]) -> tuple[RawPoints, list[Note]]:
+    """One run from several exported CSVs, each file one tag."""
+    parts: list[RawPoints] = []
+    notes: list[Note] = []
+    for path in paths:
+        df, more = _read_text_frame(path)
+        notes += more
+        _, tag = tb_export_tag(path)
+        df = df.rename({"Value": tag})
+        pts, more = frame_to_points(df.select(["Step", "Wall time", tag]), source=path.name,
+                                    step_col="Step", wall_col="Wall time")
+        parts.append(pts)
+        notes += more
+    return RawPoints.concat(parts), notes

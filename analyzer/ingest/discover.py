@@ -1,0 +1,246 @@
+"""Finding runs under the given paths and accounting for every file met on the way.
+
+A run is: a directory of TensorBoard event files; a Lightning metrics.csv (hparams.yaml beside
+it); an HF trainer_state.json (checkpoint-*/ copies of the same run merged into it); a JSONL
+log (recognised by content); an MLflow file-store run; a set of TensorBoard-exported CSVs; a
+Keras or generic CSV. Every other file gets a skipped entry with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from analyzer.errors import InputError, LogFormatError
+from analyzer.hparams import SIDE_FILE_NAMES
+from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow
+from analyzer.types import Format, InputFile
+
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
+_TIMESTAMP_DIR = re.compile(r"^\d{9,}(\.\d+)?$")  # SummaryWriter.add_hparams writes to logdir/<time.time()>/
+_JSONISH = (".jsonl", ".json", ".ndjson", ".log", ".txt")
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """Where one run's data lies, before reading it.
+
+    Attributes:
+        id: path relative to its root, '/'-separated.
+        format: the format label of the JSON contract.
+        reader: which reader reads it ("tensorboard", "csv", "tb_export", "hf", "jsonl", "mlflow").
+        files: data files, in read order.
+        side_files: config files beside it (hparams), and add_hparams event files.
+        directory: the run's directory.
+        detail: reader-specific facts found while sniffing (CSV shape, JSONL step key, ...).
+        merged: (path, why) of files folded into this run without being read as data.
+    """
+
+    id: str
+    format: Format
+    reader: str
+    files: tuple[Path, ...]
+    side_files: tuple[Path, ...] = ()
+    directory: Path = Path(".")
+    detail: Any = None
+    merged: tuple[tuple[Path, str], ...] = ()
+
+
+@dataclass
+class Discovery:
+    sources: list[RunSource] = field(default_factory=list)
+    skipped: list[InputFile] = field(default_factory=list)
+    files_seen: int = 0
+
+
+def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append(
+            InputFile(str(e.filename), "skipped", f"cannot be listed: {e.strerror}"))):
+        hidden = sorted(d for d in dirnames if d.startswith(".") or d == "__pycache__")
+        for d in hidden:
+            skipped.append(InputFile(str(Path(dirpath) / d), "skipped", "hidden or cache directory, not searched"))
+        dirnames[:] = sorted(d for d in dirnames if d not in hidden)
+        files.extend(Path(dirpath) / f for f in sorted(filenames))
+    return files
+
+
+def _run_id(root: Path, target: Path, multi_root: bool) -> str:
+    rel = target.relative_to(root).as_posix() if target != root else ""
+    base = root.name or root.resolve().name
+    if not rel or rel == ".":
+        return base
+    return f"{base}/{rel}" if multi_root else rel
+
+
+def discover(paths: Sequence[str | Path]) -> Discovery:
+    """Every run under ``paths``, and a skipped entry for every file that is not part of one."""
+    if not paths:
+        raise InputError("no path given: name a log directory or file, e.g. `steadytrain inspect runs/`")
+    found = Discovery()
+    multi = len(paths) > 1
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise InputError(f"{given}: no such file or directory")
+        if path.is_file():
+            root, files = path.parent, [path]
+        else:
+            root, files = path, _walk(path, found.skipped)
+        found.files_seen += len(files)
+        _classify(root.absolute(), [f.absolute() for f in files], found, multi)
+    return found
+
+
+def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> None:
+    def rid(target: Path) -> str:
+        return _run_id(root, target, multi)
+
+    def skip(path: Path, reason: str) -> None:
+        found.skipped.append(InputFile(str(path), "skipped", reason))
+
+    remaining: list[Path] = []
+    # MLflow runs own everything under their directory.
+    ml_runs: dict[Path, list[Path]] = {}
+    is_ml: dict[Path, bool] = {}
+
+    def ml_run_dir(f: Path) -> Path | None:
+        for p in f.parents:
+            if p != root and root not in p.parents:
+                return None
+            if p not in is_ml:
+                is_ml[p] = mlflow.is_run_dir(p)
+            if is_ml[p]:
+                return p
+        return None
+
+    for f in files:
+        run_dir = ml_run_dir(f)
+        if run_dir is not None:
+            ml_runs.setdefault(run_dir, []).append(f)
+        else:
+            remaining.append(f)
+    for run_dir, owned in sorted(ml_runs.items()):
+        metrics = [f for f in owned if (run_dir / "metrics") in f.parents]
+        others = tuple((f, "MLflow run metadata, params or artifacts") for f in owned if f not in metrics)
+        found.sources.append(RunSource(rid(run_dir), "mlflow", "mlflow", tuple(metrics), (),
+                                       run_dir, None, others))
+
+    by_dir: dict[Path, list[Path]] = {}
+    for f in remaining:
+        by_dir.setdefault(f.parent, []).append(f)
+    tb_dirs = {d for d, fs in by_dir.items() if any("tfevents" in f.name for f in fs)}
+    hf_groups: dict[Path, list[Path]] = {}
+    tb_exports: dict[tuple[Path, str], list[Path]] = {}
+    side_candidates: list[Path] = []
+
+    for directory, dir_files in sorted(by_dir.items()):
+        events = [f for f in dir_files if "tfevents" in f.name]
+        if events:
+            if _TIMESTAMP_DIR.match(directory.name) and directory.parent in tb_dirs:
+                continue  # folded into the parent run below
+            hp_dirs = sorted(d for d in tb_dirs if d.parent == directory and _TIMESTAMP_DIR.match(d.name))
+            hp_files = tuple(f for d in hp_dirs for f in sorted(by_dir[d]) if "tfevents" in f.name)
+            found.sources.append(RunSource(rid(directory), "tensorboard", "tensorboard",
+                                           tuple(sorted(events, key=_event_file_order)), hp_files, directory))
+        for f in dir_files:
+            if "tfevents" in f.name:
+                continue
+            name = f.name
+            if name == "trainer_state.json":
+                key = directory.parent if _CHECKPOINT_DIR.match(directory.name) else directory
+                hf_groups.setdefault(key, []).append(f)
+            elif name in SIDE_FILE_NAMES:
+                side_candidates.append(f)
+            elif f.suffix.lower() == ".csv":
+                try:
+                    shape = csv_logs.sniff(f)
+                except (LogFormatError, OSError) as exc:
+                    skip(f, f"CSV that is not a usable log: {exc}")
+                    continue
+                if shape.kind == "tb_export":
+                    run_part, _ = csv_logs.tb_export_tag(f)
+                    tb_exports.setdefault((directory, run_part), []).append(f)
+                elif shape.kind == "lightning":
+                    found.sources.append(RunSource(rid(directory), "lightning_csv", "csv", (f,), (), directory, shape))
+                else:
+                    found.sources.append(RunSource(rid(f), "csv", "csv", (f,), (), directory, shape))
+            elif f.suffix.lower() in _JSONISH:
+                try:
+                    step_key = jsonl.sniff(f)
+                except (LogFormatError, OSError) as exc:
+                    skip(f, str(exc))
+                    continue
+                found.sources.append(RunSource(rid(f), "jsonl", "jsonl", (f,), (), directory, step_key))
+            elif name == "meta.yaml" and any(mlflow.is_run_dir(d) for d in directory.iterdir() if d.is_dir()):
+                skip(f, "MLflow experiment metadata (its runs are read from their own directories)")
+            else:
+                skip(f, f"not a recognised log format ({f.suffix or 'no extension'})")
+
+    for (directory, run_part), exported in sorted(tb_exports.items()):
+        target = directory / run_part if run_part and run_part != "." else directory
+        found.sources.append(RunSource(rid(target), "csv", "tb_export", tuple(sorted(exported)), (), directory))
+
+    for key, states in sorted(hf_groups.items()):
+        _add_hf_run(rid(key), key, states, found)
+
+    run_dirs = {s.directory: i for i, s in enumerate(found.sources)}
+    for f in side_candidates:
+        i = run_dirs.get(f.parent)
+        if i is None and _CHECKPOINT_DIR.match(f.parent.name):
+            i = run_dirs.get(f.parent.parent)
+        if i is None:
+            skip(f, "configuration file with no log beside it")
+            continue
+        src = found.sources[i]
+        found.sources[i] = RunSource(src.id, src.format, src.reader, src.files, src.side_files + (f,),
+                                     src.directory, src.detail, src.merged)
+    _dedupe_ids(found.sources)
+
+
+def _event_file_order(path: Path) -> tuple[int, str]:
+    """Event files of one run in write order: by the timestamp in their name, then name."""
+    parts = path.name.split(".")
+    try:
+        stamp = int(parts[parts.index("tfevents") + 1])
+    except (ValueError, IndexError):
+        stamp = 0
+    return stamp, path.name
+
+
+def _add_hf_run(run_id: str, key: Path, states: list[Path], found: Discovery) -> None:
+    loaded: list[tuple[Path, dict[str, Any]]] = []
+    for f in states:
+        try:
+            loaded.append((f, hf_trainer.load_state(f)))
+        except (LogFormatError, OSError) as exc:
+            found.skipped.append(InputFile(str(f), "skipped", str(exc)))
+    if not loaded:
+        return
+    # The most complete copy: the furthest step, then the longest history (checkpoints are prefixes).
+    loaded.sort(key=lambda fs: (fs[1].get("global_step") or 0, len(fs[1]["log_history"])))
+    best_path, best = loaded[-1]
+    merged = []
+    for f, state in loaded[:-1]:
+        hist = state["log_history"]
+        prefix = best["log_history"][: len(hist)] == hist
+        why = ("checkpoint copy of the same run's trainer state (a prefix of the most complete copy, "
+               f"{best_path.parent.name}/trainer_state.json)") if prefix else (
+               "checkpoint copy whose history differs from the most complete copy (a restarted run?); "
+               "the most complete copy was used")
+        merged.append((f, why))
+    found.sources.append(RunSource(run_id, "hf_trainer_state", "hf", (best_path,), (), key, best, tuple(merged)))
+
+
+def _dedupe_ids(sources: list[RunSource]) -> None:
+    seen: dict[str, int] = {}
+    for i, src in enumerate(sources):
+        if src.id in seen:
+            seen[src.id] += 1
+            sources[i] = RunSource(f"{src.id} ({src.format})", src.format, src.reader, src.files, src.side_files,
+                                   src.directory, src.detail, src.merged)
+        else:
+            seen[src.id] = 0

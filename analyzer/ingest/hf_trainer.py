@@ -1,0 +1,46 @@
+"""HuggingFace Trainer's trainer_state.json: `log_history` entries become points.
+
+Training entries carry loss / grad_norm / learning_rate, evaluation entries eval_*; the last
+entry of a finished run is a summary (train_runtime, an *averaged* train_loss) and is kept as
+hparams-like run info, not as a point, or it would read as a final loss jump.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import LogFormatError
+from analyzer.frame import RawPoints
+from analyzer.ingest.tabular import RowCollector
+from analyzer.types import Note
+
+_SUMMARY_MARKERS = ("train_runtime", "total_flos")
+_STATE_KEYS = ("max_steps", "num_train_epochs", "train_batch_size", "global_step", "logging_steps", "eval_steps")
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LogFormatError(f"not valid JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        raise LogFormatError("JSON without a 'log_history' list: not a HuggingFace trainer state")
+    return state
+
+
+def read_trainer_state(path: Path, state: dict[str, Any] | None = None) -> tuple[RawPoints, list[Note], dict[str, Any]]:
+    """(points, notes, run info) of one trainer_state.json."""
+    state = state if state is not None else load_state(path)
+    rows = RowCollector(source=path.name)
+    info: dict[str, Any] = {k: state[k] for k in _STATE_KEYS if k in state}
+    for entry in state["log_history"]:
+        if not isinstance(entry, dict):
+            rows.rows_without_step += 1
+            continue
+        if any(m in entry for m in _SUMMARY_MARKERS):
+            info.update({f"final/{k}": v for k, v in entry.items() if k != "step"})
+            continue
+        rows.add_row(entry, "step")
+    return rows.points(), rows.notes(), info

@@ -1,0 +1,75 @@
+"""JSONL logs: one JSON object per line with a step-like key (step, global_step, iteration, ...).
+
+Values may be numbers or numeric strings ("2.31"); nested objects become '/'-joined tags. The
+format is recognised by content, not by extension: `sniff` reads the first lines only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from analyzer.errors import LogFormatError
+from analyzer.frame import RawPoints
+from analyzer.ingest.tabular import STEP_KEYS, RowCollector, find_key, flatten, to_float
+from analyzer.types import Note
+
+_SNIFF_LINES = 20
+
+
+def sniff(path: Path) -> str:
+    """The step key of a JSONL log, or LogFormatError saying why it is not one."""
+    with open(path, "rb") as fh:
+        head = [fh.readline(1 << 20) for _ in range(_SNIFF_LINES)]
+    objs = []
+    for raw in head:
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            obj = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(obj, dict):
+            objs.append(flatten(obj))
+    if not objs:
+        raise LogFormatError("no JSON object per line in its first lines: not a JSONL log")
+    for obj in objs:
+        key = find_key(obj, STEP_KEYS)
+        if key is not None and any(k != key and to_float(v) is not None for k, v in obj.items()):
+            return key
+    raise LogFormatError("JSON lines without a step key (step, global_step, iteration, iter, current_steps, ...) "
+                         "and a numeric value")
+
+
+def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
+    rows = RowCollector(source=path.name)
+    notes: list[Note] = []
+    bad_lines = 0
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    last_unterminated = bool(data) and not data.endswith(b"\n")
+    for i, raw in enumerate(lines):
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            obj = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            if last_unterminated and i == len(lines) - 1:
+                notes.append(Note("truncated", f"{path.name}: the last line is cut off (an interrupted write); "
+                                  "it was not used", count=1))
+            else:
+                bad_lines += 1
+            continue
+        if not isinstance(obj, dict):
+            bad_lines += 1
+            continue
+        flat = flatten(obj)
+        key = step_key if step_key in flat else find_key(flat, STEP_KEYS)
+        rows.add_row(flat, key)
+    if bad_lines:
+        notes.append(Note("dropped", f"{path.name}: {bad_lines} line(s) that are not JSON objects were not used",
+                          count=bad_lines))
+    return rows.points(), notes + rows.notes()

@@ -1,0 +1,181 @@
+"""Turning row-shaped logs (dicts or frames of metric columns) into points, counting every drop.
+
+Shared by the CSV, JSONL and HF trainer_state readers: they differ in how rows are found, not
+in how a row of "step + metric columns" becomes (tag, step, value) points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import polars as pl
+
+from analyzer.frame import RawPoints
+from analyzer.types import Note
+
+#: Keys that count steps, most specific first. `_step` is what W&B exports write.
+STEP_KEYS = ("global_step", "step", "_step", "iteration", "iter", "current_steps", "Step", "it", "steps",
+             "global_steps", "num_steps", "trainer/global_step")
+EPOCH_KEYS = ("epoch", "Epoch", "epochs")
+WALL_KEYS = ("wall_time", "Wall time", "timestamp", "time", "_timestamp")
+#: Columns that describe a row rather than measure something.
+NON_METRIC_KEYS = frozenset(STEP_KEYS + EPOCH_KEYS + WALL_KEYS + ("_runtime", "mode", "phase", "split"))
+
+
+def find_key(keys: Iterable[str], candidates: tuple[str, ...]) -> str | None:
+    present = set(keys)
+    for c in candidates:
+        if c in present:
+            return c
+    lowered = {k.lower(): k for k in present}
+    for c in candidates:
+        if c.lower() in lowered:
+            return lowered[c.lower()]
+    return None
+
+
+def to_float(value: Any) -> float | None:
+    """A logged value as a float: numbers, numeric strings ("2.31", "nan", "inf"), bools as 0/1."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return None
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become '/'-joined keys (how most tools name nested metrics)."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "/"))
+        else:
+            out[name] = value
+    return out
+
+
+@dataclass
+class RowCollector:
+    """Accumulates points from rows, counting what could not be used and why."""
+
+    source: str
+    tags: dict[str, int] = field(default_factory=dict)
+    codes: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    walls: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    non_numeric: Counter[str] = field(default_factory=Counter)
+    rows_without_step: int = 0
+
+    def add_row(self, row: Mapping[str, Any], step_key: str | None, *, fallback_step: int | None = None,
+                wall_key: str | None = None, skip: frozenset[str] = NON_METRIC_KEYS) -> None:
+        raw_step = row.get(step_key) if step_key else None
+        step_f = to_float(raw_step) if raw_step is not None else None
+        if step_f is None or not math.isfinite(step_f):
+            if fallback_step is None:
+                self.rows_without_step += 1
+                return
+            step = fallback_step
+        else:
+            step = int(step_f)
+        wall = to_float(row.get(wall_key)) if wall_key else None
+        for key, value in row.items():
+            if key in skip or key == step_key or key == wall_key or value is None:
+                continue
+            x = to_float(value)
+            if x is None:
+                self.non_numeric[key] += 1
+                continue
+            self.codes.append(self.tags.setdefault(key, len(self.tags)))
+            self.steps.append(step)
+            self.walls.append(math.nan if wall is None else wall)
+            self.values.append(x)
+
+    def points(self) -> RawPoints:
+        return RawPoints(tuple(self.tags), np.asarray(self.codes, np.int32), np.asarray(self.steps, np.int64),
+                         np.asarray(self.walls, np.float64), np.asarray(self.values, np.float64))
+
+    def notes(self) -> list[Note]:
+        out = []
+        if self.rows_without_step:
+            out.append(Note("dropped", f"{self.source}: {self.rows_without_step} row(s) without a step value were "
+                            "not used", count=self.rows_without_step))
+        # A field that is never numeric is metadata (e.g. "mode": "train"), not a dropped point;
+        # a metric that is numeric in some rows and not in others lost points.
+        dropped = {k: n for k, n in self.non_numeric.items() if k in self.tags}
+        ignored = sorted(k for k in self.non_numeric if k not in self.tags)
+        if dropped:
+            total = sum(dropped.values())
+            detail = ", ".join(f"{k} x{n}" for k, n in sorted(dropped.items())[:10])
+            out.append(Note("dropped", f"{self.source}: {total} non-numeric value(s) in metric fields were not "
+                            f"used ({detail})", count=total))
+        if ignored:
+            out.append(Note("ignored_fields", f"{self.source}: non-numeric field(s) ignored: {', '.join(ignored[:10])}",
+                            count=len(ignored)))
+        return out
+
+
+def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall_col: str | None,
+                    skip: Iterable[str] = ()) -> tuple[RawPoints, list[Note]]:
+    """A wide frame (one column per metric, sparse cells allowed) -> points, vectorised."""
+    notes: list[Note] = []
+    n = df.height
+    if step_col is not None:
+        step_raw = df.get_column(step_col).cast(pl.Float64, strict=False)
+        has_step = step_raw.is_not_null() & step_raw.is_finite()
+        missing = int((~has_step).sum())
+        if missing:
+            notes.append(Note("dropped", f"{source}: {missing} row(s) with no '{step_col}' value were not used",
+                              count=missing))
+        df = df.filter(has_step)
+        steps = step_raw.filter(has_step).cast(pl.Int64).to_numpy()
+    else:
+        steps = np.arange(n, dtype=np.int64)
+        notes.append(Note("no_step_column", f"{source}: no step column; the row number is used as the step",
+                          count=n))
+    walls = (df.get_column(wall_col).cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
+             if wall_col is not None else np.full(df.height, np.nan))
+    skipped = set(skip) | {step_col, wall_col}
+    columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    dropped: dict[str, int] = {}
+    ignored: list[str] = []
+    for name in df.columns:
+        if name in skipped:
+            continue
+        col = df.get_column(name)
+        as_float = col.cast(pl.Float64, strict=False) if col.dtype != pl.Float64 else col
+        present = col.is_not_null()
+        if col.dtype == pl.String:
+            present = present & (col.str.strip_chars() != "")
+        numeric = as_float.is_not_null()
+        bad = int((present & ~numeric).sum())
+        if not bool(numeric.any()):
+            if bool(present.any()):
+                ignored.append(name)
+            continue
+        if bad:
+            dropped[name] = bad
+        mask = numeric.to_numpy()
+        columns[name] = (steps[mask], walls[mask], as_float.to_numpy()[mask])
+    if dropped:
+        total = sum(dropped.values())
+        detail = ", ".join(f"{k} x{v}" for k, v in sorted(dropped.items())[:10])
+        notes.append(Note("dropped", f"{source}: {total} non-numeric cell(s) in metric columns were not used "
+                          f"({detail})", count=total))
+    if ignored:
+        notes.append(Note("ignored_fields", f"{source}: non-numeric column(s) ignored: {', '.join(ignored[:10])}",
+                          count=len(ignored)))
+    return RawPoints.from_columns(columns), notes

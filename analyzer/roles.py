@@ -1,0 +1,109 @@
+"""Which tag plays which metric role: train loss, eval loss, unclipped grad norm, learning rate.
+
+By name, over the spellings real tools write (SummaryWriter scripts, Lightning's train_loss_step
+and lr-Adam, HF's loss/grad_norm/learning_rate/eval_loss, ...); the user overrides any role with
+--role ROLE=TAG. Ties go to the tag with more points (step-level beats epoch-level).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping
+
+from analyzer.errors import ConfigError
+from analyzer.types import ROLE_NAMES, Roles
+
+_EVAL_WORDS = frozenset({"val", "valid", "validation", "eval", "evaluation", "dev", "test", "holdout"})
+_TRAIN_WORDS = frozenset({"train", "training", "trn"})
+
+
+def _tokens(tag: str) -> list[str]:
+    return [t for t in re.split(r"[^a-z0-9]+", tag.lower()) if t]
+
+
+def _score_train_loss(tokens: list[str]) -> int:
+    if "loss" not in tokens and "losses" not in tokens or _EVAL_WORDS & set(tokens):
+        return 0
+    rest = [t for t in tokens if t not in {"loss", "losses"} | _TRAIN_WORDS]
+    if not rest:
+        return 100
+    if rest == ["step"]:
+        return 95
+    if rest in (["total"], ["avg"], ["mean"], ["smoothed"]):
+        return 85
+    if rest == ["epoch"]:
+        return 60
+    if "ppl" in tokens or "perplexity" in tokens:
+        return 0
+    return 30  # a component loss (loss_cls, mlm_loss): better than nothing
+
+
+def _score_eval_loss(tokens: list[str]) -> int:
+    if "loss" not in tokens or not (_EVAL_WORDS & set(tokens)):
+        return 0
+    return 50 if "test" in tokens and not ({"val", "valid", "validation", "eval"} & set(tokens)) else 90 - len(tokens)
+
+
+def _score_grad_norm(tokens: list[str]) -> int:
+    joined = "_".join(tokens)
+    has_grad = any(t.startswith("grad") for t in tokens) or "gnorm" in tokens
+    if "clip" in joined or "clipped" in joined:
+        return 10  # a clipped norm hides the outliers the threshold is chosen from
+    if has_grad and ("norm" in tokens or "norms" in tokens or "l2" in tokens or "gnorm" in tokens):
+        return 90 - len(tokens)
+    if joined in ("total_norm", "global_norm", "gradient_global_norm"):
+        return 70
+    return 0
+
+
+def _score_lr(tokens: list[str]) -> int:
+    joined = "_".join(tokens)
+    if joined in ("lr", "learning_rate", "learningrate"):
+        return 100
+    if tokens[:1] == ["lr"] or joined.startswith("learning_rate"):
+        return 90 - len(tokens)  # lr-Adam, lr-SGD/pg1, learning_rate_group0
+    if tokens[-1:] == ["lr"] or joined.endswith("learning_rate"):
+        return 85 - len(tokens)  # train/lr, optimizer/lr
+    if "lr" in tokens and "scale" not in tokens:
+        return 40
+    return 0
+
+
+_SCORERS: Mapping[str, Callable[[list[str]], int]] = {
+    "train_loss": _score_train_loss,
+    "eval_loss": _score_eval_loss,
+    "grad_norm": _score_grad_norm,
+    "lr": _score_lr,
+}
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """ROLE=TAG strings -> {role: tag}, with a one-line error naming the allowed roles."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        role, sep, tag = pair.partition("=")
+        if not sep or not tag:
+            raise ConfigError(f"--role {pair!r}: expected ROLE=TAG, e.g. grad_norm=train/grad_norm")
+        if role not in ROLE_NAMES:
+            raise ConfigError(f"--role {pair!r}: unknown role {role!r}; expected one of {', '.join(ROLE_NAMES)}")
+        out[role] = tag
+    return out
+
+
+def assign_roles(tag_counts: Mapping[str, int], overrides: Mapping[str, str] | None = None) -> Roles:
+    """The role of each tag of one run. ``tag_counts`` maps tag -> number of points."""
+    overrides = overrides or {}
+    chosen: dict[str, str | None] = {}
+    for role, scorer in _SCORERS.items():
+        if role in overrides and overrides[role] in tag_counts:
+            chosen[role] = overrides[role]
+            continue
+        best: tuple[int, int, str] | None = None
+        for tag, count in tag_counts.items():
+            score = scorer(_tokens(tag))
+            if score > 0 and (best is None or (score, count, tag) > best):
+                best = (score, count, tag)
+        chosen[role] = best[2] if best else None
+    if chosen["eval_loss"] is not None and chosen["eval_loss"] == chosen["train_loss"]:
+        chosen["eval_loss"] = None
+    return Roles(**chosen)

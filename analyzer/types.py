@@ -1,0 +1,270 @@
+"""Values that cross layers: ingest -> runs -> findings -> recommendations -> report.
+
+Everything here is a frozen dataclass so that a reporter or a probe can never mutate what the
+analyzer decided. Nothing here renders or imports torch.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import polars as pl
+
+Format = Literal["tensorboard", "lightning_csv", "hf_trainer_state", "jsonl", "mlflow", "csv"]
+Verdict = Literal["stable", "early_instability", "mid_instability", "divergence", "insufficient_data"]
+RoleName = Literal["train_loss", "eval_loss", "grad_norm", "lr"]
+ROLE_NAMES: tuple[RoleName, ...] = ("train_loss", "eval_loss", "grad_norm", "lr")
+
+#: Verdicts from least to most severe; a run's verdict is the most severe of its findings.
+VERDICT_ORDER: tuple[Verdict, ...] = (
+    "insufficient_data",
+    "stable",
+    "early_instability",
+    "mid_instability",
+    "divergence",
+)
+
+
+class Severity(enum.IntEnum):
+    """How much a finding matters; ordered so that max() picks the worst."""
+
+    INFO = 0
+    WARN = 1
+    FAIL = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """One file met under the given paths, and what became of it.
+
+    Attributes:
+        path: the file's path as found (absolute).
+        status: "read" when its content went into a run, else "skipped".
+        reason: for a read file its role (e.g. "tensorboard events", "hparams"); for a skipped
+            file why it was skipped, in words a user can act on.
+        run: the run id it fed, if any.
+    """
+
+    path: str
+    status: Literal["read", "skipped"]
+    reason: str
+    run: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something about a run's data that the user must know: restarts, truncation, drops.
+
+    Attributes:
+        kind: a stable key: "restart", "truncated", "corrupt", "dropped", "merged", "nonfinite".
+        message: one sentence with the numbers in it.
+        count: how many points or records it concerns.
+        step: the step where it happened, when there is one.
+    """
+
+    kind: str
+    message: str
+    count: int = 0
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One tag of one run, sorted by step, every logged point (never sampled)."""
+
+    tag: str
+    steps: np.ndarray  # int64
+    values: np.ndarray  # float64, NaN/inf kept: they are the divergence signal
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    """Which tag of a run plays which metric role (None when no tag does)."""
+
+    train_loss: str | None = None
+    eval_loss: str | None = None
+    grad_norm: str | None = None
+    lr: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {name: getattr(self, name) for name in ROLE_NAMES}
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(name for name in ROLE_NAMES if getattr(self, name) is None)
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """Every point of one training run, in the canonical long frame.
+
+    Attributes:
+        id: path relative to the root it was found under, '/'-separated.
+        format: which reader produced it.
+        sources: the files its points came from.
+        points: polars frame with columns tag (str), step (i64), wall_time (f64), value (f64).
+        hparams: hyperparameters found beside the log (hparams.yaml, params/, config JSON,
+            TensorBoard hparams plugin, LR in the directory name), values as logged.
+        notes: restarts, truncation, dropped points, merges, each with counts.
+        roles: the tag that plays each metric role.
+    """
+
+    id: str
+    format: Format
+    sources: tuple[str, ...]
+    points: pl.DataFrame
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[Note, ...] = ()
+    roles: Roles = Roles()
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(self.points.get_column("tag").unique().to_list())
+
+    @property
+    def n_points(self) -> int:
+        return self.points.height
+
+    def series(self, tag: str | None) -> Series | None:
+        """The points of one tag sorted by step, or None when the tag is absent."""
+        if tag is None:
+            return None
+        sub = self.points.filter(pl.col("tag") == tag).sort("step", maintain_order=True)
+        if sub.height == 0:
+            return None
+        return Series(
+            tag=tag,
+            steps=sub.get_column("step").to_numpy().astype(np.int64, copy=False),
+            values=sub.get_column("value").to_numpy().astype(np.float64, copy=False),
+        )
+
+    def role_series(self, role: RoleName) -> Series | None:
+        return self.series(getattr(self.roles, role))
+
+    def step_range(self) -> tuple[int, int] | None:
+        if self.points.height == 0:
+            return None
+        steps = self.points.get_column("step")
+        return int(steps.min()), int(steps.max())  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One judged observation about a run, with the numbers a human can check.
+
+    Attributes:
+        kind: stable id, e.g. "loss_spike", "early_instability", "divergence_nonfinite".
+        severity: info, warn or fail.
+        verdict: which run verdict this finding supports ("stable" for informational ones).
+        start_step: first step concerned.
+        end_step: last step concerned, None when it never ended (e.g. divergence).
+        message: one or two sentences quoting the evidence numbers.
+        evidence: the measured numbers (JSON-safe scalars).
+    """
+
+    kind: str
+    severity: Severity
+    verdict: Verdict
+    start_step: int
+    end_step: int | None
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """A concrete change with the numbers behind it and ready-to-paste config.
+
+    Attributes:
+        kind: "warmup", "clip", "lower_lr", "optimizer", "architecture" or "log_metric".
+        params: the settings, e.g. {"max_norm": 3.1} or {"warmup_steps": 1000, ...}.
+        rationale: why, quoting the playbook rule and the numbers it came from.
+        snippets: framework -> code ("pytorch", "lightning", "hf_trainer").
+        priority: lower comes first (the playbook's order of preference).
+    """
+
+    kind: Literal["warmup", "clip", "lower_lr", "optimizer", "architecture", "log_metric"]
+    params: Mapping[str, Any]
+    rationale: str
+    snippets: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFailure:
+    """A detector that raised on a run; the other detectors still ran."""
+
+    check: str
+    run_id: str
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, eq=False)
+class Diagnosis:
+    """The judgement of one run."""
+
+    run: Run
+    verdict: Verdict
+    findings: tuple[Finding, ...]
+    recommendations: tuple[Recommendation, ...]
+    failures: tuple[CheckFailure, ...] = ()
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> Severity:
+        return max((f.severity for f in self.findings), default=Severity.INFO)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepDiagnosis:
+    """An LR sweep: runs that differ only in learning rate.
+
+    Attributes:
+        runs: run ids ordered by LR.
+        lrs: the LR of each run, same order.
+        scores: the loss each run is ranked by (best eval loss, else best smoothed train loss);
+            None for infeasible runs.
+        metric: which role the scores come from.
+        best_run / best_lr: lr*, the run with the lowest score.
+        infeasible: runs that diverged or ended with abnormally high loss.
+        unstable: feasible runs whose training loss went up during training.
+        edge_of_instability: the next larger LR after lr* is infeasible or unstable.
+        evidence: the numbers behind it.
+    """
+
+    runs: tuple[str, ...]
+    lrs: tuple[float, ...]
+    scores: tuple[float | None, ...]
+    metric: str
+    best_run: str | None
+    best_lr: float | None
+    infeasible: tuple[str, ...]
+    unstable: tuple[str, ...]
+    edge_of_instability: bool
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """Everything one analysis produced, ready for the reporters."""
+
+    roots: tuple[str, ...]
+    inputs: tuple[InputFile, ...]
+    diagnoses: tuple[Diagnosis, ...]
+    sweeps: tuple[SweepDiagnosis, ...]
+    config: Mapping[str, Any]
+    created: str
+    version: str
+    schema_version: int = 1
