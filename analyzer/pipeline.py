@@ -1,0 +1,78 @@
+"""files -> runs -> findings -> recommendations -> Report. The one entry the CLI and API call."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+from analyzer.config import AnalysisConfig
+from analyzer.detect.checks import run_checks
+from analyzer.detect.context import RunContext, measure_run
+from analyzer.ingest.load import LoadOptions, load_runs
+from analyzer.recommend.rules import recommend
+from analyzer.sweep import find_sweeps
+from analyzer.types import VERDICT_ORDER, Diagnosis, Finding, Report, Run, Severity, Verdict
+
+
+def verdict_of(findings: Sequence[Finding]) -> Verdict:
+    """The most severe verdict any warn/fail finding supports (divergence > mid > early > stable)."""
+    if any(f.verdict == "insufficient_data" for f in findings):
+        return "insufficient_data"
+    judged = [f.verdict for f in findings if f.severity >= Severity.WARN and f.verdict != "insufficient_data"]
+    return max(judged, key=VERDICT_ORDER.index, default="stable")
+
+
+def diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext]:
+    ctx = measure_run(run, cfg)
+    findings, failures = run_checks(ctx)
+    findings.sort(key=lambda f: (-int(f.severity), f.start_step))
+    recs = recommend(ctx, findings) if not any(f.verdict == "insufficient_data" for f in findings) else \
+        [r for r in recommend(ctx, []) if r.kind == "log_metric"]
+    stats = {"points": run.n_points, "train_loss_points": len(ctx.loss) if ctx.loss is not None else 0,
+             "step_range": list(run.step_range() or ()), "early_end_step": ctx.early_end_step}
+    return Diagnosis(run, verdict_of(findings), tuple(findings), tuple(recs), tuple(failures), stats), ctx
+
+
+def _version() -> str:
+    try:
+        return metadata.version("steadytrain")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig | None = None,
+            load_options: LoadOptions | None = None, progress: bool = False) -> Report:
+    """Read every run under ``paths`` and judge each, plus the LR sweeps among them.
+
+    Examples
+    --------
+    >>> import analyzer
+    >>> report = analyzer.analyze("sample_logs")          # doctest: +SKIP
+    >>> [(d.run.id, d.verdict) for d in report.diagnoses]  # doctest: +SKIP
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    cfg = config or AnalysisConfig()
+    opts = load_options or LoadOptions(progress=progress)
+    runs, inputs = load_runs(paths, opts)
+    diagnoses: list[Diagnosis] = []
+    contexts: dict[str, RunContext] = {}
+    stream = runs
+    if progress and len(runs) > 20:
+        from tqdm import tqdm
+        stream = tqdm(runs, desc="diagnosing", unit="run", leave=False)  # type: ignore[assignment]
+    for run in stream:
+        d, ctx = diagnose_run(run, cfg)
+        diagnoses.append(d)
+        contexts[run.id] = ctx
+    sweeps = find_sweeps(diagnoses, contexts, cfg)
+    return Report(roots=tuple(str(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
+                  sweeps=tuple(sweeps), config=cfg.as_dict(),
+                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=_version())
+
+
+def diagnose(path: str | Path, **kwargs: object) -> Report:
+    """Notebook API: ``analyzer.diagnose('runs/')`` -> Report (``.diagnoses``, ``.sweeps``)."""
+    return analyze(path, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,204 @@
+"""Findings -> recommendations, in the playbook's order of preference:
+warmup (early instability), gradient clipping (early and mid), optimizer, architecture, and
+lowering the learning rate only as the last resort. Every number is computed from the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from analyzer.detect.context import RunContext
+from analyzer.hparams import lr_from_hparams
+from analyzer.recommend import snippets
+from analyzer.types import Finding, Recommendation
+
+PLAYBOOK_CLIP = ("Playbook §6: choose the clipping threshold from the 90th percentile of the unclipped gradient "
+                 "norm, just above the typical norm; if it takes > 50% of updates clipped, lower the LR instead.")
+PLAYBOOK_WARMUP = ("Playbook §5: warmup is the best fix for early instability; sweep warmup_steps over orders of "
+                   "magnitude (the largest <= 10% of max_train_steps), post_warmup_steps = 2 x warmup_steps, "
+                   "aim for a base LR 10x the unstable one, and pick the SHORTEST warmup that is stable.")
+PLAYBOOK_LOWER = "Playbook §4: lowering the learning rate is the last resort, once warmup and clipping are tried."
+
+
+def _nice_up(x: float) -> int:
+    """Round up to 1, 2 or 5 x a power of ten (a warmup length people would type)."""
+    if x <= 1:
+        return 1
+    p = 10 ** math.floor(math.log10(x))
+    for m in (1, 2, 5, 10):
+        if m * p >= x:
+            return int(m * p)
+    return int(10 * p)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _max_train_steps(ctx: RunContext) -> int | None:
+    for key in ("max_steps", "max_train_steps", "total_steps", "trainer.max_steps", "num_steps"):
+        v = ctx.run.hparams.get(key)
+        try:
+            if v is not None and int(float(v)) > 0:
+                return int(float(v))
+        except (TypeError, ValueError):
+            continue
+    return ctx.max_step if ctx.max_step and ctx.max_step > 0 else None
+
+
+def run_lr(ctx: RunContext) -> float | None:
+    lr = lr_from_hparams(ctx.run.hparams)
+    if lr is None:
+        lr = ctx.run.hparams.get("lr (from run name)")
+    if lr is None and ctx.lr is not None:
+        finite = ctx.lr.values[np.isfinite(ctx.lr.values)]
+        if finite.size:
+            lr = float(np.max(finite))
+    return float(lr) if lr else None
+
+
+def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendation | None:
+    g = ctx.grad_curve
+    if g is None or len(g) < ctx.cfg.min_points:
+        return None
+    if any(f.kind == "grad_norm_looks_clipped" for f in findings):
+        return None
+    cfg = ctx.cfg
+    thr = float(np.percentile(g.raw, cfg.clip_percentile))
+    overall = float(np.mean(g.raw > thr))
+    early_cut = ctx.early_end_step if ctx.early_end_step is not None else int(g.steps[-1])
+    early_mask = g.steps <= early_cut
+    early_frac = float(np.mean(g.raw[early_mask] > thr)) if early_mask.any() else 0.0
+    p50, p99 = float(np.percentile(g.raw, 50)), float(np.percentile(g.raw, 99))
+    params: dict[str, Any] = {"max_norm": round(thr, 6), "percentile": cfg.clip_percentile, "n_values": int(len(g)),
+                              "p50": p50, "p90": thr, "p99": p99, "fraction_clipped_overall": overall,
+                              "fraction_clipped_early": early_frac, "early_end_step": early_cut}
+    # Would p90 touch the instability? Compare the grad norm at the unstable steps with the threshold.
+    unstable_steps = [(f.start_step, f.end_step if f.end_step is not None else int(g.steps[-1]))
+                      for f in findings if f.verdict in ("early_instability", "mid_instability", "divergence")
+                      and f.severity.value >= 1]
+    needed = None
+    if unstable_steps:
+        in_window = np.zeros(len(g), dtype=bool)
+        for lo, hi in unstable_steps:
+            in_window |= (g.steps >= lo) & (g.steps <= hi)
+        if in_window.any():
+            window = g.raw[in_window]
+            peak_norm = float(np.max(window))
+            params["grad_norm_peak_in_unstable_window"] = peak_norm
+            params["fraction_of_unstable_window_clipped"] = float(np.mean(window > thr))
+            needed = peak_norm <= thr or float(np.median(window)) <= p50
+    text = (f"Clip the global gradient norm at {_fmt(thr)} = p{cfg.clip_percentile:g} of {len(g):,} unclipped "
+            f"grad-norm values (p50 {_fmt(p50)}, p99 {_fmt(p99)}); it would have clipped {overall:.0%} of steps "
+            f"overall and {early_frac:.0%} of the first {early_cut:,} steps. ")
+    if needed:
+        params["clipping_insufficient"] = True
+        text += ("But the grad norm during the unstable steps is not an outlier (at or below the typical norm): "
+                 "taming it would need more than half of all updates clipped, which is just a lower LR in "
+                 "disguise. ")
+    text += "If instability persists, clip harder (a lower threshold). " + PLAYBOOK_CLIP
+    return Recommendation("clip", params, text, snippets.clip_snippets(thr), priority=20)
+
+
+def warmup_recommendation(ctx: RunContext, early: Finding) -> Recommendation:
+    cfg = ctx.cfg
+    max_steps = _max_train_steps(ctx) or 0
+    cap = int(cfg.warmup_max_fraction * max_steps) if max_steps else None
+    candidates = [w for w in cfg.warmup_candidates if cap is None or w <= cap]
+    settled = int(early.evidence.get("settled_step") or early.evidence.get("early_end_step") or 0)
+    start_guess = _nice_up(max(settled, 1))
+    if cap is not None and start_guess > cap:
+        start_guess = max(cap, 1)
+    plan = sorted(set(candidates) | {start_guess})
+    if cap is not None:
+        plan = [w for w in plan if w <= cap] or [max(cap, 1)]
+    lr = run_lr(ctx)
+    base_lr = lr * cfg.warmup_lr_factor if lr else None
+    extend = start_guess > cfg.warmup_extend_fraction * max_steps if max_steps else False
+    total = max_steps + start_guess if extend else max_steps
+    params: dict[str, Any] = {
+        "warmup_steps": start_guess, "post_warmup_steps": int(cfg.post_warmup_factor * start_guess),
+        "sweep_warmup_steps": plan, "max_train_steps": max_steps or None, "cap_steps": cap,
+        "unstable_lr": lr, "base_lr_to_try": base_lr, "extend_training_to": total if extend else None,
+    }
+    text = (f"Add a linear LR warmup: start with warmup_steps={start_guess:,} (the loss settled by step {settled:,}), "
+            f"then constant for post_warmup_steps={params['post_warmup_steps']:,}. Sweep warmup_steps over "
+            f"{plan} (largest <= {cfg.warmup_max_fraction:.0%} of {max_steps:,} max_train_steps) and keep the "
+            "shortest that does not blow up. ")
+    if base_lr:
+        text += (f"With warmup, aim for a base LR of {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable "
+                 f"{_fmt(lr)}). ")  # type: ignore[arg-type]
+    if extend:
+        text += (f"This warmup is > {cfg.warmup_extend_fraction:.0%} of training: prepend it and train "
+                 f"{max_steps:,} + {start_guess:,} = {total:,} steps. ")
+    text += PLAYBOOK_WARMUP
+    return Recommendation("warmup", params, text,
+                          snippets.warmup_snippets(start_guess, base_lr or lr, total or None), priority=10)
+
+
+def _optimizer_name(ctx: RunContext) -> str | None:
+    for key, value in ctx.run.hparams.items():
+        if key.split(".")[-1].split("/")[-1] in ("optimizer", "optim", "opt", "optimizer_name", "optim_name"):
+            return str(value).lower()
+    return None
+
+
+def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
+    recs: list[Recommendation] = []
+    kinds = {f.kind for f in findings}
+    unstable = [f for f in findings if f.verdict in ("early_instability", "mid_instability", "divergence")
+                and f.severity.value >= 1]
+    early = next((f for f in findings if f.kind == "early_instability"), None)
+    if early is not None:
+        recs.append(warmup_recommendation(ctx, early))
+    clip = clip_recommendation(ctx, findings) if unstable or "grad_norm_outliers" in kinds else None
+    if clip is not None:
+        recs.append(clip)
+    if unstable:
+        opt = _optimizer_name(ctx)
+        if opt and any(k in opt for k in ("sgd", "momentum", "nesterov")):
+            recs.append(Recommendation(
+                "optimizer", {"current": opt, "try": "adam"},
+                f"The run uses {opt}. Playbook §4: sometimes Adam handles instabilities that Momentum can't; "
+                "re-tune the LR when switching.", {"pytorch": "optimizer = torch.optim.Adam(model.parameters(), lr=LR)"},
+                priority=30))
+        norm_hint = {k: v for k, v in ctx.run.hparams.items()
+                     if any(w in k.lower() for w in ("norm", "residual", "post_ln", "pre_ln", "norm_first"))}
+        no_norm = any(str(v).lower() in ("none", "false", "0", "post", "post_ln") for v in norm_hint.values())
+        if no_norm:
+            recs.append(Recommendation(
+                "architecture", {"hparams": {k: str(v) for k, v in norm_hint.items()}},
+                "The hparams show no normalization / post-norm placement. Playbook §4: add residual connections "
+                "and normalization, with the norm as the last operation before the residual add, x + Norm(f(x)) "
+                "(Pre-LN), not Norm(x + f(x)); try zero-initialising residual branches (ReZero).",
+                {"pytorch": "x = x + self.norm(self.f(x))  # and nn.init.zeros_(self.f[-1].weight)"}, priority=40))
+        lr = run_lr(ctx)
+        last_resort = (clip is not None and clip.params.get("clipping_insufficient")) or (
+            clip is None and "divergence" in {f.verdict for f in unstable} and ctx.grad is None)
+        if last_resort and lr:
+            new_lr = lr * ctx.cfg.lower_lr_factor
+            why = ("clipping would need > 50% of updates clipped to tame this instability"
+                   if clip is not None else "there is no grad-norm log to choose a clip threshold from")
+            recs.append(Recommendation(
+                "lower_lr", {"current_lr": lr, "suggested_lr": new_lr, "factor": ctx.cfg.lower_lr_factor},
+                f"Lower the LR from {_fmt(lr)} to {_fmt(new_lr)}: {why}. " + PLAYBOOK_LOWER,
+                snippets.lower_lr_snippets(new_lr), priority=90))
+    if ctx.grad is None and ctx.loss is not None:
+        recs.append(Recommendation(
+            "log_metric", {"metric": "grad_norm"},
+            "Log the UNCLIPPED global gradient norm every step: outliers cause spurious mid-training instability, "
+            "and its distribution sets the clip threshold (playbook §3.5). torch.nn.utils.clip_grad_norm_ returns it.",
+            snippets.log_grad_norm_snippets(), priority=60))
+    if ctx.curve is not None and len(ctx.curve) > 2:
+        gaps = np.diff(ctx.curve.steps[: max(ctx.early_end, 3)])
+        gap = int(np.median(gaps)) if gaps.size else 1
+        if gap >= 10:
+            recs.append(Recommendation(
+                "log_metric", {"metric": "train_loss", "current_interval_steps": gap, "suggested_interval_steps": 1},
+                f"The train loss is logged every ~{gap} steps early on: early instability that recovers within tens "
+                "of steps is invisible at that rate (playbook §2, Figure 5). Log every step for the first ~500 steps, "
+                "or run the lr2x probe, which does.", {}, priority=70))
+    return sorted(recs, key=lambda r: r.priority)

@@ -1,0 +1,78 @@
+"""Ready-to-paste config for the framework a log came from (plain PyTorch, Lightning, HF Trainer)."""
+
+from __future__ import annotations
+
+from analyzer.types import Format
+
+FRAMEWORK_OF_FORMAT: dict[str, str] = {
+    "tensorboard": "pytorch", "jsonl": "pytorch", "csv": "pytorch", "mlflow": "pytorch",
+    "lightning_csv": "lightning", "hf_trainer_state": "hf_trainer",
+}
+
+
+def framework_for(fmt: Format) -> str:
+    return FRAMEWORK_OF_FORMAT.get(fmt, "pytorch")
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def clip_snippets(max_norm: float) -> dict[str, str]:
+    t = _num(max_norm)
+    return {
+        "pytorch": (
+            "# after loss.backward() (and scaler.unscale_(optimizer) under AMP), before optimizer.step():\n"
+            f"grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={t})\n"
+            "# grad_norm is the UNCLIPPED global norm: keep logging it\n"
+            "writer.add_scalar(\"train/grad_norm\", grad_norm.item(), step)"
+        ),
+        "lightning": f"trainer = pl.Trainer(gradient_clip_val={t}, gradient_clip_algorithm=\"norm\")",
+        "hf_trainer": f"args = TrainingArguments(..., max_grad_norm={t})",
+    }
+
+
+def warmup_snippets(warmup_steps: int, base_lr: float | None, total_steps: int | None) -> dict[str, str]:
+    lr = _num(base_lr) if base_lr else "BASE_LR"
+    total = str(total_steps) if total_steps else "MAX_STEPS"
+    return {
+        "pytorch": (
+            f"optimizer = torch.optim.AdamW(model.parameters(), lr={lr})\n"
+            f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-8, end_factor=1.0, "
+            f"total_iters={warmup_steps})\n"
+            "after = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)  # or your existing decay\n"
+            "scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, after], "
+            f"milestones=[{warmup_steps}])\n"
+            "# call scheduler.step() once per optimizer step"
+        ),
+        "lightning": (
+            "def configure_optimizers(self):\n"
+            f"    opt = torch.optim.AdamW(self.parameters(), lr={lr})\n"
+            f"    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-8, total_iters={warmup_steps})\n"
+            "    after = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)\n"
+            f"    sched = torch.optim.lr_scheduler.SequentialLR(opt, [warmup, after], milestones=[{warmup_steps}])\n"
+            "    return {\"optimizer\": opt, \"lr_scheduler\": {\"scheduler\": sched, \"interval\": \"step\"}}"
+        ),
+        "hf_trainer": (f"args = TrainingArguments(..., learning_rate={lr}, warmup_steps={warmup_steps}, "
+                       f"max_steps={total})"),
+    }
+
+
+def lower_lr_snippets(new_lr: float) -> dict[str, str]:
+    lr = _num(new_lr)
+    return {
+        "pytorch": f"optimizer = torch.optim.AdamW(model.parameters(), lr={lr})",
+        "lightning": f"# in configure_optimizers\nopt = torch.optim.AdamW(self.parameters(), lr={lr})",
+        "hf_trainer": f"args = TrainingArguments(..., learning_rate={lr})",
+    }
+
+
+def log_grad_norm_snippets() -> dict[str, str]:
+    return {
+        "pytorch": ("grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=float(\"inf\"))\n"
+                    "writer.add_scalar(\"train/grad_norm\", grad_norm.item(), step)  # unclipped global norm"),
+        "lightning": ("def on_before_optimizer_step(self, optimizer):\n"
+                      "    norms = pl.utilities.grad_norm(self, norm_type=2)\n"
+                      "    self.log(\"grad_norm\", norms[\"grad_2.0_norm_total\"])"),
+        "hf_trainer": "# transformers >= 4.38 logs grad_norm with every logging step: set logging_steps=1 early on",
+    }

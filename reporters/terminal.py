@@ -1,0 +1,87 @@
+"""Report -> plain terminal text: a table of runs, sweeps, and the inputs accounting."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from analyzer.types import VERDICT_ORDER, Diagnosis, Report
+
+_BADGE = {"divergence": "DIVERGED", "mid_instability": "MID-UNSTABLE", "early_instability": "EARLY-UNSTABLE",
+          "stable": "stable", "insufficient_data": "no-data"}
+
+
+def severity_key(d: Diagnosis) -> tuple[int, str]:
+    order = ("divergence", "mid_instability", "early_instability", "insufficient_data", "stable")
+    return order.index(d.verdict), d.run.id
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None = None) -> str:
+    rows = []
+    for d in sorted(report.diagnoses, key=severity_key)[:limit]:
+        rng = d.run.step_range()
+        roles = ",".join(k for k, v in d.run.roles.as_dict().items() if v) or "-"
+        top = d.findings[0].message if d.findings and d.verdict != "stable" else ""
+        notes = sum(1 for n in d.run.notes if n.kind not in ("ignored_fields",))
+        row = [_cut(d.run.id, 40), d.run.format, f"{d.run.n_points:,}", f"{rng[0]}-{rng[1]}" if rng else "-", roles,
+               str(notes)]
+        if with_verdicts:
+            row = [_BADGE[d.verdict]] + row + [_cut(top, 70)]
+        rows.append(row)
+    header = ["run", "format", "points", "steps", "roles", "notes"]
+    if with_verdicts:
+        header = ["verdict"] + header + ["top finding"]
+    return _table(rows, header)
+
+
+def summary(report: Report) -> str:
+    counts = Counter(d.verdict for d in report.diagnoses)
+    parts = [f"{counts[v]} {v}" for v in reversed(VERDICT_ORDER) if counts[v]]
+    read = sum(1 for i in report.inputs if i.status == "read")
+    skipped = [i for i in report.inputs if i.status == "skipped"]
+    text = f"{len(report.diagnoses)} run(s): " + ", ".join(parts) + f"\n{read} file(s) read, {len(skipped)} skipped"
+    if skipped:
+        reasons = Counter(i.reason.split(":")[0] for i in skipped)
+        text += " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(4)) + ")"
+    dropped = sum(n.count for d in report.diagnoses for n in d.run.notes if n.kind in ("dropped", "restart",
+                                                                                       "duplicate_steps", "corrupt"))
+    if dropped:
+        text += f"\n{dropped:,} point(s)/record(s) dropped or superseded: see each run's notes"
+    return text
+
+
+def render_inspect(report: Report, *, verbose: bool = False) -> str:
+    out = [runs_table(report), ""]
+    for s in report.sweeps:
+        out.append(f"LR sweep over {len(s.runs)} runs: {s.message}")
+    if report.sweeps:
+        out.append("")
+    for d in sorted(report.diagnoses, key=severity_key):
+        if d.verdict == "stable" and not verbose and not d.run.notes:
+            continue
+        lines = []
+        for f in d.findings if (verbose or d.verdict != "stable") else []:
+            lines.append(f"  [{f.severity.label}] {f.message}")
+        for r in d.recommendations[:3] if d.verdict not in ("stable", "insufficient_data") or verbose else []:
+            lines.append(f"  -> {r.kind}: {_cut(r.rationale, 160)}")
+        for n in d.run.notes if verbose else [n for n in d.run.notes if n.kind != "ignored_fields"][:5]:
+            lines.append(f"  note: {n.message}")
+        if lines:
+            out.append(f"{d.run.id} ({_BADGE[d.verdict]})")
+            out += lines
+    if verbose:
+        out.append("\nInputs:")
+        out += [f"  {i.status:7s} {i.path}  ({i.reason})" for i in report.inputs]
+    out.append(summary(report))
+    return "\n".join(out)
