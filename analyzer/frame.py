@@ -39,6 +39,16 @@ class RawPoints:
     def empty() -> RawPoints:
         return RawPoints((), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
 
+    def compact(self) -> RawPoints:
+        """The same points with tags that have no point removed from the tag table."""
+        used = np.unique(self.tag_codes)
+        if used.size == len(self.tags):
+            return self
+        remap = np.full(len(self.tags), -1, dtype=np.int32)
+        remap[used] = np.arange(used.size, dtype=np.int32)
+        return RawPoints(tuple(self.tags[i] for i in used.tolist()), remap[self.tag_codes], self.steps,
+                         self.wall_times, self.values)
+
     @staticmethod
     def concat(parts: Sequence[RawPoints]) -> RawPoints:
         """Join parts in order, re-coding tags into one shared table."""

@@ -140,7 +140,8 @@ def _decode_batch(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     if slow_recs.size:
         is_point &= ~np.isin(val_rec, slow_recs)
     sel = np.flatnonzero(is_point)
-    fast = RawPoints(tag_names, codes[sel].astype(np.int32), step[val_rec[sel]], wall[val_rec[sel]], values[sel])
+    fast = RawPoints(tag_names, codes[sel].astype(np.int32), step[val_rec[sel]], wall[val_rec[sel]],
+                     values[sel]).compact()
     if not slow_recs.size:
         return fast
     slow_pts, slow_order = _decode_slowly(buf, starts[slow_recs], lengths[slow_recs], slow_recs, out, name)

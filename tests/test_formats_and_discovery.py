@@ -1,0 +1,153 @@
+"""Every other format with its real layout, discovery accounting, roles, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from analyzer.errors import InputError
+from analyzer.ingest.load import LoadOptions, load_runs
+from analyzer.roles import assign_roles
+from tests.writers import (curve, hf_log_history, write_jsonl, write_lightning_csv, write_mlflow_run,
+                           write_summarywriter, write_trainer_state)
+
+OPTS = LoadOptions(cache_dir=None)
+
+
+def _by_id(runs):
+    return {r.id: r for r in runs}
+
+
+def test_lightning_csv_sparse_rows_and_hparams(tmp_path):
+    loss = curve(200)
+    write_lightning_csv(tmp_path / "lightning_logs" / "version_0", loss, val_every=50, lr=3e-4)
+    (run,), inputs = load_runs([tmp_path], OPTS)
+    assert run.id == "lightning_logs/version_0" and run.format == "lightning_csv"
+    assert run.roles.train_loss == "train_loss_step" and run.roles.eval_loss == "val_loss"
+    assert run.roles.lr == "lr-Adam"
+    s = run.series("train_loss_step")
+    assert len(s) == 200 and np.allclose(s.values, loss)
+    assert len(run.series("val_loss")) == 4
+    assert run.hparams["lr"] == 3e-4
+    assert {i.reason for i in inputs} == {"CSV (lightning)", "hparams"}
+
+
+def test_hf_trainer_state_merges_checkpoints_and_ignores_summary(tmp_path):
+    loss = curve(300)
+    write_trainer_state(tmp_path / "out", hf_log_history(loss, grad_norm=loss * 2), max_steps=300,
+                        checkpoints=[100, 200])
+    (run,), inputs = load_runs([tmp_path], OPTS)
+    assert run.id == "out" and run.format == "hf_trainer_state"
+    assert run.roles.as_dict() == {"train_loss": "loss", "eval_loss": "eval_loss", "grad_norm": "grad_norm",
+                                   "lr": "learning_rate"}
+    s = run.series("loss")
+    assert s.steps.tolist() == list(range(10, 301, 10))  # no summary point at the end
+    assert "train_loss" not in run.tags
+    assert run.hparams["max_steps"] == 300
+    merged = [i for i in inputs if "checkpoint copy" in i.reason]
+    assert len(merged) == 2 and all(i.status == "read" and i.run == "out" for i in merged)
+    assert any(n.kind == "merged" and n.count == 2 for n in run.notes)
+
+
+def test_jsonl_by_content_with_string_values_and_truncated_line(tmp_path):
+    rows = [{"iteration": i, "total_loss": f"{v:.4f}", "lr": 0.02, "mode": "train", "nested": {"acc": 0.5}}
+            for i, v in enumerate(curve(40))]
+    p = write_jsonl(tmp_path / "metrics.log", rows)
+    with open(p, "a") as fh:
+        fh.write('{"iteration": 40, "total_loss": "0.3')  # the job died mid-write
+    (run,), _ = load_runs([tmp_path], OPTS)
+    assert run.format == "jsonl" and run.roles.train_loss == "total_loss"
+    assert len(run.series("total_loss")) == 40 and "nested/acc" in run.tags
+    assert any(n.kind == "truncated" for n in run.notes)
+
+
+def test_jsonl_counter_reset_is_a_restart(tmp_path):
+    rows = [{"iter": i, "loss": 1.0 / (i + 1)} for i in range(30)] + [{"iter": i, "loss": 0.5} for i in range(20, 40)]
+    write_jsonl(tmp_path / "log.jsonl", rows)
+    (run,), _ = load_runs([tmp_path], OPTS)
+    assert run.series("loss").steps.tolist() == list(range(40))
+    assert [n.count for n in run.notes if n.kind == "restart"] == [10]
+
+
+def test_mlflow_file_store(tmp_path):
+    write_mlflow_run(tmp_path / "mlruns", "0", "a1b2", {"train/loss": curve(30), "grad_norm": curve(30)},
+                     {"learning_rate": 0.01, "optimizer": "sgd"})
+    (run,), inputs = load_runs([tmp_path], OPTS)
+    assert run.id == "mlruns/0/a1b2" and run.format == "mlflow"
+    assert run.roles.train_loss == "train/loss" and run.roles.grad_norm == "grad_norm"
+    assert run.hparams["learning_rate"] == "0.01"
+    assert len(run.series("train/loss")) == 30
+    assert any("experiment metadata" in i.reason for i in inputs)
+
+
+def test_tensorboard_exported_csv_and_keras_csv(tmp_path):
+    exp = tmp_path / "exports"
+    exp.mkdir()
+    for tag in ("loss", "grad_norm"):
+        lines = ["Wall time,Step,Value"] + [f"{1700000000 + i},{i * 10},{v}" for i, v in enumerate(curve(25))]
+        (exp / f"run-lr_0.1-tag-{tag}.csv").write_text("\n".join(lines) + "\n")
+    keras = tmp_path / "keras"
+    keras.mkdir()
+    (keras / "training.log.csv").write_text("epoch,loss,val_loss\n" + "".join(
+        f"{e},{1 / (e + 1)},{1.2 / (e + 1)}\n" for e in range(12)))
+    runs = _by_id(load_runs([tmp_path], OPTS)[0])
+    tb = runs["exports/lr_0.1"]
+    assert set(tb.tags) == {"loss", "grad_norm"} and tb.series("loss").steps[-1] == 240
+    assert tb.hparams["lr (from run name)"] == 0.1
+    k = runs["keras/training.log.csv"]
+    assert k.roles.train_loss == "loss" and k.roles.eval_loss == "val_loss" and len(k.series("loss")) == 12
+
+
+def test_every_file_is_accounted_for(tmp_path):
+    write_summarywriter(tmp_path / "tb", {"loss": curve(20)})
+    (tmp_path / "tb" / "config.json").write_text(json.dumps({"optimizer": {"lr": 0.1}}))
+    (tmp_path / "notes.md").write_text("hello")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "nometrics.csv").write_text("name,comment\nfoo,bar\n")
+    (tmp_path / "state.json").write_text(json.dumps({"not": "a trainer state"}))
+    runs, inputs = load_runs([tmp_path], OPTS)
+    files = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert {i.path for i in inputs} == {str(p) for p in files}
+    assert runs[0].hparams["optimizer.lr"] == 0.1
+    skipped = {i.path.rsplit("/", 1)[-1]: i.reason for i in inputs if i.status == "skipped"}
+    assert set(skipped) == {"notes.md", "empty.csv", "nometrics.csv", "state.json"}
+
+
+def test_bad_paths_raise_one_line_input_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_runs([tmp_path / "missing"], OPTS)
+    with pytest.raises(InputError, match="no files found"):
+        load_runs([tmp_path], OPTS)
+    (tmp_path / "a.txt").write_text("not a log")
+    with pytest.raises(InputError, match="no readable training logs"):
+        load_runs([tmp_path], OPTS)
+
+
+def test_nan_and_inf_are_kept_as_data(tmp_path):
+    loss = curve(30)
+    loss[10], loss[20] = np.nan, np.inf
+    write_summarywriter(tmp_path, {"loss": loss})
+    (run,), _ = load_runs([tmp_path], OPTS)
+    v = run.series("loss").values
+    assert np.isnan(v[10]) and np.isinf(v[20]) and len(v) == 30
+    assert any(n.kind == "nonfinite" and n.count == 2 for n in run.notes)
+
+
+@pytest.mark.parametrize("tags,expected", [
+    (["train/loss", "val/loss", "train/grad_norm", "lr-Adam"],
+     {"train_loss": "train/loss", "eval_loss": "val/loss", "grad_norm": "train/grad_norm", "lr": "lr-Adam"}),
+    (["Loss/train", "Loss/validation", "gradient_norm", "optimizer/lr"],
+     {"train_loss": "Loss/train", "eval_loss": "Loss/validation", "grad_norm": "gradient_norm", "lr": "optimizer/lr"}),
+    (["train_loss_step", "train_loss_epoch", "grad_norm_clipped", "lr-SGD"],
+     {"train_loss": "train_loss_step", "eval_loss": None, "grad_norm": "grad_norm_clipped", "lr": "lr-SGD"}),
+    (["eval/loss", "eval/accuracy"], {"train_loss": None, "eval_loss": "eval/loss", "grad_norm": None, "lr": None}),
+])
+def test_role_names_real_tools_use(tags, expected):
+    assert assign_roles({t: 10 for t in tags}).as_dict() == expected
+
+
+def test_role_override(tmp_path):
+    write_summarywriter(tmp_path, {"objective": curve(20), "gn": curve(20)})
+    (run,), _ = load_runs([tmp_path], LoadOptions(cache_dir=None, roles={"train_loss": "objective",
+                                                                         "grad_norm": "gn"}))
+    assert run.roles.train_loss == "objective" and run.roles.grad_norm == "gn"
