@@ -36,7 +36,7 @@ def check_data(ctx: RunContext) -> list[Finding]:
                         f" among {len(run.tags)} tag(s); name it with --role train_loss=TAG.",
                         {"tags": run.tags[:20]})]
     n_all = len(ctx.loss)
-    n_finite = 0 if ctx.curve is None else len(ctx.curve)
+    n_finite = int(np.isfinite(ctx.loss.values).sum())
     if n_finite == 0 and n_all > 0:
         return [Finding("all_nonfinite", Severity.WARN, "insufficient_data", int(ctx.loss.steps[0]), None,
                         f"All {n_all} train-loss values of '{ctx.loss.tag}' are NaN/inf: nothing to compare with.",
@@ -45,7 +45,8 @@ def check_data(ctx: RunContext) -> list[Finding]:
         return [Finding("too_few_points", Severity.WARN, "insufficient_data", int(ctx.loss.steps[0]), None,
                         f"Only {n_finite} finite train-loss point(s) in '{ctx.loss.tag}' (need {cfg.min_points}); "
                         "log the loss more often.", {"points": n_finite, "min_points": cfg.min_points})]
-    assert ctx.curve is not None
+    if ctx.curve is None:
+        return []
     if float(np.ptp(ctx.curve.raw)) == 0.0:
         return [Finding("constant_loss", Severity.WARN, "insufficient_data", int(ctx.curve.steps[0]), None,
                         f"The train loss '{ctx.loss.tag}' is constant ({_fmt(float(ctx.curve.raw[0]))}) over "

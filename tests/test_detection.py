@@ -1,0 +1,153 @@
+"""Detectors on curves shaped like the playbook's cases, and the ones that must NOT be flagged."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analyzer.config import AnalysisConfig
+from analyzer.pipeline import diagnose_run
+from analyzer.roles import assign_roles
+from analyzer.types import Run
+from tests.writers import curve
+
+CFG = AnalysisConfig()
+
+
+def make_run(series: dict, *, steps=None, run_id="r", hparams=None, fmt="tensorboard") -> Run:
+    frames = []
+    for tag, values in series.items():
+        values = np.asarray(values, dtype=float)
+        s = np.arange(values.size) if steps is None else np.asarray(steps)
+        frames.append(pl.DataFrame({"tag": [tag] * values.size, "step": s.astype(np.int64),
+                                    "wall_time": np.zeros(values.size), "value": values}))
+    points = pl.concat(frames)
+    return Run(run_id, fmt, (), points, hparams or {}, (), assign_roles({t: len(v) for t, v in series.items()}))
+
+
+def verdict(series, **kw):
+    d, _ = diagnose_run(make_run(series, **kw), CFG)
+    return d
+
+
+def grad(n, seed=9):
+    return curve(n, start=4.0, end=1.0, seed=seed, noise=0.1)
+
+
+# -- the cases to catch ------------------------------------------------------------------------
+
+def test_early_adam_spike_of_two_steps_at_3x_initial():
+    loss = curve(2000, seed=1)
+    loss[3:5] = loss[0] * 3.0
+    d = verdict({"loss": loss})
+    assert d.verdict == "early_instability"
+    assert d.findings[0].evidence["rise_vs_initial"] == pytest.approx(3.0, rel=0.05)
+
+
+def test_early_thrash_that_recovers_into_slow_training():
+    rng = np.random.default_rng(0)
+    loss = curve(1000, seed=2, start=2.3, end=1.2)
+    loss[:60] = 2.3 * np.exp(rng.normal(0, 0.6, 60))
+    d = verdict({"loss": loss, "grad_norm": np.r_[rng.lognormal(3, 1, 60), grad(940)]})
+    assert d.verdict == "early_instability"
+    assert d.findings[0].evidence["recovered"] is True
+    kinds = [r.kind for r in d.recommendations]
+    assert kinds[0] == "warmup" and "clip" in kinds
+
+
+def test_mid_training_spike_led_by_grad_norm():
+    loss, g = curve(3000, seed=3), grad(3000)
+    loss[2000:2300] *= np.linspace(5, 1, 300)
+    g[1997] *= 15
+    d = verdict({"loss": loss, "grad_norm": g})
+    assert d.verdict == "mid_instability"
+    ev = d.findings[0].evidence
+    assert ev["start_step"] == 2000 and ev["grad_spike_step"] == 1997 and ev["grad_leads_by_steps"] > 0
+    clip = next(r for r in d.recommendations if r.kind == "clip")
+    assert clip.params["max_norm"] == pytest.approx(np.percentile(g, 90))
+    assert clip.params["fraction_clipped_overall"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_figure_7b_rise_then_slow_fall():
+    loss = curve(4000, seed=4)
+    loss[1500:] = loss[1500:] * np.r_[np.linspace(1, 4, 100), np.linspace(4, 1.3, 2400)]
+    assert verdict({"loss": loss}).verdict == "mid_instability"
+
+
+def test_divergence_nonfinite_and_explosion_and_collapse_below_initial():
+    a = curve(500)
+    a[300:] = np.nan
+    assert verdict({"loss": a}).findings[0].kind == "divergence_nonfinite"
+    b = curve(500)
+    b[300:] = b[300] * np.exp(np.linspace(0, 5, 200))
+    assert verdict({"loss": b}).verdict == "divergence"
+    c = curve(500, start=2.3, end=0.2)
+    c[300:] = 2.2  # chance level: below the initial 2.3, never recovers
+    d = verdict({"loss": c})
+    assert d.findings[0].kind == "divergence_collapse" and d.findings[0].evidence["below_initial"]
+
+
+def test_hf_nan_filter_zero_loss_with_nan_grad_is_divergence():
+    loss, g = curve(300), grad(300)
+    loss[200:], g[200:] = 0.0, np.nan
+    assert verdict({"loss": loss, "grad_norm": g}).verdict == "divergence"
+
+
+# -- must not flag -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["smooth", "sgd_noise", "rounded", "sparse", "step_lr", "sawtooth", "blip",
+                                  "fp16_skips", "decaying_grad", "negative_loss"])
+def test_not_flagged(name):
+    n = 3000
+    loss, g, steps = curve(n, seed=5), grad(n), None
+    if name == "sgd_noise":
+        loss = curve(n, seed=6, noise=0.15)
+    elif name == "rounded":
+        loss = np.round(curve(n, seed=7), 2)
+    elif name == "sparse":
+        loss, g, steps = curve(200, seed=8), grad(200), np.arange(200) * 50
+    elif name == "step_lr":
+        loss[1000:] *= 0.5
+        loss[2000:] *= 0.5
+    elif name == "sawtooth":
+        loss = loss * (1 + 0.35 * ((np.arange(n) % 300) == 0))
+    elif name == "blip":
+        loss[1700] *= 2.0
+    elif name == "fp16_skips":
+        g[[500, 1300, 2100]] = np.inf
+    elif name == "decaying_grad":
+        g = 200 * np.exp(-np.arange(n) / 50) + grad(n)
+    elif name == "negative_loss":
+        loss = -np.log(curve(n, seed=9) + 1)
+    d = verdict({"loss": loss, "grad_norm": g}, steps=steps)
+    assert d.verdict == "stable", [f.message for f in d.findings]
+
+
+@pytest.mark.parametrize("series,kind", [
+    ({"eval/loss": curve(50)}, "missing_train_loss"),
+    ({"loss": [1.0]}, "too_few_points"),
+    ({"loss": np.full(100, 0.7)}, "constant_loss"),
+    ({"loss": np.full(100, np.nan)}, "all_nonfinite"),
+])
+def test_bad_input_is_insufficient_data_not_a_fake_verdict(series, kind):
+    d = verdict(series)
+    assert d.verdict == "insufficient_data" and d.findings[0].kind == kind
+
+
+def test_lr_sweep_finds_lr_star_and_edge(tmp_path):
+    from analyzer.ingest.load import LoadOptions
+    from analyzer.pipeline import analyze
+    from tests.writers import write_summarywriter
+
+    shapes = {0.001: curve(400, end=0.8, seed=1), 0.01: curve(400, end=0.3, seed=2)}
+    unstable = curve(400, end=0.5, seed=3)
+    unstable[250:320] *= np.linspace(4, 1.2, 70)
+    shapes[0.1] = unstable
+    dead = curve(400, seed=4)
+    dead[100:] = np.nan
+    shapes[1.0] = dead
+    for lr, loss in shapes.items():
+        write_summarywriter(tmp_path / f"lr_{lr}", {"train/loss": loss})
+    report = analyze([tmp_path], load_options=LoadOptions(cache_dir=None))
+    (sweep,) = report.sweeps
+    assert sweep.best_lr == 0.01 and sweep.edge_of_instability
+    assert sweep.infeasible == ("lr_1.0",) and sweep.unstable == ("lr_0.1",)
