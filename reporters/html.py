@@ -1,0 +1,180 @@
+"""Report -> one self-contained HTML file (jinja2, autoescaped, CSS/JS/SVG inlined, no network).
+
+Full matplotlib figures are drawn for flagged runs and sweep members (all runs when there are
+few); every run gets a sparkline. That keeps 1,000 runs under a minute and the file small.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from analyzer.config import AnalysisConfig
+from analyzer.recommend.snippets import framework_for
+from analyzer.types import Diagnosis, Report, SweepDiagnosis
+from reporters import filters, plots
+from reporters.terminal import severity_key
+
+#: With at most this many runs, every run gets full figures.
+ALL_PLOTS_UP_TO = 60
+#: Otherwise at most this many flagged runs (worst first) get full figures.
+MAX_FULL_PLOT_RUNS = 150
+
+_VERDICT_LABEL = {"divergence": "Divergence", "mid_instability": "Mid-training instability",
+                  "early_instability": "Early instability", "stable": "Stable", "insufficient_data": "Insufficient data"}
+_SPAN_COLOR = {"early_instability": plots.ORANGE, "mid_instability": plots.RED, "divergence": plots.RED}
+
+
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("reporters", "templates"), autoescape=select_autoescape(default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    filters.register(env)
+    return env
+
+
+def _asset(name: str) -> str:
+    return (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
+
+
+def anchor(run_id: str) -> str:
+    return "run-" + re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-")
+
+
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    svg: str  # produced by reporters.plots from numbers; marked safe in the template
+
+
+def run_figures(d: Diagnosis) -> list[Figure]:
+    run = d.run
+    loss = run.role_series("train_loss")
+    figs: list[Figure] = []
+    if loss is None or not np.isfinite(loss.values).any():
+        return figs
+    spans, marks = [], []
+    for f in d.findings:
+        if f.verdict in _SPAN_COLOR and f.severity.value >= 1:
+            spans.append((f.start_step, f.end_step, _SPAN_COLOR[f.verdict], _VERDICT_LABEL[f.verdict]))
+            peak = f.evidence.get("peak_step") if isinstance(f.evidence, Mapping) else None
+            if isinstance(peak, int):
+                marks.append((peak, f"peak {f.evidence.get('ratio', 0):.2g}x" if f.evidence.get("ratio") else "peak"))
+    ev = run.role_series("eval_loss")
+    figs.append(Figure("Loss", plots.loss_plot(loss.steps, loss.values, title=f"loss: {loss.tag}",
+                                               eval_steps=ev.steps if ev else None,
+                                               eval_values=ev.values if ev else None, spans=spans, marks=marks[:8])))
+    clip = next((r for r in d.recommendations if r.kind == "clip"), None)
+    grad = run.role_series("grad_norm")
+    if grad is not None and np.isfinite(grad.values).any():
+        thr = float(clip.params["max_norm"]) if clip else float(np.percentile(grad.values[np.isfinite(grad.values)], 90))
+        figs.append(Figure("Gradient norm", plots.grad_norm_plot(grad.steps, grad.values, threshold=thr,
+                                                                 title=f"grad norm: {grad.tag}")))
+        figs.append(Figure("Gradient norm histogram", plots.grad_histogram(grad.values, title="grad norm distribution")))
+    lr = run.role_series("lr")
+    warm = next((r for r in d.recommendations if r.kind == "warmup"), None)
+    proposed = None
+    if warm is not None:
+        base = warm.params.get("base_lr_to_try") or warm.params.get("unstable_lr")
+        if base:
+            proposed = (int(warm.params["warmup_steps"]), int(warm.params["post_warmup_steps"]), float(base))
+    if lr is not None or proposed is not None:
+        figs.append(Figure("Learning rate", plots.lr_plot(lr.steps if lr else None, lr.values if lr else None,
+                                                          proposed=proposed, title="learning rate")))
+    return figs
+
+
+def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: Path) -> dict[str, Any]:
+    run = d.run
+    loss = run.role_series("train_loss")
+    framework = framework_for(run.format)
+    rng = run.step_range()
+    recs = []
+    for r in d.recommendations:
+        ordered = sorted(r.snippets.items(), key=lambda kv: kv[0] != framework)
+        recs.append({"kind": r.kind, "rationale": r.rationale, "params": dict(r.params), "snippets": ordered})
+    top = next((f for f in d.findings if f.severity.value >= 1), None)
+    spec_rel = None
+    if probe_spec:
+        try:
+            spec_rel = Path(probe_spec).resolve().relative_to(report_dir.resolve()).as_posix()
+        except ValueError:
+            spec_rel = probe_spec
+    return {
+        "id": run.id, "anchor": anchor(run.id), "verdict": d.verdict, "verdict_label": _VERDICT_LABEL[d.verdict],
+        "severity_rank": severity_key(d)[0], "format": run.format, "points": run.n_points,
+        "steps": f"{rng[0]:,}–{rng[1]:,}" if rng else "–", "max_step": rng[1] if rng else 0,
+        "roles": run.roles.as_dict(), "missing_roles": run.roles.missing,
+        "findings": [{"kind": f.kind, "severity": f.severity.label, "message": f.message, "start": f.start_step,
+                      "end": f.end_step, "evidence": dict(f.evidence)} for f in d.findings],
+        "recommendations": recs, "framework": framework,
+        "notes": [{"kind": n.kind, "message": n.message, "count": n.count} for n in run.notes],
+        "hparams": {k: v for k, v in list(run.hparams.items())[:40]}, "sources": list(run.sources),
+        "top_finding": top.message if top else "", "top_rec": recs[0]["kind"] if recs else "",
+        "spark": plots.sparkline(loss.values) if loss is not None else "",
+        "figures": run_figures(d) if full else [], "full": full,
+        "probe_cmd": f"steadytrain probe {spec_rel}" if spec_rel else None,
+        "failures": [f"{c.check}: {c.error_type}: {c.message}" for c in d.failures],
+    }
+
+
+def _sweep_view(s: SweepDiagnosis, by_id: Mapping[str, Diagnosis]) -> dict[str, Any]:
+    idx = {r: i for i, r in enumerate(s.runs)}
+    best = idx.get(s.best_run) if s.best_run else None
+    axis = plots.sweep_axis_plot(s.lrs, s.scores, infeasible=[idx[r] for r in s.infeasible], best=best,
+                                 edge=s.edge_of_instability, metric=s.metric)
+    around = range(max(0, (best or 0) - 1), min(len(s.runs), (best or 0) + 3)) if best is not None else range(len(s.runs))
+    curves = []
+    for i in around:
+        loss = by_id[s.runs[i]].run.role_series("train_loss")
+        if loss is not None:
+            curves.append((f"lr {s.lrs[i]:.3g}" + (" (lr*)" if i == best else ""), loss.steps, loss.values))
+    overlay = plots.sweep_curves_plot(curves, title="training loss of the LRs around lr*") if curves else ""
+    rows = [{"run": r, "anchor": anchor(r), "lr": lr, "score": sc, "verdict": by_id[r].verdict,
+             "infeasible": r in s.infeasible, "best": r == s.best_run} for r, lr, sc in zip(s.runs, s.lrs, s.scores)]
+    return {"message": s.message, "edge": s.edge_of_instability, "best_lr": s.best_lr, "metric": s.metric,
+            "rows": rows, "axis_svg": axis, "overlay_svg": overlay}
+
+
+def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None, report_dir: Path = Path("."),
+                progress: bool = False) -> str:
+    probe_specs = probe_specs or {}
+    ordered = sorted(report.diagnoses, key=severity_key)
+    in_sweep = {r for s in report.sweeps for r in s.runs}
+    if len(ordered) <= ALL_PLOTS_UP_TO:
+        full_ids = {d.run.id for d in ordered}
+    else:
+        flagged = [d.run.id for d in ordered if d.verdict not in ("stable", "insufficient_data")]
+        full_ids = set(flagged[:MAX_FULL_PLOT_RUNS]) | in_sweep
+    stream: Iterable[Diagnosis] = ordered
+    if progress and len(ordered) > 20:
+        from tqdm import tqdm
+        stream = tqdm(ordered, desc="rendering", unit="run", leave=False)
+    runs = [_run_view(d, full=d.run.id in full_ids, probe_spec=probe_specs.get(d.run.id), report_dir=report_dir)
+            for d in stream]
+    by_id = {d.run.id: d for d in report.diagnoses}
+    sweeps = [_sweep_view(s, by_id) for s in report.sweeps]
+    counts = {v: sum(1 for d in ordered if d.verdict == v) for v in _VERDICT_LABEL}
+    docs = AnalysisConfig.docs()
+    config_rows = [(k, v, docs.get(k, "")) for k, v in report.config.items()]
+    inputs = [{"path": i.path, "status": i.status, "reason": i.reason, "run": i.run,
+               "anchor": anchor(i.run) if i.run else None} for i in report.inputs]
+    return _env().get_template("report.html").render(
+        report=report, runs=runs, sweeps=sweeps, counts=counts, labels=_VERDICT_LABEL, config_rows=config_rows,
+        inputs=inputs, skipped=sum(1 for i in inputs if i["status"] == "skipped"),
+        partial_plots=len(full_ids) < len(runs), full_count=len(full_ids),
+        css=_asset("report.css"), js=_asset("report.js"),
+    )
+
+
+def write_html(report: Report, path: str | Path, *, probe_specs: Mapping[str, str] | None = None,
+               progress: bool = False) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(report, probe_specs=probe_specs, report_dir=out.parent, progress=progress),
+                   encoding="utf-8")
+    return out

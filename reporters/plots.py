@@ -1,0 +1,219 @@
+"""The report's figures: pure functions from numbers to an inline SVG string.
+
+matplotlib's object API only (no pyplot state), every figure closed by construction, the SVG
+deterministic (fixed hashsalt, no date) so two reports of the same logs are byte-identical.
+Sparklines are hand-written SVG polylines: a thousand of them must cost milliseconds.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Iterable, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+from reporters.decimate import minmax_decimate
+
+matplotlib.rcParams.update({
+    "svg.hashsalt": "steadytrain", "svg.fonttype": "none", "font.size": 8.5, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25, "axes.titlesize": 9.5,
+    "axes.titleweight": "bold", "axes.titlelocation": "left",
+})
+
+INK, BLUE, ORANGE, RED, GREEN, GREY, PURPLE = "#1f2933", "#2563eb", "#ea7317", "#dc2626", "#16a34a", "#9aa5b1", "#7c3aed"
+_W, _H = 6.4, 2.5
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(w: float = _W, h: float = _H) -> Figure:
+    fig = Figure(figsize=(w, h), layout="constrained")
+    return fig
+
+
+def _mark_nonfinite(ax, steps: np.ndarray, label: str) -> None:
+    if steps.size:
+        y = ax.get_ylim()[1]
+        ax.plot(steps, np.full(steps.size, y), linestyle="none", marker="x", color=RED, markersize=5,
+                label=f"{label}: NaN/inf ({steps.size})", clip_on=False)
+
+
+def _wants_log(values: np.ndarray) -> bool:
+    v = values[np.isfinite(values)]
+    return bool(v.size and v.min() > 0 and v.max() / v.min() >= 30)
+
+
+def loss_plot(steps: np.ndarray, values: np.ndarray, *, title: str, eval_steps: np.ndarray | None = None,
+              eval_values: np.ndarray | None = None, spans: Sequence[tuple[int, int | None, str, str]] = (),
+              marks: Sequence[tuple[int, str]] = ()) -> str:
+    """Train loss vs step (log scale when it spans decades), eval loss, findings shaded."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    d = minmax_decimate(steps, values)
+    ax.plot(d.steps, d.values, color=BLUE, lw=0.9, label="train loss")
+    all_vals = d.values
+    if eval_steps is not None and eval_values is not None and len(eval_steps):
+        e = minmax_decimate(eval_steps, eval_values)
+        ax.plot(e.steps, e.values, color=ORANGE, lw=1.3, marker="o" if e.steps.size < 60 else None, ms=3,
+                label="eval loss")
+        all_vals = np.concatenate([all_vals, e.values])
+    if _wants_log(all_vals):
+        ax.set_yscale("log")
+    for lo, hi, color, label in spans:
+        ax.axvspan(lo, hi if hi is not None else (d.steps[-1] if d.steps.size else lo), color=color, alpha=0.15,
+                   label=label)
+    for step, label in marks:
+        ax.axvline(step, color=RED, lw=0.8, ls="--")
+        ax.annotate(label, (step, 1), xycoords=("data", "axes fraction"), fontsize=7, color=RED, ha="left",
+                    va="top", rotation=90)
+    _mark_nonfinite(ax, d.nonfinite_steps, "train loss")
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    _legend(ax)
+    return _svg(fig)
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    seen: dict[str, object] = {}
+    for h, l in zip(handles, labels):
+        seen.setdefault(l, h)
+    if seen:
+        ax.legend(list(seen.values()), list(seen), fontsize=7, frameon=False, loc="best")
+
+
+def grad_norm_plot(steps: np.ndarray, values: np.ndarray, *, threshold: float | None, title: str) -> str:
+    """Unclipped grad norm vs step with the proposed clip threshold and the fraction above it."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    d = minmax_decimate(steps, values)
+    ax.plot(d.steps, d.values, color=PURPLE, lw=0.8, label="grad norm (unclipped)")
+    if _wants_log(d.values):
+        ax.set_yscale("log")
+    if threshold is not None:
+        fin = values[np.isfinite(values)]
+        frac = float(np.mean(fin > threshold)) if fin.size else 0.0
+        ax.axhline(threshold, color=RED, lw=1.1, ls="--", label=f"proposed clip {threshold:.3g} ({frac:.0%} above)")
+    _mark_nonfinite(ax, d.nonfinite_steps, "grad norm")
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    _legend(ax)
+    return _svg(fig)
+
+
+def grad_histogram(values: np.ndarray, *, title: str) -> str:
+    """Histogram of every finite grad norm with p50 / p90 / p99 marked."""
+    fin = values[np.isfinite(values)]
+    fig = _figure(_W / 1.6, _H)
+    ax = fig.add_subplot()
+    use_log = fin.size and fin.min() > 0 and fin.max() / fin.min() > 30
+    bins = np.geomspace(fin.min(), fin.max(), 60) if use_log else 60
+    ax.hist(fin, bins=bins, color=PURPLE, alpha=0.7)
+    if use_log:
+        ax.set_xscale("log")
+    for q, color in ((50, GREY), (90, RED), (99, INK)):
+        v = float(np.percentile(fin, q))
+        ax.axvline(v, color=color, lw=1.1, ls="--", label=f"p{q} = {v:.3g}")
+    ax.set_xlabel("grad norm")
+    ax.set_ylabel("steps")
+    ax.set_title(title)
+    _legend(ax)
+    return _svg(fig)
+
+
+def lr_plot(steps: np.ndarray | None, values: np.ndarray | None, *, proposed: tuple[int, int, float] | None,
+            title: str) -> str:
+    """LR as logged, and the proposed warmup (0 -> base LR over warmup_steps, then constant)."""
+    fig = _figure(_W / 1.6, _H)
+    ax = fig.add_subplot()
+    if steps is not None and values is not None and len(steps):
+        d = minmax_decimate(steps, values)
+        ax.plot(d.steps, d.values, color=GREEN, lw=1.1, label="LR as logged")
+    if proposed is not None:
+        warm, post, base = proposed
+        ax.plot([0, warm, warm + post], [0, base, base], color=RED, lw=1.2, ls="--",
+                label=f"proposed: warmup {warm:,} steps to {base:.3g}")
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    _legend(ax)
+    return _svg(fig)
+
+
+def sweep_axis_plot(lrs: Sequence[float], scores: Sequence[float | None], *, infeasible: Iterable[int],
+                    best: int | None, edge: bool, metric: str) -> str:
+    """Playbook Figure 7a: loss vs base LR on a log axis, infeasible trials marked, lr* and the edge shown."""
+    fig = _figure(_W / 1.4, _H * 1.1)
+    ax = fig.add_subplot()
+    bad = set(infeasible)
+    ok = [i for i in range(len(lrs)) if i not in bad and scores[i] is not None]
+    ax.plot([lrs[i] for i in ok], [scores[i] for i in ok], color=BLUE, marker="o", lw=1, label="feasible")
+    if ok:
+        top = max(scores[i] for i in ok)  # type: ignore[type-var]
+        bad_y = top * 1.15 if top > 0 else top + 1
+    else:
+        bad_y = 1.0
+    if bad:
+        ax.plot([lrs[i] for i in sorted(bad)], [bad_y] * len(bad), linestyle="none", marker="X", color=RED, ms=8,
+                label="infeasible (NaN / never trained)")
+    if best is not None:
+        ax.plot([lrs[best]], [scores[best]], marker="*", color=GREEN, ms=14, linestyle="none",
+                label=f"lr* = {lrs[best]:.3g}")
+        if edge:
+            nxt = min((lr for lr in lrs if lr > lrs[best]), default=None)
+            if nxt is not None:
+                ax.axvspan(math.sqrt(lrs[best] * nxt), max(lrs) * 1.5, color=RED, alpha=0.08,
+                           label="unstable region")
+    ax.set_xscale("log")
+    ax.set_xlabel("base learning rate")
+    ax.set_ylabel(metric)
+    ax.set_title("LR sweep: " + ("lr* at the edge of instability" if edge else "loss vs learning rate"))
+    _legend(ax)
+    return _svg(fig)
+
+
+def sweep_curves_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str) -> str:
+    """Overlaid training-loss curves of the LRs around lr*."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    colors = matplotlib.colormaps["viridis"](np.linspace(0.05, 0.9, max(len(curves), 1)))
+    all_vals = []
+    for (label, steps, values), color in zip(curves, colors):
+        d = minmax_decimate(steps, values, 1000)
+        ax.plot(d.steps, d.values, color=color, lw=1, label=label)
+        all_vals.append(d.values)
+    if all_vals and _wants_log(np.concatenate(all_vals)):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    _legend(ax)
+    return _svg(fig)
+
+
+def sparkline(values: np.ndarray, *, width: int = 120, height: int = 24, color: str = BLUE) -> str:
+    """A tiny inline SVG of a curve (min/max decimated), NaN/inf as red ticks."""
+    d = minmax_decimate(np.arange(len(values)), values, 120)
+    if d.values.size < 2:
+        return f'<svg class="spark" width="{width}" height="{height}" role="img" aria-label="no data"></svg>'
+    v = d.values
+    if v.min() > 0 and v.max() / v.min() > 30:
+        v = np.log(v)
+    lo, hi = float(v.min()), float(v.max())
+    span = hi - lo or 1.0
+    n = max(len(values) - 1, 1)
+    xs = d.steps / n * (width - 2) + 1
+    ys = height - 2 - (v - lo) / span * (height - 4)
+    pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+    ticks = "".join(f'<line x1="{s / n * (width - 2) + 1:.1f}" y1="0" x2="{s / n * (width - 2) + 1:.1f}" '
+                    f'y2="{height}" stroke="{RED}" stroke-width="1"/>' for s in d.nonfinite_steps[:20])
+    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="loss sparkline"><polyline fill="none" stroke="{color}" stroke-width="1.2" '
+            f'points="{pts}"/>{ticks}</svg>')
