@@ -40,9 +40,9 @@ class AnalysisConfig:
 
     # -- mid-training instability
     mid_min_points: int = 2
-    """A mid-training rise must last at least this many logged points (one-step blips are not instability)..."""
+    """A mid-training rise must last at least this many logged points (a one-point blip is that batch's own loss)."""
     mid_blip_ratio: float = 2.5
-    """...unless a one-point spike is at least this many times the baseline with a grad-norm spike."""
+    """Regular bumps whose median height is below this many times the baseline are a per-epoch pattern."""
     grad_spike_ratio: float = 10.0
     """A gradient-norm outlier: this many times its running median (playbook: 10-20x)."""
     grad_lead_points: int = 5

@@ -78,7 +78,7 @@ class ProbeSpec:
     device: str = "auto"
     dtype: str = "float32"
     divergence_factor: float = 20.0
-    log_every: int = 50
+    log_every: int = 25
     plans: tuple[str, ...] = ("baseline", "lr2x")
     warmup_candidates: tuple[int, ...] = (10, 100, 1000)
     clip_candidates: tuple[float, ...] = ()

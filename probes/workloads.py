@@ -1,0 +1,166 @@
+"""Built-in workloads that reproduce the playbook's cases at small scale on CPU, and user workloads.
+
+A workload is a function returning ``(model, loss_fn, train_batches, eval_batches)``:
+model an ``nn.Module``; ``loss_fn(output, target) -> scalar tensor``; ``train_batches(step)`` the
+(inputs, targets) batch for a step (deterministic from the seed); ``eval_batches`` a list of batches.
+The user's own is named "package.module:function" in the spec.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from analyzer.errors import ConfigError
+
+Workload = tuple[nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 Callable[[int], tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def _teacher_task(dim: int, classes: int, batch_size: int, seed: int, n_eval: int = 512):
+    """Classification labels from a fixed random teacher network: learnable, not trivial."""
+    g = torch.Generator().manual_seed(seed + 7919)
+    w1 = torch.randn(dim, 64, generator=g) / dim ** 0.5
+    w2 = torch.randn(64, classes, generator=g) / 8.0
+
+    def label(x: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(x @ w1) @ w2).argmax(dim=1)
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        x = torch.randn(batch_size, dim, generator=gen)
+        return x, label(x)
+
+    xe = torch.randn(n_eval, dim, generator=g)
+    return batch, [(xe, label(xe))]
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int, norm: str) -> None:
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+        self.norm = nn.LayerNorm(width) if norm != "none" else nn.Identity()
+        self.pre = norm == "pre"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre:  # x + Norm(f(x)): the placement the playbook recommends
+            return x + self.norm(self.f(x))
+        return self.norm(x + self.f(x))  # post-norm, or no norm at all
+
+
+class ResidualMLP(nn.Module):
+    def __init__(self, dim: int, width: int, depth: int, classes: int, norm: str = "none") -> None:
+        super().__init__()
+        self.inp = nn.Linear(dim, width)
+        self.blocks = nn.Sequential(*[ResidualBlock(width, norm) for _ in range(depth)])
+        self.out = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.inp(x)))
+
+
+def early_residual_mlp(*, batch_size: int = 64, seed: int = 0, depth: int = 8, width: int = 64,
+                       norm: str = "none", dim: int = 32, classes: int = 10) -> Workload:
+    """An un-normalised deep residual MLP: at a high LR its first steps blow up (early instability);
+    warmup lets the same LR train."""
+    torch.manual_seed(seed)
+    model = ResidualMLP(dim, width, depth, classes, norm)
+    batch, eval_batches = _teacher_task(dim, classes, batch_size, seed)
+    return model, nn.functional.cross_entropy, batch, eval_batches
+
+
+def outlier_batches(*, batch_size: int = 64, seed: int = 0, every: int = 97, scale: float = 30.0,
+                    start: int = 150, dim: int = 32, classes: int = 10) -> Workload:
+    """A well-behaved MLP whose data has rare outlier batches (inputs x``scale``) after ``start``:
+    gradient-norm outliers cause mid-training loss spikes that clipping tames."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, classes))
+    clean, eval_batches = _teacher_task(dim, classes, batch_size, seed)
+
+    rng = torch.Generator().manual_seed(seed + 31337)
+    outlier_steps = set((torch.rand(100_000, generator=rng) < 1.0 / every).nonzero().flatten().tolist())
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = clean(step)
+        if step >= start and step in outlier_steps:  # rare, at irregular steps, as real bad batches come
+            x = x * scale
+        return x, y
+
+    return model, nn.functional.cross_entropy, batch, eval_batches
+
+
+def divergent_mlp(*, batch_size: int = 64, seed: int = 0, dim: int = 32, classes: int = 10) -> Workload:
+    """A plain MLP regression-style setup that diverges to NaN when the LR is far too high."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, classes))
+    batch, eval_batches = _teacher_task(dim, classes, batch_size, seed)
+    return model, nn.functional.cross_entropy, batch, eval_batches
+
+
+def strided_convnet(*, batch_size: int = 32, seed: int = 0, stride: int = 2, width: int = 16,
+                    classes: int = 10) -> Workload:
+    """A small WideResNet-like conv net on synthetic 16x16 images; a stride-2 stem (playbook Figure 4/5)
+    makes high LRs unstable early."""
+    torch.manual_seed(seed)
+
+    class Block(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.f = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x + self.f(x))
+
+    model = nn.Sequential(nn.Conv2d(3, width, 3, stride=stride, padding=1), nn.ReLU(), Block(width), Block(width),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes))
+    g = torch.Generator().manual_seed(seed + 1)
+    protos = torch.randn(classes, 3, 16, 16, generator=g)
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed * 7_000_003 + step)
+        y = torch.randint(0, classes, (batch_size,), generator=gen)
+        return protos[y] + 1.5 * torch.randn(batch_size, 3, 16, 16, generator=gen), y
+
+    eval_batches = [batch(10_000_000 + i) for i in range(2)]
+    return model, nn.functional.cross_entropy, batch, eval_batches
+
+
+BUILTIN: dict[str, Callable[..., Workload]] = {
+    "early_residual_mlp": early_residual_mlp,
+    "outlier_batches": outlier_batches,
+    "divergent_mlp": divergent_mlp,
+    "strided_convnet": strided_convnet,
+}
+
+
+def resolve(name: str) -> Callable[..., Workload]:
+    """The workload function named in a spec: builtin:NAME or package.module:function."""
+    if name.startswith("builtin:"):
+        key = name.split(":", 1)[1]
+        if key not in BUILTIN:
+            raise ConfigError(f"workload {name!r}: unknown built-in; expected one of "
+                              + ", ".join(f"builtin:{k}" for k in BUILTIN))
+        return BUILTIN[key]
+    module_name, _, func = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"workload {name!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from None
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise ConfigError(f"workload {name!r}: {module_name} has no function {func!r}")
+    return fn
+
+
+def build(name: str, args: dict[str, Any], *, batch_size: int, seed: int) -> Workload:
+    fn = resolve(name)
+    try:
+        result = fn(batch_size=batch_size, seed=seed, **args)
+    except TypeError as exc:
+        raise ConfigError(f"workload {name!r}: {exc}") from None
+    if not (isinstance(result, tuple) and len(result) == 4):
+        raise ConfigError(f"workload {name!r} must return (model, loss_fn, train_batches, eval_batches)")
+    return result  # type: ignore[return-value]
