@@ -71,8 +71,8 @@ class AnalysisConfig:
     # -- sweeps
     min_sweep_runs: int = 3
     """At least this many runs differing only in LR make a sweep."""
-    infeasible_ratio: float = 1.0
-    """A sweep trial whose best loss is above this many times its own initial loss never trained: infeasible."""
+    infeasible_ratio: float = 0.95
+    """A sweep trial whose best loss stays above this many times its initial loss never trained: infeasible."""
 
     # -- recommendations
     clip_percentile: float = 90.0

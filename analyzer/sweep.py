@@ -133,6 +133,8 @@ def _judge_sweep(members: list[tuple[float, Diagnosis]], contexts: Mapping[str, 
         else:
             msg = (f"lr* = {best_lr:.3g} ({ids[b]}, {metric} {scores[b]:.4g}); the next larger LR {lrs[nxt]:.3g} "
                    f"still trains stably (LRs above lr*: {above_desc}): instability is not what limits the LR.")
+    if b == 0 and len(lrs) > 1:
+        msg += f" lr* is also the SMALLEST LR tried: extend the sweep below {best_lr:.3g} as well."
     evidence["lr_star_run"] = ids[b]
     evidence["log10_lr_range"] = [math.log10(min(lrs)), math.log10(max(lrs))]
     return SweepDiagnosis(tuple(ids), tuple(lrs), tuple(scores), metric, ids[b], best_lr, tuple(infeasible),

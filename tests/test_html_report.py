@@ -121,8 +121,10 @@ def test_report_in_headless_chromium(tmp_path):
         # a collapsed stable section expands
         stable = page.locator("details.run[data-verdict=stable]").first
         assert stable.get_attribute("open") is None
-        stable.locator("summary").click()
+        stable.locator(":scope > summary").click()
         assert stable.get_attribute("open") is not None
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / "report.png"), full_page=False)
+        page.screenshot(path=str(shots / "report_full.png"), full_page=True)
         browser.close()
     assert (shots / "report.png").stat().st_size > 10_000

@@ -37,6 +37,9 @@ def check_data(ctx: RunContext) -> list[Finding]:
                         {"tags": run.tags[:20]})]
     n_all = len(ctx.loss)
     n_finite = int(np.isfinite(ctx.loss.values).sum())
+    finite = np.isfinite(ctx.loss.values)
+    if 0 < n_finite < n_all and finite[0]:
+        return []  # finite, then NaN/inf: that is divergence however short the log (check_nonfinite)
     if n_finite == 0 and n_all > 0:
         return [Finding("all_nonfinite", Severity.WARN, "insufficient_data", int(ctx.loss.steps[0]), None,
                         f"All {n_all} train-loss values of '{ctx.loss.tag}' are NaN/inf: nothing to compare with.",
@@ -235,7 +238,10 @@ def check_mid(ctx: RunContext) -> list[Finding]:
         out.append(Finding("mid_instability", Severity.WARN, "mid_instability", ev.start_step, ev.recovered_step,
                            text, ev_d))
     r = ctx.rise
-    if r is not None and r.ratio >= cfg.plateau_ratio and not out and r.recovered_fraction >= 0.5:
+    early_end_step = ctx.early_end_step or 0
+    progressed = r is not None and r.best_before < float(c.raw[0]) / 1.1
+    if (r is not None and r.ratio >= cfg.plateau_ratio and not out and r.recovered_fraction >= 0.5
+            and r.start_step > early_end_step and progressed):
         out.append(Finding("mid_instability", Severity.WARN, "mid_instability", r.start_step, None,
                            f"Mid-training instability: after steady decrease to {_fmt(r.best_before)}, the smoothed "
                            f"loss rose to {_fmt(r.peak)} ({_fmt(r.ratio)}x) by step {r.peak_step}, then fell again "
@@ -267,6 +273,11 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
     ev = {"final_loss": float(np.exp(final)), "best_loss": float(np.exp(best)), "best_step": int(c.steps[best_i]),
           "final_over_best": ratio, "initial_loss": float(np.exp(initial)), "tail_points": tail,
           "still_falling_at_end": bool(falling)}
+    if final >= initial + np.log(cfg.explode_ratio):
+        ev["final_over_initial"] = float(np.exp(final - initial))
+        return [Finding("divergence_explosion", Severity.FAIL, "divergence", int(c.steps[1]), None,
+                        f"Loss exploded and never came back: it ended at {_fmt(ev['final_loss'])}, "
+                        f"{_fmt(ev['final_over_initial'])}x the initial {_fmt(ev['initial_loss'])}.", ev)]
     if best_i >= len(c) - tail or falling:
         return []
     unrecovered = [e for e in ctx.loss_events if e.recovered_step is None and e.start_index >= 1]
