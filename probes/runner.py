@@ -163,6 +163,7 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
                     clipped_total += int(cv)
                     if not math.isfinite(lv):
                         stop = f"loss became {lv} at step {first + i}"
+                        steps_run = first + i + 1  # later steps of this window ran on NaN weights: not logged
                         break
                     best = min(best, lv)
                     last_loss = lv

@@ -1,0 +1,134 @@
+"""The probe runner on CPU: warmup and clipping really fix the built-in cases; bad specs; GPU skips."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from analyzer.cli import main
+from analyzer.errors import ConfigError
+from analyzer.ingest.load import LoadOptions
+from analyzer.pipeline import analyze
+from probes.run import run_probe
+from probes.runner import run_trial
+from probes.schedule import lr_at
+from probes.spec import ProbeSpec, TrialConfig, load_spec
+
+torch.set_num_threads(1)
+
+
+def _spec(tmp_path, **fields) -> Path:
+    p = tmp_path / "spec.yaml"
+    p.write_text(yaml.safe_dump(fields))
+    return p
+
+
+def test_schedule_is_the_playbooks_warmup():
+    lrs = [lr_at(s, base_lr=1.0, total_steps=100, warmup_steps=10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0 and lrs[50] == 1.0
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))
+    cos = [lr_at(s, base_lr=1.0, total_steps=100, warmup_steps=10, post_warmup_steps=20, decay="cosine")
+           for s in range(100)]
+    assert cos[29] == 1.0 and cos[99] < 0.01
+
+
+def test_warmup_removes_the_early_instability(tmp_path):
+    out = run_probe(_spec(tmp_path, workload="builtin:early_residual_mlp", optimizer="adam", lr=0.02, steps=200,
+                          eval_interval=50, plans=["baseline", "warmup_sweep"], warmup_candidates=[10]),
+                    device="cpu", out_dir=tmp_path / "p")
+    verdicts = {o.result.name: o.verdict for o in out.trials}
+    assert verdicts == {"baseline": "early_instability", "warmup 10": "stable"}
+    assert out.smallest_fix == "warmup_steps=10"
+    assert (tmp_path / "p" / "probe_report.html").stat().st_size > 5000
+
+
+def test_clipping_at_p90_tames_outlier_batch_spikes(tmp_path):
+    out = run_probe(_spec(tmp_path, workload="builtin:outlier_batches", optimizer="adam", lr=0.003, steps=400,
+                          eval_interval=100, plans=["clip_sweep"]), device="cpu", out_dir=tmp_path / "p")
+    base = next(o for o in out.trials if o.result.plan == "baseline")
+    p90 = next(o for o in out.trials if o.result.plan == "clip_sweep")  # the loosest first: p90
+    assert base.verdict == "mid_instability" and base.result.clip is None
+    assert p90.verdict == "stable"
+    assert 0.05 <= p90.result.fraction_clipped <= 0.2  # p90 clips about a tenth of the steps
+    assert out.smallest_fix.startswith("clip max_norm=")
+
+
+def test_nan_stops_a_trial_and_marks_it_infeasible(tmp_path):
+    spec = ProbeSpec(workload="builtin:divergent_mlp", optimizer="momentum", lr=10.0, steps=300, log_every=10)
+    res = run_trial(spec, TrialConfig("t", 10.0, steps=300), "baseline", device=torch.device("cpu"),
+                    log_dir=tmp_path / "t")
+    assert res.infeasible and res.steps_run < 300
+    assert "nan" in res.stop_reason or "inf" in res.stop_reason or "exceeded" in res.stop_reason
+    report = analyze([tmp_path / "t"], load_options=LoadOptions(cache_dir=None))
+    assert report.diagnoses[0].verdict == "divergence"
+    series = report.diagnoses[0].run.series("train/loss")
+    assert len(series) == res.steps_run and not math.isfinite(series.values[-1])
+
+
+def test_every_step_is_logged_with_unclipped_norm_and_clipped_flag(tmp_path):
+    spec = ProbeSpec(workload="builtin:outlier_batches", lr=0.003, steps=60, eval_interval=1, log_every=7)
+    run_trial(spec, TrialConfig("t", 0.003, clip=0.5, steps=60), "clip", device=torch.device("cpu"),
+              log_dir=tmp_path / "t")
+    (d,) = analyze([tmp_path / "t"], load_options=LoadOptions(cache_dir=None)).diagnoses
+    for tag in ("train/loss", "train/grad_norm", "train/lr", "train/clipped", "eval/loss"):
+        assert d.run.series(tag).steps.tolist() == list(range(60)), tag
+    g = d.run.series("train/grad_norm").values
+    clipped = d.run.series("train/clipped").values
+    assert (g > 0.5).tolist() == (clipped == 1).tolist()  # the logged norm is the unclipped one
+
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"optimizer": "adam"}, "missing field 'workload'"),
+    ({"workload": "builtin:x", "optimizer": "lion"}, "'optimizer'"),
+    ({"workload": "builtin:x", "lr": -1}, "'lr'"),
+    ({"workload": "builtin:x", "plans": ["warmup_sweeep"]}, "'plans'"),
+    ({"workload": "builtin:x", "stepz": 3}, "unknown field"),
+])
+def test_malformed_spec_is_a_one_line_error(tmp_path, fields, needle):
+    with pytest.raises(ConfigError, match=needle) as exc:
+        load_spec(_spec(tmp_path, **fields))
+    assert "\n" not in str(exc.value)
+    res = CliRunner().invoke(main, ["probe", str(_spec(tmp_path, **fields))])
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_user_workload_by_module_function(tmp_path, monkeypatch):
+    (tmp_path / "my_work.py").write_text(
+        "import torch\n"
+        "def make(batch_size, seed):\n"
+        "    torch.manual_seed(seed)\n"
+        "    model = torch.nn.Linear(4, 1)\n"
+        "    def batch(step):\n"
+        "        g = torch.Generator().manual_seed(step)\n"
+        "        x = torch.randn(batch_size, 4, generator=g)\n"
+        "        return x, x.sum(dim=1, keepdim=True)\n"
+        "    return model, torch.nn.functional.mse_loss, batch, [batch(10**6)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = run_probe(_spec(tmp_path, workload="my_work:make", optimizer="sgd", lr=0.05, steps=50, eval_interval=10,
+                          plans=["baseline"]), device="cpu", out_dir=tmp_path / "p")
+    assert out.trials[0].result.steps_run == 50 and out.trials[0].result.final_loss < 1.0
+
+
+def test_report_writes_specs_that_the_probe_command_accepts(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    res = CliRunner().invoke(main, ["report", str(root / "sample_logs"), "-o", str(tmp_path / "r.html"),
+                                    "--no-cache"])
+    assert res.exit_code == 0, res.output
+    specs = sorted((tmp_path / "r_files" / "probes").glob("*.yaml"))
+    assert specs
+    for s in specs:
+        spec = load_spec(s)
+        assert spec.run and spec.diagnosis in ("early_instability", "mid_instability", "divergence")
+    assert "steadytrain probe r_files/probes/" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gpu_trial_bf16(tmp_path):
+    spec = ProbeSpec(workload="builtin:early_residual_mlp", lr=0.003, steps=100, dtype="bfloat16", log_every=25)
+    res = run_trial(spec, TrialConfig("g", 0.003, steps=100), "baseline", device=torch.device("cuda"),
+                    log_dir=tmp_path / "g")
+    assert res.steps_run == 100 and res.device.startswith("cuda") and not res.infeasible
