@@ -117,28 +117,22 @@ def walk(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Fields:
     return Fields(*(c[keep] for c in cols), bad=bad)
 
 
-def read_at(buf: np.ndarray, offsets: np.ndarray, dtype: str) -> np.ndarray:
-    """The little-endian value of ``dtype`` (e.g. "<f4", "<u8") starting at each byte offset.
-
-    Offsets are unaligned, so for each residue r of offset % size one zero-copy view of the
-    buffer shifted by r serves every offset with that residue: no (n, size) index matrix.
-    """
+def unaligned_view(buf: np.ndarray, dtype: str) -> np.ndarray:
+    """A view where element i is the ``dtype`` value starting at byte i (numpy handles unaligned
+    access), so reading at arbitrary offsets is one gather, with no (n, size) index matrix."""
     dt = np.dtype(dtype)
-    size = dt.itemsize
+    count = buf.shape[0] - dt.itemsize + 1
+    if count <= 0:
+        return np.zeros(0, dtype=dt)
+    return np.ndarray(shape=(count,), dtype=dt, buffer=buf.data, offset=0, strides=(1,))
+
+
+def read_at(buf: np.ndarray, offsets: np.ndarray, dtype: str) -> np.ndarray:
+    """The little-endian value of ``dtype`` (e.g. "<f4", "<u8") starting at each byte offset."""
     offsets = np.asarray(offsets, dtype=np.int64)
-    out = np.empty(offsets.shape[0], dtype=dt)
     if offsets.size == 0:
-        return out
-    residue = offsets % size
-    raw = buf.data
-    for r in range(size):
-        sel = np.flatnonzero(residue == r) if size > 1 else np.arange(offsets.size)
-        if not sel.size:
-            continue
-        count = (buf.shape[0] - r) // size
-        view = np.frombuffer(raw, dtype=dt, count=count, offset=r)
-        out[sel] = view[(offsets[sel] - r) // size]
-    return out
+        return np.zeros(0, dtype=np.dtype(dtype))
+    return unaligned_view(buf, dtype)[offsets]
 
 
 def hash_strings(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:

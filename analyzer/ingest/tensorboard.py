@@ -88,8 +88,79 @@ def _f32_at(buf: np.ndarray, off: np.ndarray) -> np.ndarray:
     return pw.read_at(buf, off, "<f4").astype(np.float64)
 
 
+def _match_simple_scalars(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray):  # type: ignore[no-untyped-def]
+    """The layout nearly every scalar record of SummaryWriter/tensorboardX/TF1 has, matched byte by byte:
+
+        09 <wall f64> [10 <step varint>] 2a L1 0a L2 0a L3 <tag> 15 <value f32>   (L1..L3 < 128)
+
+    Returns (matched, step, wall, tag_off, tag_len, value) for the matched records; the others go
+    through the generic field walker."""
+    last = buf.shape[0] - 1
+
+    def at(pos: np.ndarray) -> np.ndarray:
+        return buf[np.minimum(pos, last)]
+
+    ok = at(starts) == 0x09
+    p = starts + 9
+    has_step = at(p) == 0x10
+    step = np.zeros(starts.size, dtype=np.int64)
+    if has_step.any():
+        idx = np.flatnonzero(has_step)
+        v, nb = pw.read_varints(buf, p[idx] + 1)
+        step[idx] = v.view(np.int64)
+        p = p.copy()
+        p[idx] += 1 + nb
+    ok &= at(p) == 0x2A
+    l1 = at(p + 1).astype(np.int64)
+    ok &= (at(p + 2) == 0x0A) & (l1 < 128)
+    l2 = at(p + 3).astype(np.int64)
+    ok &= (at(p + 4) == 0x0A) & (l2 == l1 - 2)
+    l3 = at(p + 5).astype(np.int64)
+    tag_off = p + 6
+    vpos = tag_off + l3
+    ok &= (l2 == l3 + 7) & (at(vpos) == 0x15) & (vpos + 5 == starts + lengths)
+    m = np.flatnonzero(ok)
+    wall = pw.read_at(buf, starts[m] + 1, "<f8")
+    value = pw.read_at(buf, vpos[m] + 1, "<f4").astype(np.float64)
+    return ok, step[m], wall, tag_off[m], l3[m], value
+
+
 def _decode_batch(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                   out: EventFileContent, name: str) -> RawPoints:
+    ok, step, wall, tag_off, tag_len, values = _match_simple_scalars(buf, starts, lengths)
+    if ok.all():
+        hashes = pw.hash_strings(buf, tag_off, tag_len)
+        _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
+        tags = tuple(bytes(buf[tag_off[i]:tag_off[i] + tag_len[i]]).decode("utf-8", "replace") for i in first)
+        return RawPoints(tags, codes.astype(np.int32), step, wall, values)
+    simple = RawPoints.empty()
+    if ok.any():
+        hashes = pw.hash_strings(buf, tag_off, tag_len)
+        _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
+        tags = tuple(bytes(buf[tag_off[i]:tag_off[i] + tag_len[i]]).decode("utf-8", "replace") for i in first)
+        simple = RawPoints(tags, codes.astype(np.int32), step, wall, values)
+    rest = np.flatnonzero(~ok)
+    general = _decode_general(buf, starts[rest], lengths[rest], out, name)
+    if not len(simple):
+        return general.points
+    # Back to write order: record index of each point (generic points carry their order key).
+    merged = RawPoints.concat([simple, general.points])
+    key = np.concatenate([np.flatnonzero(ok).astype(np.float64), rest[general.record_index].astype(np.float64)
+                          + general.order_frac])
+    order = np.argsort(key, kind="stable")
+    return RawPoints(merged.tags, merged.tag_codes[order], merged.steps[order], merged.wall_times[order],
+                     merged.values[order])
+
+
+@dataclass
+class _General:
+    points: RawPoints
+    record_index: np.ndarray  # per point: index into the records given to _decode_general
+    order_frac: np.ndarray  # per point: position within its record, in [0, 1)
+
+
+def _decode_general(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                    out: EventFileContent, name: str) -> _General:
     n = starts.size
     ev = pw.walk(buf, starts, starts + lengths)
     wall = np.full(n, np.nan)
@@ -142,15 +213,18 @@ def _decode_batch(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     sel = np.flatnonzero(is_point)
     fast = RawPoints(tag_names, codes[sel].astype(np.int32), step[val_rec[sel]], wall[val_rec[sel]],
                      values[sel]).compact()
+    fast_rec = val_rec[sel].astype(np.int64)
+    fast_frac = val_pos[sel] / (nv + 1.0)
     if not slow_recs.size:
-        return fast
+        return _General(fast, fast_rec, fast_frac)
     slow_pts, slow_order = _decode_slowly(buf, starts[slow_recs], lengths[slow_recs], slow_recs, out, name)
     merged = RawPoints.concat([fast, slow_pts])
     # Restore write order: record index first, value position within the record second.
-    order_key = np.concatenate([val_rec[sel].astype(np.float64) + val_pos[sel] / (nv + 1.0), slow_order])
-    order = np.argsort(order_key, kind="stable")
-    return RawPoints(merged.tags, merged.tag_codes[order], merged.steps[order],
-                     merged.wall_times[order], merged.values[order])
+    rec = np.concatenate([fast_rec, np.floor(slow_order).astype(np.int64)])
+    frac = np.concatenate([fast_frac, slow_order - np.floor(slow_order)])
+    order = np.lexsort((frac, rec))
+    return _General(RawPoints(merged.tags, merged.tag_codes[order], merged.steps[order],
+                              merged.wall_times[order], merged.values[order]), rec[order], frac[order])
 
 
 def _read_metadata(buf: np.ndarray, vw: pw.Fields, tag_names: tuple[str, ...], codes: np.ndarray,
