@@ -39,8 +39,9 @@ class AnalysisConfig:
     """An event has recovered when the loss is back within this factor of its pre-event baseline."""
 
     # -- mid-training instability
-    mid_min_points: int = 2
-    """A mid-training rise must last at least this many logged points (a one-point blip is that batch's own loss)."""
+    mid_min_points: int = 3
+    """A mid-training spike must stay above loss_spike_ratio x baseline for this many logged points
+    (a one-point blip is that batch's own loss; instability is what lasts after it)."""
     mid_blip_ratio: float = 2.5
     """Regular bumps whose median height is below this many times the baseline are a per-epoch pattern."""
     grad_spike_ratio: float = 10.0

@@ -118,7 +118,7 @@ def _describe_event(ev: SpikeEvent, what: str = "loss") -> str:
 def _event_evidence(ev: SpikeEvent) -> dict:
     return {"start_step": ev.start_step, "peak_step": ev.peak_step, "end_step": ev.end_step,
             "baseline": ev.baseline, "peak": ev.peak, "ratio": ev.ratio, "z": round(ev.z, 2), "points": ev.points,
-            "recovered_step": ev.recovered_step}
+            "elevated_points": ev.elevated, "recovered_step": ev.recovered_step}
 
 
 def _is_periodic(events: list[SpikeEvent], cv_max: float, max_ratio: float) -> bool:
@@ -222,7 +222,7 @@ def check_mid(ctx: RunContext) -> list[Finding]:
     for ev in events:
         grad_ev = ctx.grad_spike_near(ev.start_index, ev.peak_index)
         # One high point is that batch's own loss; instability is the damage that lasts after it.
-        if ev.points < cfg.mid_min_points:
+        if ev.elevated < cfg.mid_min_points:
             blips += 1
             continue
         if ev.recovered_step is None:

@@ -29,6 +29,7 @@ class SpikeEvent:
         ratio: peak / baseline (NaN when the curve is not positive).
         z: peak height in robust sigmas.
         points: how many logged points it lasted before recovering (or to the end).
+        elevated: how many of those were still at least ``min_ratio`` x the baseline (the spike proper).
         recovered_step: first step back within the recovery band, None if it never came back.
     """
 
@@ -40,6 +41,7 @@ class SpikeEvent:
     ratio: float
     z: float
     points: int
+    elevated: int
     recovered_step: int | None
     start_index: int
     peak_index: int
@@ -121,6 +123,7 @@ def spike_events(curve: Curve, *, min_ratio: float, z_min: float, recover_ratio:
             end_step=int(curve.steps[stop - 1]), baseline=curve.to_raw(b), peak=float(curve.raw[peak]),
             ratio=float(np.exp(y[peak] - b)) if curve.log_space else float("nan"),
             z=float((y[peak] - b) / sigma[start]), points=stop - start,
+            elevated=int(np.sum(y[start:stop] - b >= (np.log(min_ratio) if curve.log_space else z_min * sigma[start]))),
             recovered_step=int(curve.steps[rec]) if rec is not None else None,
             start_index=start, peak_index=peak,
         ))
