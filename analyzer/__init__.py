@@ -32,7 +32,7 @@ def to_pandas(runs: list[Run]):  # type: ignore[no-untyped-def]
     """All runs' points as one pandas DataFrame (run, tag, step, wall_time, value)."""
     import polars as pl
 
-    frames = [r.points.with_columns(pl.lit(r.id).alias("run")) for r in runs]
+    frames = [r.points.with_columns(pl.lit(r.id).alias("run"), pl.col("tag").cast(pl.String)) for r in runs]
     if not frames:
         return pl.DataFrame(schema={"run": pl.String, "tag": pl.String, "step": pl.Int64,
                                     "wall_time": pl.Float64, "value": pl.Float64}).to_pandas()

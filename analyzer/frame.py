@@ -92,7 +92,13 @@ def apply_restart_policy(raw: RawPoints, policy: RestartPolicy = "latest") -> tu
     n = len(raw)
     if n == 0:
         return pl.DataFrame(schema=SCHEMA), notes
-    order = np.argsort(raw.tag_codes, kind="stable")  # group by tag, keep write order within
+    if len(raw.tags) != len(set(raw.tags)):
+        raise ValueError("duplicate tags in RawPoints")
+    grouped = bool(np.all(raw.tag_codes[1:] >= raw.tag_codes[:-1]))
+    if grouped and bool(np.all((raw.steps[1:] > raw.steps[:-1]) | (raw.tag_codes[1:] != raw.tag_codes[:-1]))):
+        # The common case (readers group by tag; no step went back): nothing to purge, nothing to sort.
+        return build_frame(raw.tags, raw.tag_codes, raw.steps, raw.wall_times, raw.values), notes
+    order = np.arange(n) if grouped else np.argsort(raw.tag_codes, kind="stable")  # by tag, write order within
     codes = raw.tag_codes[order]
     steps = raw.steps[order]
     bounds = np.flatnonzero(np.diff(codes)) + 1
@@ -125,27 +131,34 @@ def apply_restart_policy(raw: RawPoints, policy: RestartPolicy = "latest") -> tu
                               count=dropped))
     if policy == "keep_all":
         keep[:] = True
+    # `order` groups points by tag in write order; under "latest" the kept points of a tag already have
+    # strictly increasing steps, so the frame needs no sort. keep_all sorts by step within each tag.
     sel = order[keep]
-    sel.sort()  # back to write order, then a stable sort by (tag, step) in the frame
-    frame = pl.DataFrame({
-        "tag": pl.Series("tag", np.asarray(raw.tags, dtype=object)[raw.tag_codes[sel]], dtype=pl.String)
-        if raw.tags else pl.Series("tag", [], dtype=pl.String),
-        "step": raw.steps[sel],
-        "wall_time": raw.wall_times[sel],
-        "value": raw.values[sel],
-    }, schema=SCHEMA)
-    frame = frame.sort(["tag", "step"], maintain_order=True)
+    if policy == "keep_all":
+        sel = sel[np.lexsort((raw.steps[sel], raw.tag_codes[sel]))]
+    frame = build_frame(raw.tags, raw.tag_codes[sel], raw.steps[sel], raw.wall_times[sel], raw.values[sel])
     return frame, notes
 
 
-def nonfinite_note(frame: pl.DataFrame) -> Note | None:
+def build_frame(tags: tuple[str, ...], codes: np.ndarray, steps: np.ndarray, wall_times: np.ndarray,
+                values: np.ndarray) -> pl.DataFrame:
+    """The canonical frame; the tag column is a polars Enum of the run's tags (4 bytes a row, not a string)."""
+    tag_type = pl.Enum(list(tags))
+    return pl.DataFrame({
+        "tag": pl.Series("tag", list(tags), dtype=tag_type).gather(codes.astype(np.uint32, copy=False)),
+        "step": steps, "wall_time": wall_times, "value": values,
+    })
+
+
+def nonfinite_note(raw: RawPoints) -> Note | None:
     """NaN/inf are data (the divergence signal); they are counted, not dropped."""
-    if frame.height == 0:
+    bad = ~np.isfinite(raw.values)
+    if not bad.any():
         return None
-    bad = frame.filter(~pl.col("value").is_finite())
-    if bad.height == 0:
-        return None
-    per_tag = bad.group_by("tag").agg(pl.len().alias("n"), pl.col("step").min().alias("first")).sort("tag")
-    parts = [f"{r['tag']} x{r['n']} (first at step {r['first']})" for r in per_tag.iter_rows(named=True)]
-    return Note(kind="nonfinite", message="non-finite values kept as data: " + ", ".join(parts[:10]),
-                count=bad.height, step=int(bad.get_column("step").min()))  # type: ignore[arg-type]
+    codes, steps = raw.tag_codes[bad], raw.steps[bad]
+    parts = []
+    for code in np.unique(codes)[:10].tolist():
+        mine = codes == code
+        parts.append(f"{raw.tags[code]} x{int(mine.sum())} (first at step {int(steps[mine].min())})")
+    return Note(kind="nonfinite", message="non-finite values kept as data: " + ", ".join(parts),
+                count=int(bad.sum()), step=int(steps.min()))

@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from analyzer.ingest.tabular import flatten
+
 #: Files whose content is a run's configuration when they sit beside its log.
 SIDE_FILE_NAMES = frozenset({
     "hparams.yaml", "hparams.yml", "config.yaml", "config.yml", "hparams.json", "config.json", "args.json",
@@ -35,18 +37,7 @@ def read_side_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, Mapping):
         return {}
-    return _flatten(data)
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, name + "."))
-        elif isinstance(value, (str, int, float, bool)) or value is None:
-            out[name] = value
-    return out
+    return {k: v for k, v in flatten(data, ".").items() if isinstance(v, (str, int, float, bool)) or v is None}
 
 
 def lr_from_name(name: str) -> float | None:

@@ -129,7 +129,10 @@ class Run:
 
     @property
     def tags(self) -> list[str]:
-        return sorted(self.points.get_column("tag").unique().to_list())
+        col = self.points.get_column("tag")
+        if isinstance(col.dtype, pl.Enum):
+            return sorted(col.dtype.categories.to_list())
+        return sorted(col.unique().to_list())
 
     @property
     def n_points(self) -> int:
@@ -137,9 +140,9 @@ class Run:
 
     def series(self, tag: str | None) -> Series | None:
         """The points of one tag sorted by step, or None when the tag is absent."""
-        if tag is None:
+        if tag is None or tag not in self.tags:
             return None
-        sub = self.points.filter(pl.col("tag") == tag).sort("step", maintain_order=True)
+        sub = self.points.filter(pl.col("tag") == tag)
         if sub.height == 0:
             return None
         return Series(

@@ -128,7 +128,53 @@ def strided_convnet(*, batch_size: int = 32, seed: int = 0, stride: int = 2, wid
     return model, nn.functional.cross_entropy, batch, eval_batches
 
 
+class TinyTransformer(nn.Module):
+    def __init__(self, vocab: int, d_model: int, layers: int, seq: int, norm_first: bool) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.pos = nn.Parameter(torch.randn(seq, d_model) * 0.1)
+        layer = nn.TransformerEncoderLayer(d_model, nhead=4, dim_feedforward=4 * d_model, dropout=0.0,
+                                           batch_first=True, norm_first=norm_first)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, vocab)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(seq), persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens) + self.pos[: tokens.shape[1]]
+        return self.head(self.encoder(h, mask=self.mask[: tokens.shape[1], : tokens.shape[1]], is_causal=True))
+
+
+def tiny_transformer(*, batch_size: int = 32, seed: int = 0, norm_first: bool = False, d_model: int = 64,
+                     layers: int = 2, seq: int = 32, vocab: int = 32) -> Workload:
+    """A causal 2-layer Transformer on next-token prediction of a fixed random Markov chain. Post-LN
+    (norm_first=False, Norm(x + f(x))) is the classic case that needs warmup at high Adam LRs."""
+    torch.manual_seed(seed)
+    model = TinyTransformer(vocab, d_model, layers, seq, norm_first)
+    g = torch.Generator().manual_seed(seed + 4242)
+    logits = torch.randn(vocab, vocab, generator=g) * 2.5
+    trans = torch.softmax(logits, dim=1)
+
+    def sample(gen: torch.Generator, n: int) -> torch.Tensor:
+        tok = torch.randint(0, vocab, (n,), generator=gen)
+        out = [tok]
+        for _ in range(seq):
+            tok = torch.multinomial(trans[tok], 1, generator=gen).squeeze(1)
+            out.append(tok)
+        return torch.stack(out, dim=1)
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = sample(torch.Generator().manual_seed(seed * 9_000_011 + step), batch_size)
+        return s[:, :-1], s[:, 1:]
+
+    def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+
+    eval_batches = [batch(10_000_000 + i) for i in range(2)]
+    return model, loss_fn, batch, eval_batches
+
+
 BUILTIN: dict[str, Callable[..., Workload]] = {
+    "tiny_transformer": tiny_transformer,
     "early_residual_mlp": early_residual_mlp,
     "outlier_batches": outlier_batches,
     "divergent_mlp": divergent_mlp,

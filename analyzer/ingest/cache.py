@@ -1,8 +1,9 @@
 """A decode cache for event files, keyed by (path, size, mtime).
 
-An unchanged file is loaded from one .npz instead of being decoded again. A file that only grew
-(a live run still writing) is decoded from where the cached read stopped, after checking that
-the bytes the cache covers are still the same (their first and last 4 KiB).
+An unchanged file is loaded from one flat binary instead of being decoded again. A file that only
+grew (a live run still writing) is decoded from where the cached read stopped, after checking that
+the bytes the cache covers are still the same (their first and last 4 KiB). Each entry is a small
+JSON sidecar (checked without touching the arrays) plus the arrays back to back in one .bin file.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 from analyzer.frame import RawPoints
 from analyzer.types import Note
 
-_VERSION = 1
+_VERSION = 2
 _EDGE = 4096
+#: Arrays in the .bin, in this order: 8-byte types first so every view stays aligned.
+_LAYOUT = (("steps", "<i8"), ("walls", "<f8"), ("values", "<f8"), ("codes", "<i4"))
 
 
 def default_cache_dir() -> Path:
@@ -45,28 +48,49 @@ class DecodeCache:
         self.directory = directory
 
     def _entry(self, path: Path) -> Path:
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:20]
-        return self.directory / f"{digest}.npz"
+        # Paths from discovery are absolute already; resolving each costs more than the cache hit saves.
+        digest = hashlib.sha1(str(path.absolute()).encode()).hexdigest()[:20]
+        return self.directory / digest
+
+    def meta(self, path: Path) -> dict[str, Any] | None:
+        """The sidecar of ``path`` when the cache still covers a prefix of the file, else None."""
+        try:
+            meta = json.loads(self._entry(path).with_suffix(".json").read_text())
+            if meta.get("version") != _VERSION or meta.get("path") != str(path.absolute()):
+                return None
+            st = path.stat()
+        except (OSError, ValueError):
+            return None
+        if st.st_size < meta["end_offset"]:
+            return None
+        unchanged = st.st_size == meta["size"] and st.st_mtime_ns == meta["mtime_ns"]
+        if not unchanged and _fingerprint(path, meta["end_offset"]) != meta["fingerprint"]:
+            return None  # rewritten, not appended to
+        meta["unchanged"] = unchanged
+        return meta
+
+    def is_current(self, path: Path) -> bool:
+        meta = self.meta(path)
+        return bool(meta and meta["unchanged"])
 
     def load(self, path: Path) -> tuple[dict[str, Any], RawPoints] | None:
         """(meta, points) cached for ``path`` when the cache still covers a prefix of it."""
-        entry = self._entry(path)
-        if not entry.is_file():
+        meta = self.meta(path)
+        if meta is None:
             return None
         try:
-            with np.load(entry, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                if meta.get("version") != _VERSION or meta.get("path") != str(path.resolve()):
-                    return None
-                st = path.stat()
-                unchanged = st.st_size == meta["size"] and st.st_mtime_ns == meta["mtime_ns"]
-                if st.st_size < meta["end_offset"]:
-                    return None
-                if not unchanged and _fingerprint(path, meta["end_offset"]) != meta["fingerprint"]:
-                    return None  # rewritten, not appended to
-                points = RawPoints(tuple(meta["tags"]), z["codes"], z["steps"], z["walls"], z["values"])
-        except (OSError, ValueError, KeyError, json.JSONDecodeError, zlib.error):
+            blob = np.fromfile(self._entry(path).with_suffix(".bin"), dtype=np.uint8)
+        except OSError:
             return None
+        n = meta["points"]
+        arrays, off = {}, 0
+        for name, dtype in _LAYOUT:
+            size = np.dtype(dtype).itemsize * n
+            if off + size > blob.size:
+                return None
+            arrays[name] = blob[off:off + size].view(dtype)
+            off += size
+        points = RawPoints(tuple(meta["tags"]), arrays["codes"], arrays["steps"], arrays["walls"], arrays["values"])
         return meta, points
 
     def store(self, path: Path, points: RawPoints, *, end_offset: int, notes: list[Note], extra: dict[str, Any]) -> None:
@@ -74,14 +98,20 @@ class DecodeCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             st = path.stat()
             meta = {
-                "version": _VERSION, "path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "version": _VERSION, "path": str(path.absolute()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                 "end_offset": end_offset, "fingerprint": _fingerprint(path, end_offset), "tags": list(points.tags),
-                "notes": [asdict(n) for n in notes], **extra,
+                "points": len(points), "notes": [asdict(n) for n in notes], **extra,
             }
             entry = self._entry(path)
-            tmp = entry.with_suffix(".tmp.npz")
-            np.savez(tmp, meta=np.array(json.dumps(meta)), codes=points.tag_codes, steps=points.steps,
-                     walls=points.wall_times, values=points.values)
-            os.replace(tmp, entry)
+            cols = {"steps": points.steps, "walls": points.wall_times, "values": points.values,
+                    "codes": points.tag_codes}
+            tmp_bin = entry.with_suffix(".bin.tmp")
+            with open(tmp_bin, "wb") as fh:
+                for name, dtype in _LAYOUT:
+                    fh.write(np.ascontiguousarray(cols[name], dtype=dtype).tobytes())
+            os.replace(tmp_bin, entry.with_suffix(".bin"))
+            tmp_json = entry.with_suffix(".json.tmp")
+            tmp_json.write_text(json.dumps(meta))
+            os.replace(tmp_json, entry.with_suffix(".json"))
         except OSError:
             pass  # a cache that cannot be written only costs speed next time

@@ -137,12 +137,16 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
     tb_exports: dict[tuple[Path, str], list[Path]] = {}
     side_candidates: list[Path] = []
 
+    hparam_dirs: dict[Path, list[Path]] = {}  # run dir -> its add_hparams sub-directories
+    for d in tb_dirs:
+        if _TIMESTAMP_DIR.match(d.name) and d.parent in tb_dirs:
+            hparam_dirs.setdefault(d.parent, []).append(d)
     for directory, dir_files in sorted(by_dir.items()):
         events = [f for f in dir_files if "tfevents" in f.name]
         if events:
             if _TIMESTAMP_DIR.match(directory.name) and directory.parent in tb_dirs:
                 continue  # folded into the parent run below
-            hp_dirs = sorted(d for d in tb_dirs if d.parent == directory and _TIMESTAMP_DIR.match(d.name))
+            hp_dirs = sorted(hparam_dirs.get(directory, ()))
             hp_files = tuple(f for d in hp_dirs for f in sorted(by_dir[d]) if "tfevents" in f.name)
             found.sources.append(RunSource(rid(directory), "tensorboard", "tensorboard",
                                            tuple(sorted(events, key=_event_file_order)), hp_files, directory))

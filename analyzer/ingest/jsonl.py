@@ -15,23 +15,25 @@ from analyzer.ingest.tabular import STEP_KEYS, RowCollector, find_key, flatten, 
 from analyzer.types import Note
 
 _SNIFF_LINES = 20
+_BLANK = object()
+
+
+def _parse_line(raw: bytes) -> object:
+    """The JSON value of one line, _BLANK for an empty line, None when it is not JSON."""
+    text = raw.strip()
+    if not text:
+        return _BLANK
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def sniff(path: Path) -> str:
     """The step key of a JSONL log, or LogFormatError saying why it is not one."""
     with open(path, "rb") as fh:
         head = [fh.readline(1 << 20) for _ in range(_SNIFF_LINES)]
-    objs = []
-    for raw in head:
-        text = raw.strip()
-        if not text:
-            continue
-        try:
-            obj = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(obj, dict):
-            objs.append(flatten(obj))
+    objs = [flatten(obj) for obj in map(_parse_line, head) if isinstance(obj, dict)]
     if not objs:
         raise LogFormatError("no JSON object per line in its first lines: not a JSONL log")
     for obj in objs:
@@ -51,12 +53,10 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
     lines = data.split(b"\n")
     last_unterminated = bool(data) and not data.endswith(b"\n")
     for i, raw in enumerate(lines):
-        text = raw.strip()
-        if not text:
+        obj = _parse_line(raw)
+        if obj is _BLANK:
             continue
-        try:
-            obj = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        if obj is None:
             if last_unterminated and i == len(lines) - 1:
                 notes.append(Note("truncated", f"{path.name}: the last line is cut off (an interrupted write); "
                                   "it was not used", count=1))

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+
+import numpy as np
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -39,7 +42,8 @@ class LoadOptions:
         verify_all_crcs: check every event record's data CRC, not only those that decode oddly.
         roles: user overrides, role -> tag.
         cache_dir: where decoded event files are cached; None disables the cache.
-        workers: processes for reading (0 = one per core when the logs are large).
+        workers: processes for reading; 1 = in this process (the API default: spawned workers
+            re-import the caller's __main__), 0 = one per core when the logs are large (the CLI).
         progress: show a progress bar on stderr.
     """
 
@@ -47,7 +51,7 @@ class LoadOptions:
     verify_all_crcs: bool = False
     roles: Mapping[str, str] = field(default_factory=dict)
     cache_dir: Path | None = field(default_factory=default_cache_dir)
-    workers: int = 0
+    workers: int = 1
     progress: bool = False
 
 
@@ -137,7 +141,7 @@ def _read_events_cached(path: Path, options: LoadOptions, cache: DecodeCache | N
     cached = cache.load(path) if cache else None
     if cached is not None:
         meta, old = cached
-        if path.stat().st_size == meta["size"] and meta.get("verify_all") >= options.verify_all_crcs:
+        if meta["unchanged"] and meta.get("verify_all") >= options.verify_all_crcs:
             return old, [Note(**n) for n in meta["notes"]], meta.get("hparams", {})
         content = read_event_file(path, verify_all_crcs=options.verify_all_crcs, begin=meta["end_offset"])
         points = RawPoints.concat([old, content.points])
@@ -159,7 +163,7 @@ def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
 def _build_run(src: RunSource, data: SourceData, options: LoadOptions) -> Run:
     frame, restart_notes = apply_restart_policy(data.points, options.restarts)
     notes = list(data.notes) + restart_notes
-    nf = nonfinite_note(frame)
+    nf = nonfinite_note(data.points)
     if nf is not None:
         notes.append(nf)
     hparams = dict(data.hparams)
@@ -167,7 +171,7 @@ def _build_run(src: RunSource, data: SourceData, options: LoadOptions) -> Run:
         lr = lr_from_name(src.id)
         if lr is not None:
             hparams["lr (from run name)"] = lr
-    counts = dict(frame.group_by("tag").len().iter_rows()) if frame.height else {}
+    counts = dict(zip(data.points.tags, np.bincount(data.points.tag_codes, minlength=len(data.points.tags)).tolist()))
     for role, tag in options.roles.items():
         if counts and tag not in counts:
             notes.append(Note("role_override", f"--role {role}={tag}: no such tag in this run; picked by name instead"))
@@ -176,26 +180,34 @@ def _build_run(src: RunSource, data: SourceData, options: LoadOptions) -> Run:
                hparams=hparams, notes=tuple(notes), roles=roles)
 
 
-def _source_bytes(src: RunSource) -> int:
+def _bytes_to_decode(src: RunSource, cache: DecodeCache | None) -> int:
+    """Bytes that reading ``src`` must decode (a current cache entry costs next to nothing)."""
     total = 0
     for f in src.files:
         try:
-            total += f.stat().st_size
+            if not (cache is not None and src.reader == "tensorboard" and cache.is_current(f)):
+                total += f.stat().st_size
         except OSError:
             pass
     return total
 
 
 def _iter_read(sources: list[RunSource], options: LoadOptions) -> Iterator[tuple[RunSource, SourceData]]:
-    total = sum(_source_bytes(s) for s in sources)
+    cache = DecodeCache(options.cache_dir) if options.cache_dir else None
+    total = sum(_bytes_to_decode(s, cache) for s in sources)
     workers = options.workers or (os.cpu_count() or 1)
     if workers > 1 and len(sources) > 1 and total >= _PARALLEL_MIN_BYTES:
         # spawn, not fork: polars' thread pool does not survive a fork.
-        with ProcessPoolExecutor(max_workers=min(workers, len(sources)), mp_context=get_context("spawn")) as pool:
-            yield from zip(sources, pool.map(_read_source, sources, [options] * len(sources), chunksize=4))
-    else:
-        for src in sources:
-            yield src, _read_source(src, options)
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, len(sources)), mp_context=get_context("spawn")) as pool:
+                results = list(pool.map(_read_source, sources, [options] * len(sources), chunksize=4))
+        except BrokenProcessPool as exc:  # e.g. a __main__ that cannot be re-imported (a script on stdin)
+            log.warning("parallel reading unavailable (%s); reading sequentially", exc)
+        else:
+            yield from zip(sources, results)
+            return
+    for src in sources:
+        yield src, _read_source(src, options)
 
 
 def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -> tuple[list[Run], list[InputFile]]:

@@ -55,13 +55,13 @@ def to_float(value: Any) -> float | None:
     return None
 
 
-def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts become '/'-joined keys (how most tools name nested metrics)."""
+def flatten(obj: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become ``sep``-joined keys ('/' is how most tools name nested metrics)."""
     out: dict[str, Any] = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            out.update(flatten(value, name + "/"))
+            out.update(flatten(value, sep, name + sep))
         else:
             out[name] = value
     return out
@@ -117,15 +117,21 @@ class RowCollector:
         # a metric that is numeric in some rows and not in others lost points.
         dropped = {k: n for k, n in self.non_numeric.items() if k in self.tags}
         ignored = sorted(k for k in self.non_numeric if k not in self.tags)
-        if dropped:
-            total = sum(dropped.values())
-            detail = ", ".join(f"{k} x{n}" for k, n in sorted(dropped.items())[:10])
-            out.append(Note("dropped", f"{self.source}: {total} non-numeric value(s) in metric fields were not "
-                            f"used ({detail})", count=total))
-        if ignored:
-            out.append(Note("ignored_fields", f"{self.source}: non-numeric field(s) ignored: {', '.join(ignored[:10])}",
-                            count=len(ignored)))
-        return out
+        return out + non_numeric_notes(self.source, dropped, ignored, "value(s) in metric fields", "field(s)")
+
+
+def non_numeric_notes(source: str, dropped: Mapping[str, int], ignored: list[str], what: str,
+                      kind: str) -> list[Note]:
+    """Notes counting non-numeric entries of metric columns (lost points) and all-text columns (ignored)."""
+    out = []
+    if dropped:
+        total = sum(dropped.values())
+        detail = ", ".join(f"{k} x{n}" for k, n in sorted(dropped.items())[:10])
+        out.append(Note("dropped", f"{source}: {total} non-numeric {what} were not used ({detail})", count=total))
+    if ignored:
+        out.append(Note("ignored_fields", f"{source}: non-numeric {kind} ignored: {', '.join(ignored[:10])}",
+                        count=len(ignored)))
+    return out
 
 
 def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall_col: str | None,
@@ -170,12 +176,5 @@ def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall
             dropped[name] = bad
         mask = numeric.to_numpy()
         columns[name] = (steps[mask], walls[mask], as_float.to_numpy()[mask])
-    if dropped:
-        total = sum(dropped.values())
-        detail = ", ".join(f"{k} x{v}" for k, v in sorted(dropped.items())[:10])
-        notes.append(Note("dropped", f"{source}: {total} non-numeric cell(s) in metric columns were not used "
-                          f"({detail})", count=total))
-    if ignored:
-        notes.append(Note("ignored_fields", f"{source}: non-numeric column(s) ignored: {', '.join(ignored[:10])}",
-                          count=len(ignored)))
+    notes += non_numeric_notes(source, dropped, ignored, "cell(s) in metric columns", "column(s)")
     return RawPoints.from_columns(columns), notes
