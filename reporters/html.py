@@ -23,7 +23,7 @@ from reporters.terminal import severity_key
 #: With at most this many runs, every run gets full figures.
 ALL_PLOTS_UP_TO = 60
 #: Otherwise at most this many flagged runs (worst first) get full figures.
-MAX_FULL_PLOT_RUNS = 150
+MAX_FULL_PLOT_RUNS = 100
 
 _VERDICT_LABEL = {"divergence": "Divergence", "mid_instability": "Mid-training instability",
                   "early_instability": "Early instability", "stable": "Stable", "insufficient_data": "Insufficient data"}
@@ -82,7 +82,8 @@ def run_figures(d: Diagnosis) -> list[Figure]:
         base = warm.params.get("base_lr_to_try") or warm.params.get("unstable_lr")
         if base:
             proposed = (int(warm.params["warmup_steps"]), int(warm.params["post_warmup_steps"]), float(base))
-    if lr is not None or proposed is not None:
+    lr_varies = lr is not None and np.nanmax(lr.values) > np.nanmin(lr.values) if lr is not None and len(lr) else False
+    if proposed is not None or lr_varies:
         figs.append(Figure("Learning rate", plots.lr_plot(lr.steps if lr else None, lr.values if lr else None,
                                                           proposed=proposed, title="learning rate")))
     return figs

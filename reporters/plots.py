@@ -26,6 +26,8 @@ matplotlib.rcParams.update({
 
 INK, BLUE, ORANGE, RED, GREEN, GREY, PURPLE = "#1f2933", "#2563eb", "#ea7317", "#dc2626", "#16a34a", "#9aa5b1", "#7c3aed"
 _W, _H = 6.4, 2.5
+#: Points per drawn line: more than a 640-px-wide figure can show; min/max buckets keep every spike.
+_LINE_POINTS = 1000
 
 
 def _svg(fig: Figure) -> str:
@@ -36,15 +38,38 @@ def _svg(fig: Figure) -> str:
 
 
 def _figure(w: float = _W, h: float = _H) -> Figure:
-    fig = Figure(figsize=(w, h), layout="constrained")
+    # Fixed margins: constrained layout costs more than everything else in a figure this simple.
+    fig = Figure(figsize=(w, h))
+    fig.subplots_adjust(left=0.6 / w, right=1 - 0.15 / w, bottom=0.5 / h, top=1 - 0.3 / h)
     return fig
 
 
-def _mark_nonfinite(ax, steps: np.ndarray, label: str) -> None:
-    if steps.size:
-        y = ax.get_ylim()[1]
-        ax.plot(steps, np.full(steps.size, y), linestyle="none", marker="x", color=RED, markersize=5,
-                label=f"{label}: NaN/inf ({steps.size})", clip_on=False)
+def _nonfinite_ranges(steps: np.ndarray, all_steps_gap: float) -> list[tuple[float, float]]:
+    """Contiguous stretches of non-finite points, as (first, last) steps."""
+    if steps.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(steps) > all_steps_gap) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks - 1, [steps.size - 1]])
+    return [(float(steps[a]), float(steps[b])) for a, b in zip(starts, ends)]
+
+
+def _mark_nonfinite(ax, steps: np.ndarray, label: str, typical_gap: float = 1.0) -> None:
+    """NaN/inf drawn distinctly: one marker per contiguous stretch, the stretch shaded (never 10k markers)."""
+    ranges = _nonfinite_ranges(np.sort(steps), 1.5 * typical_gap)
+    if not ranges:
+        return
+    y = ax.get_ylim()[1]
+    firsts = [a for a, _ in ranges[:200]]
+    ax.plot(firsts, np.full(len(firsts), y), linestyle="none", marker="x", color=RED, markersize=6,
+            label=f"{label}: NaN/inf ({steps.size})", clip_on=False)
+    for a, b in ranges[:50]:
+        if b > a:
+            ax.axvspan(a, b, color=RED, alpha=0.12)
+
+
+def _typical_gap(steps: np.ndarray) -> float:
+    return float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
 
 
 def _wants_log(values: np.ndarray) -> bool:
@@ -58,11 +83,11 @@ def loss_plot(steps: np.ndarray, values: np.ndarray, *, title: str, eval_steps: 
     """Train loss vs step (log scale when it spans decades), eval loss, findings shaded."""
     fig = _figure()
     ax = fig.add_subplot()
-    d = minmax_decimate(steps, values)
+    d = minmax_decimate(steps, values, _LINE_POINTS)
     ax.plot(d.steps, d.values, color=BLUE, lw=0.9, label="train loss")
     all_vals = d.values
     if eval_steps is not None and eval_values is not None and len(eval_steps):
-        e = minmax_decimate(eval_steps, eval_values)
+        e = minmax_decimate(eval_steps, eval_values, _LINE_POINTS)
         ax.plot(e.steps, e.values, color=ORANGE, lw=1.3, marker="o" if e.steps.size < 60 else None, ms=3,
                 label="eval loss")
         all_vals = np.concatenate([all_vals, e.values])
@@ -75,7 +100,7 @@ def loss_plot(steps: np.ndarray, values: np.ndarray, *, title: str, eval_steps: 
         ax.axvline(step, color=RED, lw=0.8, ls="--")
         ax.annotate(label, (step, 1), xycoords=("data", "axes fraction"), fontsize=7, color=RED, ha="left",
                     va="top", rotation=90)
-    _mark_nonfinite(ax, d.nonfinite_steps, "train loss")
+    _mark_nonfinite(ax, d.nonfinite_steps, "train loss", _typical_gap(steps))
     ax.set_xlabel("step")
     ax.set_title(title)
     _legend(ax)
@@ -95,7 +120,7 @@ def grad_norm_plot(steps: np.ndarray, values: np.ndarray, *, threshold: float | 
     """Unclipped grad norm vs step with the proposed clip threshold and the fraction above it."""
     fig = _figure()
     ax = fig.add_subplot()
-    d = minmax_decimate(steps, values)
+    d = minmax_decimate(steps, values, _LINE_POINTS)
     ax.plot(d.steps, d.values, color=PURPLE, lw=0.8, label="grad norm (unclipped)")
     if _wants_log(d.values):
         ax.set_yscale("log")
@@ -103,7 +128,7 @@ def grad_norm_plot(steps: np.ndarray, values: np.ndarray, *, threshold: float | 
         fin = values[np.isfinite(values)]
         frac = float(np.mean(fin > threshold)) if fin.size else 0.0
         ax.axhline(threshold, color=RED, lw=1.1, ls="--", label=f"proposed clip {threshold:.3g} ({frac:.0%} above)")
-    _mark_nonfinite(ax, d.nonfinite_steps, "grad norm")
+    _mark_nonfinite(ax, d.nonfinite_steps, "grad norm", _typical_gap(steps))
     ax.set_xlabel("step")
     ax.set_title(title)
     _legend(ax)
@@ -115,16 +140,17 @@ def grad_histogram(values: np.ndarray, *, title: str) -> str:
     fin = values[np.isfinite(values)]
     fig = _figure(_W / 1.6, _H)
     ax = fig.add_subplot()
-    use_log = fin.size and fin.min() > 0 and fin.max() / fin.min() > 30
-    bins = np.geomspace(fin.min(), fin.max(), 60) if use_log else 60
-    ax.hist(fin, bins=bins, color=PURPLE, alpha=0.7)
+    use_log = bool(fin.size and fin.min() > 0 and fin.max() / fin.min() > 30)
+    edges = np.geomspace(fin.min(), fin.max(), 61) if use_log else np.linspace(fin.min(), fin.max() + 1e-12, 61)
+    counts, edges = np.histogram(fin, bins=edges)
+    ax.stairs(counts, edges, fill=True, color=PURPLE, alpha=0.7)  # one path, not 60 bar patches
     if use_log:
         ax.set_xscale("log")
     for q, color in ((50, GREY), (90, RED), (99, INK)):
         v = float(np.percentile(fin, q))
         ax.axvline(v, color=color, lw=1.1, ls="--", label=f"p{q} = {v:.3g}")
     ax.set_xlabel("grad norm")
-    ax.set_ylabel("steps")
+    ax.set_ylabel("steps", labelpad=1)
     ax.set_title(title)
     _legend(ax)
     return _svg(fig)
@@ -136,7 +162,7 @@ def lr_plot(steps: np.ndarray | None, values: np.ndarray | None, *, proposed: tu
     fig = _figure(_W / 1.6, _H)
     ax = fig.add_subplot()
     if steps is not None and values is not None and len(steps):
-        d = minmax_decimate(steps, values)
+        d = minmax_decimate(steps, values, _LINE_POINTS)
         ax.plot(d.steps, d.values, color=GREEN, lw=1.1, label="LR as logged")
     if proposed is not None:
         warm, post, base = proposed
@@ -187,7 +213,7 @@ def sweep_curves_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, t
     colors = matplotlib.colormaps["viridis"](np.linspace(0.05, 0.9, max(len(curves), 1)))
     all_vals = []
     for (label, steps, values), color in zip(curves, colors):
-        d = minmax_decimate(steps, values, 1000)
+        d = minmax_decimate(steps, values, _LINE_POINTS)
         ax.plot(d.steps, d.values, color=color, lw=1, label=label)
         all_vals.append(d.values)
     if all_vals and _wants_log(np.concatenate(all_vals)):

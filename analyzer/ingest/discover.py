@@ -58,8 +58,16 @@ class Discovery:
 
 def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
     files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append(
+    seen: set[str] = set()  # real paths of directories walked: symlinked runs are followed, cycles are not
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: skipped.append(
             InputFile(str(e.filename), "skipped", f"cannot be listed: {e.strerror}"))):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            skipped.append(InputFile(dirpath, "skipped", "directory already searched (a symlink loop or a second "
+                                     "link to it)"))
+            dirnames[:] = []
+            continue
+        seen.add(real)
         hidden = sorted(d for d in dirnames if d.startswith(".") or d == "__pycache__")
         for d in hidden:
             skipped.append(InputFile(str(Path(dirpath) / d), "skipped", "hidden or cache directory, not searched"))
