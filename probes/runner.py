@@ -9,7 +9,9 @@ stop (NaN/inf, or loss > divergence_factor x best) is checked at each flush.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from analyzer.errors import ConfigError
+from analyzer.ingest.tfrecord import masked_crc
 from probes.schedule import lr_at
 from probes.spec import ProbeSpec, TrialConfig
 from probes.workloads import build
@@ -69,24 +72,62 @@ def make_optimizer(spec: ProbeSpec, params, lr: float) -> torch.optim.Optimizer:
     raise ConfigError(f"optimizer {name!r}: expected sgd, momentum, nesterov, adam, adamw, nadam or rmsprop")
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def encode_scalar_event(wall_time: float, step: int, values: dict[str, float]) -> bytes:
+    """The bytes ``Event(wall_time, step, summary=Summary(value=[Value(tag, simple_value)...]))
+    .SerializeToString()`` produces (a test checks they are identical), without building protos:
+    a probe writes one per step, and proto objects cost ~30 us each there."""
+    body = bytearray()
+    for tag, value in values.items():
+        tag_b = tag.encode()
+        inner = b"\x0a" + _varint(len(tag_b)) + tag_b + b"\x15" + struct.pack("<f", value)
+        body += b"\x0a" + _varint(len(inner)) + inner
+    out = b"\x09" + struct.pack("<d", wall_time)
+    if step:
+        out += b"\x10" + _varint(step & 0xFFFFFFFFFFFFFFFF)
+    return out + b"\x2a" + _varint(len(body)) + bytes(body)
+
+
 class _EventLog:
-    """Per-step scalars as TensorBoard events, one Event per step holding all values."""
+    """Per-step scalars as TensorBoard event files, one Event (all of the step's values) per record.
+
+    The TFRecord framing is written here because tensorboard's RecordWriter, without TensorFlow,
+    computes CRC32C in pure Python (~15 us a record); the `crc32c` package does the same in C.
+    """
 
     def __init__(self, log_dir: Path) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.compat.proto.summary_pb2 import Summary
-        from torch.utils.tensorboard.writer import FileWriter
+        import socket
 
-        self._event, self._summary = Event, Summary
-        self._writer = FileWriter(str(log_dir))
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        log_dir.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.steadytrain"
+        self._file = open(log_dir / name, "wb")
+        self._record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+
+    def _record(self, data: bytes) -> None:
+        header = struct.pack("<Q", len(data))
+        self._file.write(header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data)))
 
     def write(self, step: int, values: dict[str, float]) -> None:
-        summary = self._summary(value=[self._summary.Value(tag=k, simple_value=v) for k, v in values.items()])
-        self._writer.add_event(self._event(wall_time=time.time(), step=step, summary=summary))
+        self._record(encode_scalar_event(time.time(), step, values))
+
+    def flush(self) -> None:
+        self._file.flush()
 
     def close(self) -> None:
-        self._writer.flush()
-        self._writer.close()
+        self._file.close()
 
 
 def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.device, log_dir: Path,
@@ -104,18 +145,24 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
     evals = [(x.to(device), y.to(device)) for x, y in eval_batches]
     log = _EventLog(log_dir)
     k = max(1, min(spec.log_every, trial.steps))
-    buf = torch.zeros((k, 5), device=device)  # loss, grad norm, lr, clipped, eval loss
-    max_norm = trial.clip if trial.clip is not None else math.inf
+    # Per-step values stay on the device in these lists; one stack + copy per flush is the only sync.
+    losses: list[torch.Tensor] = []
+    norms: list[torch.Tensor] = []
+    evals_at: list[torch.Tensor | None] = []
+    lrs: list[float] = []
+    clip = trial.clip
     best = math.inf
     last_loss: float | None = None
     clipped_total = 0
     steps_run = 0
     stop: str | None = None
+    amp = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
     started = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=trial.steps, desc=trial.name, unit="step", leave=False)
+    model.train()
     try:
         for step in range(trial.steps):
             lr = lr_at(step, base_lr=trial.lr, total_steps=trial.steps, warmup_steps=trial.warmup_steps,
@@ -124,8 +171,7 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
                 group["lr"] = lr
             x, y = train_batch(step)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            model.train()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            with amp():
                 loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -133,34 +179,43 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
                 scaler.unscale_(opt)  # clip the true gradient, not the scaled one
             else:
                 loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)  # returns the UNCLIPPED norm
+            grads = [p.grad for p in params if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads)  # the UNCLIPPED global norm, logged as is
+            if clip is not None:
+                torch.nn.utils.clip_grads_with_norm_(params, clip, grad_norm)
             if scaler is not None:
                 scaler.step(opt)
                 scaler.update()
             else:
                 opt.step()
-            row = buf[step % k]
-            row[0] = loss.detach().float()
-            row[1] = grad_norm.detach().float()
-            row[2] = lr
-            row[3] = (grad_norm > max_norm).float()
+            losses.append(loss.detach())
+            norms.append(grad_norm.detach())
+            lrs.append(lr)
             if spec.eval_interval and (step + 1) % spec.eval_interval == 0:
                 model.eval()
-                with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    row[4] = sum(loss_fn(model(ex), ey).float() for ex, ey in evals) / len(evals)
+                with torch.no_grad(), amp():
+                    evals_at.append(sum(loss_fn(model(ex), ey).float() for ex, ey in evals) / len(evals))
+                model.train()
             else:
-                row[4] = float("nan")
+                evals_at.append(None)
             steps_run = step + 1
             if steps_run % k == 0 or steps_run == trial.steps:
-                n = (steps_run - 1) % k + 1
-                host = buf[:n].cpu().tolist()  # the one CPU-GPU sync point per flush
+                n = len(losses)
                 first = steps_run - n
-                for i, (lv, gv, lrv, cv, ev) in enumerate(host):
-                    values = {"train/loss": lv, "train/grad_norm": gv, "train/lr": lrv, "train/clipped": cv}
-                    if not math.isnan(ev):
-                        values["eval/loss"] = ev
+                # the one CPU-GPU sync point per flush
+                host_loss = torch.stack(losses).float().cpu().tolist()
+                host_norm = torch.stack(norms).float().cpu().tolist()
+                present = [e for e in evals_at if e is not None]
+                host_eval = iter(torch.stack(present).cpu().tolist()) if present else iter(())
+                for i in range(n):
+                    lv, gv = host_loss[i], host_norm[i]
+                    clipped = clip is not None and gv > clip
+                    values = {"train/loss": lv, "train/grad_norm": gv, "train/lr": lrs[i],
+                              "train/clipped": float(clipped)}
+                    if evals_at[i] is not None:
+                        values["eval/loss"] = next(host_eval)
                     log.write(first + i, values)
-                    clipped_total += int(cv)
+                    clipped_total += int(clipped)
                     if not math.isfinite(lv):
                         stop = f"loss became {lv} at step {first + i}"
                         steps_run = first + i + 1  # later steps of this window ran on NaN weights: not logged
@@ -168,10 +223,15 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
                     best = min(best, lv)
                     last_loss = lv
                 # Runaway: the window's median (not one outlier batch) beyond divergence_factor x best.
-                level = sorted(r[0] for r in host)[n // 2]
+                level = sorted(host_loss)[n // 2]
                 if stop is None and steps_run > k and level > spec.divergence_factor * best:
                     stop = (f"loss {level:.3g} (median of steps {first}-{steps_run - 1}) exceeded "
                             f"{spec.divergence_factor:g}x its best {best:.3g}")
+                losses.clear()
+                norms.clear()
+                evals_at.clear()
+                lrs.clear()
+                log.flush()
                 if bar is not None:
                     bar.update(n)
                 if stop is not None:

@@ -132,3 +132,35 @@ def test_gpu_trial_bf16(tmp_path):
     res = run_trial(spec, TrialConfig("g", 0.003, steps=100), "baseline", device=torch.device("cuda"),
                     log_dir=tmp_path / "g")
     assert res.steps_run == 100 and res.device.startswith("cuda") and not res.infeasible
+
+
+@pytest.mark.parametrize("step", [0, 1, 127, 128, 300_000, 2**40])
+def test_probe_event_bytes_are_exactly_protobufs(step):
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from probes.runner import encode_scalar_event
+
+    values = {"train/loss": 2.5, "train/grad_norm": float("nan"), "a" * 200: -1e30, "eval/loss": float("inf")}
+    ours = encode_scalar_event(1.7e9 + 0.25, step, values)
+    ref = Event(wall_time=1.7e9 + 0.25, step=step, summary=Summary(value=[
+        Summary.Value(tag=k, simple_value=v) for k, v in values.items()])).SerializeToString()
+    assert ours == ref
+
+
+@pytest.mark.ray
+def test_trials_as_ray_tasks_on_a_local_ray_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    except Exception as exc:  # noqa: BLE001 - an environment that cannot start Ray is not a probe bug
+        pytest.skip(f"a local Ray instance cannot start here: {exc}")
+    try:
+        out = run_probe(_spec(tmp_path, workload="builtin:early_residual_mlp", optimizer="adam", lr=0.02, steps=120,
+                              eval_interval=60, plans=["baseline", "warmup_sweep"], warmup_candidates=[10]),
+                        device="cpu", out_dir=tmp_path / "p", executor="ray")
+    finally:
+        ray.shutdown()
+    assert [o.result.name for o in out.trials] == ["baseline", "warmup 10"]
+    assert all(o.result.steps_run == 120 for o in out.trials)
+    assert {o.verdict for o in out.trials} <= {"stable", "early_instability"}
