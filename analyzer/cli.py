@@ -108,7 +108,8 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path}: not valid YAML/JSON ({exc.__class__.__name__})", param_hint="--config")
+        raise click.BadParameter(f"{path}: not valid YAML/JSON ({exc.__class__.__name__})",
+                                 param_hint="--config") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path}: expected a mapping of setting names to values", param_hint="--config")
     return data.get("steadytrain", data)

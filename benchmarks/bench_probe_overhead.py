@@ -78,7 +78,7 @@ def main() -> None:
                      "overhead": overhead})
         print(json.dumps(rows[-1]), flush=True)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU, 1 thread"
-    lines = [f"| workload | device | bare loop steps/s | probe steps/s | overhead |", "|---|---|---|---|---|"]
+    lines = ["| workload | device | bare loop steps/s | probe steps/s | overhead |", "|---|---|---|---|---|"]
     lines += [f"| {r['workload']} | {name} | {r['bare_steps_s']:.0f} | {r['probe_steps_s']:.0f} | {r['overhead']:.1%} |"
               for r in rows]
     print("\n".join(lines))

@@ -110,8 +110,8 @@ def loss_plot(steps: np.ndarray, values: np.ndarray, *, title: str, eval_steps: 
 def _legend(ax) -> None:
     handles, labels = ax.get_legend_handles_labels()
     seen: dict[str, object] = {}
-    for h, l in zip(handles, labels):
-        seen.setdefault(l, h)
+    for handle, label in zip(handles, labels):
+        seen.setdefault(label, handle)
     if seen:
         ax.legend(list(seen.values()), list(seen), fontsize=7, frameon=False, loc="best")
 
