@@ -74,7 +74,24 @@ def read_event_file(path: str | Path, *, verify_all_crcs: bool = False, begin: i
     # Grouped by tag, each tag in write order: all the restart policy needs, and its sort is then O(n).
     order = np.argsort(pts.tag_codes, kind="stable")
     out.points = RawPoints(pts.tags, pts.tag_codes[order], pts.steps[order], pts.wall_times[order], pts.values[order])
+    del pts, order
+    if out.records > _TRIM_AFTER_RECORDS:
+        _release_freed_memory()
     return out
+
+
+_TRIM_AFTER_RECORDS = 1 << 20
+
+
+def _release_freed_memory() -> None:
+    """Hand the decoder's freed buffers back to the OS (glibc keeps them after large frees, as its
+    mmap threshold rises), so building the run's frame next does not stack on top of them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _note_corrupt(out: EventFileContent, name: str, offsets: np.ndarray) -> None:
