@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import yaml
 
@@ -25,7 +25,6 @@ DECAYS = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 PLAN_KINDS = ("baseline", "lr2x", "warmup_sweep", "clip_sweep", "warmup_clip")
-Plan = Literal["baseline", "lr2x", "warmup_sweep", "clip_sweep", "warmup_clip"]
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,23 @@ def test_lr_sweep_finds_lr_star_and_edge(tmp_path):
     (sweep,) = report.sweeps
     assert sweep.best_lr == 0.01 and sweep.edge_of_instability
     assert sweep.infeasible == ("lr_1.0",) and sweep.unstable == ("lr_0.1",)
+
+
+def test_clipping_that_would_touch_most_updates_means_lower_the_lr():
+    n = 3000
+    loss = curve(n, seed=11)
+    loss[2000:2300] *= np.linspace(5, 1, 300)
+    outlier_led = grad(n)
+    outlier_led[1998:2010] *= 20
+    d = verdict({"loss": loss, "grad_norm": outlier_led}, hparams={"lr": 0.1})
+    clip = next(r for r in d.recommendations if r.kind == "clip")
+    assert d.verdict == "mid_instability" and not clip.params.get("clipping_insufficient")
+    assert "lower_lr" not in [r.kind for r in d.recommendations]
+
+    quiet = grad(n)
+    quiet[2000:2300] *= 0.7  # the grad norm is unremarkable while the loss misbehaves
+    d = verdict({"loss": loss, "grad_norm": quiet}, hparams={"lr": 0.1})
+    clip = next(r for r in d.recommendations if r.kind == "clip")
+    assert clip.params["clipping_insufficient"] and clip.params["fraction_clipped_at_that_threshold"] > 0.5
+    lower = next(r for r in d.recommendations if r.kind == "lower_lr")
+    assert lower.params["suggested_lr"] == pytest.approx(0.03) and lower is d.recommendations[-1]

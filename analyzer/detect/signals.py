@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from analyzer.config import AnalysisConfig
-from analyzer.types import Run, Series
+from analyzer.types import Series
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,3 @@ def early_end_index(steps: np.ndarray, cfg: AnalysisConfig) -> int:
     cutoff = lo + cfg.early_fraction * (hi - lo)
     idx = int(np.searchsorted(steps, cutoff, side="right"))
     return min(max(idx, cfg.early_min_points), steps.size)
-
-
-def run_series(run: Run) -> dict[str, Series | None]:
-    return {role: run.role_series(role) for role in ("train_loss", "eval_loss", "grad_norm", "lr")}  # type: ignore[arg-type]

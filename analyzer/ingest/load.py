@@ -74,7 +74,7 @@ def _read_source(src: RunSource, options: LoadOptions) -> SourceData:
         cache = DecodeCache(options.cache_dir) if options.cache_dir else None
         for f in src.files:
             try:
-                pts, more, hp = _read_events_cached(f, options, cache)
+                pts, more, hp, skipped_values = _read_events_cached(f, options, cache)
             except OSError as exc:
                 skipped.append(InputFile(str(f), "skipped", f"cannot be read: {exc.strerror}", src.id))
                 continue
@@ -85,6 +85,10 @@ def _read_source(src: RunSource, options: LoadOptions) -> SourceData:
             notes += more
             hparams.update(hp)
             read.append(InputFile(str(f), "read", "tensorboard events", src.id))
+            if skipped_values:
+                notes.append(Note("non_scalar", f"{f.name}: {skipped_values} non-scalar summary value(s) "
+                                  "(histograms, images, text, ...) not read: this tool reads scalars",
+                                  count=skipped_values))
         for f in src.side_files:
             if "tfevents" in f.name:
                 try:
@@ -137,23 +141,26 @@ def _read_source(src: RunSource, options: LoadOptions) -> SourceData:
 
 
 def _read_events_cached(path: Path, options: LoadOptions, cache: DecodeCache | None
-                        ) -> tuple[RawPoints, list[Note], dict[str, Any]]:
+                        ) -> tuple[RawPoints, list[Note], dict[str, Any], int]:
     cached = cache.load(path) if cache else None
     if cached is not None:
         meta, old = cached
         if meta["unchanged"] and meta.get("verify_all") >= options.verify_all_crcs:
-            return old, [Note(**n) for n in meta["notes"]], meta.get("hparams", {})
+            return old, [Note(**n) for n in meta["notes"]], meta.get("hparams", {}), meta.get("skipped_values", 0)
         content = read_event_file(path, verify_all_crcs=options.verify_all_crcs, begin=meta["end_offset"])
         points = RawPoints.concat([old, content.points])
         notes = [Note(**n) for n in meta["notes"] if n["kind"] != "truncated"] + content.notes
         hparams = {**meta.get("hparams", {}), **content.hparams}
+        skipped = meta.get("skipped_values", 0) + content.skipped_values
     else:
         content = read_event_file(path, verify_all_crcs=options.verify_all_crcs)
         points, notes, hparams = content.points, content.notes, content.hparams
+        skipped = content.skipped_values
     if cache:
         cache.store(path, points, end_offset=content.end_offset, notes=notes,
-                    extra={"hparams": _json_safe(hparams), "verify_all": options.verify_all_crcs})
-    return points, notes, hparams
+                    extra={"hparams": _json_safe(hparams), "verify_all": options.verify_all_crcs,
+                           "skipped_values": skipped})
+    return points, notes, hparams, skipped
 
 
 def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,10 +41,6 @@ class Fields:
         hit = (self.number == number) & (self.wire == wire)
         return self.msg[hit], self.value[hit], self.length[hit]
 
-    def other_than(self, numbers: tuple[int, ...]) -> np.ndarray:
-        """Indices of messages that hold any field not in ``numbers``."""
-        hit = ~np.isin(self.number, numbers)
-        return np.unique(self.msg[hit])
 
 
 def read_varints(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -213,7 +213,7 @@ def _decode_general(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
 
     # Tags: hash the bytes, decode one representative per distinct tag.
     hashes = pw.hash_strings(buf, tag_off, tag_len)
-    uniq, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
+    _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
     tag_names = tuple(bytes(buf[tag_off[i]:tag_off[i] + tag_len[i]]).decode("utf-8", "replace") for i in first)
 
     _read_metadata(buf, vw, tag_names, codes, out)

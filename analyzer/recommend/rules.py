@@ -82,23 +82,33 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendat
                       and f.severity.value >= 1]
     needed = None
     if unstable_steps:
-        in_window = np.zeros(len(g), dtype=bool)
-        for lo, hi in unstable_steps:
-            in_window |= (g.steps >= lo) & (g.steps <= hi)
-        if in_window.any():
-            window = g.raw[in_window]
-            peak_norm = float(np.max(window))
-            params["grad_norm_peak_in_unstable_window"] = peak_norm
-            params["fraction_of_unstable_window_clipped"] = float(np.mean(window > thr))
-            needed = peak_norm <= thr or float(np.median(window)) <= p50
+        # To tame an instability, clipping must reach its onset (where outlier gradients cause it): the
+        # largest grad norm within a few points of where it starts. p90 reaches it if it is above p90;
+        # otherwise the threshold must go below it, and we ask what share of ALL updates that clips.
+        lead = cfg.grad_lead_points
+        onsets = []
+        for lo, _hi in unstable_steps:
+            i = int(np.searchsorted(g.steps, lo))
+            window = g.raw[max(0, i - lead):i + lead + 1]
+            if window.size:
+                onsets.append(float(np.max(window)))
+        if onsets:
+            onset = min(onsets)  # the hardest instability to reach decides
+            tame_thr = min(thr, onset * 0.999)
+            tame_frac = float(np.mean(g.raw > tame_thr))
+            params["grad_norm_at_onset"] = onset
+            params["threshold_reaching_unstable_steps"] = tame_thr
+            params["fraction_clipped_at_that_threshold"] = tame_frac
+            needed = tame_frac > cfg.max_clipped_fraction
     text = (f"Clip the global gradient norm at {_fmt(thr)} = p{cfg.clip_percentile:g} of {len(g):,} unclipped "
             f"grad-norm values (p50 {_fmt(p50)}, p99 {_fmt(p99)}); it would have clipped {overall:.0%} of steps "
             f"overall and {early_frac:.0%} of the first {early_cut:,} steps. ")
     if needed:
         params["clipping_insufficient"] = True
-        text += ("But the grad norm during the unstable steps is not an outlier (at or below the typical norm): "
-                 "taming it would need more than half of all updates clipped, which is just a lower LR in "
-                 "disguise. ")
+        text += (f"But the grad norm during the unstable steps is not an outlier: a threshold that reaches them "
+                 f"({_fmt(params['threshold_reaching_unstable_steps'])}) would clip "
+                 f"{params['fraction_clipped_at_that_threshold']:.0%} of all updates (> "
+                 f"{cfg.max_clipped_fraction:.0%}), which is just a lower LR in disguise. ")
     text += "If instability persists, clip harder (a lower threshold). " + PLAYBOOK_CLIP
     return Recommendation("clip", params, text, snippets.clip_snippets(thr), priority=20)
 
