@@ -139,3 +139,16 @@ def test_cache_hit_and_incremental_growth(tmp_path):
         load_mod.read_event_file = real
     assert grown[0].series("loss").steps.tolist() == list(range(40))
     assert again[0].points.equals(first[0].points)
+
+
+def test_unchanged_runs_come_whole_from_the_run_cache(tmp_path, monkeypatch):
+    from analyzer.ingest import load as load_mod
+
+    write_summarywriter(tmp_path / "logs" / "a", {"loss": curve(40), "grad_norm": curve(40)})
+    (tmp_path / "logs" / "notes.txt").write_text("not a log")
+    opts = LoadOptions(cache_dir=tmp_path / "cache")
+    first, inputs1 = load_runs([tmp_path / "logs"], opts)
+    monkeypatch.setattr(load_mod, "_read_source", lambda *a, **k: (_ for _ in ()).throw(AssertionError("read")))
+    again, inputs2 = load_runs([tmp_path / "logs"], opts)  # nothing is read, decoded or purged
+    assert again[0].points.equals(first[0].points) and again[0].roles == first[0].roles
+    assert inputs2 == inputs1

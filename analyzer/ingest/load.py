@@ -9,6 +9,7 @@ import logging
 import os
 
 import numpy as np
+import polars as pl
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from analyzer.hparams import lr_from_hparams, lr_from_name, read_side_file
 from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow
 from analyzer.ingest.cache import DecodeCache, default_cache_dir
 from analyzer.ingest.discover import RunSource, discover
+from analyzer.ingest.run_cache import RunCache, run_key
 from analyzer.ingest.tensorboard import read_event_file
 from analyzer.roles import assign_roles
 from analyzer.types import InputFile, Note, Run
@@ -167,7 +169,8 @@ def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in values.items()}
 
 
-def _build_run(src: RunSource, data: SourceData, options: LoadOptions) -> Run:
+def _build_run(src: RunSource, data: SourceData, options: LoadOptions, cache: RunCache | None = None,
+               key: str | None = None) -> Run:
     frame, restart_notes = apply_restart_policy(data.points, options.restarts)
     notes = list(data.notes) + restart_notes
     nf = nonfinite_note(data.points)
@@ -179,6 +182,14 @@ def _build_run(src: RunSource, data: SourceData, options: LoadOptions) -> Run:
         if lr is not None:
             hparams["lr (from run name)"] = lr
     counts = dict(zip(data.points.tags, np.bincount(data.points.tag_codes, minlength=len(data.points.tags)).tolist()))
+    if cache is not None and key is not None:
+        cache.store(key, frame, notes=notes, hparams=hparams, counts=counts, read=data.read, skipped=data.skipped)
+    return _finish_run(src, frame, notes, hparams, counts, options)
+
+
+def _finish_run(src: RunSource, frame: pl.DataFrame, notes: list[Note], hparams: dict[str, Any],
+                counts: dict[str, int], options: LoadOptions) -> Run:
+    notes = list(notes)
     for role, tag in options.roles.items():
         if counts and tag not in counts:
             notes.append(Note("role_override", f"--role {role}={tag}: no such tag in this run; picked by name instead"))
@@ -226,15 +237,29 @@ def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -
     found = discover(paths)
     inputs: list[InputFile] = list(found.skipped)
     runs: list[Run] = []
-    stream = _iter_read(found.sources, options)
-    if options.progress and found.sources:
+    cache = RunCache(options.cache_dir) if options.cache_dir else None
+    keys: dict[str, str | None] = {}
+    to_read: list[RunSource] = []
+    for src in found.sources:
+        key = run_key([*src.files, *src.side_files, *(f for f, _ in src.merged)], src.id, src.reader,
+                      (options.restarts, options.verify_all_crcs)) if cache else None
+        hit = cache.load(key) if cache is not None and key is not None else None
+        if hit is None:
+            keys[src.id] = key
+            to_read.append(src)
+            continue
+        frame, meta = hit  # an unchanged run: nothing to decode, sort or purge
+        inputs += meta["read"] + meta["skipped"]
+        runs.append(_finish_run(src, frame, meta["notes"], meta["hparams"], meta["counts"], options))
+    stream = _iter_read(to_read, options)
+    if options.progress and to_read:
         from tqdm import tqdm
-        stream = tqdm(stream, total=len(found.sources), desc="reading runs", unit="run", leave=False)
+        stream = tqdm(stream, total=len(to_read), desc="reading runs", unit="run", leave=False)
     for src, data in stream:
         inputs += data.read + data.skipped
         if not data.read:
             continue
-        runs.append(_build_run(src, data, options))
+        runs.append(_build_run(src, data, options, cache, keys.get(src.id)))
     if not runs:
         where = ", ".join(str(p) for p in paths)
         if found.files_seen == 0:
