@@ -145,20 +145,23 @@ def _match_simple_scalars(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarr
     return ok, step[m], wall, tag_off[m], l3[m], value
 
 
+def _tag_table(buf: np.ndarray, tag_off: np.ndarray, tag_len: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """Distinct tags and each value's code: hash the bytes, decode one representative per tag."""
+    hashes = pw.hash_strings(buf, tag_off, tag_len)
+    _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
+    tags = tuple(bytes(buf[tag_off[i]:tag_off[i] + tag_len[i]]).decode("utf-8", "replace") for i in first)
+    return tags, codes.astype(np.int32)
+
+
 def _decode_batch(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                   out: EventFileContent, name: str) -> RawPoints:
     ok, step, wall, tag_off, tag_len, values = _match_simple_scalars(buf, starts, lengths)
-    if ok.all():
-        hashes = pw.hash_strings(buf, tag_off, tag_len)
-        _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
-        tags = tuple(bytes(buf[tag_off[i]:tag_off[i] + tag_len[i]]).decode("utf-8", "replace") for i in first)
-        return RawPoints(tags, codes.astype(np.int32), step, wall, values)
     simple = RawPoints.empty()
     if ok.any():
-        hashes = pw.hash_strings(buf, tag_off, tag_len)
-        _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
-        tags = tuple(bytes(buf[tag_off[i]:tag_off[i] + tag_len[i]]).decode("utf-8", "replace") for i in first)
-        simple = RawPoints(tags, codes.astype(np.int32), step, wall, values)
+        tags, codes = _tag_table(buf, tag_off, tag_len)
+        simple = RawPoints(tags, codes, step, wall, values)
+    if ok.all():
+        return simple
     rest = np.flatnonzero(~ok)
     general = _decode_general(buf, starts[rest], lengths[rest], out, name)
     if not len(simple):
@@ -211,10 +214,7 @@ def _decode_general(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     values[m] = _f32_at(buf, v)
     is_point[m] = True
 
-    # Tags: hash the bytes, decode one representative per distinct tag.
-    hashes = pw.hash_strings(buf, tag_off, tag_len)
-    _, first, codes = np.unique(hashes, return_index=True, return_inverse=True)
-    tag_names = tuple(bytes(buf[tag_off[i]:tag_off[i] + tag_len[i]]).decode("utf-8", "replace") for i in first)
+    tag_names, codes = _tag_table(buf, tag_off, tag_len)
 
     _read_metadata(buf, vw, tag_names, codes, out)
     tm, toff, tlen = vw.select(8, _BYTES)
