@@ -46,6 +46,7 @@ def _fingerprint(path: Path, upto: int) -> int:
 class DecodeCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._sidecars: dict[Path, dict[str, Any]] = {}  # read once per load, not once per question
 
     def _entry(self, path: Path) -> Path:
         # Paths from discovery are absolute already; resolving each costs more than the cache hit saves.
@@ -55,7 +56,9 @@ class DecodeCache:
     def meta(self, path: Path) -> dict[str, Any] | None:
         """The sidecar of ``path`` when the cache still covers a prefix of the file, else None."""
         try:
-            meta = json.loads(self._entry(path).with_suffix(".json").read_text())
+            if path not in self._sidecars:
+                self._sidecars[path] = json.loads(self._entry(path).with_suffix(".json").read_text())
+            meta = dict(self._sidecars[path])
             if meta.get("version") != _VERSION or meta.get("path") != str(path.absolute()):
                 return None
             st = path.stat()
@@ -113,5 +116,6 @@ class DecodeCache:
             tmp_json = entry.with_suffix(".json.tmp")
             tmp_json.write_text(json.dumps(meta))
             os.replace(tmp_json, entry.with_suffix(".json"))
+            self._sidecars.pop(path, None)
         except OSError:
             pass  # a cache that cannot be written only costs speed next time

@@ -66,14 +66,14 @@ class SourceData:
     skipped: list[InputFile]
 
 
-def _read_source(src: RunSource, options: LoadOptions) -> SourceData:
+def _read_source(src: RunSource, options: LoadOptions, decode_cache: DecodeCache | None = None) -> SourceData:
     notes: list[Note] = []
     hparams: dict[str, Any] = {}
     read: list[InputFile] = []
     skipped: list[InputFile] = []
     parts: list[RawPoints] = []
     if src.reader == "tensorboard":
-        cache = DecodeCache(options.cache_dir) if options.cache_dir else None
+        cache = decode_cache or (DecodeCache(options.cache_dir) if options.cache_dir else None)
         for f in src.files:
             try:
                 pts, more, hp, skipped_values = _read_events_cached(f, options, cache)
@@ -225,7 +225,7 @@ def _iter_read(sources: list[RunSource], options: LoadOptions) -> Iterator[tuple
             yield from zip(sources, results)
             return
     for src in sources:
-        yield src, _read_source(src, options)
+        yield src, _read_source(src, options, cache)
 
 
 def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -> tuple[list[Run], list[InputFile]]:
