@@ -15,7 +15,6 @@ class Decimated:
     steps: np.ndarray
     values: np.ndarray  # finite only
     nonfinite_steps: np.ndarray
-    original_points: int
 
 
 def minmax_decimate(steps: np.ndarray, values: np.ndarray, max_points: int = 2000) -> Decimated:
@@ -27,7 +26,7 @@ def minmax_decimate(steps: np.ndarray, values: np.ndarray, max_points: int = 200
     s, v = steps[finite], values[finite]
     n = v.size
     if n <= max_points:
-        return Decimated(s, v, bad_steps, int(values.size))
+        return Decimated(s, v, bad_steps)
     buckets = max(max_points // 2, 1)
     size = int(np.ceil(n / buckets))
     pad = buckets * size - n
@@ -38,4 +37,4 @@ def minmax_decimate(steps: np.ndarray, values: np.ndarray, max_points: int = 200
     i_min = base + padded_lo.argmin(axis=1)
     keep = np.unique(np.concatenate([i_min, i_max, [0, n - 1]]))
     keep = keep[keep < n]
-    return Decimated(s[keep], v[keep], bad_steps, int(values.size))
+    return Decimated(s[keep], v[keep], bad_steps)

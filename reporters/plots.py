@@ -7,9 +7,10 @@ Sparklines are hand-written SVG polylines: a thousand of them must cost millisec
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import matplotlib
 import numpy as np
@@ -18,11 +19,20 @@ from matplotlib.figure import Figure
 
 from reporters.decimate import minmax_decimate
 
-matplotlib.rcParams.update({
+#: Our look, applied only while our figures are made and rendered (never to the user's global rcParams).
+_STYLE = {
     "svg.hashsalt": "steadytrain", "svg.fonttype": "none", "font.size": 8.5, "axes.spines.top": False,
     "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25, "axes.titlesize": 9.5,
     "axes.titleweight": "bold", "axes.titlelocation": "left",
-})
+}
+
+
+def _styled(fn: Callable[..., str]) -> Callable[..., str]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        with matplotlib.rc_context(_STYLE):
+            return fn(*args, **kwargs)
+    return wrapper
 
 INK, BLUE, ORANGE, RED, GREEN, GREY, PURPLE = "#1f2933", "#2563eb", "#ea7317", "#dc2626", "#16a34a", "#9aa5b1", "#7c3aed"
 _W, _H = 6.4, 2.5
@@ -77,6 +87,7 @@ def _wants_log(values: np.ndarray) -> bool:
     return bool(v.size and v.min() > 0 and v.max() / v.min() >= 30)
 
 
+@_styled
 def loss_plot(steps: np.ndarray, values: np.ndarray, *, title: str, eval_steps: np.ndarray | None = None,
               eval_values: np.ndarray | None = None, spans: Sequence[tuple[int, int | None, str, str]] = (),
               marks: Sequence[tuple[int, str]] = ()) -> str:
@@ -116,6 +127,7 @@ def _legend(ax) -> None:
         ax.legend(list(seen.values()), list(seen), fontsize=7, frameon=False, loc="best")
 
 
+@_styled
 def grad_norm_plot(steps: np.ndarray, values: np.ndarray, *, threshold: float | None, title: str) -> str:
     """Unclipped grad norm vs step with the proposed clip threshold and the fraction above it."""
     fig = _figure()
@@ -135,6 +147,7 @@ def grad_norm_plot(steps: np.ndarray, values: np.ndarray, *, threshold: float | 
     return _svg(fig)
 
 
+@_styled
 def grad_histogram(values: np.ndarray, *, title: str) -> str:
     """Histogram of every finite grad norm with p50 / p90 / p99 marked."""
     fin = values[np.isfinite(values)]
@@ -156,6 +169,7 @@ def grad_histogram(values: np.ndarray, *, title: str) -> str:
     return _svg(fig)
 
 
+@_styled
 def lr_plot(steps: np.ndarray | None, values: np.ndarray | None, *, proposed: tuple[int, int, float] | None,
             title: str) -> str:
     """LR as logged, and the proposed warmup (0 -> base LR over warmup_steps, then constant)."""
@@ -174,6 +188,7 @@ def lr_plot(steps: np.ndarray | None, values: np.ndarray | None, *, proposed: tu
     return _svg(fig)
 
 
+@_styled
 def sweep_axis_plot(lrs: Sequence[float], scores: Sequence[float | None], *, infeasible: Iterable[int],
                     best: int | None, edge: bool, metric: str) -> str:
     """Playbook Figure 7a: loss vs base LR on a log axis, infeasible trials marked, lr* and the edge shown."""
@@ -206,6 +221,7 @@ def sweep_axis_plot(lrs: Sequence[float], scores: Sequence[float | None], *, inf
     return _svg(fig)
 
 
+@_styled
 def sweep_curves_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str) -> str:
     """Overlaid training-loss curves of the LRs around lr*."""
     fig = _figure()

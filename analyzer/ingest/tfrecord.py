@@ -79,7 +79,6 @@ class Framing:
         end: offset just past the last whole record (where an incremental re-read resumes).
         truncated_bytes: bytes after ``end`` that do not form a whole record.
         corrupt: (offset, reason) of each record dropped because a CRC did not match.
-        sequential: True when the fast path could not be used.
     """
 
     starts: np.ndarray
@@ -87,7 +86,6 @@ class Framing:
     end: int
     truncated_bytes: int
     corrupt: list[tuple[int, str]] = field(default_factory=list)
-    sequential: bool = False
 
 
 def _candidates(buf: np.ndarray, begin: int) -> np.ndarray:
@@ -143,14 +141,14 @@ def _frame_sequentially(buf: np.ndarray, begin: int) -> Framing:
         if masked_crc(raw[off : off + 8]) != header_crc:
             corrupt.append((off, "record header CRC mismatch; the rest of the file cannot be framed"))
             return Framing(
-                np.asarray(starts, np.int64), np.asarray(lengths, np.int64), off, 0, corrupt, True
+                np.asarray(starts, np.int64), np.asarray(lengths, np.int64), off, 0, corrupt
             )
         if off + _HEADER + length + _FOOTER > n:
             break
         starts.append(off + _HEADER)
         lengths.append(length)
         off += _HEADER + length + _FOOTER
-    return Framing(np.asarray(starts, np.int64), np.asarray(lengths, np.int64), off, n - off, corrupt, True)
+    return Framing(np.asarray(starts, np.int64), np.asarray(lengths, np.int64), off, n - off, corrupt)
 
 
 def data_crc_ok(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
