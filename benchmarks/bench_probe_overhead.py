@@ -57,15 +57,19 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=("tiny", "residual"), help="run one workload (default: both)")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)
     rows = []
-    for label, workload, wargs, bs in (
-        ("tiny MLP (32-128-128-10, batch 64)", "builtin:outlier_batches", {"start": 10**9}, 64),
-        ("residual MLP (8 blocks x 256, batch 256)", "builtin:early_residual_mlp", {"width": 256, "norm": "pre"}, 256),
+    for key, label, workload, wargs, bs in (
+        ("tiny", "tiny MLP (32-128-128-10, batch 64)", "builtin:outlier_batches", {"start": 10**9}, 64),
+        ("residual", "residual MLP (8 blocks x 256, batch 256)", "builtin:early_residual_mlp",
+         {"width": 256, "norm": "pre"}, 256),
     ):
+        if args.only and key != args.only:
+            continue
         spec = ProbeSpec(workload=workload, workload_args=wargs, optimizer="adam", lr=1e-3, steps=args.steps,
                          batch_size=bs, eval_interval=10**9, log_every=50)
         bare(spec, device)  # warm-up

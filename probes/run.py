@@ -64,7 +64,12 @@ def _run_one(args: tuple[ProbeSpec, TrialConfig, str, str, str, bool]) -> Any:
 def _execute(jobs: list[tuple[ProbeSpec, TrialConfig, str, str, str, bool]], executor: str,
              address: str | None) -> list[Any]:
     if executor == "sequential" or len(jobs) <= 1:
-        return [_run_one(j) for j in jobs]
+        done = []
+        for job in jobs:
+            done.append(_run_one(job))
+            if done[-1].interrupted:  # Ctrl-C: keep what ran, start nothing new
+                break
+        return done
     if executor == "gpus":
         import torch
 
@@ -166,6 +171,8 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
                 for i, t in enumerate(plan_spec.trials(p))]
         done = _execute(jobs, executor, address)
         results += done
+        if any(r.interrupted for r in done):
+            break
         if p == "baseline":
             baseline_grad = _grad_of(done[0].log_dir)
     report = analyze([out / "trials"], load_options=LoadOptions(cache_dir=None))
@@ -178,6 +185,12 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
         outcomes.append(TrialOutcome(res, verdict, max(spikes) if spikes else None,
                                      tuple(f.kind for f in (d.findings if d else ()))))
     conclusion, smallest = _conclude(outcomes)
+    interrupted = next((r for r in results if r.interrupted), None)
+    if interrupted is not None:
+        planned = sum(len(spec.trials(p)) for p in ordered)
+        conclusion = (f"Interrupted (Ctrl-C) in trial {interrupted.name!r} after {interrupted.steps_run} of "
+                      f"{interrupted.steps_planned} steps; {len(results)} of {planned} planned trials ran, and what "
+                      f"follows covers only those. {conclusion}")
     from probes.report import write_probe_report
 
     html, js = write_probe_report(spec, outcomes, conclusion, smallest, report, out)

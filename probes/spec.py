@@ -95,7 +95,7 @@ class ProbeSpec:
         if plan == "warmup_sweep":
             cap = max(1, int(0.1 * self.steps)) if self.steps >= 10 else self.steps
             ws = sorted({w for w in self.warmup_candidates if w <= cap}) or [cap]
-            return [replace(base, name=f"warmup {w}", warmup_steps=w, post_warmup_steps=None) for w in ws]
+            return [replace(base, name=f"warmup {w}", warmup_steps=w, post_warmup_steps=2 * w) for w in ws]
         if plan == "clip_sweep":
             return [replace(base, name=f"clip {c:.3g}", clip=c) for c in sorted(self.clip_candidates, reverse=True)]
         if plan == "warmup_clip":

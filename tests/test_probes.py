@@ -134,18 +134,68 @@ def test_gpu_trial_bf16(tmp_path):
     assert res.steps_run == 100 and res.device.startswith("cuda") and not res.infeasible
 
 
-@pytest.mark.parametrize("step", [0, 1, 127, 128, 300_000, 2**40])
-def test_probe_event_bytes_are_exactly_protobufs(step):
+def _protobuf_event(wall_time, step, values):
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from probes.runner import encode_scalar_event
+    return Event(wall_time=wall_time, step=step, summary=Summary(value=[
+        Summary.Value(tag=k, simple_value=v) for k, v in values.items()])).SerializeToString()
+
+
+@pytest.mark.parametrize("step", [0, 1, 127, 128, 300_000, 2**40])
+def test_probe_event_bytes_are_exactly_protobufs(step):
+    from probes.events import encode_scalar_event
 
     values = {"train/loss": 2.5, "train/grad_norm": float("nan"), "a" * 200: -1e30, "eval/loss": float("inf")}
-    ours = encode_scalar_event(1.7e9 + 0.25, step, values)
-    ref = Event(wall_time=1.7e9 + 0.25, step=step, summary=Summary(value=[
-        Summary.Value(tag=k, simple_value=v) for k, v in values.items()])).SerializeToString()
-    assert ours == ref
+    assert encode_scalar_event(1.7e9 + 0.25, step, values) == _protobuf_event(1.7e9 + 0.25, step, values)
+
+
+@pytest.mark.parametrize("first,n", [(0, 3), (0, 200), (120, 20), (16_380, 9), (2**21 - 2, 4)])
+def test_a_window_of_step_records_is_exactly_protobuf_events_framed(first, n):
+    """The vectorised window encoder across the steps where the step's varint grows a byte."""
+    import numpy as np
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from probes.events import encode_step_records
+
+    rng = np.random.default_rng(first)
+    walls = 1.7e9 + np.arange(n) * 0.013
+    cols = {"train/loss": rng.random(n).astype(np.float32), "train/grad_norm": np.full(n, np.inf, np.float32),
+            "t" * 130: rng.random(n) * 1e-3}
+    import io
+
+    buf = io.BytesIO()
+    writer = RecordWriter(buf)  # tensorboard's own TFRecord framing, as the reference
+    for i in range(n):
+        writer.write(_protobuf_event(float(walls[i]), first + i, {k: float(v[i]) for k, v in cols.items()}))
+    assert encode_step_records(walls, first, cols) == buf.getvalue()
+
+
+def _interrupting_workload(tmp_path, monkeypatch, at_step):
+    (tmp_path / "stop_work.py").write_text(
+        "import torch\n"
+        "def make(batch_size, seed):\n"
+        "    torch.manual_seed(seed)\n"
+        "    model = torch.nn.Linear(4, 1)\n"
+        "    def batch(step):\n"
+        f"        if step == {at_step}:\n"
+        "            raise KeyboardInterrupt\n"
+        "        x = torch.randn(batch_size, 4, generator=torch.Generator().manual_seed(step))\n"
+        "        return x, x.sum(dim=1, keepdim=True)\n"
+        "    return model, torch.nn.functional.mse_loss, batch, []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_ctrl_c_keeps_every_step_run_and_reports_the_trials_that_ran(tmp_path, monkeypatch):
+    _interrupting_workload(tmp_path, monkeypatch, at_step=37)
+    out = run_probe(_spec(tmp_path, workload="stop_work:make", optimizer="sgd", lr=0.05, steps=100, log_every=10,
+                          eval_interval=5, plans=["baseline", "warmup_sweep"]), device="cpu", out_dir=tmp_path / "p")
+    (only,) = out.trials  # the sweep after the interrupted baseline never started
+    assert only.result.interrupted and not only.result.infeasible and only.result.steps_run == 37
+    (d,) = analyze([tmp_path / "p" / "trials"], load_options=LoadOptions(cache_dir=None)).diagnoses
+    assert d.run.series("train/loss").steps.tolist() == list(range(37))  # 7 past the last flush too
+    assert out.conclusion.startswith("Interrupted (Ctrl-C) in trial 'baseline' after 37 of 100 steps; 1 of ")
+    assert "Interrupted" in Path(out.report_html).read_text()
 
 
 @pytest.mark.ray
