@@ -4,8 +4,8 @@
     python benchmarks/corpus.py eval  benchmarks/data/corpus      # prints the tables for RESULTS.md
 
 Every run trains a small model with torch on CPU (probes' built-in workloads: residual MLPs with and
-without normalization, plain MLPs, Adam and SGD-momentum, with/without warmup and clipping, outlier
-batches, LR sweeps with infeasible trials). The label comes from the configuration and is then verified
+without normalization, plain MLPs, a WideResNet-like conv net with BatchNorm, Adam, SGD-momentum and
+Nesterov, with/without warmup and clipping, outlier batches, LR sweeps with infeasible trials). The label comes from the configuration and is then verified
 against the recorded curve with simple rules written independently of the detectors (below); runs whose
 curve does not show what the config was meant to cause are dropped and counted, never relabeled.
 Runs are written in every format the analyzer reads, some with restarts and truncated tails.
@@ -72,6 +72,11 @@ def configs() -> list[Config]:
         add(label="mid_instability", workload="outlier_batches", optimizer="momentum", lr=0.03, seed=seed)
         add(label="divergence", workload="divergent_mlp", optimizer="momentum", lr=10.0, seed=seed)
         add(label="divergence", workload="divergent_mlp", optimizer="momentum", lr=30.0, warmup=300, seed=seed)
+    # a WideResNet-like conv net with BatchNorm (Nesterov): early instability at lr 2 that warmup removes
+    for seed in range(4):
+        add(label="stable", workload="wide_resnet", optimizer="nesterov", lr=0.3, seed=seed)
+        add(label="stable", workload="wide_resnet", optimizer="nesterov", lr=2.0, warmup=20, seed=seed)
+        add(label="early_instability", workload="wide_resnet", optimizer="nesterov", lr=2.0, seed=seed)
     # dirty logs: the same kinds of runs, restarted or cut off
     add(label="stable", workload="early_residual_mlp", optimizer="adam", lr=0.003, seed=7, args=(("norm", "pre"),),
         fmt="tensorboard", dirty="restart")
@@ -83,7 +88,8 @@ def configs() -> list[Config]:
         dirty="truncated")
     # LR sweeps (constant LR): lr* and infeasible trials
     for sweep, (wl, opt, lrs) in {"sweep_adam": ("early_residual_mlp", "adam", (0.001, 0.003, 0.01, 0.03, 0.1)),
-                                  "sweep_sgd": ("divergent_mlp", "momentum", (0.01, 0.03, 0.1, 0.3, 3.0))}.items():
+                                  "sweep_sgd": ("divergent_mlp", "momentum", (0.01, 0.03, 0.1, 0.3, 3.0)),
+                                  "sweep_wrn": ("wide_resnet", "nesterov", (0.1, 0.3, 1.0, 3.0, 10.0))}.items():
         for lr in lrs:
             out.append(Config(name=f"{sweep}/lr_{lr:g}", label="", workload=wl, optimizer=opt, lr=lr, steps=300,
                               fmt="tensorboard", sweep=sweep))
@@ -104,11 +110,12 @@ def verify(label: str, loss: np.ndarray) -> bool:
         tail = loss[-max(5, n // 20):]
         return (not np.isfinite(loss[-1])) or float(np.nanmedian(tail)) > 3 * float(np.min(finite))
     recovered = bool(np.isfinite(loss[-1])) and float(np.median(finite[-20:])) < float(loss[0])
-    if label == "early_instability":  # unstable early, then it recovered (not a divergence)
-        return float(np.nanmax(loss[:early])) > 1.5 * float(loss[0]) and recovered
+    # the largest rise after the early phase that holds for 3 points, against the trailing median
     med = np.array([np.nanmedian(loss[max(0, i - 30):i]) for i in range(early, n - 3)])
     sustained = np.array([np.nanmin(loss[i:i + 3]) for i in range(early, n - 3)])
     rise = float(np.nanmax(sustained / med)) if med.size else 1.0
+    if label == "early_instability":  # unstable early, then it recovered, and nothing like it later
+        return float(np.nanmax(loss[:early])) > 1.5 * float(loss[0]) and recovered and rise < 1.5
     if label == "mid_instability":
         return rise > 1.5 and recovered
     if label == "stable":

@@ -4,7 +4,8 @@ Reads top to bottom: fresh model from the seed -> optimizer -> per step: LR from
 schedule, forward (bf16/fp16 autocast on CUDA when asked), backward, unscale, measure the
 UNCLIPPED global grad norm and clip, step. Values stay on the device in a small buffer and are
 copied to the host every `log_every` steps (one sync per flush, not per step); the divergence
-stop (NaN/inf, or loss > divergence_factor x best) is checked at each flush.
+stop (NaN/inf, or loss > divergence_factor x best and above its start) is checked at each flush.
+Ctrl-C ends a trial after writing every step it ran.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class _StepRecorder:
         self.last_loss: float | None = None
         self.clipped_total = 0
         self.steps_logged = 0
+        self.initial_level = math.inf  # median loss of the first window
         self.stop: str | None = None
 
     def add(self, loss: torch.Tensor, norm: list[torch.Tensor] | torch.Tensor, lr: float,
@@ -160,12 +162,16 @@ class _StepRecorder:
             self.last_loss = float(finite[-1])
         if bad.size:
             self.stop = f"loss became {float(host_loss[bad[0]])} at step {first + int(bad[0])}"
+        elif first == 0:
+            self.initial_level = float(np.median(host_loss))
         else:
-            # Runaway: the window's median (not one outlier batch) beyond divergence_factor x best.
+            # Runaway: the window's median (not one outlier batch) beyond divergence_factor x best AND
+            # above where training started; near-zero best losses make the ratio alone fire on noise.
             level = float(np.median(host_loss))
-            if first > 0 and level > self.factor * self.best:
+            if level > self.factor * self.best and level > self.initial_level:
                 self.stop = (f"loss {level:.3g} (median of steps {first}-{first + n - 1}) exceeded "
-                             f"{self.factor:g}x its best {self.best:.3g}")
+                             f"{self.factor:g}x its best {self.best:.3g} and its starting level "
+                             f"{self.initial_level:.3g}")
         self.log.flush()
         return self.stop
 

@@ -52,7 +52,8 @@ class ProbeSpec:
             post_warmup_steps, then `decay` to 0 by the last step).
         clip: max global grad norm (None = off).
         batch_size, steps, eval_interval (1 = evaluate every step), seed, device, dtype.
-        divergence_factor: a trial stops (infeasible) when loss > this x its best so far, or NaN/inf.
+        divergence_factor: a trial stops (infeasible) on NaN/inf, or when a window's median loss exceeds
+            this x its best so far and the first window's median.
         plans: which plans to run, in order; each name from PLAN_KINDS.
         warmup_candidates: warmup_sweep's warmup_steps values. clip_candidates: clip_sweep's thresholds.
         run: the run id the spec was made for. diagnosis: its verdict. notes: why these numbers.

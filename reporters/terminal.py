@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from analyzer.types import VERDICT_ORDER, Diagnosis, Report
+from analyzer.types import VERDICT_ORDER, Diagnosis, Finding, Report, Severity
 
 _BADGE = {"divergence": "DIVERGED", "mid_instability": "MID-UNSTABLE", "early_instability": "EARLY-UNSTABLE",
           "stable": "stable", "insufficient_data": "no-data"}
@@ -27,12 +27,19 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
+def _shown(d: Diagnosis, *, verbose: bool) -> list[Finding]:
+    """A stable run's findings are context (shown with -a), except warnings: those are worth a look."""
+    if verbose or d.verdict != "stable":
+        return list(d.findings)
+    return [f for f in d.findings if f.severity >= Severity.WARN]
+
+
 def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None = None) -> str:
     rows = []
     for d in sorted(report.diagnoses, key=severity_key)[:limit]:
         rng = d.run.step_range()
         roles = ",".join(k for k, v in d.run.roles.as_dict().items() if v) or "-"
-        top = d.findings[0].message if d.findings and d.verdict != "stable" else ""
+        top = next((f.message for f in _shown(d, verbose=False)), "")
         notes = sum(1 for n in d.run.notes if n.kind not in ("ignored_fields",))
         row = [_cut(d.run.id, 40), d.run.format, f"{d.run.n_points:,}", f"{rng[0]}-{rng[1]}" if rng else "-", roles,
                str(notes)]
@@ -68,10 +75,8 @@ def render_inspect(report: Report, *, verbose: bool = False) -> str:
     if report.sweeps:
         out.append("")
     for d in sorted(report.diagnoses, key=severity_key):
-        if d.verdict == "stable" and not verbose and not d.run.notes:
-            continue
         lines = []
-        for f in d.findings if (verbose or d.verdict != "stable") else []:
+        for f in _shown(d, verbose=verbose):
             lines.append(f"  [{f.severity.label}] {f.message}")
         for r in d.recommendations[:3] if d.verdict not in ("stable", "insufficient_data") or verbose else []:
             lines.append(f"  -> {r.kind}: {_cut(r.rationale, 160)}")

@@ -171,3 +171,23 @@ def test_clipping_that_would_touch_most_updates_means_lower_the_lr():
     assert clip.params["clipping_insufficient"] and clip.params["fraction_clipped_at_that_threshold"] > 0.5
     lower = next(r for r in d.recommendations if r.kind == "lower_lr")
     assert lower.params["suggested_lr"] == pytest.approx(0.03) and lower is d.recommendations[-1]
+
+
+
+def test_a_run_that_never_learned_is_stable_with_a_no_progress_warning():
+    """A ReLU net that blows up at step 40 and sits at chance afterwards: not unstable, but flagged."""
+    rng = np.random.default_rng(3)
+    loss = 2.30 + 0.02 * rng.standard_normal(200)
+    loss[40] = 18.0
+    d = verdict({"loss": loss})
+    assert d.verdict == "stable"
+    (f,) = [f for f in d.findings if f.kind == "no_progress"]
+    assert f.evidence["best_over_initial"] >= 0.95 and "never fell below 0.95x" in f.message
+
+
+def test_no_progress_is_not_said_of_a_log_that_starts_late_or_of_a_run_that_learned():
+    rng = np.random.default_rng(4)
+    late = verdict({"loss": 0.41 + 0.01 * rng.standard_normal(200)}, steps=np.arange(5000, 5200))
+    learned = verdict({"loss": curve(200, seed=5)})
+    for d in (late, learned):
+        assert d.verdict == "stable" and not [f for f in d.findings if f.kind == "no_progress"]

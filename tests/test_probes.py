@@ -214,3 +214,22 @@ def test_trials_as_ray_tasks_on_a_local_ray_instance(tmp_path):
     assert [o.result.name for o in out.trials] == ["baseline", "warmup 10"]
     assert all(o.result.steps_run == 120 for o in out.trials)
     assert {o.verdict for o in out.trials} <= {"stable", "early_instability"}
+
+
+def test_runaway_stop_needs_the_loss_above_its_start_not_only_far_above_a_tiny_best(tmp_path):
+    from probes.events import EventLog
+    from probes.runner import _StepRecorder
+
+    rec = _StepRecorder(EventLog(tmp_path), clip=None, divergence_factor=20.0)
+
+    def window(level):
+        for _ in range(10):
+            rec.add(torch.tensor(level), torch.tensor(1.0), 0.1, None)
+        return rec.flush()
+
+    assert window(2.3) is None
+    assert window(0.003) is None
+    assert window(0.07) is None  # 23x the best, but far below where training started: noise, not a runaway
+    stop = window(50.0)
+    assert stop is not None and "exceeded 20x its best 0.003 and its starting level 2.3" in stop
+    assert rec.steps_logged == 40

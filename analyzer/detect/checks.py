@@ -299,6 +299,34 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
     return []
 
 
+def check_progress(ctx: RunContext) -> list[Finding]:
+    """A log from the start of training whose loss never fell: nothing unstable to see, nothing learned.
+
+    Same bar as an LR sweep's infeasible trial (best >= infeasible_ratio x the initial loss). A log
+    that starts late (a resumed job, the tail of a long run) can be flat at convergence: not judged.
+    """
+    c, cfg = ctx.curve, ctx.cfg
+    if c is None or len(c) < cfg.min_points or not c.log_space or ctx.loss is None:
+        return []
+    if not np.isfinite(ctx.loss.values).all():
+        return []  # NaN/inf: check_nonfinite's and check_divergence's to judge
+    if int(c.steps[0]) > max(10, int(0.01 * int(c.steps[-1]))):
+        return []
+    initial = float(np.median(c.raw[:3]))
+    best_i = int(np.argmin(c.smooth))
+    best = c.to_raw(float(c.smooth[best_i]))
+    if best < cfg.infeasible_ratio * initial:
+        return []
+    ev = {"initial_loss": initial, "best_loss": best, "best_step": int(c.steps[best_i]),
+          "best_over_initial": best / initial, "steps": int(c.steps[-1] - c.steps[0]), "threshold": cfg.infeasible_ratio}
+    return [Finding("no_progress", Severity.WARN, "stable", int(c.steps[0]), None,
+                    f"No progress: over {ev['steps']} steps the loss never fell below {cfg.infeasible_ratio:g}x its "
+                    f"initial {_fmt(initial)} (best {_fmt(best)} at step {ev['best_step']}). Nothing unstable to "
+                    "judge, but nothing learned: an LR sweep would count this trial infeasible. Look for an LR far "
+                    "too low, dead units after an early blow-up (see grad-norm outliers), or labels the model "
+                    "cannot fit.", ev)]
+
+
 def check_grad_norm(ctx: RunContext) -> list[Finding]:
     """Grad-norm outliers (context for clipping) and a logged norm that looks already clipped."""
     g = ctx.grad_curve
@@ -329,6 +357,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("early", check_early),
     ("mid", check_mid),
     ("divergence", check_divergence),
+    ("progress", check_progress),
     ("grad_norm", check_grad_norm),
 )
 
