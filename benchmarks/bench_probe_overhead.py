@@ -1,6 +1,8 @@
 """Probe logging overhead vs a bare torch training loop on the same workload (steps/s, same process).
 
-    python benchmarks/bench_probe_overhead.py [--device cpu|cuda] [--steps 2000] [--repeats 3]
+    python benchmarks/bench_probe_overhead.py [--device cpu|cuda] [--steps 1000] [--repeats 5] [--only tiny,wrn]
+
+Workloads: the built-in probe workloads at their default sizes (what probes run), plus a larger residual MLP.
 
 Bare loop: batch -> forward -> loss -> zero_grad -> backward -> step. Probe loop: probes.runner.run_trial
 (schedule, unclipped grad-norm measurement, on-device buffer, TensorBoard events every step, flushed every
@@ -55,22 +57,26 @@ def probe(spec: ProbeSpec, device: torch.device) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", choices=("tiny", "residual"), help="run one workload (default: both)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--only", help="comma-separated subset of: tiny, divergent, early, wrn, residual (default: all)")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)
     rows = []
-    for key, label, workload, wargs, bs in (
-        ("tiny", "tiny MLP (32-128-128-10, batch 64)", "builtin:outlier_batches", {"start": 10**9}, 64),
-        ("residual", "residual MLP (8 blocks x 256, batch 256)", "builtin:early_residual_mlp",
-         {"width": 256, "norm": "pre"}, 256),
+    for key, label, workload, wargs, bs, opt in (
+        ("tiny", "outlier_batches: MLP 32-128-128-10 (6 tensors)", "builtin:outlier_batches", {"start": 10**9}, 64,
+         "adam"),
+        ("divergent", "divergent_mlp: MLP 32-256-256-10 (6 tensors)", "builtin:divergent_mlp", {}, 64, "adam"),
+        ("early", "early_residual_mlp: 8 blocks x 64 (36 tensors)", "builtin:early_residual_mlp", {}, 64, "adam"),
+        ("wrn", "wide_resnet: conv net with BatchNorm (25 tensors)", "builtin:wide_resnet", {}, 64, "nesterov"),
+        ("residual", "residual MLP, 8 blocks x 256, batch 256 (52 tensors)", "builtin:early_residual_mlp",
+         {"width": 256, "norm": "pre"}, 256, "adam"),
     ):
-        if args.only and key != args.only:
+        if args.only and key not in args.only.split(","):
             continue
-        spec = ProbeSpec(workload=workload, workload_args=wargs, optimizer="adam", lr=1e-3, steps=args.steps,
+        spec = ProbeSpec(workload=workload, workload_args=wargs, optimizer=opt, lr=1e-3, steps=args.steps,
                          batch_size=bs, eval_interval=10**9, log_every=50)
         bare(spec, device)  # warm-up
         b, p = [], []

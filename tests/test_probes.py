@@ -35,8 +35,12 @@ def test_schedule_is_the_playbooks_warmup():
     assert cos[29] == 1.0 and cos[99] < 0.01
 
 
-def test_warmup_removes_the_early_instability(tmp_path):
-    out = run_probe(_spec(tmp_path, workload="builtin:early_residual_mlp", optimizer="adam", lr=0.02, steps=200,
+@pytest.mark.parametrize("workload,optimizer,lr,steps", [
+    ("builtin:early_residual_mlp", "adam", 0.02, 200),
+    ("builtin:wide_resnet", "nesterov", 2.0, 100),  # the conv net with BatchNorm (playbook Figure 4's case)
+])
+def test_warmup_removes_the_early_instability(tmp_path, workload, optimizer, lr, steps):
+    out = run_probe(_spec(tmp_path, workload=workload, optimizer=optimizer, lr=lr, steps=steps,
                           eval_interval=50, plans=["baseline", "warmup_sweep"], warmup_candidates=[10]),
                     device="cpu", out_dir=tmp_path / "p")
     verdicts = {o.result.name: o.verdict for o in out.trials}
@@ -233,3 +237,23 @@ def test_runaway_stop_needs_the_loss_above_its_start_not_only_far_above_a_tiny_b
     stop = window(50.0)
     assert stop is not None and "exceeded 20x its best 0.003 and its starting level 2.3" in stop
     assert rec.steps_logged == 40
+
+
+def test_grad_norm_paths_agree_with_torchs_total_norm():
+    """The CPU flat-buffer norm, the per-tensor parts combined at flush (CUDA's path), and mixed steps."""
+    from probes.runner import combine_norms, grad_norm_fn
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(7, 33), torch.nn.ReLU(), torch.nn.Linear(33, 3))
+    model(torch.randn(16, 7)).pow(2).mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    ref = torch.nn.utils.get_total_norm(grads)
+    chosen = grad_norm_fn(list(model.parameters()), grads)(grads)
+    total = chosen if isinstance(chosen, torch.Tensor) else combine_norms([chosen])[0]
+    assert torch.allclose(total, ref, rtol=1e-6)
+    flat = torch.linalg.vector_norm(torch._utils._flatten_dense_tensors(grads))  # the CPU alternative
+    assert torch.allclose(flat, ref, rtol=1e-6)
+    parts = list(torch._foreach_norm(grads))
+    combined = combine_norms([parts, parts[:2], ref])  # same-length fast path and the step-by-step one
+    assert torch.allclose(combined, torch.stack([ref, torch.linalg.vector_norm(torch.stack(parts[:2])), ref]))
+    assert torch.allclose(combine_norms([parts, parts]), torch.stack([ref, ref]), rtol=1e-6)
