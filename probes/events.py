@@ -11,6 +11,8 @@ Tests check the bytes are identical to protobuf's serialisation.
 from __future__ import annotations
 
 import functools
+import itertools
+import os
 import socket
 import struct
 import time
@@ -24,6 +26,7 @@ _F32 = struct.Struct("<f").pack
 _F64 = struct.Struct("<d").pack
 _U64 = struct.Struct("<Q").pack
 _U32 = struct.Struct("<I").pack
+_file_counter = itertools.count()
 
 
 def _varint(n: int) -> bytes:
@@ -122,7 +125,8 @@ class EventLog:
         from tensorboard.compat.proto.event_pb2 import Event
 
         log_dir.mkdir(parents=True, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.steadytrain"
+        # TensorBoard's own naming (time.host.pid.counter): two logs opened in one second never collide
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{next(_file_counter)}"
         self._file = open(log_dir / name, "wb")
         self._file.write(frame_record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString()))
 
