@@ -46,6 +46,7 @@ def test_warmup_removes_the_early_instability(tmp_path, workload, optimizer, lr,
     verdicts = {o.result.name: o.verdict for o in out.trials}
     assert verdicts == {"baseline": "early_instability", "warmup 10": "stable"}
     assert out.smallest_fix == "warmup_steps=10"
+    assert out.trials[0].max_spike_ratio >= 1.5  # the early rise, x the initial loss
     assert (tmp_path / "p" / "probe_report.html").stat().st_size > 5000
 
 
