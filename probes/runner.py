@@ -78,44 +78,38 @@ def make_optimizer(spec: ProbeSpec, params, lr: float) -> torch.optim.Optimizer:
 NormFn = Callable[[list[torch.Tensor]], "list[torch.Tensor] | torch.Tensor"]
 
 
-def grad_norm_fn(params: list[torch.Tensor], sample: list[torch.Tensor]) -> NormFn:
+def grad_norm_fn(params: list[torch.Tensor]) -> NormFn:
     """A function measuring the gradients' global L2 norm (what clip_grad_norm_ measures), chosen once
-    per trial from the first step's gradients ``sample``, because on small models its per-step cost
-    shows (``get_total_norm`` regroups the tensors by device and dtype in Python on every call: 124 us
-    for the 36 tensors of builtin:early_residual_mlp, a 3 ms step).
+    per trial because on small models its per-step cost shows. ``get_total_norm`` regroups the
+    tensors by device and dtype in Python on every call (124 us for the 36 tensors of
+    builtin:early_residual_mlp, a 3 ms step). Instead:
 
     - CUDA: the fused per-tensor norms (one kernel), combined for all k steps at the flush
       (``combine_norms``) unless the step itself needs the total (clipping);
-    - CPU: whichever is faster on these gradients, timed here: the per-tensor norms (cheap for a few
-      large tensors) or one norm over a flat copy (cheap for many small ones: 42 us against 66 us
-      for those 36 tensors);
+    - CPU: the per-tensor norms cost ~4 us a tensor in the training loop (each one dispatched, then
+      stacked at the flush), one norm over a flat copy ~25 us plus the copy. Measured in the loop:
+      6 tensors 21 vs 28 us (per-tensor wins), 25 tensors 96 vs 50 us, 36 tensors 109 vs 60 us (flat
+      wins). So flat for many tensors, unless the copy itself gets large (past 16 MiB the step is
+      bandwidth- and compute-bound and per-tensor dispatch is noise);
     - mixed devices or dtypes, sparse gradients: ``get_total_norm``.
     """
     foreach_norm = getattr(torch, "_foreach_norm", None)
     flatten = getattr(torch._utils, "_flatten_dense_tensors", None)
     uniform = bool(params) and len({(p.device, p.dtype) for p in params}) == 1 and not any(p.is_sparse for p in params)
-    if not uniform or foreach_norm is None or not sample:
+    if not uniform or foreach_norm is None:
         return torch.nn.utils.get_total_norm
     zero = torch.zeros((), device=params[0].device)
+    nbytes = sum(p.numel() * p.element_size() for p in params)
+    if params[0].device.type == "cpu" and flatten is not None and len(params) > 12 and nbytes <= 16 * 2**20:
+        def flat(grads: list[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
+            return torch.linalg.vector_norm(flatten(grads)) if grads else zero
+
+        return flat
 
     def parts(grads: list[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
         return list(foreach_norm(grads)) if grads else zero
 
-    if params[0].device.type != "cpu" or flatten is None:
-        return parts
-
-    def flat(grads: list[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
-        return torch.linalg.vector_norm(flatten(grads)) if grads else zero
-
-    def cost(fn: NormFn) -> float:
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            fn(sample)
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    return flat if cost(flat) < cost(parts) else parts
+    return parts
 
 
 def combine_norms(measured: list[list[torch.Tensor] | torch.Tensor]) -> torch.Tensor:
@@ -211,7 +205,7 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(spec, params, trial.lr)
-    measure_norm: NormFn | None = None
+    measure_norm = grad_norm_fn(params)
     amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(spec.dtype)
     use_amp = amp_dtype is not None and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
@@ -249,10 +243,7 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
             else:
                 loss.backward()
             # the UNCLIPPED global norm, logged as is
-            grads = [p.grad for p in params if p.grad is not None]
-            if measure_norm is None:
-                measure_norm = grad_norm_fn(params, grads)
-            grad_norm = measure_norm(grads)
+            grad_norm = measure_norm([p.grad for p in params if p.grad is not None])
             if clip is not None:
                 if isinstance(grad_norm, list):
                     grad_norm = combine_norms([grad_norm])[0]

@@ -249,11 +249,12 @@ def test_grad_norm_paths_agree_with_torchs_total_norm():
     model(torch.randn(16, 7)).pow(2).mean().backward()
     grads = [p.grad for p in model.parameters()]
     ref = torch.nn.utils.get_total_norm(grads)
-    chosen = grad_norm_fn(list(model.parameters()), grads)(grads)
-    total = chosen if isinstance(chosen, torch.Tensor) else combine_norms([chosen])[0]
-    assert torch.allclose(total, ref, rtol=1e-6)
-    flat = torch.linalg.vector_norm(torch._utils._flatten_dense_tensors(grads))  # the CPU alternative
-    assert torch.allclose(flat, ref, rtol=1e-6)
+    few = grad_norm_fn(list(model.parameters()))  # 4 tensors: per-tensor norms
+    many_params = [torch.nn.Parameter(torch.randn(5)) for _ in range(20)]
+    many = grad_norm_fn(many_params)  # 20 small tensors on CPU: one norm over a flat copy
+    assert (few.__name__, many.__name__) == ("parts", "flat")
+    assert torch.allclose(combine_norms([few(grads)])[0], ref, rtol=1e-6)
+    assert torch.allclose(many(grads), ref, rtol=1e-6)
     parts = list(torch._foreach_norm(grads))
     combined = combine_norms([parts, parts[:2], ref])  # same-length fast path and the step-by-step one
     assert torch.allclose(combined, torch.stack([ref, torch.linalg.vector_norm(torch.stack(parts[:2])), ref]))
