@@ -86,11 +86,11 @@ def grad_norm_fn(params: list[torch.Tensor]) -> NormFn:
 
     - CUDA: the fused per-tensor norms (one kernel), combined for all k steps at the flush
       (``combine_norms``) unless the step itself needs the total (clipping);
-    - CPU: the per-tensor norms cost ~4 us a tensor in the training loop (each one dispatched, then
-      stacked at the flush), one norm over a flat copy ~25 us plus the copy. Measured in the loop:
-      6 tensors 21 vs 28 us (per-tensor wins), 25 tensors 96 vs 50 us, 36 tensors 109 vs 60 us (flat
-      wins). So flat for many tensors, unless the copy itself gets large (past 16 MiB the step is
-      bandwidth- and compute-bound and per-tensor dispatch is noise);
+    - CPU: whichever costs less by a model fitted to in-loop measurements on this project's 2-core
+      machine: per-tensor norms ~4 us a tensor (each dispatched, then stacked at the flush); one norm
+      over a flat copy ~25 us plus the copy at ~5 GB/s. Measured (per-tensor vs flat): 6 tensors/88 KB
+      21 vs 28 us; 25 tensors/311 KB 96 vs 50 us; 36 tensors/277 KB 109 vs 60 us; at 52 tensors/4.3 MB
+      the flat copy made a 26 ms step 3.6% slower than the bare loop (-0.9% with per-tensor norms);
     - mixed devices or dtypes, sparse gradients: ``get_total_norm``.
     """
     foreach_norm = getattr(torch, "_foreach_norm", None)
@@ -100,7 +100,8 @@ def grad_norm_fn(params: list[torch.Tensor]) -> NormFn:
         return torch.nn.utils.get_total_norm
     zero = torch.zeros((), device=params[0].device)
     nbytes = sum(p.numel() * p.element_size() for p in params)
-    if params[0].device.type == "cpu" and flatten is not None and len(params) > 12 and nbytes <= 16 * 2**20:
+    flat_cost_us, parts_cost_us = 25 + nbytes / 5000, 4 * len(params)
+    if params[0].device.type == "cpu" and flatten is not None and flat_cost_us < parts_cost_us:
         def flat(grads: list[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
             return torch.linalg.vector_norm(flatten(grads)) if grads else zero
 
