@@ -1,12 +1,12 @@
 """Labeled detection corpus from REAL training runs, and the detector's precision/recall on it.
 
-    python benchmarks/corpus.py build benchmarks/data/corpus      # ~3 min on 2 CPU cores
+    python benchmarks/corpus.py build benchmarks/data/corpus      # ~2.5 min on this 2-core machine
     python benchmarks/corpus.py eval  benchmarks/data/corpus      # prints the tables for RESULTS.md
 
 Every run trains a small model with torch on CPU (probes' built-in workloads: residual MLPs with and
 without normalization, plain MLPs, a WideResNet-like conv net with BatchNorm, Adam, SGD-momentum and
-Nesterov, with/without warmup and clipping, outlier batches, LR sweeps with infeasible trials). The label comes from the configuration and is then verified
-against the recorded curve with simple rules written independently of the detectors (below); runs whose
+Nesterov, with/without warmup and clipping, outlier batches, LR sweeps with infeasible trials). The label
+comes from the configuration and is then verified against the recorded curve with simple rules written independently of the detectors (below); runs whose
 curve does not show what the config was meant to cause are dropped and counted, never relabeled.
 Runs are written in every format the analyzer reads, some with restarts and truncated tails.
 """

@@ -112,9 +112,9 @@ def _encode_run(wall_times: np.ndarray, first_step: int, step_len: int, columns:
     for j, (prefix, values) in enumerate(zip(prefixes, columns.values())):
         rec[f"prefix{j}"] = np.frombuffer(prefix, np.uint8)
         rec[f"value{j}"] = values
-    size = rec.dtype.itemsize
+    size, data_at = rec.dtype.itemsize, 12  # the data follows the u64 length and its u32 CRC
     raw = memoryview(rec.tobytes())
-    rec["data_crc"] = [masked_crc(raw[i * size + 12:i * size + 12 + data_len]) for i in range(n)]
+    rec["data_crc"] = [masked_crc(raw[i * size + data_at:i * size + data_at + data_len]) for i in range(n)]
     return rec.tobytes()
 
 
