@@ -6,8 +6,9 @@
 Every run trains a small model with torch on CPU (probes' built-in workloads: residual MLPs with and
 without normalization, plain MLPs, a WideResNet-like conv net with BatchNorm, Adam, SGD-momentum and
 Nesterov, with/without warmup and clipping, outlier batches, LR sweeps with infeasible trials). The label
-comes from the configuration and is then verified against the recorded curve with simple rules written independently of the detectors (below); runs whose
-curve does not show what the config was meant to cause are dropped and counted, never relabeled.
+comes from the configuration and is then verified against the recorded curve with simple rules written
+independently of the detectors (below); runs whose curve does not show what the config was meant to cause
+are dropped and counted, never relabeled.
 Runs are written in every format the analyzer reads, some with restarts and truncated tails.
 """
 
