@@ -100,6 +100,9 @@ def _derive_clips(spec: ProbeSpec, baseline_grad: np.ndarray | None) -> tuple[fl
     return spec.clip_candidates
 
 
+_CLEARLY_BETTER = 0.9  # a fix of a stable baseline must reach a best loss at most 0.9x the baseline's
+
+
 def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
     base = next((o for o in outcomes if o.result.plan == "baseline"), None)
     problem = base is not None and (base.verdict != "stable" or base.result.infeasible)
@@ -113,6 +116,19 @@ def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
     if lr2x is not None:
         parts.append(f"At 2x the LR ({lr2x.result.lr:.3g}, evaluated every step): {lr2x.verdict}"
                      + (f", stopped: {lr2x.result.stop_reason}" if lr2x.result.stop_reason else "") + ".")
+    if not problem and base is not None and fixes:
+        # Every trial "stable": a fix only counts when it trained clearly better than the baseline
+        # (e.g. a Post-LN Transformer stuck near its starting loss without warmup).
+        b = base.result.best_loss
+        fixes = [o for o in fixes if b is not None and o.result.best_loss is not None
+                 and o.result.best_loss <= _CLEARLY_BETTER * b]
+        if not fixes:
+            parts.append("The baseline trained stably and no warmup or clipping trial reached a best loss clearly "
+                         f"below its {b:.4g} (by {1 - _CLEARLY_BETTER:.0%}): nothing to fix at this scale.")
+            return " ".join(parts), None
+        best = min(fixes, key=lambda o: o.result.best_loss)
+        parts.append(f"The baseline trained stably but was held back: {best.result.name} reached a best loss of "
+                     f"{best.result.best_loss:.4g} against the baseline's {b:.4g}.")
     if not fixes:
         tried = [o for o in outcomes if o.result.plan in ("warmup_sweep", "clip_sweep", "warmup_clip")]
         if tried:
@@ -130,7 +146,7 @@ def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
         smallest = f"warmup_steps={w.result.warmup_steps}"
         parts.append(f"Warmup fixed it; the shortest that worked: {w.result.warmup_steps} steps "
                      f"({', '.join(str(o.result.warmup_steps) for o in sorted(warm, key=lambda o: o.result.warmup_steps))} "
-                     "were stable).")
+                     "worked).")
     if clips:
         c = max(clips, key=lambda o: o.result.clip)
         parts.append(f"Clipping fixed it; the loosest that worked: max_norm={c.result.clip:.3g} "
@@ -139,8 +155,6 @@ def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
     if heavy and not clips:
         parts.append("Only clipping more than half of all updates helped: that is a lower LR in disguise; "
                      "lower the LR instead (playbook §6).")
-    if not problem:
-        parts.insert(1, "(The baseline itself was stable here.)")
     return " ".join(parts), smallest
 
 

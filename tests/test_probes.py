@@ -259,3 +259,20 @@ def test_grad_norm_paths_agree_with_torchs_total_norm():
     combined = combine_norms([parts, parts[:2], ref])  # same-length fast path and the step-by-step one
     assert torch.allclose(combined, torch.stack([ref, torch.linalg.vector_norm(torch.stack(parts[:2])), ref]))
     assert torch.allclose(combine_norms([parts, parts]), torch.stack([ref, ref]), rtol=1e-6)
+
+
+def test_a_stable_baseline_counts_a_fix_only_when_it_trains_clearly_better():
+    """Post-LN Transformer style: no instability in the curve, but stuck near the start without warmup."""
+    from types import SimpleNamespace
+
+    from probes.run import TrialOutcome, _conclude
+
+    def trial(name, plan, best, warmup=0):
+        r = SimpleNamespace(name=name, plan=plan, lr=0.03, warmup_steps=warmup, clip=None, best_loss=best,
+                            infeasible=False, stop_reason=None, fraction_clipped=None)
+        return TrialOutcome(r, "stable", None, ())
+
+    text, fix = _conclude([trial("baseline", "baseline", 3.275), trial("warmup 15", "warmup_sweep", 1.633, 15)])
+    assert fix == "warmup_steps=15" and "held back: warmup 15 reached a best loss of 1.633" in text
+    text, fix = _conclude([trial("baseline", "baseline", 1.60), trial("warmup 15", "warmup_sweep", 1.55, 15)])
+    assert fix is None and "nothing to fix at this scale" in text
