@@ -228,6 +228,11 @@ class Diagnosis:
     def severity(self) -> Severity:
         return max((f.severity for f in self.findings), default=Severity.INFO)
 
+    @property
+    def headline(self) -> Finding | None:
+        """The finding to show first: the first one worth a look (warn or fail), whatever the verdict."""
+        return next((f for f in self.findings if f.severity >= Severity.WARN), None)
+
 
 @dataclass(frozen=True, slots=True)
 class SweepDiagnosis:

@@ -98,7 +98,7 @@ def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: P
     for r in d.recommendations:
         ordered = sorted(r.snippets.items(), key=lambda kv: kv[0] != framework)
         recs.append({"kind": r.kind, "rationale": r.rationale, "params": dict(r.params), "snippets": ordered})
-    top = next((f for f in d.findings if f.severity.value >= 1), None)
+    top = d.headline
     spec_rel = None
     if probe_spec:
         try:

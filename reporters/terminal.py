@@ -39,7 +39,7 @@ def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None 
     for d in sorted(report.diagnoses, key=severity_key)[:limit]:
         rng = d.run.step_range()
         roles = ",".join(k for k, v in d.run.roles.as_dict().items() if v) or "-"
-        top = next((f.message for f in _shown(d, verbose=False)), "")
+        top = d.headline.message if d.headline else ""
         notes = sum(1 for n in d.run.notes if n.kind not in ("ignored_fields",))
         row = [_cut(d.run.id, 40), d.run.format, f"{d.run.n_points:,}", f"{rng[0]}-{rng[1]}" if rng else "-", roles,
                str(notes)]

@@ -302,7 +302,8 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
 def check_progress(ctx: RunContext) -> list[Finding]:
     """A log from the start of training whose loss never fell: nothing unstable to see, nothing learned.
 
-    Same bar as an LR sweep's infeasible trial (best >= infeasible_ratio x the initial loss). A log
+    The same ratio that makes an LR sweep's trial infeasible (best >= infeasible_ratio x the initial
+    loss; initial here is the median of the first 3 points, robust to one odd first batch). A log
     that starts late (a resumed job, the tail of a long run) can be flat at convergence: not judged.
     """
     c, cfg = ctx.curve, ctx.cfg
