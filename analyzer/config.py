@@ -1,97 +1,154 @@
-"""Every threshold the judgement uses, with its default and why (echoed in every report).
+"""Every threshold the judgement uses, with its default, its allowed range and why (echoed in every
+report, listed by `steadytrain settings`, changed with `--set NAME=VALUE` or `--config FILE`).
 
 Defaults come from the Deep Learning Tuning Playbook (spec/playbook.md) where it gives a number
-(p90 clipping, >50% clipped = lower the LR instead, warmup candidates, 10% cap, 2x post-warmup,
-10x base LR, 5% extension rule, 10-20x grad-norm outliers) and from the labeled benchmark corpus
-(benchmarks/corpus) where it does not.
+(p90 clipping, > 50% clipped = lower the LR instead, warmup candidates, 10% cap, 2x post-warmup,
+10x base LR, 5% extension rule, 10-20x grad-norm outliers, early = the first ~10% of training), from
+spec/failure-shapes.md (share of learned progress undone, the run's own noise band, 4-decimal
+rounding), and from the tuning families of the labeled corpus (benchmarks/corpus) where neither
+gives a number.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from analyzer.errors import ConfigError
 
 
+def _setting(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+             hi_open: bool = False) -> Any:
+    """A field with its allowed range (checked by `AnalysisConfig.with_overrides` and at creation)."""
+    return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
+
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     # -- data sufficiency
-    min_points: int = 8
-    """Fewer finite train-loss points than this: insufficient_data."""
+    min_points: int = _setting(8, 2)
+    """Fewer finite points than this in both the train and the eval loss: insufficient_data."""
 
     # -- phases
-    early_fraction: float = 0.1
-    """The early phase is the first this-fraction of the logged step range."""
-    early_min_points: int = 6
-    """...but at least this many points (short runs)."""
+    early_fraction: float = _setting(0.1, 0.0, 1.0, lo_open=True)
+    """The early phase is the first this-fraction of training steps (counted from step 0)."""
 
-    # -- spike detection on log loss (robust trailing baseline)
-    baseline_window: int = 25
-    """Trailing points whose median is the baseline a point is compared with."""
-    spike_z: float = 6.0
-    """A point is a spike when it is this many robust sigmas above the trailing median..."""
-    loss_spike_ratio: float = 1.3
-    """...and at least this many times the baseline loss."""
-    min_log_spread: float = 0.01
-    """Floor of the robust sigma in log space (rounded values, perfectly smooth curves)."""
-    recover_ratio: float = 1.15
-    """An event has recovered when the loss is back within this factor of its pre-event baseline."""
+    # -- the run's own noise band and level
+    baseline_window: int = _setting(25, 2)
+    """Trailing points whose median is the level a point is compared with (spikes)."""
+    level_min_window: int = _setting(9, 3)
+    """Smallest centred window (points) of the smoothed level that regimes are found on."""
+    level_window_fraction: float = _setting(0.02, 0.0, 0.5)
+    """...growing to this fraction of the run's points for long runs."""
+    min_log_spread: float = _setting(0.01, 0.0, 1.0, lo_open=True)
+    """Floor of the noise sigma, relative (log space): perfectly smooth curves are not infinitely sensitive."""
 
-    # -- mid-training instability
-    mid_min_points: int = 3
-    """A mid-training spike must stay above loss_spike_ratio x baseline for this many logged points
-    (a one-point blip is that batch's own loss; instability is what lasts after it)."""
-    mid_blip_ratio: float = 2.5
-    """Regular bumps whose median height is below this many times the baseline are a per-epoch pattern."""
-    grad_spike_ratio: float = 10.0
-    """A gradient-norm outlier: this many times its running median (playbook: 10-20x)."""
-    grad_lead_points: int = 5
-    """A grad-norm spike this many points before a loss spike is reported as leading it."""
-    periodic_cv: float = 0.15
-    """Spike events this regular in spacing (coefficient of variation) are a per-epoch pattern."""
+    # -- departures from the noise band
+    spike_z: float = _setting(6.0, 1.0)
+    """A point departs from the noise band when it is this many robust sigmas above the trailing level."""
+    regime_z: float = _setting(6.0, 1.0)
+    """A smoothed level departs from the best level when it is this many of its own sigmas above it."""
+    recover_z: float = _setting(3.0, 0.0)
+    """An event has recovered when the loss is back within this many sigmas of the earlier level..."""
+    recover_height_fraction: float = _setting(0.2, 0.0, 1.0)
+    """...or within this fraction of the event's height."""
+
+    # -- how much a departure matters (units that transfer)
+    min_undone_share: float = _setting(0.15, 0.0, 1.0, lo_open=True)
+    """A rise that undoes at least this share of the progress learned before it is an instability."""
+    spike_ratio: float = _setting(2.0, 1.0, lo_open=True)
+    """A rise to at least this many times its level is an instability too..."""
+    min_share_for_ratio: float = _setting(0.03, 0.0, 1.0)
+    """...when it undoes at least this share of the progress (0.01 -> 0.024 at the end of a cosine
+    schedule undoes 0.6%: a wiggle)."""
+    min_progress_share: float = _setting(0.05, 0.0, 1.0)
+    """Before a run has learned this share of its initial loss, a rise is judged by its ratio only (a
+    share of almost no progress means nothing)."""
+    mid_min_points: int = _setting(2, 1)
+    """A mid-training spike must stay at half its height or more for this many logged points (one
+    point is that batch's own loss)."""
+    regime_min_points: int = _setting(3, 1)
+    """A regime (sustained departure of the smoothed level) must last this many logged points."""
 
     # -- early instability
-    early_rise_ratio: float = 1.5
-    """Early loss above this many times the initial loss: loss went up instead of down."""
-    early_thrash_ratio: float = 3.0
-    """Early point-to-point roughness this many times the later roughness: thrashing."""
-    early_grad_ratio: float = 10.0
-    """Early grad norm this many times its later median (while loss is not falling steadily)."""
-    steady_fraction: float = 0.8
-    """Loss 'falls steadily' when this fraction of early points sit at or near the running minimum."""
+    early_rise_ratio: float = _setting(1.5, 1.0, lo_open=True)
+    """Loss in the early phase this many times the initial loss: it went up instead of down."""
+    early_rise_z: float = _setting(4.5, 0.0)
+    """...and this many calm sigmas above it (the early phase is short: fewer chances for noise)."""
+    early_z: float = _setting(3.0, 0.0)
+    """An early rise above the best so far that comes with early grad-norm outliers must be this many
+    calm sigmas high (without them: spike_z, and lasting two points)."""
+    early_grad_ratio: float = _setting(10.0, 1.0, lo_open=True)
+    """Early grad norm (p90) this many times its later median corroborates an early rise of the loss."""
+    early_rise_share: float = _setting(0.5, 0.0, lo_open=True)
+    """For losses that are not positive: an early rise above the initial loss of this share of the
+    run's total progress."""
 
     # -- divergence
-    explode_ratio: float = 3.0
-    """Final loss this many times the best loss, never coming back: divergence."""
-    plateau_ratio: float = 2.0
-    """After learning, a flat plateau this many times above the best loss: collapse (divergence)."""
-    tail_fraction: float = 0.1
-    """The 'final loss' is the median of this last fraction of points."""
+    explode_ratio: float = _setting(3.0, 1.0, lo_open=True)
+    """Ending this many times above the initial loss (or the same share of its magnitude): exploded."""
+    collapse_share: float = _setting(0.5, 0.0, 1.0, lo_open=True)
+    """Ending unrecovered at least this share of the learned progress above the best: the run lost it
+    (collapse to a flat plateau, or an explosion that never came back)."""
+    flat_tail_share: float = _setting(0.15, 0.0, 1.0)
+    """A tail whose level changes by less than this share of the jump is flat: nothing is learned."""
+    regress_ratio: float = _setting(1.25, 1.0, lo_open=True)
+    """A run that never learned and ended this many times above its start got worse: divergence."""
+    blowup_ratio: float = _setting(10.0, 1.0, lo_open=True)
+    """An early blow-up: the loss at this many times its initial value in the early phase."""
+    dead_progress_share: float = _setting(0.1, 0.0, 1.0)
+    """After an early blow-up, a run whose level falls by less than this share of its initial loss
+    learned nothing: dead, divergence."""
+    grad_floor_ratio: float = _setting(10.0, 1.0, lo_open=True)
+    """Grad norm falling this many times below its pre-jump median with the loss flat: a dead network."""
+    tail_fraction: float = _setting(0.1, 0.0, 0.5, lo_open=True)
+    """The 'final loss' is the median of this last fraction of points (at least 3)."""
+
+    # -- patterns that are not instability
+    grad_spike_ratio: float = _setting(10.0, 1.0, lo_open=True)
+    """A gradient-norm outlier: this many times its running median (playbook: 10-20x)."""
+    grad_lead_points: int = _setting(5, 0)
+    """A grad-norm spike up to this many points before a loss event is reported as leading it."""
+    periodic_cv: float = _setting(0.15, 0.0)
+    """Events this regular in spacing (coefficient of variation of the gaps) are a per-epoch pattern..."""
+    periodic_max_share: float = _setting(0.5, 0.0, lo_open=True)
+    """...when their median height undoes less than this share of the progress."""
+    periodic_min_events: int = _setting(4, 2)
+    """A per-epoch pattern needs at least this many regular events."""
+    overfit_rise: float = _setting(1.1, 1.0, lo_open=True)
+    """Eval loss ending this many times above its best while the train loss kept falling: overfitting."""
 
     # -- sweeps
-    min_sweep_runs: int = 3
+    min_sweep_runs: int = _setting(3, 2)
     """At least this many runs differing only in LR make a sweep."""
-    infeasible_ratio: float = 0.95
-    """A sweep trial whose best loss stays above this many times its initial loss never trained: infeasible."""
+    infeasible_ratio: float = _setting(0.95, 0.0, 1.0, lo_open=True)
+    """A trial whose best loss stays above this many times its initial loss never trained: infeasible."""
+    infeasible_progress_share: float = _setting(0.25, 0.0, 1.0)
+    """A sweep trial that learned less than this share of the best trial's progress: abnormally high
+    loss, infeasible."""
 
     # -- recommendations
-    clip_percentile: float = 90.0
+    clip_percentile: float = _setting(90.0, 0.0, 100.0, lo_open=True)
     """Clip threshold = this percentile of the unclipped grad norm (playbook: p90)."""
-    max_clipped_fraction: float = 0.5
+    max_clipped_fraction: float = _setting(0.5, 0.0, 1.0, lo_open=True)
     """Needing more than this fraction of updates clipped = lowering the LR instead (playbook)."""
     warmup_candidates: tuple[int, ...] = (10, 1000, 10000, 100000)
     """Warmup sweep candidates (orders of magnitude, playbook)."""
-    warmup_max_fraction: float = 0.1
+    warmup_max_fraction: float = _setting(0.1, 0.0, 1.0, lo_open=True)
     """The largest warmup candidate must not exceed this fraction of max_train_steps."""
-    warmup_extend_fraction: float = 0.05
+    warmup_extend_fraction: float = _setting(0.05, 0.0, 1.0)
     """Warmup longer than this fraction of training: extend training by the warmup."""
-    post_warmup_factor: float = 2.0
+    post_warmup_factor: float = _setting(2.0, 0.0)
     """post_warmup_steps = this x warmup_steps."""
-    warmup_lr_factor: float = 10.0
-    """Base LR to try with warmup = this x the unstable LR."""
-    lower_lr_factor: float = 0.3
+    warmup_lr_factor: float = _setting(10.0, 1.0)
+    """Base LR to aim for with warmup = this x the unstable LR."""
+    lower_lr_factor: float = _setting(0.3, 0.0, 1.0, lo_open=True, hi_open=True)
     """Last resort: multiply the LR by this."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_value(f.name, getattr(self, f.name), f.metadata.get("range"))
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -107,29 +164,90 @@ class AnalysisConfig:
         body = tree.body[0].body  # type: ignore[attr-defined]
         for node, nxt in zip(body, body[1:]):
             if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                out[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
+                out[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
         return out
 
+    @staticmethod
+    def allowed(name: str) -> str:
+        """The allowed values of a setting, in words (for messages and `steadytrain settings`)."""
+        f = next((f for f in fields(AnalysisConfig) if f.name == name), None)
+        if f is None:
+            return "unknown setting"
+        if f.name == "warmup_candidates":
+            return "comma-separated positive integers, e.g. 10,1000,10000"
+        return _describe_range(f.metadata.get("range"), f.type)
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> AnalysisConfig:
-        """A copy with ``overrides`` applied; a one-line ConfigError for an unknown name or bad value."""
+        """A copy with ``overrides`` applied; a one-line ConfigError naming the setting and what it allows."""
         known = {f.name: f for f in fields(self)}
         changes: dict[str, Any] = {}
         for name, raw in overrides.items():
-            key = name.replace("-", "_")
+            key = str(name).replace("-", "_")
             if key not in known:
                 raise ConfigError(f"unknown setting {name!r}; known settings: {', '.join(sorted(known))}")
             current = getattr(self, key)
             try:
-                if isinstance(current, tuple):
-                    items = raw.split(",") if isinstance(raw, str) else list(raw)
-                    value: Any = tuple(int(x) for x in items)
-                elif isinstance(current, bool):
-                    value = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
-                else:
-                    value = type(current)(raw)
-            except (TypeError, ValueError):
-                raise ConfigError(f"setting {name}={raw!r}: expected {type(current).__name__}") from None
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-                raise ConfigError(f"setting {name}={raw!r}: must not be negative")
+                value = _coerce(raw, current)
+            except (TypeError, ValueError, OverflowError):
+                raise ConfigError(f"setting {key}={raw!r}: expected {self.allowed(key)}") from None
+            _check_value(key, value, known[key].metadata.get("range"))
             changes[key] = value
         return replace(self, **changes)
+
+
+def _coerce(raw: Any, current: Any) -> Any:
+    if isinstance(current, tuple):
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        values = tuple(int(str(x).strip()) for x in items if str(x).strip())
+        if not values or any(v <= 0 for v in values):
+            raise ValueError("need positive integers")
+        return tuple(sorted(set(values)))
+    if isinstance(current, bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).lower()
+        if text not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(text)
+        return text in ("1", "true", "yes")
+    if isinstance(current, int):
+        if isinstance(raw, bool):
+            raise TypeError("bool")
+        as_float = float(raw)
+        if not as_float.is_integer():
+            raise ValueError("not an integer")
+        return int(as_float)
+    if isinstance(raw, bool):
+        raise TypeError("bool")
+    return float(raw)
+
+
+def _describe_range(rng: tuple | None, typ: Any) -> str:
+    kind = "an integer" if typ in (int, "int") else "a finite number"
+    if not rng:
+        return kind
+    lo, hi, lo_open, hi_open = rng
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    return kind + (" " + " and ".join(parts) if parts else "")
+
+
+def _check_value(name: str, value: Any, rng: tuple | None) -> None:
+    if isinstance(value, tuple):
+        if not value or any(not isinstance(v, int) or v <= 0 for v in value):
+            raise ConfigError(f"setting {name}={value!r}: expected comma-separated positive integers")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"setting {name}={value!r}: expected a finite number")
+    if not rng:
+        return
+    lo, hi, lo_open, hi_open = rng
+    bad = ((lo is not None and (value < lo or (lo_open and value == lo)))
+           or (hi is not None and (value > hi or (hi_open and value == hi))))
+    if bad:
+        typ = int if isinstance(value, int) else float
+        raise ConfigError(f"setting {name}={value!r}: expected {_describe_range(rng, typ)}")

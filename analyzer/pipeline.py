@@ -13,7 +13,7 @@ from analyzer.detect.context import RunContext, measure_run
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.recommend.rules import recommend
 from analyzer.sweep import find_sweeps
-from analyzer.types import VERDICT_ORDER, Diagnosis, Finding, Report, Run, Severity, Verdict
+from analyzer.types import VERDICT_ORDER, CheckFailure, Diagnosis, Finding, Report, Run, Severity, Verdict
 
 
 def verdict_of(findings: Sequence[Finding]) -> Verdict:
@@ -24,15 +24,31 @@ def verdict_of(findings: Sequence[Finding]) -> Verdict:
     return max(judged, key=VERDICT_ORDER.index, default="stable")
 
 
-def diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext]:
-    ctx = measure_run(run, cfg)
+def diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext | None]:
+    """Measure, judge and recommend for one run. A failure in measuring or recommending becomes this
+    run's CheckFailure (and an insufficient_data verdict that says so), never a crash of the others."""
+    try:
+        ctx = measure_run(run, cfg)
+    except Exception as exc:  # noqa: BLE001 - one run's measurement must not stop the others
+        return _failed(run, "measure", exc), None
     findings, failures = run_checks(ctx)
     findings.sort(key=lambda f: (-int(f.severity), f.start_step))
-    recs = recommend(ctx, findings) if not any(f.verdict == "insufficient_data" for f in findings) else \
-        [r for r in recommend(ctx, []) if r.kind == "log_metric"]
-    stats = {"points": run.n_points, "train_loss_points": len(ctx.loss) if ctx.loss is not None else 0,
-             "step_range": list(run.step_range() or ()), "early_end_step": ctx.early_end_step}
+    try:
+        judged = not any(f.verdict == "insufficient_data" for f in findings)
+        recs = recommend(ctx, findings) if judged else [r for r in recommend(ctx, []) if r.kind == "log_metric"]
+    except Exception as exc:  # noqa: BLE001 - a recommendation failure leaves the verdict standing
+        recs = []
+        failures.append(CheckFailure("recommend", run.id, type(exc).__name__, str(exc)))
+    stats = {"points": run.n_points, "judged_points": len(ctx.curve) if ctx.curve is not None else 0,
+             "judged_signal": ctx.signal, "step_range": list(run.step_range() or ()), "early_end_step": ctx.early_cut}
     return Diagnosis(run, verdict_of(findings), tuple(findings), tuple(recs), tuple(failures), stats), ctx
+
+
+def _failed(run: Run, stage: str, exc: Exception) -> Diagnosis:
+    failure = CheckFailure(stage, run.id, type(exc).__name__, str(exc))
+    finding = Finding("analysis_failed", Severity.WARN, "insufficient_data", 0, None,
+                      f"This run could not be analysed ({stage}: {type(exc).__name__}: {exc}); it has no verdict.")
+    return Diagnosis(run, "insufficient_data", (finding,), (), (failure,), {"points": run.n_points})
 
 
 def _version() -> str:
@@ -66,7 +82,8 @@ def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig 
     for run in stream:
         d, ctx = diagnose_run(run, cfg)
         diagnoses.append(d)
-        contexts[run.id] = ctx
+        if ctx is not None:
+            contexts[run.id] = ctx
     sweeps = find_sweeps(diagnoses, contexts, cfg)
     return Report(roots=tuple(str(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
                   sweeps=tuple(sweeps), config=cfg.as_dict(),

@@ -3,12 +3,16 @@
 Playbook §3: find lr*; look at the LRs just above it; if the best LR sits at the edge of the
 feasible region (the next larger LR is infeasible or its training loss goes up), the model is
 suffering from optimization instability and fixing that will likely allow a higher, better LR.
+
+Grouping needs positive evidence that runs share a configuration (spec/failure-shapes.md, "Run
+identity in the wild"): the same non-empty hyperparameters but the LR and identity fields (paths,
+names, timestamps, seeds: seeds make replicates, not different configs), or run paths that differ
+only where they spell the LR. Runs in one folder with no hyperparameters are not a sweep.
 """
 
 from __future__ import annotations
 
 import math
-import posixpath
 import re
 from typing import Any, Mapping, Sequence
 
@@ -16,31 +20,69 @@ import numpy as np
 
 from analyzer.config import AnalysisConfig
 from analyzer.detect.context import RunContext
-from analyzer.hparams import LR_KEYS, _LR_IN_NAME
+from analyzer.hparams import LR_KEYS
 from analyzer.recommend.rules import run_lr
 from analyzer.types import Diagnosis, SweepDiagnosis
 
-_IGNORED_HPARAM_WORDS = ("seed", "run_name", "runname", "output_dir", "logging_dir", "log_dir", "timestamp",
-                         "version", "final/", "lr (from run name)", "global_step", "name", "id")
+#: Hyperparameter keys that name or locate a run rather than configure it (matched as words in the
+#: lower-cased key), and the derived summaries some trackers store beside the config.
+_IDENTITY_WORDS = ("dir", "path", "name", "id", "seed", "time", "date", "version", "wandb", "output", "log",
+                   "checkpoint", "ckpt", "run", "host", "save", "resume", "uuid", "git", "commit", "final",
+                   "global_step", "project", "tag", "notes", "url", "device", "runtime")
+_DATA_WORDS = ("train_path", "val_path", "data_path", "dataset_path", "train_file", "valid_file", "data_dir")
+#: With at least this many configuration keys in common, runs in different folders can be one sweep.
+_MIN_SHARED_HPARAMS = 3
+_NUMBER = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)(?![0-9])", re.IGNORECASE)
 
 
 def _is_lr_key(key: str) -> bool:
-    leaf = re.split(r"[./]", key)[-1]
+    leaf = re.split(r"[./]", key)[-1].lower()
     return key in LR_KEYS or leaf in ("lr", "learning_rate", "base_lr", "max_lr", "peak_lr")
 
 
-def _signature(d: Diagnosis) -> tuple:
+def _is_identity_key(key: str) -> bool:
+    low = key.lower()
+    if any(w in low for w in _DATA_WORDS):
+        return False  # the data a run trains on is configuration
+    words = re.split(r"[^a-z0-9]+", low)
+    return any(w in words or any(part.startswith(w) for part in words) for w in _IDENTITY_WORDS) or low.startswith(
+        "lr (")
+
+
+def _without_lr(text: str, lr: float) -> tuple[str, bool]:
+    """``text`` with every number equal to ``lr`` replaced by '*', and whether any was."""
+    found = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal found
+        try:
+            v = float(m.group(1))
+        except ValueError:
+            return m.group(0)
+        if v > 0 and math.isclose(v, lr, rel_tol=1e-6):
+            found = True
+            return "*"
+        return m.group(0)
+
+    return _NUMBER.sub(sub, text), found
+
+
+def _signature(d: Diagnosis, lr: float) -> tuple[tuple, bool]:
+    """(what must match for two runs to be trials of one sweep, whether that match is positive evidence)."""
     items = []
     for k, v in sorted(d.run.hparams.items()):
-        if _is_lr_key(k) or any(w in k.lower() for w in _IGNORED_HPARAM_WORDS):
+        if _is_lr_key(k) or _is_identity_key(k):
             continue
-        items.append((k, str(v)))
-    run_id = d.run.id
-    if _LR_IN_NAME.search(run_id):
-        where = _LR_IN_NAME.sub(lambda m: m.group(0).replace(m.group(1), "*"), run_id)
+        # a string may spell the LR (an output path); a number equal to the LR is its own setting
+        items.append((k, _without_lr(v, lr)[0] if isinstance(v, str) else str(v)))
+    path, lr_in_path = _without_lr(d.run.id, lr)
+    if lr_in_path:
+        where = path  # names that differ only in an LR token
+    elif len(items) >= _MIN_SHARED_HPARAMS:
+        where = ""  # a whole configuration in common: the folders are identity
     else:
-        where = posixpath.dirname(run_id)
-    return (where, d.run.format, tuple(items))
+        where = path.rsplit("/", 1)[0] if "/" in path else ""  # a thin configuration: siblings only
+    return (where, d.run.format, tuple(items)), bool(items) or lr_in_path
 
 
 def _score(ctx: RunContext, use_eval: bool) -> tuple[float | None, float | None, float | None]:
@@ -50,16 +92,16 @@ def _score(ctx: RunContext, use_eval: bool) -> tuple[float | None, float | None,
         fin = v[np.isfinite(v)]
         if fin.size == 0:
             return None, None, None
-        init = float(ctx.curve.raw[0]) if ctx.curve is not None else None
+        init = float(ctx.curve.start) if ctx.curve is not None else None
         return float(fin.min()), float(v[-1]) if np.isfinite(v[-1]) else None, init
     c = ctx.curve
     if c is None or len(c) == 0:
         return None, None, None
-    best = float(np.exp(c.smooth.min())) if c.log_space else float(c.smooth.min())
+    best = float(np.min(c.level_raw))
     tail = max(1, int(len(c) * 0.05))
-    last_ok = ctx.loss is not None and np.isfinite(ctx.loss.values[-1])
+    last_ok = ctx.judged is not None and np.isfinite(ctx.judged.values[-1])
     final = float(np.median(c.raw[-tail:])) if last_ok else None
-    return best, final, float(c.raw[0])
+    return best, final, c.start
 
 
 def find_sweeps(diagnoses: Sequence[Diagnosis], contexts: Mapping[str, RunContext],
@@ -67,16 +109,18 @@ def find_sweeps(diagnoses: Sequence[Diagnosis], contexts: Mapping[str, RunContex
     groups: dict[tuple, list[tuple[float, Diagnosis]]] = {}
     for d in diagnoses:
         ctx = contexts.get(d.run.id)
-        if ctx is None:
+        if ctx is None or ctx.curve is None:
             continue
         lr = run_lr(ctx)
-        if lr is None or d.verdict == "insufficient_data" and ctx.loss is None:
+        if lr is None:
             continue
-        groups.setdefault(_signature(d), []).append((lr, d))
+        key, evident = _signature(d, lr)
+        if evident:
+            groups.setdefault(key, []).append((lr, d))
     sweeps = []
     for members in groups.values():
         lrs = sorted({lr for lr, _ in members})
-        if len(members) < cfg.min_sweep_runs or len(lrs) < cfg.min_sweep_runs:
+        if len(lrs) < cfg.min_sweep_runs:
             continue
         sweeps.append(_judge_sweep(sorted(members, key=lambda m: (m[0], m[1].run.id)), contexts, cfg))
     return sweeps
@@ -86,13 +130,21 @@ def _judge_sweep(members: list[tuple[float, Diagnosis]], contexts: Mapping[str, 
                  cfg: AnalysisConfig) -> SweepDiagnosis:
     use_eval = all(contexts[d.run.id].eval_loss is not None for _, d in members)
     metric = "eval_loss (best)" if use_eval else "train_loss (best smoothed)"
+    rows = []
+    for lr, d in members:
+        best, final, initial = _score(contexts[d.run.id], use_eval)
+        rows.append((lr, d, best, final, initial))
+    # abnormally high loss: learned far less than the best trial did (playbook §2, infeasible trials)
+    progress = [ini - b for _, _, b, _, ini in rows if b is not None and ini is not None]
+    top_progress = max(progress, default=0.0)
     ids, lrs, scores, infeasible, unstable = [], [], [], [], []
     per_run: list[dict[str, Any]] = []
-    for lr, d in members:
-        ctx = contexts[d.run.id]
-        best, final, initial = _score(ctx, use_eval)
-        never_trained = best is not None and initial is not None and initial > 0 and best >= cfg.infeasible_ratio * initial
-        is_infeasible = d.verdict == "divergence" or best is None or never_trained
+    for lr, d, best, final, initial in rows:
+        never_trained = (best is not None and initial is not None and initial > 0
+                         and best >= cfg.infeasible_ratio * initial)
+        learned_little = (best is not None and initial is not None and top_progress > 0
+                          and initial - best < cfg.infeasible_progress_share * top_progress)
+        is_infeasible = d.verdict == "divergence" or best is None or never_trained or learned_little
         ids.append(d.run.id)
         lrs.append(lr)
         scores.append(None if is_infeasible else best)
@@ -108,32 +160,37 @@ def _judge_sweep(members: list[tuple[float, Diagnosis]], contexts: Mapping[str, 
         return SweepDiagnosis(tuple(ids), tuple(lrs), tuple(scores), metric, None, None, tuple(infeasible),
                               tuple(unstable), False, "Every trial of this sweep is infeasible: lower the LR range.",
                               evidence)
-    b = min(feasible, key=lambda i: (scores[i], lrs[i]))
-    best_lr = lrs[b]
-    above = [i for i in range(len(ids)) if lrs[i] > best_lr]
+    # replicates (seeds) at one LR: rank each LR by its mean score
+    by_lr: dict[float, list[float]] = {}
+    for i in feasible:
+        by_lr.setdefault(lrs[i], []).append(float(scores[i]))  # type: ignore[arg-type]
+    best_lr = min(by_lr, key=lambda lr: (float(np.mean(by_lr[lr])), lr))
+    b = min((i for i in feasible if lrs[i] == best_lr), key=lambda i: scores[i])  # type: ignore[arg-type, return-value]
+    higher = sorted({lr for lr in lrs if lr > best_lr})
     edge = False
-    if not above:
+    if not higher:
         msg = (f"lr* = {best_lr:.3g} ({ids[b]}, {metric} {scores[b]:.4g}) is the LARGEST LR tried: extend the sweep "
                "upward before concluding anything about instability.")
     else:
-        nxt = above[0]
-        nxt_bad = ids[nxt] in infeasible or ids[nxt] in unstable
-        edge = nxt_bad
+        nxt = higher[0]
+        at_next = [i for i in range(len(ids)) if lrs[i] == nxt]
+        bad = [i for i in at_next if ids[i] in infeasible or ids[i] in unstable]
+        edge = 2 * len(bad) >= len(at_next)  # most replicates at the next LR are unstable or infeasible
         above_desc = ", ".join(f"{lrs[i]:.3g}: " + ("infeasible" if ids[i] in infeasible else per_run[i]["verdict"])
-                               for i in above)
+                               for i in range(len(ids)) if lrs[i] > best_lr)
         if edge:
             factor = cfg.warmup_lr_factor
-            evidence.update({"unstable_lr": lrs[nxt], "base_lr_to_try_with_warmup": lrs[nxt] * factor})
+            state = "infeasible" if any(ids[i] in infeasible for i in bad) else "unstable"
+            evidence.update({"unstable_lr": nxt, "base_lr_to_try_with_warmup": nxt * factor})
             msg = (f"lr* = {best_lr:.3g} ({ids[b]}, {metric} {scores[b]:.4g}) sits at the edge of instability: the next "
-                   f"larger LR {lrs[nxt]:.3g} is {'infeasible' if ids[nxt] in infeasible else 'unstable'} "
-                   f"(LRs above lr*: {above_desc}). Playbook §3: the model is suffering from optimization "
-                   "instability; fixing it (warmup, clipping) will likely allow a higher LR and better results. "
-                   f"Try warmup with base LR {lrs[nxt] * factor:.3g} (10x the unstable LR) and confirm with a run "
-                   "at 5-10x lr*.")
+                   f"larger LR {nxt:.3g} is {state} (LRs above lr*: {above_desc}). Playbook §3: the model is "
+                   "suffering from optimization instability; fixing it (warmup, clipping) will likely allow a higher "
+                   f"LR and better results. Try warmup with base LR {nxt * factor:.3g} ({factor:g}x the unstable LR) "
+                   "and confirm with a run at 5-10x lr*.")
         else:
-            msg = (f"lr* = {best_lr:.3g} ({ids[b]}, {metric} {scores[b]:.4g}); the next larger LR {lrs[nxt]:.3g} "
+            msg = (f"lr* = {best_lr:.3g} ({ids[b]}, {metric} {scores[b]:.4g}); the next larger LR {nxt:.3g} "
                    f"still trains stably (LRs above lr*: {above_desc}): instability is not what limits the LR.")
-    if b == 0 and len(lrs) > 1:
+    if best_lr == min(lrs) and len(set(lrs)) > 1:
         msg += f" lr* is also the SMALLEST LR tried: extend the sweep below {best_lr:.3g} as well."
     evidence["lr_star_run"] = ids[b]
     evidence["log10_lr_range"] = [math.log10(min(lrs)), math.log10(max(lrs))]

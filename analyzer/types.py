@@ -13,6 +13,8 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import polars as pl
 
+from analyzer.evidence import Evidence
+
 Format = Literal["tensorboard", "lightning_csv", "hf_trainer_state", "jsonl", "mlflow", "csv"]
 Verdict = Literal["stable", "early_instability", "mid_instability", "divergence", "insufficient_data"]
 RoleName = Literal["train_loss", "eval_loss", "grad_norm", "lr"]
@@ -172,7 +174,7 @@ class Finding:
         start_step: first step concerned.
         end_step: last step concerned, None when it never ended (e.g. divergence).
         message: one or two sentences quoting the evidence numbers.
-        evidence: the measured numbers (JSON-safe scalars).
+        evidence: the measured numbers, typed (analyzer.evidence); ``evidence.as_dict()`` for JSON.
     """
 
     kind: str
@@ -181,7 +183,7 @@ class Finding:
     start_step: int
     end_step: int | None
     message: str
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,9 +195,9 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
     for res in results:
         d: Diagnosis | None = by_dir.get(Path(res.log_dir).name)
         verdict = "divergence" if res.infeasible else (d.verdict if d else "insufficient_data")
-        # the analyzer's own spike heights: x the trailing median (mid events), x the initial loss (early rise)
-        spikes = [v for f in (d.findings if d else ()) for key in ("ratio", "rise_vs_initial")
-                  if isinstance(v := f.evidence.get(key), float) and math.isfinite(v)]
+        # the analyzer's own heights: x the level each event departed from (x the initial loss for an early rise)
+        spikes = [v for f in (d.findings if d else ())
+                  if isinstance(v := getattr(f.evidence, "ratio", None), float) and math.isfinite(v)]
         outcomes.append(TrialOutcome(res, verdict, max(spikes) if spikes else None,
                                      tuple(f.kind for f in (d.findings if d else ()))))
     conclusion, smallest = _conclude(outcomes)

@@ -61,9 +61,10 @@ def run_figures(d: Diagnosis) -> list[Figure]:
     for f in d.findings:
         if f.verdict in _SPAN_COLOR and f.severity.value >= 1:
             spans.append((f.start_step, f.end_step, _SPAN_COLOR[f.verdict], _VERDICT_LABEL[f.verdict]))
-            peak = f.evidence.get("peak_step") if isinstance(f.evidence, Mapping) else None
+            peak = getattr(f.evidence, "peak_step", None)
+            ratio = getattr(f.evidence, "ratio", None)
             if isinstance(peak, int):
-                marks.append((peak, f"peak {f.evidence.get('ratio', 0):.2g}x" if f.evidence.get("ratio") else "peak"))
+                marks.append((peak, f"peak {ratio:.2g}x" if isinstance(ratio, float) and np.isfinite(ratio) else "peak"))
     ev = run.role_series("eval_loss")
     figs.append(Figure("Loss", plots.loss_plot(loss.steps, loss.values, title=f"loss: {loss.tag}",
                                                eval_steps=ev.steps if ev else None,
@@ -111,7 +112,7 @@ def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: P
         "steps": f"{rng[0]:,}–{rng[1]:,}" if rng else "–", "max_step": rng[1] if rng else 0,
         "roles": run.roles.as_dict(), "missing_roles": run.roles.missing,
         "findings": [{"kind": f.kind, "severity": f.severity.label, "message": f.message, "start": f.start_step,
-                      "end": f.end_step, "evidence": dict(f.evidence)} for f in d.findings],
+                      "end": f.end_step, "evidence": f.evidence.as_dict()} for f in d.findings],
         "recommendations": recs, "framework": framework,
         "notes": [{"kind": n.kind, "message": n.message, "count": n.count} for n in run.notes],
         "hparams": {k: v for k, v in list(run.hparams.items())[:40]}, "sources": list(run.sources),

@@ -38,7 +38,7 @@ def run_dict(d: Diagnosis) -> dict[str, Any]:
         "verdict": d.verdict,
         "roles": d.run.roles.as_dict(),
         "findings": [{"kind": f.kind, "severity": f.severity.label, "start_step": f.start_step,
-                      "end_step": f.end_step, "verdict": f.verdict, "message": f.message, "evidence": f.evidence}
+                      "end_step": f.end_step, "verdict": f.verdict, "message": f.message, "evidence": f.evidence.as_dict()}
                      for f in d.findings],
         "recommendations": [{"kind": r.kind, "params": r.params, "rationale": r.rationale,
                              "snippets": dict(r.snippets)} for r in d.recommendations],

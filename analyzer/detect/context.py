@@ -1,13 +1,20 @@
-"""Everything the checks of one run look at, measured once (`measure_run`)."""
+"""Everything the checks of one run look at, measured once (`measure_run`).
+
+The judged signal is the train loss; when it has too few points (a trainer that logs the train
+loss every 500 steps but evaluates every 100), the eval loss carries the verdict and the findings
+say so (spec/failure-shapes.md, "Sparse logging").
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from analyzer.config import AnalysisConfig
-from analyzer.detect.signals import Curve, Rise, SpikeEvent, early_end_index, largest_rise, make_curve, spike_events
+from analyzer.detect.curve import Curve, early_cut_step, make_curve
+from analyzer.detect.events import Event, find_regimes, find_spikes
+from analyzer.evidence import Signal
 from analyzer.types import Run, Series
 
 
@@ -17,11 +24,13 @@ class RunContext:
 
     Attributes:
         loss / grad / lr / eval_loss: the role series (every point, NaN kept) or None.
-        curve: finite train loss with baseline and noise; None when there are < 2 finite points.
-        grad_curve: the same for the gradient norm.
-        early_end: index into ``curve`` of the first point after the early phase.
-        loss_events / grad_events: spike events.
-        rise: the largest smoothed rise above the running best after the early phase.
+        signal: which series is judged ("train_loss", or "eval_loss" when the train loss is too sparse).
+        judged: that series.
+        curve: the judged series measured (None with fewer than 2 finite points).
+        grad_curve / eval_curve: the grad norm and the eval loss measured.
+        early_cut: the last step of the early phase.
+        spikes / regimes: departures of the judged curve above its level.
+        grad_spikes: grad-norm outliers (>= grad_spike_ratio x the trailing level).
     """
 
     run: Run
@@ -30,54 +39,79 @@ class RunContext:
     grad: Series | None
     lr: Series | None
     eval_loss: Series | None
+    signal: Signal
+    judged: Series | None
     curve: Curve | None
     grad_curve: Curve | None
-    early_end: int
-    loss_events: tuple[SpikeEvent, ...] = ()
-    grad_events: tuple[SpikeEvent, ...] = ()
-    rise: Rise | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def early_end_step(self) -> int | None:
-        if self.curve is None or len(self.curve) == 0:
-            return None
-        i = min(self.early_end, len(self.curve)) - 1
-        return int(self.curve.steps[max(i, 0)])
+    eval_curve: Curve | None
+    early_cut: int
+    spikes: tuple[Event, ...] = ()
+    regimes: tuple[Event, ...] = ()
+    grad_spikes: tuple[Event, ...] = ()
 
     @property
     def max_step(self) -> int | None:
         rng = self.run.step_range()
         return rng[1] if rng else None
 
-    def grad_spike_near(self, step_index_lo: int, step_index_hi: int) -> SpikeEvent | None:
-        """A grad-norm spike between two loss-curve indices (widened by the lead allowance)."""
-        if self.curve is None or not self.grad_events:
+    @property
+    def total_progress(self) -> float:
+        """What the judged curve learned over the whole log: start - best level (raw units)."""
+        if self.curve is None:
+            return 0.0
+        return float(self.curve.start - np.min(self.curve.level_raw))
+
+    def progress_floor(self, index: int) -> float:
+        """The smallest progress a share is taken of: a few noise sigmas (raw units) at ``index``."""
+        assert self.curve is not None
+        return 3.0 * float(self.curve.sigma_raw[min(index, len(self.curve) - 1)])
+
+    def lr_at(self, step: int) -> float | None:
+        if self.lr is None or len(self.lr) == 0:
             return None
-        lo_i = max(step_index_lo - self.cfg.grad_lead_points, 0)
-        lo = int(self.curve.steps[lo_i])
-        hi = int(self.curve.steps[min(step_index_hi, len(self.curve) - 1)])
-        for ev in self.grad_events:
-            if lo <= ev.peak_step <= hi or lo <= ev.start_step <= hi:
+        i = int(np.searchsorted(self.lr.steps, step, side="right")) - 1
+        v = float(self.lr.values[max(i, 0)])
+        return v if np.isfinite(v) else None
+
+    def grad_spike_near(self, start_step: int, peak_step: int) -> Event | None:
+        """A grad-norm spike from ``grad_lead_points`` logged points before an event's start to its peak."""
+        g = self.grad_curve
+        if g is None or not self.grad_spikes:
+            return None
+        i = int(np.searchsorted(g.steps, start_step))
+        lo = int(g.steps[max(i - self.cfg.grad_lead_points, 0)])
+        for ev in self.grad_spikes:
+            step = int(g.steps[ev.peak])
+            if lo <= step <= peak_step:
                 return ev
         return None
+
+
+def _finite_count(s: Series | None) -> int:
+    return int(np.isfinite(s.values).sum()) if s is not None else 0
 
 
 def measure_run(run: Run, cfg: AnalysisConfig) -> RunContext:
     loss = run.role_series("train_loss")
     grad = run.role_series("grad_norm")
-    curve = make_curve(loss, cfg) if loss is not None else None
-    grad_curve = make_curve(grad, cfg) if grad is not None else None
-    early_end = early_end_index(curve.steps, cfg) if curve is not None else 0
-    loss_events: tuple[SpikeEvent, ...] = ()
-    rise = None
-    if curve is not None and len(curve) >= cfg.min_points:
-        loss_events = tuple(spike_events(curve, min_ratio=cfg.loss_spike_ratio, z_min=cfg.spike_z,
-                                         recover_ratio=cfg.recover_ratio))
-        rise = largest_rise(curve, early_end)
-    grad_events: tuple[SpikeEvent, ...] = ()
+    eval_loss = run.role_series("eval_loss")
+    signal: Signal = "train_loss"
+    judged = loss
+    if _finite_count(loss) < cfg.min_points and _finite_count(eval_loss) >= cfg.min_points:
+        signal, judged = "eval_loss", eval_loss
+    curve = make_curve(judged, cfg) if judged is not None else None
+    grad_curve = make_curve(grad, cfg, with_level=False) if grad is not None else None
+    eval_curve = make_curve(eval_loss, cfg) if eval_loss is not None and signal == "train_loss" else None
+    spikes: tuple[Event, ...] = ()
+    regimes: tuple[Event, ...] = ()
+    early_cut = 0
+    if curve is not None:
+        early_cut = early_cut_step(curve.steps, cfg)
+        if len(curve) >= cfg.min_points:
+            spikes = tuple(find_spikes(curve, cfg))
+            regimes = tuple(find_regimes(curve, cfg))
+    grad_spikes: tuple[Event, ...] = ()
     if grad_curve is not None and len(grad_curve) >= cfg.min_points and grad_curve.log_space:
-        grad_events = tuple(spike_events(grad_curve, min_ratio=cfg.grad_spike_ratio, z_min=cfg.spike_z,
-                                         recover_ratio=np.sqrt(cfg.grad_spike_ratio)))
-    return RunContext(run, cfg, loss, grad, run.role_series("lr"), run.role_series("eval_loss"), curve, grad_curve,
-                      early_end, loss_events, grad_events, rise)
+        grad_spikes = tuple(find_spikes(grad_curve, cfg, min_ratio=cfg.grad_spike_ratio))
+    return RunContext(run, cfg, loss, grad, run.role_series("lr"), eval_loss, signal, judged, curve, grad_curve,
+                      eval_curve, early_cut, spikes, regimes, grad_spikes)

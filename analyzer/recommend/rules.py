@@ -10,36 +10,38 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.config import AnalysisConfig
 from analyzer.detect.context import RunContext
 from analyzer.hparams import lr_from_hparams
 from analyzer.recommend import snippets
 from analyzer.types import Finding, Recommendation
 
-PLAYBOOK_CLIP = ("Playbook §6: choose the clipping threshold from the 90th percentile of the unclipped gradient "
-                 "norm, just above the typical norm; if it takes > 50% of updates clipped, lower the LR instead.")
-PLAYBOOK_WARMUP = ("Playbook §5: warmup is the best fix for early instability; sweep warmup_steps over orders of "
-                   "magnitude (the largest <= 10% of max_train_steps), post_warmup_steps = 2 x warmup_steps, "
-                   "aim for a base LR 10x the unstable one, and pick the SHORTEST warmup that is stable.")
 PLAYBOOK_LOWER = "Playbook §4: lowering the learning rate is the last resort, once warmup and clipping are tried."
 
 
-def _nice_up(x: float) -> int:
-    """Round up to 1, 2 or 5 x a power of ten (a warmup length people would type)."""
-    if x <= 1:
-        return 1
-    p = 10 ** math.floor(math.log10(x))
-    for m in (1, 2, 5, 10):
-        if m * p >= x:
-            return int(m * p)
-    return int(10 * p)
+def playbook_clip(cfg: AnalysisConfig) -> str:
+    return (f"Playbook §6: choose the clipping threshold from the {cfg.clip_percentile:g}th percentile of the "
+            "unclipped gradient norm, just above the typical norm; if it takes > "
+            f"{cfg.max_clipped_fraction:.0%} of updates clipped, lower the LR instead.")
+
+
+def playbook_warmup(cfg: AnalysisConfig) -> str:
+    return ("Playbook §5: warmup is the best fix for early instability; sweep warmup_steps over orders of "
+            f"magnitude (the largest <= {cfg.warmup_max_fraction:.0%} of max_train_steps), post_warmup_steps = "
+            f"{cfg.post_warmup_factor:g} x warmup_steps, aim for a base LR {cfg.warmup_lr_factor:g}x the unstable "
+            "one, and pick the SHORTEST warmup that is stable.")
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+_MAX_STEPS_KEYS = ("max_steps", "max_train_steps", "total_steps", "trainer.max_steps", "num_steps", "max_iters",
+                   "train_iters", "total_iters", "num_train_steps", "max_iter")
+
+
 def _max_train_steps(ctx: RunContext) -> int | None:
-    for key in ("max_steps", "max_train_steps", "total_steps", "trainer.max_steps", "num_steps"):
+    for key in _MAX_STEPS_KEYS:
         v = ctx.run.hparams.get(key)
         try:
             if v is not None and int(float(v)) > 0:
@@ -62,14 +64,14 @@ def run_lr(ctx: RunContext) -> float | None:
 
 def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendation | None:
     g = ctx.grad_curve
-    if g is None or len(g) < ctx.cfg.min_points:
+    cfg = ctx.cfg
+    if g is None or len(g) < cfg.min_points:
         return None
     if any(f.kind == "grad_norm_looks_clipped" for f in findings):
         return None
-    cfg = ctx.cfg
     thr = float(np.percentile(g.raw, cfg.clip_percentile))
     overall = float(np.mean(g.raw > thr))
-    early_cut = ctx.early_end_step if ctx.early_end_step is not None else int(g.steps[-1])
+    early_cut = ctx.early_cut
     early_mask = g.steps <= early_cut
     early_frac = float(np.mean(g.raw[early_mask] > thr)) if early_mask.any() else 0.0
     p50, p99 = float(np.percentile(g.raw, 50)), float(np.percentile(g.raw, 99))
@@ -77,17 +79,16 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendat
                               "p50": p50, "p90": thr, "p99": p99, "fraction_clipped_overall": overall,
                               "fraction_clipped_early": early_frac, "early_end_step": early_cut}
     # Would p90 touch the instability? Compare the grad norm at the unstable steps with the threshold.
-    unstable_steps = [(f.start_step, f.end_step if f.end_step is not None else int(g.steps[-1]))
-                      for f in findings if f.verdict in ("early_instability", "mid_instability", "divergence")
-                      and f.severity.value >= 1]
+    unstable_starts = [f.start_step for f in findings
+                       if f.verdict in ("early_instability", "mid_instability", "divergence") and f.severity >= 1]
     needed = None
-    if unstable_steps:
+    if unstable_starts:
         # To tame an instability, clipping must reach its onset (where outlier gradients cause it): the
         # largest grad norm within a few points of where it starts. p90 reaches it if it is above p90;
         # otherwise the threshold must go below it, and we ask what share of ALL updates that clips.
         lead = cfg.grad_lead_points
         onsets = []
-        for lo, _hi in unstable_steps:
+        for lo in unstable_starts:
             i = int(np.searchsorted(g.steps, lo))
             window = g.raw[max(0, i - lead):i + lead + 1]
             if window.size:
@@ -100,7 +101,8 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendat
             params["threshold_reaching_unstable_steps"] = tame_thr
             params["fraction_clipped_at_that_threshold"] = tame_frac
             needed = tame_frac > cfg.max_clipped_fraction
-    text = (f"Clip the global gradient norm at {_fmt(thr)} = p{cfg.clip_percentile:g} of {len(g):,} unclipped "
+    pct = f"p{cfg.clip_percentile:g}"
+    text = (f"Clip the global gradient norm at {_fmt(thr)} = {pct} of {len(g):,} unclipped "
             f"grad-norm values (p50 {_fmt(p50)}, p99 {_fmt(p99)}); it would have clipped {overall:.0%} of steps "
             f"overall and {early_frac:.0%} of the first {early_cut:,} steps. ")
     if needed:
@@ -109,44 +111,67 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendat
                  f"({_fmt(params['threshold_reaching_unstable_steps'])}) would clip "
                  f"{params['fraction_clipped_at_that_threshold']:.0%} of all updates (> "
                  f"{cfg.max_clipped_fraction:.0%}), which is just a lower LR in disguise. ")
-    text += "If instability persists, clip harder (a lower threshold). " + PLAYBOOK_CLIP
+    text += "If instability persists, clip harder (a lower threshold). " + playbook_clip(cfg)
     return Recommendation("clip", params, text, snippets.clip_snippets(thr), priority=20)
 
 
+def _nice_down(x: float) -> int:
+    """Round down to 1, 2 or 5 x a power of ten."""
+    if x < 1:
+        return 1
+    p = 10 ** math.floor(math.log10(x))
+    for m in (5, 2, 1):
+        if m * p <= x:
+            return int(m * p)
+    return int(p)
+
+
+def warmup_plan(cfg: AnalysisConfig, max_steps: int | None) -> tuple[list[int], int | None]:
+    """(warmup_steps candidates, cap): the playbook's orders of magnitude up to the cap (10% of
+    max_train_steps); when few candidates fit (a short run), the cap itself, rounded down, joins them."""
+    cap = max(1, int(cfg.warmup_max_fraction * max_steps)) if max_steps else None
+    plan = sorted(w for w in cfg.warmup_candidates if cap is None or w <= cap)
+    if cap is not None and (not plan or plan[-1] < _nice_down(cap)):
+        plan.append(_nice_down(cap))
+    return plan, cap
+
+
 def warmup_recommendation(ctx: RunContext, early: Finding) -> Recommendation:
+    """A warmup that is safe to paste first, and the sweep that finds the shortest one at a higher LR.
+
+    Playbook §5: sweep warmup_steps over orders of magnitude (capped at 10% of training) at a base LR
+    10x the unstable one and keep the SHORTEST that does not blow up. Pasting the 10x LR with a short
+    guessed warmup would likely blow up, so the snippet is the first config to run: the CURRENT LR with
+    the longest candidate under the cap; the sweep and the 10x target are stated, and the probe spec
+    runs the sweep.
+    """
     cfg = ctx.cfg
-    max_steps = _max_train_steps(ctx) or 0
-    cap = int(cfg.warmup_max_fraction * max_steps) if max_steps else None
-    candidates = [w for w in cfg.warmup_candidates if cap is None or w <= cap]
-    settled = int(early.evidence.get("settled_step") or early.evidence.get("early_end_step") or 0)
-    start_guess = _nice_up(max(settled, 1))
-    if cap is not None and start_guess > cap:
-        start_guess = max(cap, 1)
-    plan = sorted(set(candidates) | {start_guess})
-    if cap is not None:
-        plan = [w for w in plan if w <= cap] or [max(cap, 1)]
+    max_steps = _max_train_steps(ctx)
+    plan, cap = warmup_plan(cfg, max_steps)
+    safe = plan[-1]
     lr = run_lr(ctx)
     base_lr = lr * cfg.warmup_lr_factor if lr else None
-    extend = start_guess > cfg.warmup_extend_fraction * max_steps if max_steps else False
-    total = max_steps + start_guess if extend else max_steps
+    total = (max_steps or 0)
+    extend = bool(max_steps) and safe > cfg.warmup_extend_fraction * total
     params: dict[str, Any] = {
-        "warmup_steps": start_guess, "post_warmup_steps": int(cfg.post_warmup_factor * start_guess),
-        "sweep_warmup_steps": plan, "max_train_steps": max_steps or None, "cap_steps": cap,
-        "unstable_lr": lr, "base_lr_to_try": base_lr, "extend_training_to": total if extend else None,
+        "warmup_steps": safe, "post_warmup_steps": int(cfg.post_warmup_factor * safe), "lr": lr,
+        "sweep_warmup_steps": plan, "sweep_base_lr": base_lr, "max_train_steps": max_steps, "cap_steps": cap,
+        "unstable_lr": lr, "extend_training_to": total + safe if extend else None,
     }
-    text = (f"Add a linear LR warmup: start with warmup_steps={start_guess:,} (the loss settled by step {settled:,}), "
-            f"then constant for post_warmup_steps={params['post_warmup_steps']:,}. Sweep warmup_steps over "
-            f"{plan} (largest <= {cfg.warmup_max_fraction:.0%} of {max_steps:,} max_train_steps) and keep the "
-            "shortest that does not blow up. ")
-    if base_lr:
-        text += (f"With warmup, aim for a base LR of {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable "
-                 f"{_fmt(lr)}). ")  # type: ignore[arg-type]
+    cap_words = (f" (the largest <= {cfg.warmup_max_fraction:.0%} of {max_steps:,} max_train_steps)"
+                 if max_steps else "")
+    text = (f"Add a linear LR warmup. Safe first run: warmup_steps={safe:,} at the current LR"
+            + (f" {_fmt(lr)}" if lr else "") + f"{cap_words}, then post_warmup_steps="
+            f"{params['post_warmup_steps']:,} at that LR before your decay. Then find the SHORTEST warmup that "
+            f"is stable at a higher LR: sweep warmup_steps over {plan}"
+            + (f" at base LR {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable {_fmt(lr)})" if base_lr else "")
+            + " and keep the shortest that does not blow up; `steadytrain probe` runs that sweep. ")
     if extend:
         text += (f"This warmup is > {cfg.warmup_extend_fraction:.0%} of training: prepend it and train "
-                 f"{max_steps:,} + {start_guess:,} = {total:,} steps. ")
-    text += PLAYBOOK_WARMUP
-    return Recommendation("warmup", params, text,
-                          snippets.warmup_snippets(start_guess, base_lr or lr, total or None), priority=10)
+                 f"{total:,} + {safe:,} = {total + safe:,} steps. ")
+    text += playbook_warmup(cfg)
+    snip_total = total + safe if extend else (max_steps or None)
+    return Recommendation("warmup", params, text, snippets.warmup_snippets(safe, lr, snip_total, sweep=plan, sweep_lr=base_lr), priority=10)
 
 
 def _optimizer_name(ctx: RunContext) -> str | None:
@@ -190,7 +215,7 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
             clip is None and "divergence" in {f.verdict for f in unstable} and ctx.grad is None)
         if last_resort and lr:
             new_lr = lr * ctx.cfg.lower_lr_factor
-            why = ("clipping would need > 50% of updates clipped to tame this instability"
+            why = (f"clipping would need > {ctx.cfg.max_clipped_fraction:.0%} of updates clipped to tame this instability"
                    if clip is not None else "there is no grad-norm log to choose a clip threshold from")
             recs.append(Recommendation(
                 "lower_lr", {"current_lr": lr, "suggested_lr": new_lr, "factor": ctx.cfg.lower_lr_factor},
@@ -202,8 +227,9 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
             "Log the UNCLIPPED global gradient norm every step: outliers cause spurious mid-training instability, "
             "and its distribution sets the clip threshold (playbook §3.5). torch.nn.utils.clip_grad_norm_ returns it.",
             snippets.log_grad_norm_snippets(), priority=60))
-    if ctx.curve is not None and len(ctx.curve) > 2:
-        gaps = np.diff(ctx.curve.steps[: max(ctx.early_end, 3)])
+    if ctx.curve is not None and len(ctx.curve) > 2 and ctx.signal == "train_loss":
+        n_early = int(np.searchsorted(ctx.curve.steps, ctx.early_cut, side="right"))
+        gaps = np.diff(ctx.curve.steps[: max(n_early, 3)])
         gap = int(np.median(gaps)) if gaps.size else 1
         if gap >= 10:
             recs.append(Recommendation(

@@ -32,10 +32,16 @@ def clip_snippets(max_norm: float) -> dict[str, str]:
     }
 
 
-def warmup_snippets(warmup_steps: int, base_lr: float | None, total_steps: int | None) -> dict[str, str]:
-    lr = _num(base_lr) if base_lr else "BASE_LR"
+def warmup_snippets(warmup_steps: int, lr_value: float | None, total_steps: int | None, *,
+                    sweep: list[int] | None = None, sweep_lr: float | None = None) -> dict[str, str]:
+    """The safe first run (the current LR with the given warmup), and the sweep to run next as a comment."""
+    lr = _num(lr_value) if lr_value else "LR"
     total = str(total_steps) if total_steps else "MAX_STEPS"
-    return {
+    then = ""
+    if sweep:
+        then = (f"# then: warmup_steps in {sweep}" + (f" at lr={_num(sweep_lr)}" if sweep_lr else "")
+                + "; keep the shortest that is stable\n")
+    snippets = {
         "pytorch": (
             f"optimizer = torch.optim.AdamW(model.parameters(), lr={lr})\n"
             f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-8, end_factor=1.0, "
@@ -56,6 +62,7 @@ def warmup_snippets(warmup_steps: int, base_lr: float | None, total_steps: int |
         "hf_trainer": (f"args = TrainingArguments(..., learning_rate={lr}, warmup_steps={warmup_steps}, "
                        f"max_steps={total})"),
     }
+    return {k: then + v for k, v in snippets.items()}
 
 
 def lower_lr_snippets(new_lr: float) -> dict[str, str]:

@@ -1,0 +1,91 @@
+"""Helpers the checks share: number formatting for messages and turning a measured event into evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyzer.detect.context import RunContext
+from analyzer.detect.events import Event
+from analyzer.evidence import ExcursionEvidence
+
+SIGNAL_WORDS = {"train_loss": "train loss", "eval_loss": "eval loss (the train loss is too sparse)",
+                "grad_norm": "grad norm"}
+
+
+def fmt(x: float | None) -> str:
+    """A number for a message: 4 significant digits, scientific when tiny or huge."""
+    if x is None or not np.isfinite(x):
+        return str(x)
+    a = abs(x)
+    if a != 0 and (a < 1e-3 or a >= 1e5):
+        return f"{x:.3g}"
+    return f"{x:.4g}"
+
+
+def fmt_x(ratio: float) -> str:
+    """'3.2x' for a finite ratio, '' otherwise (losses that are not positive have no ratio)."""
+    return f"{fmt(ratio)}x" if np.isfinite(ratio) else ""
+
+
+def share_of(ctx: RunContext, ev: Event) -> float:
+    """The share of the progress learned before ``ev`` that it undid (floored by the noise band)."""
+    return ev.share(ev.progress_before, ctx.progress_floor(ev.start))
+
+
+def event_evidence(ctx: RunContext, ev: Event, shape: str | None = None) -> ExcursionEvidence:
+    c = ctx.curve
+    assert c is not None
+    start_step = int(c.steps[ev.start])
+    peak_step = int(c.steps[ev.peak])
+    rec_step = int(c.steps[ev.recovered]) if ev.recovered is not None else None
+    end_step = rec_step if rec_step is not None else int(c.steps[-1])
+    grad = ctx.grad_spike_near(start_step, peak_step)
+    g_step = g_ratio = lead = None
+    if grad is not None and ctx.grad_curve is not None:
+        g_step = int(ctx.grad_curve.steps[grad.peak])
+        g_ratio = round(grad.ratio, 3)
+        lead = peak_step - g_step
+    return ExcursionEvidence(
+        signal=ctx.signal, shape=shape or ev.shape,  # type: ignore[arg-type]
+        start_step=start_step, peak_step=peak_step, end_step=int(c.steps[ev.last]), recovered_step=rec_step,
+        reference=ev.reference, peak=ev.peak_value, ratio=ev.ratio, share_undone=round(share_of(ctx, ev), 4),
+        noise_z=round(ev.z, 2), points=ev.points, span_steps=end_step - start_step,
+        recovered_fraction=round(ev.recovered_fraction, 3), lr_at_start=ctx.lr_at(start_step),
+        lr_at_recovery=ctx.lr_at(rec_step) if rec_step is not None else None,
+        grad_spike_step=g_step, grad_spike_ratio=g_ratio, grad_leads_by_steps=lead)
+
+
+def _undone(share: float) -> str:
+    if not np.isfinite(share):
+        return "before the run had learned anything"
+    if share > 1:
+        return f"above the loss it started from ({share:.1f}x what it had learned)"
+    return f"undoing {share:.0%} of what it had learned"
+
+
+def describe(ctx: RunContext, e: ExcursionEvidence) -> str:
+    """One sentence naming where, how big against what, how long, and whether it came back."""
+    where = (f"steps {e.start_step:,}-{e.end_step:,}" if e.shape == "regime" and e.end_step > e.start_step
+             else f"step {e.peak_step:,}")
+    ratio = f" ({fmt_x(e.ratio)})" if np.isfinite(e.ratio) else ""
+    if e.shape == "early_rise":
+        size = (f"the loss went up from {fmt(e.reference)} to {fmt(e.peak)}{ratio} at step {e.peak_step:,}, "
+                f"{e.share_undone:.0%} of all the run learns")
+    elif e.shape == "regime":
+        size = (f"the smoothed loss sat above its earlier best {fmt(e.reference)}, up to {fmt(e.peak)}{ratio} at "
+                f"step {e.peak_step:,}, {_undone(e.share_undone)}")
+    else:
+        size = (f"the loss spiked from {fmt(e.reference)} to {fmt(e.peak)}{ratio} at step {e.peak_step:,}, "
+                f"{_undone(e.share_undone)}, for {e.points} logged point(s)")
+    if e.recovered_step is not None:
+        back = f"back by step {e.recovered_step:,}"
+        if e.lr_at_start and e.lr_at_recovery is not None and e.lr_at_recovery < 0.5 * e.lr_at_start:
+            back += f" as the LR decayed ({fmt(e.lr_at_start)} -> {fmt(e.lr_at_recovery)})"
+    else:
+        back = f"not back by the end ({e.recovered_fraction:.0%} of the rise recovered)"
+    text = f"{where}: {size}; {back}"
+    if e.grad_spike_step is not None and e.grad_spike_ratio is not None:
+        lead = e.grad_leads_by_steps or 0
+        text += (f"; the grad norm spiked {fmt(e.grad_spike_ratio)}x its running median at step {e.grad_spike_step:,}"
+                 + (f", {lead} step(s) before the loss peak" if lead > 0 else ""))
+    return text

@@ -1,0 +1,289 @@
+"""Early and mid-training instability: which measured departures matter, and in which phase.
+
+A departure matters when it is out of the run's own noise band (found so by events.py), lasts
+(a one-point blip is that batch's own loss), and is big in units that transfer: it undoes at least
+``min_undone_share`` of the progress learned before it, or it reaches ``spike_ratio`` x its level
+while undoing at least ``min_share_for_ratio`` of the progress (a tiny-loss wiggle, however large
+its ratio, does not). Before a run has learned anything, a share means nothing and only the ratio
+counts. The phase is where it starts: the first ``early_fraction`` of training is early.
+A regime (a sustained stretch above the best level) absorbs the spikes inside it, so a 2,800-step
+unstable regime is reported as one regime, not as 8-point events (spec/failure-shapes.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from analyzer.detect.checks.common import SIGNAL_WORDS, describe, event_evidence, fmt, fmt_x
+from analyzer.detect.context import RunContext
+from analyzer.detect.curve import rolling_median
+from analyzer.detect.events import Event
+from analyzer.evidence import CountEvidence, ExcursionEvidence, PatternEvidence
+from analyzer.types import Finding, Severity
+
+Phase = Literal["early", "mid"]
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A measured event with what the judgement made of it."""
+
+    event: Event
+    phase: Phase
+    share: float  # NaN when the run had learned nothing before it
+    big: bool  # big enough in transferable units
+    lasting: bool  # lasted more than one logged point (spikes) / regime_min_points (regimes)
+
+
+def _share(ctx: RunContext, ev: Event) -> float:
+    c = ctx.curve
+    assert c is not None
+    if ev.progress_before < ctx.cfg.min_progress_share * abs(c.start) or ev.progress_before <= ctx.progress_floor(ev.start):
+        return float("nan")
+    return float(ev.height / ev.progress_before)
+
+
+def _big(ctx: RunContext, ev: Event, share: float) -> bool:
+    cfg = ctx.cfg
+    if np.isfinite(share) and share >= cfg.min_undone_share:
+        return True
+    by_ratio = np.isfinite(ev.ratio) and ev.ratio >= cfg.spike_ratio
+    return bool(by_ratio and (not np.isfinite(share) or share >= cfg.min_share_for_ratio))
+
+
+def judge_events(ctx: RunContext) -> list[Judged]:
+    """Every spike and regime of the judged curve, judged (big? lasting? which phase?)."""
+    c, cfg = ctx.curve, ctx.cfg
+    if c is None:
+        return []
+    out = []
+    for ev in (*ctx.spikes, *ctx.regimes):
+        share = _share(ctx, ev)
+        need = cfg.mid_min_points if ev.shape == "spike" else cfg.regime_min_points
+        phase: Phase = "early" if int(c.steps[ev.start]) <= ctx.early_cut else "mid"
+        out.append(Judged(ev, phase, share, _big(ctx, ev, share), ev.points >= need))
+    return out
+
+
+def _fold(ctx: RunContext, events: list[Judged]) -> list[list[Judged]]:
+    """Group significant events into episodes: overlapping events are one (a regime absorbs the spikes
+    inside it), and so is an event that starts before the calm after the previous episode has lasted
+    as long as that episode (a thrashing regime dips back to its old level between bursts)."""
+    c = ctx.curve
+    assert c is not None
+    last = len(c) - 1
+    groups: list[list[Judged]] = []
+    spans: list[tuple[int, int]] = []  # (first step, step where it was back)
+    for j in sorted(events, key=lambda j: (j.event.start, j.event.shape != "regime")):
+        lo = int(c.steps[j.event.start])
+        hi = int(c.steps[j.event.recovered if j.event.recovered is not None else last])
+        if spans and lo <= spans[-1][1] + (spans[-1][1] - spans[-1][0]):
+            groups[-1].append(j)
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            groups.append([j])
+            spans.append((lo, hi))
+    return groups
+
+
+def _main(group: list[Judged]) -> Judged:
+    """The event that describes a group: its regime if it has one, else its largest spike."""
+    regimes = [j for j in group if j.event.shape == "regime"]
+    pool = regimes or group
+    return max(pool, key=lambda j: (j.event.height, j.event.points))
+
+
+def _episode_evidence(ctx: RunContext, group: list[Judged]) -> ExcursionEvidence:
+    """The evidence of an episode: its main event's numbers over the whole episode's span."""
+    c = ctx.curve
+    assert c is not None
+    ev = event_evidence(ctx, _main(group).event)
+    first = min(j.event.start for j in group)
+    never = any(j.event.recovered is None for j in group)
+    back = None if never else max(j.event.recovered for j in group if j.event.recovered is not None)
+    start_step = int(c.steps[first])
+    rec_step = int(c.steps[back]) if back is not None else None
+    end_step = rec_step if rec_step is not None else int(c.steps[-1])
+    if len(group) == 1:
+        return ev
+    return replace(ev, start_step=start_step, recovered_step=rec_step,
+                   end_step=int(c.steps[max(j.event.last for j in group)]), span_steps=end_step - start_step,
+                   lr_at_start=ctx.lr_at(start_step), lr_at_recovery=ctx.lr_at(rec_step) if rec_step is not None
+                   else None, recovered_fraction=ev.recovered_fraction if never else 1.0)
+
+
+def _contiguous(mask: np.ndarray, i: int) -> int:
+    """Length of the run of True in ``mask`` that contains index ``i``."""
+    if not mask[i]:
+        return 0
+    before = np.flatnonzero(~mask[:i])
+    after = np.flatnonzero(~mask[i:])
+    lo = int(before[-1]) + 1 if before.size else 0
+    hi = i + int(after[0]) if after.size else mask.size
+    return hi - lo
+
+
+def _early_grad_ratio(ctx: RunContext) -> float:
+    """The grad norm's early p90 over its later median (NaN without a usable grad norm)."""
+    g = ctx.grad_curve
+    if g is None or len(g) < ctx.cfg.min_points:
+        return float("nan")
+    early = g.steps <= ctx.early_cut
+    if early.sum() < 2 or (~early).sum() < 2:
+        return float("nan")
+    later = float(np.median(np.abs(g.raw[~early])))
+    return float(np.percentile(np.abs(g.raw[early]), 90) / later) if later > 0 else float("inf")
+
+
+def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
+    """The loss going UP in the early phase, measured against the run's calm noise (the first points'
+    own noise is made of the rise itself). Two routes:
+    - above its initial value by ``early_rise_ratio`` and ``early_rise_z`` calm sigmas (``early_z`` with
+      early grad-norm outliers) (Adam without warmup: 2-5x at steps 1-10);
+    - above its best so far by ``min_undone_share`` of everything the run learns, either with the grad
+      norm far above its later level (``early_z`` calm sigmas suffice) or lasting two points and
+      ``spike_z`` calm sigmas high (a thrashing start, playbook §2).
+    """
+    c, cfg = ctx.curve, ctx.cfg
+    if c is None or len(c) < cfg.min_points:
+        return None
+    early = np.flatnonzero(c.steps <= ctx.early_cut)
+    early = early[early > 0]
+    if early.size == 0:
+        return None
+    calm = c.calm_raw
+    total = max(ctx.total_progress, ctx.progress_floor(0))
+    ref0 = min(c.first, c.start)
+    # route 1: above the initial loss
+    i = int(early[np.argmax(c.raw[early])])
+    peak = float(c.raw[i])
+    grad_led = _early_grad_ratio(ctx) >= cfg.early_grad_ratio  # NaN compares False
+    z_needed = cfg.early_z if grad_led else cfg.early_rise_z
+    if c.log_space:
+        ratio = peak / ref0
+        z = float(np.log(ratio) / c.calm_sigma)
+        above_initial = ratio >= cfg.early_rise_ratio and z >= z_needed
+    else:
+        ratio = float("nan")
+        z = (peak - ref0) / float(calm[i])
+        above_initial = (peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
+    ref = ref0
+    if not above_initial:
+        # route 2: above the best so far, by a real share of what the run learns. "Best so far" is the
+        # running minimum of a trailing 3-point median: it follows a steep descent (a centred level runs
+        # ahead of it) without taking one low, noisy batch as the best.
+        best_so_far = np.minimum.accumulate(rolling_median(c.raw[: early[-1] + 1], 3))
+        rise = c.raw[early] - best_so_far[early]
+        k = int(np.argmax(rise))
+        i, height = int(early[k]), float(rise[k])
+        ref, peak = float(best_so_far[i]), float(c.raw[i])
+        z = height / float(calm[i])
+        lasting = _contiguous(c.raw >= ref + 0.5 * height, i)
+        # without the grad norm's word, a rise must last and stand far out of the noise
+        corroborated = (grad_led and z >= cfg.early_z) or (lasting >= cfg.mid_min_points and z >= cfg.spike_z)
+        if height / total < cfg.min_undone_share or not corroborated:
+            return None
+        ratio = peak / ref if c.log_space else float("nan")
+    share = (peak - ref) / total
+    after = np.flatnonzero(c.raw[i:] <= ref * 1.05 if c.log_space else c.raw[i:] <= ref)
+    rec = i + int(after[0]) if after.size else None
+    rec_step = int(c.steps[rec]) if rec is not None else None
+    end = rec_step if rec_step is not None else int(c.steps[-1])
+    first_step = int(c.steps[early[0]])
+    return ExcursionEvidence(
+        signal=ctx.signal, shape="early_rise", start_step=first_step, peak_step=int(c.steps[i]), end_step=end,
+        recovered_step=rec_step, reference=ref, peak=peak, ratio=ratio, share_undone=round(share, 4),
+        noise_z=round(z, 2), points=_contiguous(c.raw >= ref + 0.5 * (peak - ref), i),
+        span_steps=end - first_step, recovered_fraction=1.0 if rec is not None else 0.0,
+        lr_at_start=ctx.lr_at(first_step), lr_at_recovery=ctx.lr_at(rec_step) if rec_step is not None else None)
+
+
+def _significant(ctx: RunContext) -> tuple[list[list[Judged]], int]:
+    judged = judge_events(ctx)
+    sig = [j for j in judged if j.big and j.lasting]
+    blips = sum(1 for j in judged if j.big and not j.lasting and j.event.shape == "spike")
+    return _fold(ctx, sig), blips
+
+
+def _periodic(ctx: RunContext, groups: list[list[Judged]]) -> PatternEvidence | None:
+    """Regular, modest events: a per-epoch pattern (data order, epoch-averaged logging)."""
+    cfg, c = ctx.cfg, ctx.curve
+    assert c is not None
+    if len(groups) < cfg.periodic_min_events:
+        return None
+    starts = np.array([c.steps[_main(g).event.start] for g in groups], dtype=float)
+    gaps = np.diff(starts)
+    if gaps.mean() <= 0:
+        return None
+    cv = float(gaps.std() / gaps.mean())
+    shares = [_main(g).share for g in groups]
+    finite = [s for s in shares if np.isfinite(s)]
+    modest = not finite or float(np.median(finite)) < cfg.periodic_max_share
+    if cv <= cfg.periodic_cv and modest:
+        return PatternEvidence(len(groups), float(gaps.mean()), round(cv, 3))
+    return None
+
+
+def check_early(ctx: RunContext) -> list[Finding]:
+    """Early instability: a departure that starts in the first part of training, or the loss rising
+    above its initial value there."""
+    if ctx.curve is None or len(ctx.curve) < ctx.cfg.min_points:
+        return []
+    groups, _ = _significant(ctx)
+    early = [g for g in groups if g[0].phase == "early"]
+    rise = early_rise(ctx)
+    if not early and rise is None:
+        return []
+    if early:
+        main = _main(early[0])
+        ev = _episode_evidence(ctx, early[0])
+        if rise is not None and main.event.shape == "spike" and rise.peak >= ev.peak:
+            ev = rise
+    else:
+        assert rise is not None
+        ev = rise
+    n_events = sum(len(g) for g in early)
+    extra = f" ({n_events} departures in the early phase)" if n_events > 1 else ""
+    tail = ("unstable-then-recovered runs often end up slow; warmup usually fixes this."
+            if ev.recovered_step is not None else "it did not come back.")
+    msg = (f"Early instability in the first {ctx.early_cut:,} steps ({SIGNAL_WORDS[ctx.signal]}): "
+           f"{describe(ctx, ev)}{extra}. The playbook's early instability (§2): {tail}")
+    return [Finding("early_instability", Severity.WARN, "early_instability", ev.start_step, ev.recovered_step,
+                    msg, ev)]
+
+
+def check_mid(ctx: RunContext) -> list[Finding]:
+    """Mid-training instability: a departure after the early phase, one finding per regime or spike."""
+    c = ctx.curve
+    if c is None or len(c) < ctx.cfg.min_points:
+        return []
+    groups, blips = _significant(ctx)
+    mid = [g for g in groups if g[0].phase == "mid"]
+    out: list[Finding] = []
+    pattern = _periodic(ctx, mid)
+    if pattern is not None:
+        first, last = mid[0][0].event, mid[-1][0].event
+        out.append(Finding("periodic_pattern", Severity.INFO, "stable", int(c.steps[first.start]),
+                           int(c.steps[last.last]),
+                           f"{pattern.events} regular loss bumps every ~{pattern.mean_gap_steps:,.0f} steps: a "
+                           "per-epoch pattern (data order, epoch-averaged logging), not instability.", pattern))
+        mid = []
+    for g in mid:
+        main = _main(g)
+        ev = _episode_evidence(ctx, g)
+        more = f" ({len(g) - 1} more departure(s) inside it)" if len(g) > 1 else ""
+        kind = "an unstable regime" if main.event.shape == "regime" else "a loss spike"
+        out.append(Finding("mid_instability", Severity.WARN, "mid_instability", ev.start_step, ev.recovered_step,
+                           f"Mid-training instability, {kind} ({SIGNAL_WORDS[ctx.signal]}): {describe(ctx, ev)}"
+                           f"{more}.", ev))
+    if blips:
+        first_blip = next(j.event for j in judge_events(ctx) if j.big and not j.lasting)
+        out.append(Finding("one_point_blips", Severity.INFO, "stable", int(c.steps[first_blip.start]), None,
+                           f"{blips} one-point loss blip(s) that came straight back (each is that batch's own "
+                           f"loss, e.g. {fmt(first_blip.peak_value)}{' = ' + fmt_x(first_blip.ratio) if np.isfinite(first_blip.ratio) else ''}"
+                           " its level); not instability.",
+                           CountEvidence(blips, int(c.steps[first_blip.start]))))
+    return out

@@ -1,0 +1,59 @@
+"""NaN/inf: in the loss it is divergence (or a transient overflow when finite values follow); in
+the grad norm alone, with the loss unaffected, it is a mixed-precision loss-scaler skipping steps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analyzer.detect.checks.common import fmt
+from analyzer.detect.context import RunContext
+from analyzer.evidence import NonfiniteEvidence
+from analyzer.types import Finding, Severity
+
+
+def check_nonfinite(ctx: RunContext) -> list[Finding]:
+    out: list[Finding] = []
+    loss, grad = ctx.judged, ctx.grad
+    if loss is not None and ctx.curve is not None and len(ctx.curve):
+        bad = ~np.isfinite(loss.values)
+        if bad.any():
+            first = int(np.argmax(bad))
+            after = bad[first:]
+            last_ok = bool(np.isfinite(loss.values[-1]))
+            frac = float(after.mean())
+            step = int(loss.steps[first])
+            prev = loss.values[:first][np.isfinite(loss.values[:first])]
+            ev = NonfiniteEvidence(ctx.signal, step, int(bad.sum()), int(after.size), round(frac, 4),
+                                   float(prev[-1]) if prev.size else None)
+            if not last_ok or frac > 0.5:
+                how = "never recovered" if not last_ok else f"stayed non-finite for {frac:.0%} of later points"
+                out.append(Finding("divergence_nonfinite", Severity.FAIL, "divergence", step, None,
+                                   f"Loss became {loss.values[first]} at step {step:,} and {how} (last finite loss "
+                                   f"{fmt(ev.last_finite_value)}).", ev))
+            else:
+                phase = "early_instability" if step <= ctx.early_cut else "mid_instability"
+                out.append(Finding("nonfinite_loss_transient", Severity.WARN, phase, step, int(loss.steps[-1]),
+                                   f"{int(bad.sum())} non-finite loss value(s) from step {step:,}, with finite "
+                                   "values after: a transient overflow.", ev))
+    diverged = any(f.kind == "divergence_nonfinite" for f in out)
+    if grad is not None and grad.values.size:
+        gbad = ~np.isfinite(grad.values)
+        if gbad.any():
+            steps = grad.steps[gbad]
+            zero_loss = 0
+            if ctx.loss is not None:
+                common = np.isin(ctx.loss.steps, steps)
+                zero_loss = int(np.sum(ctx.loss.values[common] == 0.0))
+            tail_bad = bool(gbad[-max(3, gbad.size // 20):].all())
+            ev = NonfiniteEvidence("grad_norm", int(steps[0]), int(gbad.sum()), loss_zero_at_those_steps=zero_loss)
+            if zero_loss or (tail_bad and not diverged):
+                why = ("the logged loss is exactly 0.0 at those steps: HF Trainer's NaN filter hides a NaN loss"
+                       if zero_loss else "the grad norm stays NaN/inf to the end: the weights are NaN")
+                out.append(Finding("divergence_nonfinite_grad", Severity.FAIL, "divergence", int(steps[0]), None,
+                                   f"Grad norm non-finite from step {int(steps[0]):,} ({int(gbad.sum())} point(s)); "
+                                   f"{why}.", ev))
+            elif not diverged:
+                out.append(Finding("fp16_skipped_steps", Severity.INFO, "stable", int(steps[0]), int(steps[-1]),
+                                   f"{int(gbad.sum())} isolated non-finite grad-norm value(s) with the loss unaffected: "
+                                   "mixed-precision loss-scaler skipped steps, not divergence.", ev))
+    return out

@@ -1,0 +1,205 @@
+"""One logged series measured in units that transfer between runs: its level, its own noise band,
+the progress it has made, and the rounding it was logged with. Nothing here judges.
+
+Two spaces are used on purpose. Noise is multiplicative for a positive loss (a per-step LM loss at 6
+wobbles more than at 2), so departures are measured in log space there, in robust sigmas of the
+run's own noise. But how much a rise matters is measured in the loss's own units, as the share of
+the progress learned so far that it undoes: 0.01 -> 0.024 after a run learned 2.5 -> 0.01 undoes
+0.6% of it, however large the ratio (spec/failure-shapes.md, "Measure in units that transfer").
+Losses that are not all positive (log-likelihoods, signed objectives) are worked on in their own
+units throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from analyzer.config import AnalysisConfig
+from analyzer.types import Series
+
+_MAD_TO_SIGMA = 1.4826
+
+
+def rolling_median(values: np.ndarray, window: int, *, center: bool = False) -> np.ndarray:
+    """Rolling median, windows truncated at the ends (polars: linear-time windows in native code,
+    which numpy does not offer). Centred windows are made odd."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return x.copy()
+    window = max(1, min(int(window), x.size)) | (1 if center else 0)
+    (trailing,) = trailing_medians([(x, window)])
+    return centred(x, trailing, window) if center else trailing
+
+
+def trailing_medians(columns: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+    """Trailing rolling medians of equal-length arrays, each with its window, in one polars query
+    (one engine call instead of one per array: the calls dominate a 10,000-point run's cost)."""
+    frame = pl.DataFrame({f"c{i}": pl.Series(x, dtype=pl.Float64) for i, (x, _) in enumerate(columns)})
+    out = frame.select([pl.col(f"c{i}").rolling_median(window_size=max(1, int(w)), min_samples=1)
+                        for i, (_, w) in enumerate(columns)])
+    return [out.get_column(f"c{i}").to_numpy() for i in range(len(columns))]
+
+
+def centred(x: np.ndarray, trailing: np.ndarray, window: int) -> np.ndarray:
+    """The centred median from the trailing one (polars' centred windows are ~3x slower): the odd
+    window centred on i is the trailing window ending at i + w//2; near the end, a prefix of the
+    reversed tail."""
+    n = x.size
+    h = window // 2
+    out = np.empty(n)
+    out[: max(n - h, 0)] = trailing[h:]
+    m = min(n, window)
+    (tail,) = trailing_medians([(x[n - m:][::-1].copy(), window)])
+    i = np.arange(max(n - h, 0), n)
+    out[i] = tail[np.minimum(n - 1 - i + h, m - 1)]
+    return out
+
+
+def decimal_quantum(raw: np.ndarray) -> float:
+    """The rounding step of logged values (HF Trainer rounds to 4 decimals), 0.0 when unrounded.
+
+    A value is taken as rounded to k decimals when every value is within 1e-9 of a multiple of
+    10^-k for some k in 1..6 and the values are not all integers.
+    """
+    if raw.size < 4:
+        return 0.0
+    for k in range(1, 7):
+        scaled = raw * 10.0 ** k
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) + 1e-9):
+            return 10.0 ** -k
+    return 0.0
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A finite series with its level, noise band and progress, every array aligned with ``steps``.
+
+    Attributes:
+        steps: steps of the finite points.
+        raw: the values as logged.
+        y: log(raw) when every value is positive (``log_space``), else raw.
+        quantum: the rounding step of the logged values (0.0 when not rounded).
+        base: trailing median of y over the ``baseline_window`` points before each point.
+        sigma: the local noise of y (robust sigma of point-to-point changes, trailing), floored by the
+            rounding step and ``min_log_spread``.
+        level: centred rolling median of y over ``window`` points (the curve without its noise).
+        level_sigma: the noise of ``level``: the run's calm noise (25th percentile of ``sigma``) over the
+            square root of the window, floored by the rounding step.
+        calm_sigma: the run's calm noise in y units (25th percentile of ``sigma``).
+        start: the loss at the start of the log, in raw units (median of the first 3 points).
+        first: the first logged value.
+        window: the level's window in points.
+    """
+
+    steps: np.ndarray
+    raw: np.ndarray
+    y: np.ndarray
+    log_space: bool
+    quantum: float
+    base: np.ndarray
+    sigma: np.ndarray
+    level: np.ndarray
+    level_sigma: np.ndarray
+    calm_sigma: float
+    start: float
+    first: float
+    window: int
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+    def to_raw(self, y: np.ndarray | float) -> np.ndarray | float:
+        return np.exp(y) if self.log_space else y
+
+    @property
+    def level_raw(self) -> np.ndarray:
+        return np.asarray(self.to_raw(self.level), dtype=np.float64)
+
+    @property
+    def calm_raw(self) -> np.ndarray:
+        """The calm noise in the loss's own units at each point (delta method in log space)."""
+        if self.log_space:
+            return self.calm_sigma * self.level_raw
+        return np.full(self.level.shape, self.calm_sigma)
+
+    @property
+    def sigma_raw(self) -> np.ndarray:
+        """The local noise in the loss's own units (delta method in log space)."""
+        if self.log_space:
+            return self.sigma * self.level_raw
+        return self.sigma
+
+    def best_before(self) -> np.ndarray:
+        """Running minimum of the level in raw units: the best the run had reached at each point."""
+        return np.minimum.accumulate(self.level_raw)
+
+    def progress(self) -> np.ndarray:
+        """Raw progress learned by each point: start - best level so far (can be <= 0)."""
+        return self.start - self.best_before()
+
+    def index_of_step(self, step: int) -> int:
+        return int(min(np.searchsorted(self.steps, step), len(self) - 1))
+
+
+def level_window(n: int, cfg: AnalysisConfig) -> int:
+    """Points in the level's window: a fixed minimum, growing with the run so that a long run's
+    level is not its noise (odd, so the median sits on a point)."""
+    w = max(cfg.level_min_window, int(round(n * cfg.level_window_fraction)))
+    w = min(w, max(3, n // 3))
+    return w | 1
+
+
+def make_curve(series: Series, cfg: AnalysisConfig, *, with_level: bool = True) -> Curve | None:
+    """Measure one series; None when it has fewer than 2 finite points. ``with_level=False`` skips the
+    centred level (the grad norm needs only its spikes): ``level`` is then the trailing ``base``."""
+    finite = np.isfinite(series.values)
+    steps = series.steps[finite]
+    raw = series.values[finite].astype(np.float64)
+    if raw.size < 2:
+        return None
+    log_space = bool(np.all(raw > 0))
+    y = np.log(raw) if log_space else raw.copy()
+    quantum = decimal_quantum(raw)
+    n = y.size
+    w = cfg.baseline_window
+    win = level_window(n, cfg)
+    diffs = np.abs(np.diff(y, prepend=y[0]))
+    diffs[0] = diffs[1] if n > 1 else 0.0
+    wanted = [(y, w), (diffs, w)] + ([(y, win)] if with_level else [])
+    medians = trailing_medians(wanted)
+    base = np.empty_like(y)
+    base[0] = y[0]
+    base[1:] = medians[0][:-1]
+    sigma = medians[1].copy()  # noise seen up to each point
+    # the point-to-point MAD of an i.i.d. series is sqrt(2) x its own MAD
+    sigma *= _MAD_TO_SIGMA / np.sqrt(2.0)
+    # floors: the rounding step (0.0001 -> 0.0002 is one quantum, not a 2x spike) and a minimum spread
+    scale = np.abs(raw) if log_space else np.full(n, max(float(np.median(np.abs(raw))), 1e-12))
+    if quantum > 0:
+        q_floor = np.log1p(quantum / np.maximum(scale, quantum)) if log_space else np.full(n, quantum)
+    else:
+        q_floor = np.zeros(n)
+    spread_floor = cfg.min_log_spread if log_space else cfg.min_log_spread * scale
+    sigma = np.maximum(np.maximum(sigma, q_floor), spread_floor)
+    level = centred(y, medians[2], win) if with_level else base
+    # The level is compared with the run's CALM noise: a thrashing regime inflates the local noise and
+    # would hide itself behind it. Calm = the quieter quarter of the run's own noise estimates.
+    calm = float(np.percentile(sigma, 25))
+    # the median of w noisy points scatters by ~1.25 sigma / sqrt(w)
+    level_sigma = np.maximum(1.25 * calm / np.sqrt(win), np.maximum(q_floor, 0.0))
+    start = float(np.median(raw[:3]))
+    return Curve(steps, raw, y, log_space, quantum, base, sigma, level, level_sigma, calm, start, float(raw[0]), win)
+
+
+def early_cut_step(steps: np.ndarray, cfg: AnalysisConfig) -> int:
+    """The last step of the early phase: the first ``early_fraction`` of training.
+
+    Steps count from 0 (the start of training), not from the first logged step: a log that starts
+    late (a resumed job) has no early phase in it.
+    """
+    if steps.size == 0:
+        return 0
+    return int(cfg.early_fraction * max(int(steps[-1]), 1))
