@@ -2,48 +2,145 @@
 
 The only module of analyzer that may import reporters and probes, and only inside the command
 functions, so that `import analyzer` never pulls in jinja2, matplotlib or torch.
-Exit codes: 0 ok, 1 a --fail-on verdict was found, 2 bad usage or input (one line, no traceback).
+
+Exit codes: 0 ok; 1 a --fail-on verdict was found; 2 bad usage or input (one line, no
+traceback); 3 an internal error (one line naming where it happened; --debug shows the
+traceback). A crash never exits 1: CI gating must be able to tell a crash from an unstable run.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import click
 
 from analyzer.config import AnalysisConfig
-from analyzer.errors import SteadytrainError
+from analyzer.errors import ConfigError, SteadytrainError, context, where_of
 from analyzer.frame import RESTART_POLICIES
 
 FAIL_ON = {"early": ("early_instability", "mid_instability", "divergence"),
            "mid": ("mid_instability", "divergence"), "divergence": ("divergence",)}
+EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+_PACKAGES = ("analyzer", "reporters", "probes")
+_ROOT = Path(__file__).resolve().parents[1]
+
+log = logging.getLogger(__name__)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"steadytrain: error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(EXIT_USAGE)
 
 
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Our own errors and I/O errors become one line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+def _our_frame(exc: BaseException) -> str | None:
+    """'analyzer/x.py:12' for the innermost traceback frame in our own code."""
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
         try:
-            return fn(*args, **kwargs)
+            rel = Path(frame.filename).resolve().relative_to(_ROOT)
+        except ValueError:
+            continue
+        if rel.parts and rel.parts[0] in _PACKAGES:
+            found = f"{rel.as_posix()}:{frame.lineno}"
+    return found
+
+
+def _internal_error(exc: Exception, debug: bool) -> NoReturn:
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    where = where_of(exc)
+    location = f" while {where}" if where else ""
+    code = _our_frame(exc)
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:199] + "…"
+    click.echo(f"steadytrain: internal error{location}: {type(exc).__name__}: {text}"
+               f"{f' (at {code})' if code else ''}"
+               f"{'' if debug else '; run again with --debug for the traceback'}", err=True)
+    sys.exit(EXIT_INTERNAL)
+
+
+def _os_error_text(exc: OSError) -> str:
+    name = exc.filename if exc.filename is not None else None
+    what = exc.strerror or " ".join(str(exc).split())
+    return f"{name}: {what}" if name else what
+
+
+class _Steadytrain(click.Group):
+    """The command group that maps every outcome to the documented exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except click.ClickException as exc:  # usage errors: click prints them; always exit code 2
+            exc.exit_code = EXIT_USAGE
+            raise
         except SteadytrainError as exc:
             _fail(str(exc))
-        except (OSError, UnicodeError) as exc:
-            _fail(f"{getattr(exc, 'filename', '') or ''} {exc.strerror if isinstance(exc, OSError) else exc}".strip())
+        except OSError as exc:
+            _fail(_os_error_text(exc))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - every other escape is an internal error: exit 3, one line
+            _internal_error(exc, bool((ctx.obj or {}).get("debug")))
 
-    return wrapper
+
+def _setup_logging(verbose: bool, debug: bool) -> None:
+    """Our loggers (never the root logger) to the current stderr: -v INFO, --debug DEBUG, else WARNING."""
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.set_name("steadytrain-cli")
+    for name in _PACKAGES:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == "steadytrain-cli"]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+
+
+def _enable_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        root = ctx.find_root()
+        root.obj = {**(root.obj or {}), "debug": True}
+        _setup_logging(False, True)
+
+
+def debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--debug after the command name too (`steadytrain inspect runs/ --debug`)."""
+    return click.option("--debug", is_flag=True, expose_value=False, callback=_enable_debug,
+                        help="Debug logging, and the full traceback of an internal error.")(fn)
+
+
+def _check_output(path: Path, option: str) -> None:
+    """Fail before the (maybe long) analysis when ``path`` cannot be written: a directory, or a parent
+    that is a file or not writable."""
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a directory; name the file to write", param_hint=option)
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"{path}: cannot create the directory for it: {parent} is a file, not a directory",
+                                 param_hint=option)
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{path}: no permission to write in {parent}", param_hint=option)
+
+
+def _written(what: str, path: Path, write: Callable[[], Path]) -> Path:
+    """Run ``write``; an OSError becomes a one-line error naming the file and what was being written."""
+    try:
+        with context(f"writing the {what} {path}"):
+            return write()
+    except OSError as exc:
+        raise SteadytrainError(f"{path}: cannot write the {what}: {exc.strerror or exc}") from None
 
 
 def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,8 +153,11 @@ def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Say which tag plays a role: train_loss, eval_loss, grad_norm or lr. Repeatable."),
         click.option("--restarts", type=click.Choice(RESTART_POLICIES), default="latest", show_default=True,
                      help="When a step goes back (a restart): keep the latest attempt, as TensorBoard does, or all."),
-        click.option("--strict-crc", is_flag=True,
-                     help="Check the CRC of every event record, not only of records that decode oddly."),
+        click.option("--no-verify-crc", is_flag=True,
+                     help="Skip the data CRC check of TensorBoard records (on by default: a record that fails is "
+                          "dropped and counted). Faster by a few percent; a corrupted value may then be read."),
+        click.option("--strict-crc", is_flag=True, hidden=True,
+                     help="Deprecated: every record's CRC is checked by default now (see --no-verify-crc)."),
         click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
                      help="Override an analysis threshold (see `steadytrain settings`). Repeatable."),
         click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -77,7 +177,7 @@ def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, strict_crc: bool,
+def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, no_verify_crc: bool, strict_crc: bool,
            settings: tuple[str, ...], config_file: Path | None, cache_dir: Path | None, no_cache: bool,
            workers: int, progress: bool | None) -> Any:
     from analyzer.ingest.cache import default_cache_dir
@@ -85,9 +185,17 @@ def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, stric
     from analyzer.pipeline import analyze
     from analyzer.roles import parse_overrides
 
+    if strict_crc:
+        click.echo("steadytrain: note: --strict-crc is deprecated and does nothing: every record's CRC is checked "
+                   "by default now", err=True)
+        if no_verify_crc:
+            raise click.BadParameter("--strict-crc and --no-verify-crc contradict each other", param_hint="--strict-crc")
     cfg = AnalysisConfig()
     if config_file is not None:
-        cfg = cfg.with_overrides(_read_settings_file(config_file))
+        try:
+            cfg = cfg.with_overrides(_read_settings_file(config_file))
+        except ConfigError as exc:
+            raise ConfigError(f"--config {config_file}: {exc}") from None
     pairs = {}
     for item in settings:
         name, sep, value = item.partition("=")
@@ -96,23 +204,44 @@ def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, stric
         pairs[name] = value
     cfg = cfg.with_overrides(pairs)
     show = sys.stderr.isatty() if progress is None else progress
-    options = LoadOptions(restarts=restarts, verify_all_crcs=strict_crc,  # type: ignore[arg-type]
+    options = LoadOptions(restarts=restarts, verify_crc=not no_verify_crc,  # type: ignore[arg-type]
                           roles=parse_overrides(roles), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                           workers=workers, progress=show)
     return analyze(list(paths), config=cfg, load_options=options, progress=show)
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:
+    """The settings mapping of a --config file (top level, or under a `steadytrain:` key)."""
     import yaml
 
+    where = f"{path}"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path}: not valid YAML/JSON ({exc.__class__.__name__})",
-                                 param_hint="--config") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read: {exc.strerror}") from None
+    if b"\x00" in raw[:8192]:
+        raise ConfigError(f"{where}: binary content, not a YAML/JSON file of settings")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); expected a YAML/JSON file of settings") from None
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML/JSON{at}") from None
     if not isinstance(data, dict):
-        raise click.BadParameter(f"{path}: expected a mapping of setting names to values", param_hint="--config")
-    return data.get("steadytrain", data)
+        raise ConfigError(f"{where}: expected a mapping of setting names to values, got {type(data).__name__}")
+    if "steadytrain" in data:
+        data = data["steadytrain"]
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: 'steadytrain' must hold a mapping of setting names to values, "
+                              f"got {data!r}"[:300])
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{where}: setting names must be text, got {bad[0]!r}; see `steadytrain settings`")
+    return data
 
 
 def _gate(report: Any, fail_on: str | None) -> None:
@@ -121,13 +250,15 @@ def _gate(report: Any, fail_on: str | None) -> None:
     bad = [d.run.id for d in report.diagnoses if d.verdict in FAIL_ON[fail_on]]
     if bad:
         click.echo(f"--fail-on {fail_on}: {len(bad)} run(s) at or above it: {', '.join(bad[:5])}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAIL_ON)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Steadytrain, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="steadytrain")
-@click.option("-v", "--verbose", is_flag=True, help="Log what is read and skipped.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log every file read or skipped, and why.")
+@click.option("--debug", is_flag=True, help="Debug logging, and the full traceback of an internal error.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     """Diagnose training instability from training logs.
 
     Point it at a directory of TensorBoard event files, Lightning metrics.csv, HF trainer_state.json,
@@ -139,70 +270,112 @@ def main(verbose: bool) -> None:
     steadytrain report runs/ -o report.html     the HTML diagnostic report (+ --json)
     steadytrain inspect runs/                   the same findings in the terminal
     steadytrain probe SPEC.yaml                 re-run a flagged config as a short probe
+
+    \b
+    Exit codes: 0 ok, 1 a --fail-on verdict was found, 2 bad usage or input,
+    3 an internal error (--debug shows its traceback).
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    ctx.obj = {"debug": debug}
+    _setup_logging(verbose, debug)
 
 
 @main.command()
+@debug_option
 @analysis_options
 @click.option("--verbose-runs", "-a", is_flag=True, help="Show every run's findings, notes and every input file.")
-@handle_errors
-def inspect(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str, strict_crc: bool,
-            settings: tuple[str, ...], config_file: Path | None, fail_on: str | None, cache_dir: Path | None,
-            no_cache: bool, workers: int, progress: bool | None, verbose_runs: bool) -> None:
+def inspect(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
+            no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
+            fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
+            verbose_runs: bool) -> None:
     """Summarise runs, verdicts and findings in the terminal."""
     from reporters.terminal import render_inspect
 
-    report = _build(paths, roles, restarts, strict_crc, settings, config_file, cache_dir, no_cache, workers, progress)
+    if json_out:
+        _check_output(json_out, "--json")
+    report = _build(paths, roles, restarts, no_verify_crc, strict_crc, settings, config_file, cache_dir, no_cache,
+                    workers, progress)
     click.echo(render_inspect(report, verbose=verbose_runs))
     if json_out:
         from reporters.json_report import write_json
 
-        click.echo(f"JSON: {write_json(report, json_out)}")
+        click.echo(f"JSON: {_written('JSON report', json_out, lambda: write_json(report, json_out))}")
     _gate(report, fail_on)
 
 
 @main.command()
+@debug_option
 @analysis_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="The HTML report to write (probe specs go to <name>_files/probes/).")
 @click.option("--no-html", is_flag=True, help="Write only the JSON (--json) and the terminal summary.")
-@handle_errors
-def report(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str, strict_crc: bool,
-           settings: tuple[str, ...], config_file: Path | None, fail_on: str | None, cache_dir: Path | None,
-           no_cache: bool, workers: int, progress: bool | None, output: Path, no_html: bool) -> None:
+def report(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
+           no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
+           fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
+           output: Path, no_html: bool) -> None:
     """Write the self-contained HTML diagnostic report (and JSON with --json)."""
     from reporters.terminal import runs_table, summary
 
-    result = _build(paths, roles, restarts, strict_crc, settings, config_file, cache_dir, no_cache, workers, progress)
+    if json_out:
+        _check_output(json_out, "--json")
+    if not no_html:
+        _check_output(output, "-o/--output")
+    result = _build(paths, roles, restarts, no_verify_crc, strict_crc, settings, config_file, cache_dir, no_cache,
+                    workers, progress)
     if json_out:
         from reporters.json_report import write_json
 
-        click.echo(f"JSON report: {write_json(result, json_out)}")
+        click.echo(f"JSON report: {_written('JSON report', json_out, lambda: write_json(result, json_out))}")
     if not no_html:
-        from probes.spec import write_probe_specs
         from reporters.html import write_html
 
         show = sys.stderr.isatty() if progress is None else progress
-        specs = write_probe_specs(result, output.parent / f"{output.stem}_files" / "probes")
-        path = write_html(result, output, probe_specs=specs, progress=show)
-        click.echo(f"HTML report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        spec_dir = output.parent / f"{output.stem}_files" / "probes"
+        specs = _write_specs(result, spec_dir)
+        path = _written("HTML report", output, lambda: write_html(result, output, probe_specs=specs, progress=show))
+        click.echo(f"HTML report: {path} ({_size_mb(path)})")
         if specs:
-            click.echo(f"Probe specs: {len(specs)} in {output.parent / (output.stem + '_files') / 'probes'}")
+            click.echo(f"Probe specs: {len(specs)} in {spec_dir}")
     click.echo(runs_table(result, limit=10))
     click.echo(summary(result))
     _gate(result, fail_on)
 
 
+def _write_specs(result: Any, spec_dir: Path) -> dict[str, str]:
+    from probes.spec import write_probe_specs
+
+    try:
+        with context(f"writing the probe specs in {spec_dir}"):
+            return write_probe_specs(result, spec_dir)
+    except OSError as exc:
+        raise SteadytrainError(f"{spec_dir}: cannot write the probe specs: {exc.strerror or exc}") from None
+
+
+def _size_mb(path: Path) -> str:
+    try:
+        return f"{path.stat().st_size / 1e6:.1f} MB"
+    except OSError:
+        return "size unknown"
+
+
+def _setting_text(value: Any) -> str:
+    """A setting's value as --set accepts it back (lists comma-separated, no brackets or spaces)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 @main.command()
+@debug_option
 def settings() -> None:
-    """List every analysis threshold with its default and what it means."""
+    """List every analysis threshold as NAME=VALUE (what --set accepts), with what it means."""
     cfg = AnalysisConfig()
+    values = cfg.as_dict()
     for name, doc in AnalysisConfig.docs().items():
-        click.echo(f"{name} = {cfg.as_dict()[name]}\n    {doc}")
+        click.echo(f"{name}={_setting_text(values[name])}\n    {doc}")
 
 
 @main.command()
+@debug_option
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(("auto", "cpu", "cuda")), default="auto", show_default=True,
               help="Where trials run; auto = CUDA when present.")
@@ -214,15 +387,18 @@ def settings() -> None:
               show_default=True, help="Run trials one by one, one process per local GPU, or as Ray tasks.")
 @click.option("--address", help="Ray cluster address (with --executor ray).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
-@handle_errors
 def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, steps: int | None, executor: str,
           address: str | None, progress: bool | None) -> None:
     """Re-run a flagged config as short PyTorch probes to confirm the diagnosis and find the smallest fix."""
+    from probes.spec import load_spec
+
+    load_spec(spec)  # a bad spec is reported as such, with or without torch
     try:
-        from probes.run import run_probe
+        import torch  # noqa: F401
     except ImportError as exc:
-        _fail(f"the probe runner needs PyTorch ({exc.name} is missing): pip install 'steadytrain[probe]'")
-        return
+        _fail(f"the probe runner needs PyTorch ({exc.name or 'torch'} is missing): pip install 'steadytrain[probe]'")
+    from probes.run import run_probe
+
     show = sys.stderr.isatty() if progress is None else progress
     outcome = run_probe(spec, device=device, out_dir=out_dir, plan=plan_name, steps=steps, executor=executor,
                         address=address, progress=show)

@@ -1,4 +1,16 @@
-"""The analyzer's one exception family. The CLI turns these into one-line errors, exit code 2."""
+"""The analyzer's one exception family, and where an unexpected error happened.
+
+The CLI turns a `SteadytrainError` into a one-line error with exit code 2 (bad usage or input).
+Anything else that escapes is an internal error (exit code 3): `context` labels it with the
+file, run or step that was being handled, so the one line says where it happened.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+_WHERE = "_steadytrain_where"
 
 
 class SteadytrainError(Exception):
@@ -15,3 +27,37 @@ class LogFormatError(SteadytrainError):
 
 class ConfigError(SteadytrainError):
     """A threshold, role override or option with a value outside what it allows."""
+
+
+@contextmanager
+def context(what: str) -> Iterator[None]:
+    """Label any exception raised inside with ``what`` ("run 'lr_0.1'", "writing report.html").
+
+    The innermost label wins: it is the most precise. Our own errors pass through unlabelled.
+
+    Examples
+    --------
+    >>> try:
+    ...     with context("run 'a'"):
+    ...         raise ValueError("boom")
+    ... except ValueError as exc:
+    ...     where_of(exc)
+    "run 'a'"
+    """
+    try:
+        yield
+    except SteadytrainError:
+        raise
+    except Exception as exc:
+        if not hasattr(exc, _WHERE):
+            try:
+                setattr(exc, _WHERE, what)
+            except AttributeError:  # an exception type with __slots__: nothing to label
+                pass
+        raise
+
+
+def where_of(exc: BaseException) -> str | None:
+    """The label `context` gave ``exc``, if any."""
+    value = getattr(exc, _WHERE, None)
+    return value if isinstance(value, str) else None

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from analyzer.errors import LogFormatError
 from analyzer.ingest.tabular import flatten
 
 #: Files whose content is a run's configuration when they sit beside its log.
@@ -28,16 +29,28 @@ _LR_IN_NAME = re.compile(
 )
 
 
+#: A config beside a log with more keys than this is not a run's configuration (or is a YAML alias bomb).
+MAX_SIDE_KEYS = 10_000
+
+
 def read_side_file(path: Path) -> dict[str, Any]:
-    """Flattened key -> value of a YAML/JSON config; {} when it holds no mapping."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    """Flattened key -> value of a YAML/JSON config; {} when it holds no mapping.
+
+    LogFormatError when it is not YAML/JSON text (binary, malformed, absurdly large when flattened).
+    """
+    raw = path.read_bytes()
+    if b"\x00" in raw[:8192]:
+        raise LogFormatError("binary content, not a YAML/JSON configuration")
+    text = raw.decode("utf-8", errors="replace")
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError):
-        return {}
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise LogFormatError(f"configuration that is not valid {'JSON' if path.suffix == '.json' else 'YAML'} "
+                             f"({type(exc).__name__})") from None
     if not isinstance(data, Mapping):
         return {}
-    return {k: v for k, v in flatten(data, ".").items() if isinstance(v, (str, int, float, bool)) or v is None}
+    flat = flatten(data, ".", max_keys=MAX_SIDE_KEYS)
+    return {str(k): v for k, v in flat.items() if isinstance(v, (str, int, float, bool)) or v is None}
 
 
 def lr_from_name(name: str) -> float | None:

@@ -53,12 +53,14 @@ def test_every_option_is_documented():
     assert "Diagnose training instability" in CliRunner().invoke(main, ["--help"]).output
 
 
-def test_settings_lists_every_threshold():
+def test_settings_lists_every_threshold_in_a_form_set_accepts():
     from analyzer.config import AnalysisConfig
 
     out = CliRunner().invoke(main, ["settings"]).output
-    for name in AnalysisConfig().as_dict():
-        assert f"{name} = " in out
+    pairs = dict(line.split("=", 1) for line in out.splitlines() if line and not line.startswith(" "))
+    assert set(pairs) == set(AnalysisConfig().as_dict())
+    assert pairs["warmup_candidates"] == ",".join(str(w) for w in AnalysisConfig().warmup_candidates)
+    assert AnalysisConfig().with_overrides(pairs) == AnalysisConfig()  # every value goes back through --set
 
 
 def test_import_analyzer_stays_light():

@@ -76,11 +76,106 @@ def test_corrupt_value_is_never_silently_wrong(tmp_path):
     loss = curve(50)
     write_summarywriter(tmp_path, {"loss": loss})
     f = event_file(tmp_path)
-    flip_byte(f, 6)  # inside the float of the last record: decodes fine, CRC says no
-    strict = read_event_file(f, verify_all_crcs=True)
-    assert len(strict.points) == 49
-    assert any(n.kind == "corrupt" for n in strict.notes)
-    assert np.allclose(strict.points.values, np.float32(loss[:49]))
+    flip_byte(f, 6)  # inside the float of the last record: decodes fine, only its CRC says no
+    for content in (read_event_file(f), read_event_file(f, verify_crc=True)):  # the default checks every CRC
+        assert len(content.points) == 49
+        assert [n.kind for n in content.notes] == ["corrupt"] and content.notes[0].count == 1
+        assert np.array_equal(content.points.values, np.float32(loss[:49]).astype(np.float64))
+    (run,), _ = load_runs([tmp_path], LoadOptions(cache_dir=None))  # and what every command reads
+    assert len(run.series("loss")) == 49
+    assert any(n.kind == "corrupt" and "failed their data CRC" in n.message for n in run.notes)
+    unchecked = read_event_file(f, verify_crc=False)  # --no-verify-crc: the documented trade-off
+    assert len(unchecked.points) == 50 and not unchecked.notes
+
+
+def _record_offsets(path):
+    from analyzer.ingest.tfrecord import frame_records
+
+    framing = frame_records(np.fromfile(path, dtype=np.uint8))
+    return framing.starts - 12, framing.lengths
+
+
+def test_every_flipped_byte_is_caught_or_harmless(tmp_path):
+    """Flip each byte of a small file in turn: never a point that was not written."""
+    write_summarywriter(tmp_path / "w", {"loss": curve(6), "lr": np.full(6, 0.1)})
+    clean = event_file(tmp_path / "w").read_bytes()
+    written = _triples(read_event_file(event_file(tmp_path / "w")).points)
+    target = tmp_path / "events.out.tfevents.1.x"
+    for i in range(len(clean)):
+        target.write_bytes(clean[:i] + bytes([clean[i] ^ 0x10]) + clean[i + 1:])
+        content = read_event_file(target)
+        assert _triples(content.points) <= written, i
+        if len(content.points) < len(written):
+            assert any(n.kind in ("corrupt", "truncated") for n in content.notes), i
+
+
+def test_vectorised_crc_check_agrees_with_one_crc_per_record(tmp_path):
+    from analyzer.ingest.tfrecord import data_crc_ok, frame_records, verify_data_crcs
+
+    write_summarywriter(tmp_path, {"loss": curve(300), "grad_norm": curve(300) * 3, "a/much/longer/tag": curve(300)})
+    clean = np.fromfile(event_file(tmp_path), dtype=np.uint8)
+    framing = frame_records(clean)
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        buf = clean.copy()
+        for r in rng.choice(framing.starts.size, size=trial, replace=False):  # 0..19 damaged records
+            buf[framing.starts[r] + rng.integers(0, framing.lengths[r] + 4)] ^= 1 << int(rng.integers(0, 8))
+        expected = data_crc_ok(buf, framing.starts, framing.lengths)
+        assert (~expected).sum() == trial
+        assert np.array_equal(verify_data_crcs(buf.copy(), framing.starts, framing.lengths), expected)
+
+
+def test_damaged_header_resyncs_at_the_next_record(tmp_path):
+    write_summarywriter(tmp_path, {"loss": curve(100)})
+    f = event_file(tmp_path)
+    heads, _ = _record_offsets(f)
+    data = bytearray(f.read_bytes())
+    data[heads[40] + 2] ^= 0xFF  # the length field of the record of step 39 (record 0 is the file version)
+    f.write_bytes(bytes(data))
+    content = read_event_file(f)
+    assert content.points.steps.tolist() == [s for s in range(100) if s != 39]
+    (note,) = content.notes
+    assert note.kind == "corrupt" and f"at byte {heads[40]:,}" in note.message
+    assert f"next valid record at byte {heads[41]:,}" in note.message and note.count == 1
+
+
+def test_garbage_spliced_between_records_is_skipped_and_counted(tmp_path):
+    write_summarywriter(tmp_path, {"loss": curve(60)})
+    f = event_file(tmp_path)
+    heads, _ = _record_offsets(f)
+    data = f.read_bytes()
+    junk = np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    f.write_bytes(data[:heads[30]] + junk + data[heads[30]:])
+    content = read_event_file(f)
+    assert content.points.steps.tolist() == list(range(60))
+    (note,) = content.notes
+    assert "skipped 5,000 byte(s)" in note.message
+
+
+def test_records_not_starting_with_a_wall_time_are_framed_one_by_one(tmp_path):
+    """proto3 omits a 0.0 wall_time: such records do not look like the usual candidates."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    with open(tmp_path / "events.out.tfevents.1.h", "wb") as fh:
+        w = RecordWriter(fh)
+        for step in range(30):
+            ev = Event(wall_time=0.0 if step % 3 else 1.7e9 + step, step=step,
+                       summary=Summary(value=[Summary.Value(tag="loss", simple_value=1.0 / (step + 1))]))
+            w.write(ev.SerializeToString())
+    content = read_event_file(tmp_path / "events.out.tfevents.1.h")
+    assert content.points.steps.tolist() == list(range(30)) and not content.notes
+
+
+def test_zero_byte_event_file_is_skipped_not_a_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "events.out.tfevents.1.host").write_bytes(b"")
+    write_summarywriter(tmp_path / "good", {"loss": curve(20)})
+    runs, inputs = load_runs([tmp_path], LoadOptions(cache_dir=None))
+    assert [r.id for r in runs] == ["good"]
+    (skipped,) = [i for i in inputs if i.status == "skipped"]
+    assert skipped.path.endswith("events.out.tfevents.1.host") and "0 bytes" in skipped.reason
 
 
 def test_garbage_named_like_event_file_is_skipped(tmp_path):

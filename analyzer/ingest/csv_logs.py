@@ -42,10 +42,20 @@ def read_header(path: Path) -> list[str]:
     return [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
 
 
+_OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
 def sniff(path: Path) -> CsvShape:
     """Which CSV layout a file has, or LogFormatError saying why it is not a usable log."""
     cols = read_header(path)
     if len(cols) < 2 or any(c == "" for c in cols[:2]):
+        if len(cols) == 1:
+            for sep, name in _OTHER_SEPARATORS.items():
+                if sep in cols[0]:
+                    raise LogFormatError(
+                        f"its header is one column holding '{sep}': a {name}-separated file? Only comma-separated "
+                        f"CSV is read; convert it, e.g. pandas.read_csv(path, sep='{sep}').to_csv(new_path, "
+                        "index=False)")
         raise LogFormatError("no header row with at least two named columns")
     if tuple(cols[:3]) == TB_EXPORT_HEADER:
         return CsvShape("tb_export", tuple(cols))
@@ -88,10 +98,13 @@ def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
         assert tag_col and value_col and step_col
         parts = []
         for (tag,), sub in df.group_by([tag_col], maintain_order=True):
-            pts, more = frame_to_points(sub.select([step_col, value_col]).rename({value_col: str(tag)}),
-                                        source=name, step_col=step_col, wall_col=None)
-            parts.append(pts)
-            notes += more
+            # Fixed column names: a tag may be named like the step column.
+            pts, more = frame_to_points(sub.select(pl.col(step_col).alias("step"), pl.col(value_col).alias("value")),
+                                        source=name, step_col="step", wall_col=None)
+            if len(pts):
+                parts.append(RawPoints((str(tag),), pts.tag_codes, pts.steps, pts.wall_times, pts.values))
+            notes += [Note(n.kind, n.message.replace("'value'", f"'{value_col}' ({tag})"), n.count, n.step)
+                      for n in more]
         return RawPoints.concat(parts), notes
     step_col = find_key(df.columns, STEP_KEYS)
     epoch_col = find_key(df.columns, EPOCH_KEYS)
@@ -115,17 +128,26 @@ def tb_export_tag(path: Path) -> tuple[str, str]:
     return "", stem
 
 
+def read_tb_export(path: Path) -> tuple[RawPoints, list[Note]]:
+    """One tag from one TensorBoard-exported CSV ("Wall time,Step,Value"), named after the file."""
+    df, notes = _read_text_frame(path)
+    if df.height == 0:
+        raise LogFormatError("has a header but no rows")
+    _, tag = tb_export_tag(path)
+    # Fixed column names: the tag may itself be "Step" or collide with another column.
+    sub = df.select(pl.col("Step").alias("step"), pl.col("Wall time").alias("wall_time"), pl.col("Value").alias("value"))
+    pts, more = frame_to_points(sub, source=path.name, step_col="step", wall_col="wall_time")
+    if len(pts) == 0:
+        raise LogFormatError("no numeric values in its 'Value' column")
+    return RawPoints((tag,), pts.tag_codes, pts.steps, pts.wall_times, pts.values), notes + more
+
+
 def read_tb_exports(paths: list[Path]) -> tuple[RawPoints, list[Note]]:
     """One run from several exported CSVs, each file one tag."""
     parts: list[RawPoints] = []
     notes: list[Note] = []
     for path in paths:
-        df, more = _read_text_frame(path)
-        notes += more
-        _, tag = tb_export_tag(path)
-        df = df.rename({"Value": tag})
-        pts, more = frame_to_points(df.select(["Step", "Wall time", tag]), source=path.name,
-                                    step_col="Step", wall_col="Wall time")
+        pts, more = read_tb_export(path)
         parts.append(pts)
         notes += more
     return RawPoints.concat(parts), notes

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from analyzer.errors import InputError, LogFormatError
+from analyzer.errors import InputError
 from analyzer.hparams import SIDE_FILE_NAMES
 from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow
 from analyzer.types import Format, InputFile
@@ -56,6 +57,19 @@ class Discovery:
     files_seen: int = 0
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (met in a directory listing) cannot be read as a file, or None when it can."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "a symbolic link to nothing (dangling link)" if path.is_symlink() else "vanished while listing"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a FIFO, socket or device): not read"
+    return None
+
+
 def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
     files: list[Path] = []
     seen: set[str] = set()  # real paths of directories walked: symlinked runs are followed, cycles are not
@@ -72,7 +86,13 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
         for d in hidden:
             skipped.append(InputFile(str(Path(dirpath) / d), "skipped", "hidden or cache directory, not searched"))
         dirnames[:] = sorted(d for d in dirnames if d not in hidden)
-        files.extend(Path(dirpath) / f for f in sorted(filenames))
+        for name in sorted(filenames):
+            f = Path(dirpath) / name
+            why = _not_a_file(f)
+            if why is None:
+                files.append(f)
+            else:
+                skipped.append(InputFile(str(f.absolute()), "skipped", why))
     return files
 
 
@@ -89,15 +109,23 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
     if not paths:
         raise InputError("no path given: name a log directory or file, e.g. `steadytrain inspect runs/`")
     found = Discovery()
-    multi = len(paths) > 1
+    unique: dict[str, Path] = {}  # the same path given twice (or spelled two ways) is read once
     for given in paths:
         path = Path(given)
         if not path.exists():
             raise InputError(f"{given}: no such file or directory")
+        unique.setdefault(os.path.realpath(path), path)
+    multi = len(unique) > 1
+    claimed: set[str] = set()  # real paths of files already read under an earlier path (overlapping paths)
+    for path in unique.values():
         if path.is_file():
             root, files = path.parent, [path]
         else:
             root, files = path, _walk(path, found.skipped)
+        if multi:
+            real = [os.path.realpath(f) for f in files]
+            files = [f for f, r in zip(files, real) if r not in claimed]
+            claimed.update(real)
         found.files_seen += len(files)
         _classify(root.absolute(), [f.absolute() for f in files], found, multi)
     return found
@@ -170,8 +198,8 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
             elif f.suffix.lower() == ".csv":
                 try:
                     shape = csv_logs.sniff(f)
-                except (LogFormatError, OSError) as exc:
-                    skip(f, f"CSV that is not a usable log: {exc}")
+                except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
+                    skip(f, f"CSV that is not a usable log: {_why(exc)}")
                     continue
                 if shape.kind == "tb_export":
                     run_part, _ = csv_logs.tb_export_tag(f)
@@ -183,11 +211,11 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
             elif f.suffix.lower() in _JSONISH:
                 try:
                     step_key = jsonl.sniff(f)
-                except (LogFormatError, OSError) as exc:
-                    skip(f, str(exc))
+                except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
+                    skip(f, _why(exc))
                     continue
                 found.sources.append(RunSource(rid(f), "jsonl", "jsonl", (f,), (), directory, step_key))
-            elif name == "meta.yaml" and any(mlflow.is_run_dir(d) for d in directory.iterdir() if d.is_dir()):
+            elif name == "meta.yaml" and _holds_mlflow_runs(directory):
                 skip(f, "MLflow experiment metadata (its runs are read from their own directories)")
             else:
                 skip(f, f"not a recognised log format ({f.suffix or 'no extension'})")
@@ -213,6 +241,20 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
     _dedupe_ids(found.sources)
 
 
+def _why(exc: Exception) -> str:
+    """A skipped file's reason from the exception its sniffing raised (the loader's wording)."""
+    from analyzer.ingest.load import unreadable
+
+    return unreadable("", exc).reason
+
+
+def _holds_mlflow_runs(directory: Path) -> bool:
+    try:
+        return any(mlflow.is_run_dir(d) for d in directory.iterdir() if d.is_dir())
+    except OSError:
+        return False
+
+
 def _event_file_order(path: Path) -> tuple[int, str]:
     """Event files of one run in write order: by the timestamp in their name, then name."""
     parts = path.name.split(".")
@@ -228,12 +270,12 @@ def _add_hf_run(run_id: str, key: Path, states: list[Path], found: Discovery) ->
     for f in states:
         try:
             loaded.append((f, hf_trainer.load_state(f)))
-        except (LogFormatError, OSError) as exc:
-            found.skipped.append(InputFile(str(f), "skipped", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
+            found.skipped.append(InputFile(str(f), "skipped", _why(exc)))
     if not loaded:
         return
     # The most complete copy: the furthest step, then the longest history (checkpoints are prefixes).
-    loaded.sort(key=lambda fs: (fs[1].get("global_step") or 0, len(fs[1]["log_history"])))
+    loaded.sort(key=lambda fs: hf_trainer.progress_key(fs[1]))
     best_path, best = loaded[-1]
     merged = []
     for f, state in loaded[:-1]:

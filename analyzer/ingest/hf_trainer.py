@@ -8,12 +8,13 @@ hparams-like run info, not as a point, or it would read as a final loss jump.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import RowCollector
+from analyzer.ingest.tabular import RowCollector, to_float
 from analyzer.types import Note
 
 _SUMMARY_MARKERS = ("train_runtime", "total_flos")
@@ -21,26 +22,35 @@ _STATE_KEYS = ("max_steps", "num_train_epochs", "train_batch_size", "global_step
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """The parsed trainer state, or LogFormatError saying why the file is not one."""
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LogFormatError(f"not valid JSON ({exc.__class__.__name__})") from exc
+    except RecursionError:
+        raise LogFormatError("JSON nested too deeply to parse: not a HuggingFace trainer state") from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise LogFormatError("JSON without a 'log_history' list: not a HuggingFace trainer state")
     return state
 
 
 def read_trainer_state(path: Path, state: dict[str, Any] | None = None) -> tuple[RawPoints, list[Note], dict[str, Any]]:
-    """(points, notes, run info) of one trainer_state.json."""
+    """(points, notes, run info) of one trainer_state.json; LogFormatError when a step does not fit an int64."""
     state = state if state is not None else load_state(path)
     rows = RowCollector(source=path.name)
     info: dict[str, Any] = {k: state[k] for k in _STATE_KEYS if k in state}
-    for entry in state["log_history"]:
+    for i, entry in enumerate(state["log_history"]):
         if not isinstance(entry, dict):
             rows.rows_without_step += 1
             continue
         if any(m in entry for m in _SUMMARY_MARKERS):
             info.update({f"final/{k}": v for k, v in entry.items() if k != "step"})
             continue
-        rows.add_row(entry, "step")
+        rows.add_row(entry, "step", where=f"log_history entry {i}")
     return rows.points(), rows.notes(), info
+
+
+def progress_key(state: dict[str, Any]) -> tuple[float, int]:
+    """How far a copy of the trainer state got: (global_step, history length); any value type is tolerated."""
+    step = to_float(state.get("global_step"))
+    return (step if step is not None and math.isfinite(step) else 0.0), len(state["log_history"])

@@ -1,7 +1,8 @@
 """JSONL logs: one JSON object per line with a step-like key (step, global_step, iteration, ...).
 
 Values may be numbers or numeric strings ("2.31"); nested objects become '/'-joined tags. The
-format is recognised by content, not by extension: `sniff` reads the first lines only.
+format is recognised by content, not by extension: `sniff` reads the first lines only. A line
+that is not JSON, or is nested too deeply for the JSON parser, is counted and skipped.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from analyzer.types import Note
 
 _SNIFF_LINES = 20
 _BLANK = object()
+_TOO_DEEP = object()
 
 
 def _parse_line(raw: bytes) -> object:
-    """The JSON value of one line, _BLANK for an empty line, None when it is not JSON."""
+    """The JSON value of one line: _BLANK for an empty line, _TOO_DEEP when it nests deeper than the
+    parser can go, None when it is not JSON."""
     text = raw.strip()
     if not text:
         return _BLANK
@@ -27,6 +30,8 @@ def _parse_line(raw: bytes) -> object:
         return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
+    except RecursionError:
+        return _TOO_DEEP
 
 
 def sniff(path: Path) -> str:
@@ -45,9 +50,11 @@ def sniff(path: Path) -> str:
 
 
 def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
+    """Points and notes of one JSONL log; LogFormatError when a step does not fit an int64."""
     rows = RowCollector(source=path.name)
     notes: list[Note] = []
     bad_lines = 0
+    too_deep = 0
     with open(path, "rb") as fh:
         data = fh.read()
     lines = data.split(b"\n")
@@ -55,6 +62,9 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
     for i, raw in enumerate(lines):
         obj = _parse_line(raw)
         if obj is _BLANK:
+            continue
+        if obj is _TOO_DEEP:
+            too_deep += 1
             continue
         if obj is None:
             if last_unterminated and i == len(lines) - 1:
@@ -68,8 +78,11 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
             continue
         flat = flatten(obj)
         key = step_key if step_key in flat else find_key(flat, STEP_KEYS)
-        rows.add_row(flat, key)
+        rows.add_row(flat, key, where=f"line {i + 1}")
     if bad_lines:
         notes.append(Note("dropped", f"{path.name}: {bad_lines} line(s) that are not JSON objects were not used",
                           count=bad_lines))
+    if too_deep:
+        notes.append(Note("dropped", f"{path.name}: {too_deep} line(s) nested too deeply to parse were not used",
+                          count=too_deep))
     return rows.points(), notes + rows.notes()

@@ -1,21 +1,24 @@
 """Reading discovered runs into `Run`s: readers, cache, parallelism, restart policy, roles.
 
 Workers return plain numpy points (cheap to pickle); frames, notes and roles are built here.
+Every file is read in isolation: whatever goes wrong inside one file (a malformed line, a
+step that does not fit an int64, a parser's RecursionError, an I/O error) makes that file a
+skipped input with the reason, and every other file and run is still read.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-
-import numpy as np
-import polars as pl
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+import numpy as np
+import polars as pl
 
 from analyzer.errors import InputError, LogFormatError
 from analyzer.frame import RawPoints, RestartPolicy, apply_restart_policy, nonfinite_note
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 #: Below this many bytes in all, worker start-up costs more than it saves.
 _PARALLEL_MIN_BYTES = 48 << 20
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -41,7 +46,8 @@ class LoadOptions:
     Attributes:
         restarts: "latest" keeps the latest attempt after a step goes back (TensorBoard's purge);
             "keep_all" keeps every point.
-        verify_all_crcs: check every event record's data CRC, not only those that decode oddly.
+        verify_crc: check every event record's data CRC (the default; a record that fails is dropped
+            and counted); False checks only records that decode oddly.
         roles: user overrides, role -> tag.
         cache_dir: where decoded event files are cached; None disables the cache.
         workers: processes for reading; 1 = in this process (the API default: spawned workers
@@ -50,7 +56,7 @@ class LoadOptions:
     """
 
     restarts: RestartPolicy = "latest"
-    verify_all_crcs: bool = False
+    verify_crc: bool = True
     roles: Mapping[str, str] = field(default_factory=dict)
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     workers: int = 1
@@ -59,87 +65,156 @@ class LoadOptions:
 
 @dataclass
 class SourceData:
+    """What reading one run's files produced, before it becomes a `Run`."""
+
     points: RawPoints
     notes: list[Note]
     hparams: dict[str, Any]
     read: list[InputFile]
     skipped: list[InputFile]
+    data_files: list[str] = field(default_factory=list)  # log files whose points went in (not side files)
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unreadable(path: Path | str, exc: BaseException, run: str | None = None) -> InputFile:
+    """The skipped entry for a file whose reading raised ``exc`` (its traceback goes to the debug log)."""
+    if isinstance(exc, LogFormatError):
+        reason = str(exc)
+    elif isinstance(exc, OSError):
+        reason = f"cannot be read: {exc.strerror or _short(exc)}"
+    elif isinstance(exc, RecursionError):
+        reason = "could not be read: nested too deeply to parse"
+    elif isinstance(exc, MemoryError):
+        reason = "could not be read: out of memory while reading it"
+    else:
+        reason = (f"could not be read ({type(exc).__name__}: {_short(exc)}); an unusual file or a bug: "
+                  "--debug shows the traceback")
+    log.debug("reading %s failed", path, exc_info=exc)
+    return InputFile(str(path), "skipped", reason, run)
 
 
 def _read_source(src: RunSource, options: LoadOptions, decode_cache: DecodeCache | None = None) -> SourceData:
-    notes: list[Note] = []
-    hparams: dict[str, Any] = {}
-    read: list[InputFile] = []
-    skipped: list[InputFile] = []
+    """Read one run's files, each in isolation; never raises for what is in the files."""
+    out = SourceData(RawPoints.empty(), [], {}, [], [])
+    try:
+        _read_into(out, src, options, decode_cache)
+    except Exception as exc:  # noqa: BLE001 - a bug outside any one file: every file of the run is skipped
+        done = {i.path for i in out.read + out.skipped}
+        out = SourceData(RawPoints.empty(), [], {}, [], [unreadable(f, exc, src.id) for f in src.files
+                                                         if str(f) not in done] + out.skipped)
+    return out
+
+
+def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cache: DecodeCache | None) -> None:
     parts: list[RawPoints] = []
+
+    def attempt(path: Path, fn: Callable[[], T]) -> T | None:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - isolation: one file's failure skips that file only
+            out.skipped.append(unreadable(path, exc, src.id))
+            return None
+
+    def took(path: Path, reason: str, pts: RawPoints, notes: list[Note]) -> None:
+        parts.append(pts)
+        out.notes.extend(notes)
+        out.read.append(InputFile(str(path), "read", reason, src.id))
+        out.data_files.append(str(path))
+
     if src.reader == "tensorboard":
         cache = decode_cache or (DecodeCache(options.cache_dir) if options.cache_dir else None)
         for f in src.files:
-            try:
-                pts, more, hp, skipped_values = _read_events_cached(f, options, cache)
-            except OSError as exc:
-                skipped.append(InputFile(str(f), "skipped", f"cannot be read: {exc.strerror}", src.id))
+            size = attempt(f, lambda f=f: f.stat().st_size)  # type: ignore[misc]
+            if size is None:
                 continue
-            if not len(pts) and not hp and any(n.kind == "corrupt" for n in more):
-                skipped.append(InputFile(str(f), "skipped", "no valid TensorBoard record: " + more[0].message, src.id))
+            if size == 0:
+                out.skipped.append(InputFile(str(f), "skipped", "empty event file (0 bytes): nothing was written "
+                                             "to it", src.id))
                 continue
-            parts.append(pts)
-            notes += more
-            hparams.update(hp)
-            read.append(InputFile(str(f), "read", "tensorboard events", src.id))
+            got = attempt(f, lambda f=f: _read_events_cached(f, options, cache))  # type: ignore[misc]
+            if got is None:
+                continue
+            pts, more, hp, skipped_values = got
+            corrupt = [n for n in more if n.kind == "corrupt"]
+            if not len(pts) and not hp and corrupt:
+                out.skipped.append(InputFile(str(f), "skipped", "no valid TensorBoard record: " + corrupt[0].message,
+                                             src.id))
+                continue
+            took(f, "tensorboard events", pts, more)
+            out.hparams.update(hp)
             if skipped_values:
-                notes.append(Note("non_scalar", f"{f.name}: {skipped_values} non-scalar summary value(s) "
-                                  "(histograms, images, text, ...) not read: this tool reads scalars",
-                                  count=skipped_values))
+                out.notes.append(Note("non_scalar", f"{f.name}: {skipped_values} non-scalar summary value(s) "
+                                      "(histograms, images, text, ...) not read: this tool reads scalars",
+                                      count=skipped_values))
         for f in src.side_files:
             if "tfevents" in f.name:
-                try:
-                    hp = read_event_file(f).hparams
-                except OSError:
-                    hp = {}
-                hparams.update(hp)
-                read.append(InputFile(str(f), "read", "tensorboard hparams (add_hparams)", src.id))
+                content = attempt(f, lambda f=f: read_event_file(f, verify_crc=options.verify_crc))  # type: ignore[misc]
+                if content is not None:
+                    out.hparams.update(content.hparams)
+                    out.read.append(InputFile(str(f), "read", "tensorboard hparams (add_hparams)", src.id))
     elif src.reader == "csv":
-        shape = src.detail
-        try:
-            pts, notes = csv_logs.read_csv_log(src.files[0], shape)
-            parts.append(pts)
-            read.append(InputFile(str(src.files[0]), "read", f"CSV ({shape.kind})", src.id))
-        except (LogFormatError, OSError) as exc:
-            skipped.append(InputFile(str(src.files[0]), "skipped", f"CSV: {exc}", src.id))
+        f = src.files[0]
+        got_csv = attempt(f, lambda: csv_logs.read_csv_log(f, src.detail))
+        if got_csv is not None:
+            took(f, f"CSV ({src.detail.kind})", *got_csv)
     elif src.reader == "tb_export":
-        pts, notes = csv_logs.read_tb_exports(list(src.files))
-        parts.append(pts)
-        read += [InputFile(str(f), "read", "TensorBoard-exported CSV (one tag)", src.id) for f in src.files]
+        for f in src.files:
+            got_tb = attempt(f, lambda f=f: csv_logs.read_tb_export(f))  # type: ignore[misc]
+            if got_tb is not None:
+                took(f, "TensorBoard-exported CSV (one tag)", *got_tb)
     elif src.reader == "hf":
-        pts, notes, info = hf_trainer.read_trainer_state(src.files[0], src.detail)
-        parts.append(pts)
-        hparams.update(info)
-        read.append(InputFile(str(src.files[0]), "read", "HF trainer_state.json", src.id))
-        if src.merged:
-            notes.append(Note("merged", f"{len(src.merged)} checkpoint copy(ies) of trainer_state.json merged into "
-                              f"this run; the most complete one ({src.files[0].parent.name}) was read",
-                              count=len(src.merged)))
+        f = src.files[0]
+        got_hf = attempt(f, lambda: hf_trainer.read_trainer_state(f, src.detail))
+        if got_hf is not None:
+            pts, notes, info = got_hf
+            took(f, "HF trainer_state.json", pts, notes)
+            out.hparams.update(info)
+            if src.merged:
+                out.notes.append(Note("merged", f"{len(src.merged)} checkpoint copy(ies) of trainer_state.json merged "
+                                      f"into this run; the most complete one ({f.parent.name}) was read",
+                                      count=len(src.merged)))
     elif src.reader == "jsonl":
-        pts, notes = jsonl.read_jsonl(src.files[0], src.detail)
-        parts.append(pts)
-        read.append(InputFile(str(src.files[0]), "read", "JSONL log", src.id))
+        f = src.files[0]
+        got_js = attempt(f, lambda: jsonl.read_jsonl(f, src.detail))
+        if got_js is not None:
+            took(f, "JSONL log", *got_js)
     elif src.reader == "mlflow":
-        pts, notes, params = mlflow.read_mlflow_run(src.directory, list(src.files))
-        parts.append(pts)
-        hparams.update(params)
-        read += [InputFile(str(f), "read", "MLflow metric", src.id) for f in src.files]
+        for f in src.files:
+            got_ml = attempt(f, lambda f=f: mlflow.read_metric_file(src.directory, f))  # type: ignore[misc]
+            if got_ml is not None:
+                took(f, "MLflow metric", *got_ml)
+        try:
+            out.hparams.update(mlflow.read_params(src.directory))
+        except Exception as exc:  # noqa: BLE001 - params are a nicety; the metrics still count
+            log.debug("reading the params of %s failed", src.directory, exc_info=exc)
+            out.notes.append(Note("params_unreadable", f"params/ could not be read ({type(exc).__name__}: "
+                                  f"{_short(exc)}); no hyperparameters from it"))
     else:  # pragma: no cover - discovery only produces the readers above
         raise AssertionError(src.reader)
+    has_data = bool(out.data_files)
     for f, why in src.merged:
-        read.append(InputFile(str(f), "read", why, src.id))
+        if has_data:
+            out.read.append(InputFile(str(f), "read", why, src.id))
+        else:
+            out.skipped.append(InputFile(str(f), "skipped", f"{why}; not used: the run's log could not be read",
+                                         src.id))
     for f in src.side_files:
         if "tfevents" in f.name:
             continue
-        values = read_side_file(f)
-        hparams.update(values)
-        read.append(InputFile(str(f), "read", "hparams" if values else "hparams (empty or unreadable)", src.id))
-    return SourceData(RawPoints.concat(parts), notes, hparams, read, skipped)
+        if not has_data:
+            out.skipped.append(InputFile(str(f), "skipped", "configuration of a run whose log could not be read",
+                                         src.id))
+            continue
+        values = attempt(f, lambda f=f: read_side_file(f))  # type: ignore[misc]
+        if values is not None:
+            out.hparams.update(values)
+            out.read.append(InputFile(str(f), "read", "hparams" if values else "hparams (empty)",
+                                      src.id))
+    out.points = RawPoints.concat(parts)
 
 
 def _read_events_cached(path: Path, options: LoadOptions, cache: DecodeCache | None
@@ -147,22 +222,27 @@ def _read_events_cached(path: Path, options: LoadOptions, cache: DecodeCache | N
     cached = cache.load(path) if cache else None
     if cached is not None:
         meta, old = cached
-        if meta["unchanged"] and meta.get("verify_all") >= options.verify_all_crcs:
-            return old, [Note(**n) for n in meta["notes"]], meta.get("hparams", {}), meta.get("skipped_values", 0)
-        content = read_event_file(path, verify_all_crcs=options.verify_all_crcs, begin=meta["end_offset"])
-        points = RawPoints.concat([old, content.points])
-        notes = [Note(**n) for n in meta["notes"] if n["kind"] != "truncated"] + content.notes
-        hparams = {**meta.get("hparams", {}), **content.hparams}
-        skipped = meta.get("skipped_values", 0) + content.skipped_values
-    else:
-        content = read_event_file(path, verify_all_crcs=options.verify_all_crcs)
-        points, notes, hparams = content.points, content.notes, content.hparams
-        skipped = content.skipped_values
+        if meta["unchanged"] and (meta["crc_checked"] or not options.verify_crc):
+            return old, meta["notes"], meta["hparams"], meta["skipped_values"]
+        if meta["crc_checked"] or not options.verify_crc:
+            content = read_event_file(path, verify_crc=options.verify_crc, begin=meta["end_offset"])
+            points = RawPoints.concat([old, content.points])
+            notes = [n for n in meta["notes"] if n.kind != "truncated"] + content.notes
+            hparams = {**meta["hparams"], **content.hparams}
+            skipped = meta["skipped_values"] + content.skipped_values
+            _store(cache, path, points, content.end_offset, notes, hparams, skipped, options)
+            return points, notes, hparams, skipped
+    content = read_event_file(path, verify_crc=options.verify_crc)
+    _store(cache, path, content.points, content.end_offset, content.notes, content.hparams, content.skipped_values,
+           options)
+    return content.points, content.notes, content.hparams, content.skipped_values
+
+
+def _store(cache: DecodeCache | None, path: Path, points: RawPoints, end: int, notes: list[Note],
+           hparams: dict[str, Any], skipped: int, options: LoadOptions) -> None:
     if cache:
-        cache.store(path, points, end_offset=content.end_offset, notes=notes,
-                    extra={"hparams": _json_safe(hparams), "verify_all": options.verify_all_crcs,
-                           "skipped_values": skipped})
-    return points, notes, hparams, skipped
+        cache.store(path, points, end_offset=end, notes=notes,
+                    extra={"hparams": _json_safe(hparams), "crc_checked": options.verify_crc, "skipped_values": skipped})
 
 
 def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,18 +263,19 @@ def _build_run(src: RunSource, data: SourceData, options: LoadOptions, cache: Ru
             hparams["lr (from run name)"] = lr
     counts = dict(zip(data.points.tags, np.bincount(data.points.tag_codes, minlength=len(data.points.tags)).tolist()))
     if cache is not None and key is not None:
-        cache.store(key, frame, notes=notes, hparams=hparams, counts=counts, read=data.read, skipped=data.skipped)
-    return _finish_run(src, frame, notes, hparams, counts, options)
+        cache.store(key, frame, notes=notes, hparams=hparams, counts=counts, read=data.read, skipped=data.skipped,
+                    sources=data.data_files)
+    return _finish_run(src, frame, notes, hparams, counts, options, data.data_files)
 
 
 def _finish_run(src: RunSource, frame: pl.DataFrame, notes: list[Note], hparams: dict[str, Any],
-                counts: dict[str, int], options: LoadOptions) -> Run:
+                counts: dict[str, int], options: LoadOptions, sources: list[str]) -> Run:
     notes = list(notes)
     for role, tag in options.roles.items():
         if counts and tag not in counts:
             notes.append(Note("role_override", f"--role {role}={tag}: no such tag in this run; picked by name instead"))
     roles = assign_roles(counts, options.roles)
-    return Run(id=src.id, format=src.format, sources=tuple(str(f) for f in src.files), points=frame,
+    return Run(id=src.id, format=src.format, sources=tuple(sources), points=frame,
                hparams=hparams, notes=tuple(notes), roles=roles)
 
 
@@ -228,38 +309,54 @@ def _iter_read(sources: list[RunSource], options: LoadOptions) -> Iterator[tuple
         yield src, _read_source(src, options, cache)
 
 
+def _log_inputs(inputs: Sequence[InputFile]) -> None:
+    for i in inputs:
+        if i.status == "read":
+            log.info("read %s (%s) -> run %s", i.path, i.reason, i.run)
+        else:
+            log.info("skipped %s: %s", i.path, i.reason)
+
+
 def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -> tuple[list[Run], list[InputFile]]:
     """Every run under ``paths`` and the accounting of every file met.
 
     Raises InputError (one line, what to do) when a path does not exist or nothing could be read.
+    A file that cannot be read is never an error here: it is a skipped input with its reason.
     """
     options = options or LoadOptions()
     found = discover(paths)
     inputs: list[InputFile] = list(found.skipped)
+    _log_inputs(found.skipped)
     runs: list[Run] = []
     cache = RunCache(options.cache_dir) if options.cache_dir else None
     keys: dict[str, str | None] = {}
     to_read: list[RunSource] = []
     for src in found.sources:
         key = run_key([*src.files, *src.side_files, *(f for f, _ in src.merged)], src.id, src.reader,
-                      (options.restarts, options.verify_all_crcs)) if cache else None
+                      (options.restarts, options.verify_crc)) if cache else None
         hit = cache.load(key) if cache is not None and key is not None else None
         if hit is None:
             keys[src.id] = key
             to_read.append(src)
             continue
         frame, meta = hit  # an unchanged run: nothing to decode, sort or purge
+        log.info("run %s: unchanged since the last read, taken from the run cache", src.id)
         inputs += meta["read"] + meta["skipped"]
-        runs.append(_finish_run(src, frame, meta["notes"], meta["hparams"], meta["counts"], options))
+        _log_inputs(meta["read"] + meta["skipped"])
+        runs.append(_finish_run(src, frame, meta["notes"], meta["hparams"], meta["counts"], options, meta["sources"]))
     stream = _iter_read(to_read, options)
     if options.progress and to_read:
         from tqdm import tqdm
         stream = tqdm(stream, total=len(to_read), desc="reading runs", unit="run", leave=False)
     for src, data in stream:
+        if data.data_files:
+            try:
+                runs.append(_build_run(src, data, options, cache, keys.get(src.id)))
+            except Exception as exc:  # noqa: BLE001 - the run's points could not be assembled: skip its files
+                data = SourceData(data.points, data.notes, data.hparams, [],
+                                  [unreadable(i.path, exc, src.id) for i in data.read] + data.skipped)
         inputs += data.read + data.skipped
-        if not data.read:
-            continue
-        runs.append(_build_run(src, data, options, cache, keys.get(src.id)))
+        _log_inputs(data.read + data.skipped)
     if not runs:
         where = ", ".join(str(p) for p in paths)
         if found.files_seen == 0:

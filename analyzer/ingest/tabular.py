@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import polars as pl
 
+from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.types import Note
 
@@ -55,16 +56,39 @@ def to_float(value: Any) -> float | None:
     return None
 
 
-def flatten(obj: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
-    """Nested dicts become ``sep``-joined keys ('/' is how most tools name nested metrics)."""
+#: Steps are stored as int64; a step outside this range cannot be a training step counter.
+STEP_MIN, STEP_MAX = -(2.0**63), 2.0**63
+
+
+def flatten(obj: Mapping[Any, Any], sep: str = "/", prefix: str = "", *, max_keys: int | None = None) -> dict[str, Any]:
+    """Nested dicts become ``sep``-joined keys ('/' is how most tools name nested metrics).
+
+    Iterative, so a hostile nesting depth costs memory, never Python's recursion limit; with
+    ``max_keys``, LogFormatError past that many keys (a YAML alias bomb expands exponentially).
+    """
     out: dict[str, Any] = {}
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, sep, name + sep))
-        else:
+    stack: list[tuple[str, Iterator[tuple[Any, Any]]]] = [(prefix, iter(obj.items()))]
+    visited = 0
+    while stack:
+        pre, items = stack[-1]
+        for key, value in items:
+            visited += 1
+            if max_keys is not None and visited > max_keys:
+                raise LogFormatError(f"more than {max_keys:,} keys when flattened: not a run's configuration")
+            name = f"{pre}{key}"
+            if isinstance(value, Mapping):
+                stack.append((name + sep, iter(value.items())))
+                break  # depth first, so keys come out in their written order
             out[name] = value
+        else:
+            stack.pop()
     return out
+
+
+def step_out_of_range(step: float, where: str) -> LogFormatError:
+    """The error that rejects a file whose step does not fit a 64-bit step counter."""
+    return LogFormatError(f"step {step:g} ({where}) is outside the range of a 64-bit step counter; "
+                          "the file was not read")
 
 
 @dataclass
@@ -81,7 +105,8 @@ class RowCollector:
     rows_without_step: int = 0
 
     def add_row(self, row: Mapping[str, Any], step_key: str | None, *, fallback_step: int | None = None,
-                wall_key: str | None = None, skip: frozenset[str] = NON_METRIC_KEYS) -> None:
+                wall_key: str | None = None, skip: frozenset[str] = NON_METRIC_KEYS, where: str = "a row") -> None:
+        """Add one row's metric values at its step; LogFormatError when the step cannot be an int64."""
         raw_step = row.get(step_key) if step_key else None
         step_f = to_float(raw_step) if raw_step is not None else None
         if step_f is None or not math.isfinite(step_f):
@@ -89,6 +114,8 @@ class RowCollector:
                 self.rows_without_step += 1
                 return
             step = fallback_step
+        elif not STEP_MIN <= step_f < STEP_MAX:
+            raise step_out_of_range(step_f, where)
         else:
             step = int(step_f)
         wall = to_float(row.get(wall_key)) if wall_key else None
@@ -142,6 +169,10 @@ def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall
     if step_col is not None:
         step_raw = df.get_column(step_col).cast(pl.Float64, strict=False)
         has_step = step_raw.is_not_null() & step_raw.is_finite()
+        outside = has_step & ((step_raw < STEP_MIN) | (step_raw >= STEP_MAX))
+        if bool(outside.any()):
+            row = int(outside.arg_true()[0])
+            raise step_out_of_range(float(step_raw[row]), f"data row {row + 1}, column '{step_col}'")
         missing = int((~has_step).sum())
         if missing:
             notes.append(Note("dropped", f"{source}: {missing} row(s) with no '{step_col}' value were not used",

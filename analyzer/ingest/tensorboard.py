@@ -6,10 +6,12 @@ their tag's plugin, named in metadata that writers attach to the first event onl
 "scalars" or unknown). Histograms, images, audio, graphs are skipped without decoding them.
 
 The fast path frames records with `tfrecord` and walks Event -> Summary -> Value fields with
-`protowalk`, in batches so memory stays near the file size. A record the walker cannot parse
-has its data CRC checked and is then decoded with protobuf (`Event.FromString`), or, if the
-CRC does not match, dropped and counted. TensorBoard's own loaders keep a reservoir sample of
-10,000 points per tag by default: a spike can vanish there; it cannot here.
+`protowalk`, in batches so memory stays near the file size. Every record's data CRC is checked
+first (one vectorised pass, `tfrecord.verify_data_crcs`): a record that fails is dropped and
+counted, as TensorBoard's own reader would, so a flipped byte inside a value is never read as a
+different number. With ``verify_crc=False`` only the records the walker cannot parse are
+checked, before protobuf (`Event.FromString`) decodes them. TensorBoard's own loaders keep a
+reservoir sample of 10,000 points per tag by default: a spike can vanish there; it cannot here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from analyzer.frame import RawPoints
 from analyzer.ingest import protowalk as pw
-from analyzer.ingest.tfrecord import data_crc_ok, frame_records
+from analyzer.ingest.tfrecord import data_crc_ok, frame_records, verify_data_crcs
 from analyzer.types import Note
 
 log = logging.getLogger(__name__)
@@ -45,23 +47,34 @@ class EventFileContent:
     notes: list[Note] = field(default_factory=list)
     records: int = 0
     skipped_values: int = 0  # non-scalar summary values (histograms, images, ...)
+    crc_checked: bool = True  # every record's data CRC was verified before decoding
 
 
-def read_event_file(path: str | Path, *, verify_all_crcs: bool = False, begin: int = 0) -> EventFileContent:
-    """Every scalar of one event file, in write order, from byte ``begin`` on."""
+def read_event_file(path: str | Path, *, verify_crc: bool = True, begin: int = 0) -> EventFileContent:
+    """Every scalar of one event file, in write order, from byte ``begin`` on.
+
+    ``verify_crc``: check the data CRC of every record (the default; dropped records are counted
+    in the notes). False checks only records the fast decoder cannot parse.
+    """
     buf = np.fromfile(str(path), dtype=np.uint8)
     framing = frame_records(buf, begin=begin)
-    out = EventFileContent(points=RawPoints.empty(), end_offset=framing.end, records=int(framing.starts.size))
+    out = EventFileContent(points=RawPoints.empty(), end_offset=framing.end, records=int(framing.starts.size),
+                           crc_checked=verify_crc)
     name = Path(path).name
-    for off, why in framing.corrupt:
-        out.notes.append(Note("corrupt", f"{name}: {why} (at byte {off}); {buf.shape[0] - off} byte(s) not read",
-                              count=1))
+    typical = int(np.median(framing.lengths)) + 16 if framing.lengths.size else 64
+    for d in framing.damage:
+        about = max(1, round(d.skipped_bytes / typical))
+        where = (f"skipped {d.skipped_bytes:,} byte(s) (about {about} record(s)) to the next valid record at byte "
+                 f"{d.resumed_at:,}" if d.resumed_at is not None else
+                 f"no valid record follows: the last {d.skipped_bytes:,} byte(s) (about {about} record(s)) were not read")
+        out.notes.append(Note("corrupt", f"{name}: a record header at byte {d.offset:,} failed its CRC; {where}",
+                              count=about))
     if framing.truncated_bytes:
         out.notes.append(Note("truncated", f"{name}: the last record is incomplete ({framing.truncated_bytes} "
                               "trailing byte(s)); everything before it was read", count=1))
     starts, lengths = framing.starts, framing.lengths
-    if verify_all_crcs and starts.size:
-        ok = data_crc_ok(buf, starts, lengths)
+    if verify_crc and starts.size:
+        ok = verify_data_crcs(buf, starts, lengths)
         if not ok.all():
             _note_corrupt(out, name, starts[~ok] - 12)
             starts, lengths = starts[ok], lengths[ok]
@@ -338,13 +351,16 @@ def _tensor_scalars(buf: np.ndarray, off: np.ndarray, length: np.ndarray) -> tup
 
 def _decode_slowly(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, recs: np.ndarray,
                    out: EventFileContent, name: str) -> tuple[RawPoints, np.ndarray]:
-    """Records the fast path would not vouch for: CRC-checked, then decoded by protobuf."""
+    """Records the fast path would not vouch for: CRC-checked (unless every record was), then decoded by protobuf."""
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.util import tensor_util
 
-    ok = data_crc_ok(buf, starts, lengths)
-    if not ok.all():
-        _note_corrupt(out, name, starts[~ok] - 12)
+    if out.crc_checked:  # verify_data_crcs has vouched for these (and rewritten their footers)
+        ok = np.ones(starts.shape[0], dtype=bool)
+    else:
+        ok = data_crc_ok(buf, starts, lengths)
+        if not ok.all():
+            _note_corrupt(out, name, starts[~ok] - 12)
     tags: list[str] = []
     steps: list[int] = []
     walls: list[float] = []
