@@ -74,6 +74,9 @@ class AnalysisConfig:
     # -- early instability
     early_rise_ratio: float = _setting(1.5, 1.0, lo_open=True)
     """Loss in the early phase this many times the initial loss: it went up instead of down."""
+    early_blip_points: int = _setting(10, 1)
+    """A one-point rise above the initial loss counts within the first this-many logged points (Adam
+    without warmup blips at steps 1-10); later in the early phase it must last or be grad-led."""
     early_rise_z: float = _setting(4.5, 0.0)
     """...and this many calm sigmas above it (the early phase is short: fewer chances for noise)."""
     early_z: float = _setting(3.0, 0.0)
@@ -110,8 +113,10 @@ class AnalysisConfig:
     """A gradient-norm outlier: this many times its running median (playbook: 10-20x)."""
     grad_lead_points: int = _setting(5, 0)
     """A grad-norm spike up to this many points before a loss event is reported as leading it."""
-    periodic_cv: float = _setting(0.15, 0.0)
-    """Events this regular in spacing (coefficient of variation of the gaps) are a per-epoch pattern..."""
+    periodic_acf: float = _setting(0.3, 0.0, 1.0, lo_open=True)
+    """The detrended loss repeating with at least this autocorrelation at one period is a per-epoch pattern..."""
+    periodic_cv: float = _setting(0.05, 0.0, 0.5)
+    """...and departures within this fraction of the period from its jump belong to it."""
     periodic_max_share: float = _setting(0.5, 0.0, lo_open=True)
     """...when their median height undoes less than this share of the progress."""
     periodic_min_events: int = _setting(4, 2)

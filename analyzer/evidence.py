@@ -148,17 +148,17 @@ class DivergenceEvidence(Evidence):
 
 @dataclass(frozen=True, slots=True)
 class PatternEvidence(Evidence):
-    """Regular, modest bumps: a per-epoch pattern.
+    """Bumps on a per-epoch period.
 
     Attributes:
-        events: how many bumps.
-        mean_gap_steps: their mean spacing.
-        gap_cv: coefficient of variation of the spacing.
+        events: how many of the run's departures sit on the period.
+        period_steps: the period.
+        autocorrelation: the detrended loss's autocorrelation at that period.
     """
 
     events: int
-    mean_gap_steps: float
-    gap_cv: float
+    period_steps: float
+    autocorrelation: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,7 @@ def measure_run(run: Run, cfg: AnalysisConfig) -> RunContext:
         if len(curve) >= cfg.min_points:
             spikes = tuple(find_spikes(curve, cfg))
             regimes = tuple(find_regimes(curve, cfg))
+
     grad_spikes: tuple[Event, ...] = ()
     if grad_curve is not None and len(grad_curve) >= cfg.min_points and grad_curve.log_space:
         grad_spikes = tuple(find_spikes(grad_curve, cfg, min_ratio=cfg.grad_spike_ratio))

@@ -138,9 +138,22 @@ def _early_grad_ratio(ctx: RunContext) -> float:
     return float(np.percentile(np.abs(g.raw[early]), 90) / later) if later > 0 else float("inf")
 
 
+def _noise_top(ctx: RunContext) -> float:
+    """The top of the run's own noise band after the early phase (y units): the 99.9th percentile of
+    how far points sit above their trailing level. Heavy-tailed noise (small batches, RL) puts single
+    points 2-4x above the level; an early rise must stand out from what the rest of the run does."""
+    c = ctx.curve
+    assert c is not None
+    later = c.steps > ctx.early_cut
+    if later.sum() < 20:
+        return 0.0
+    return float(np.percentile((c.y - c.base)[later], 99.9))
+
+
 def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
     """The loss going UP in the early phase, measured against the run's calm noise (the first points'
-    own noise is made of the rise itself). Two routes:
+    own noise is made of the rise itself) and, unless the grad norm corroborates it, higher than the
+    top of the run's later noise band. Two routes:
     - above its initial value by ``early_rise_ratio`` and ``early_rise_z`` calm sigmas (``early_z`` with
       early grad-norm outliers) (Adam without warmup: 2-5x at steps 1-10);
     - above its best so far by ``min_undone_share`` of everything the run learns, either with the grad
@@ -162,14 +175,21 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
     peak = float(c.raw[i])
     grad_led = _early_grad_ratio(ctx) >= cfg.early_grad_ratio  # NaN compares False
     z_needed = cfg.early_z if grad_led else cfg.early_rise_z
+    noise_top = 0.0 if grad_led else _noise_top(ctx)
     if c.log_space:
         ratio = peak / ref0
         z = float(np.log(ratio) / c.calm_sigma)
-        above_initial = ratio >= cfg.early_rise_ratio and z >= z_needed
+        above_initial = ratio >= cfg.early_rise_ratio and z >= z_needed and np.log(ratio) > noise_top
     else:
         ratio = float("nan")
         z = (peak - ref0) / float(calm[i])
-        above_initial = (peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
+        above_initial = ((peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
+                         and peak - ref0 > noise_top)
+    # one high point inside a long early phase can be heavy-tailed noise; at the very first steps (or
+    # lasting, or with the grad norm) it is the blip of an optimizer without warmup
+    first_steps = i < cfg.early_blip_points
+    above_initial = above_initial and (first_steps or grad_led
+                                        or _contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i) >= cfg.mid_min_points)
     ref = ref0
     if not above_initial:
         # route 2: above the best so far, by a real share of what the run learns. "Best so far" is the
@@ -183,7 +203,9 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         z = height / float(calm[i])
         lasting = _contiguous(c.raw >= ref + 0.5 * height, i)
         # without the grad norm's word, a rise must last and stand far out of the noise
-        corroborated = (grad_led and z >= cfg.early_z) or (lasting >= cfg.mid_min_points and z >= cfg.spike_z)
+        rise_y = float(c.y[i] - (np.log(ref) if c.log_space else ref)) if ref > 0 or not c.log_space else np.inf
+        corroborated = (grad_led and z >= cfg.early_z) or (
+            lasting >= cfg.mid_min_points and z >= cfg.spike_z and rise_y > noise_top)
         if height / total < cfg.min_undone_share or not corroborated:
             return None
         ratio = peak / ref if c.log_space else float("nan")
@@ -201,30 +223,74 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         lr_at_start=ctx.lr_at(first_step), lr_at_recovery=ctx.lr_at(rec_step) if rec_step is not None else None)
 
 
-def _significant(ctx: RunContext) -> tuple[list[list[Judged]], int]:
+@dataclass(frozen=True)
+class Grid:
+    """A per-epoch period in the loss: where in each period the loss jumps up.
+
+    Attributes:
+        period: the period in logged points. phase: the point within a period where the jump is.
+        acf: the detrended loss's autocorrelation at that period (how regular it is).
+    """
+
+    period: int
+    phase: int
+    acf: float
+    tolerance: int
+
+    def on(self, index: int) -> bool:
+        d = (index - self.phase) % self.period
+        return min(d, self.period - d) <= self.tolerance
+
+
+def periodic_grid(ctx: RunContext) -> Grid | None:
+    """A per-epoch pattern (data order, epoch-averaged logging): the loss minus its level repeats with a
+    period (a clear autocorrelation peak that recurs at twice the lag). Found with the FFT in
+    O(n log n); looked for only when a run has events that would otherwise be called instability."""
+    c, cfg = ctx.curve, ctx.cfg
+    assert c is not None
+    n = len(c)
+    if n < 4 * cfg.periodic_min_events:
+        return None
+    # the detrended loss, lightly smoothed so that per-batch noise does not drown the period
+    r = rolling_median(c.y - c.level, max(3, c.window // 4), center=True)
+    r = r - r.mean()
+    spec = np.fft.rfft(r, 2 * n)
+    acf = np.fft.irfft(spec * np.conj(spec))[:n]
+    if acf[0] <= 0:
+        return None
+    acf = acf / acf[0]
+    hi = n // cfg.periodic_min_events  # at least this many periods in the run
+    if hi < 6:
+        return None
+    lags = np.arange(3, hi)
+    inner = acf[3:hi]
+    peaks = lags[1:-1][(inner[1:-1] >= inner[:-2]) & (inner[1:-1] >= inner[2:])]
+    if peaks.size == 0:
+        return None
+    lag = int(peaks[np.argmax(acf[peaks])])
+    if acf[lag] < cfg.periodic_acf or 2 * lag >= n or acf[2 * lag] < 0.5 * acf[lag]:
+        return None
+    profile = np.array([r[k::lag].mean() for k in range(lag)])
+    jump = int(np.argmax(profile - np.roll(profile, 1)))
+    return Grid(lag, jump, float(acf[lag]), max(2, int(round(cfg.periodic_cv * lag))))
+
+
+def _significant(ctx: RunContext) -> tuple[list[list[Judged]], int, list[Judged], Grid | None]:
+    """(episodes, one-point blips, events that are a per-epoch pattern, the pattern's grid)."""
+    c = ctx.curve
+    assert c is not None
     judged = judge_events(ctx)
     sig = [j for j in judged if j.big and j.lasting]
+    grid = periodic_grid(ctx) if sig else None
+    pattern: list[Judged] = []
+    if grid is not None:
+        on_grid = [j for j in sig if grid.on(j.event.start)]
+        shares = [j.share for j in on_grid if np.isfinite(j.share)]
+        if not shares or float(np.median(shares)) < ctx.cfg.periodic_max_share:
+            pattern = on_grid
+            sig = [j for j in sig if j not in on_grid]
     blips = sum(1 for j in judged if j.big and not j.lasting and j.event.shape == "spike")
-    return _fold(ctx, sig), blips
-
-
-def _periodic(ctx: RunContext, groups: list[list[Judged]]) -> PatternEvidence | None:
-    """Regular, modest events: a per-epoch pattern (data order, epoch-averaged logging)."""
-    cfg, c = ctx.cfg, ctx.curve
-    assert c is not None
-    if len(groups) < cfg.periodic_min_events:
-        return None
-    starts = np.array([c.steps[_main(g).event.start] for g in groups], dtype=float)
-    gaps = np.diff(starts)
-    if gaps.mean() <= 0:
-        return None
-    cv = float(gaps.std() / gaps.mean())
-    shares = [_main(g).share for g in groups]
-    finite = [s for s in shares if np.isfinite(s)]
-    modest = not finite or float(np.median(finite)) < cfg.periodic_max_share
-    if cv <= cfg.periodic_cv and modest:
-        return PatternEvidence(len(groups), float(gaps.mean()), round(cv, 3))
-    return None
+    return _fold(ctx, sig), blips, pattern, grid
 
 
 def check_early(ctx: RunContext) -> list[Finding]:
@@ -232,9 +298,13 @@ def check_early(ctx: RunContext) -> list[Finding]:
     above its initial value there."""
     if ctx.curve is None or len(ctx.curve) < ctx.cfg.min_points:
         return []
-    groups, _ = _significant(ctx)
+    groups, _, _, grid = _significant(ctx)
     early = [g for g in groups if g[0].phase == "early"]
     rise = early_rise(ctx)
+    if rise is not None:
+        grid = grid or periodic_grid(ctx)
+        if grid is not None and grid.on(ctx.curve.index_of_step(rise.peak_step)):
+            rise = None  # the first epoch boundary of a per-epoch pattern
     if not early and rise is None:
         return []
     if early:
@@ -260,17 +330,18 @@ def check_mid(ctx: RunContext) -> list[Finding]:
     c = ctx.curve
     if c is None or len(c) < ctx.cfg.min_points:
         return []
-    groups, blips = _significant(ctx)
+    groups, blips, pattern, grid = _significant(ctx)
     mid = [g for g in groups if g[0].phase == "mid"]
     out: list[Finding] = []
-    pattern = _periodic(ctx, mid)
-    if pattern is not None:
-        first, last = mid[0][0].event, mid[-1][0].event
+    if pattern and grid is not None:
+        first, last = pattern[0].event, pattern[-1].event
+        gap = float(np.median(np.diff(c.steps))) * grid.period
+        ev = PatternEvidence(len(pattern), round(gap, 1), round(grid.acf, 3))
         out.append(Finding("periodic_pattern", Severity.INFO, "stable", int(c.steps[first.start]),
                            int(c.steps[last.last]),
-                           f"{pattern.events} regular loss bumps every ~{pattern.mean_gap_steps:,.0f} steps: a "
-                           "per-epoch pattern (data order, epoch-averaged logging), not instability.", pattern))
-        mid = []
+                           f"{len(pattern)} loss bump(s) at the same point of a ~{gap:,.0f}-step period (the "
+                           f"detrended loss repeats with autocorrelation {grid.acf:.2f}): a per-epoch pattern (data "
+                           "order, epoch-averaged logging), not instability.", ev))
     for g in mid:
         main = _main(g)
         ev = _episode_evidence(ctx, g)

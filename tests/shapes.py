@@ -1,0 +1,230 @@
+"""Faithful fixtures of the shapes in spec/failure-shapes.md: curves with the noise, scale and logging
+habits real runs have (multiplicative per-batch noise, heavy tails, 4-decimal rounding, sparse logs,
+LR schedules), each with the series a trainer would log beside the loss.
+
+Every function returns a dict of tag -> (steps, values), as a logger would have written them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Series = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _logged(values: dict[str, np.ndarray], steps: np.ndarray | None = None) -> Series:
+    """Every tag at the same steps (0..n-1 by default)."""
+    out = {}
+    for tag, v in values.items():
+        s = np.arange(v.size) if steps is None else steps
+        out[tag] = (np.asarray(s, dtype=np.int64), np.asarray(v, dtype=float))
+    return out
+
+
+def _noise(rng: np.random.Generator, n: int, sigma: float, *, heavy: bool = False) -> np.ndarray:
+    z = rng.standard_t(3, n) / np.sqrt(3.0) if heavy else rng.standard_normal(n)
+    return np.exp(sigma * z)
+
+
+def lm_loss(n: int, *, start: float = 10.8, floor: float = 3.2, tau: float = 0.12, sigma: float = 0.03,
+            seed: int = 0) -> np.ndarray:
+    """A per-step language-model loss: ln(vocab) at init, fast fall, slow tail."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / n
+    level = floor + (start - floor) * (0.6 * np.exp(-t / (tau / 8)) + 0.4 * np.exp(-t / tau))
+    return level * _noise(rng, n, sigma)
+
+
+def cosine_lr(n: int, peak: float, warmup: int) -> np.ndarray:
+    t = np.arange(n)
+    lr = np.where(t < warmup, peak * (t + 1) / max(warmup, 1),
+                  0.5 * peak * (1 + np.cos(np.pi * (t - warmup) / max(n - warmup, 1))))
+    return lr
+
+
+def grad_norm(n: int, *, start: float = 3.0, end: float = 0.8, sigma: float = 0.25, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return (end + (start - end) * np.exp(-t / (n / 20))) * _noise(rng, n, sigma)
+
+
+# -- divergence ---------------------------------------------------------------------------------
+
+def collapse_to_chance(seed: int = 0) -> Series:
+    """A classifier (10 classes, chance = ln 10 = 2.30) learns to 0.4, then at step 1400 jumps to a flat
+    plateau at the label prior and never returns; the grad norm drops 50x to a floor."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    t = np.arange(n)
+    loss = (0.4 + 1.9 * np.exp(-t / 250)) * _noise(rng, n, 0.05)
+    loss[1400:] = 2.30 * _noise(rng, n - 1400, 0.004)
+    g = grad_norm(n, seed=seed + 1)
+    g[1400:] = 0.016 * _noise(rng, n - 1400, 0.05)
+    return _logged({"train/loss": loss, "train/grad_norm": g})
+
+
+def explode_then_dead(seed: int = 0) -> Series:
+    """Loss explodes 1e4x in the first steps, then sits flat near chance for the rest of the run."""
+    rng = np.random.default_rng(seed)
+    n = 1000
+    loss = 2.30 * _noise(rng, n, 0.01)
+    loss[3:8] = [40.0, 3e3, 2e4, 900.0, 15.0]
+    loss[8:] = 2.31 * _noise(rng, n - 8, 0.006)
+    g = grad_norm(n, seed=seed + 1)
+    g[3:8] *= 1e3
+    g[8:] = 1e-3 * _noise(rng, n - 8, 0.05)
+    return _logged({"train/loss": loss, "train/grad_norm": g})
+
+
+def lm_blowup_to_unigram(seed: int = 0) -> Series:
+    """An LM at a far too high LR: blows up in the first steps, then falls only to the unigram entropy
+    (~7.5, below ln(vocab) = 10.8) and stays flat: it got there by a blow-up (divergence)."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    loss = 10.8 * _noise(rng, n, 0.01)
+    loss[5:15] = np.geomspace(30, 400, 10)
+    loss[15:60] = np.geomspace(60, 7.6, 45)
+    loss[60:] = 7.5 * _noise(rng, n - 60, 0.008)
+    return _logged({"train/loss": loss})
+
+
+# -- instability -------------------------------------------------------------------------------
+
+def lr_bump_step_change(at: int = 3000, seed: int = 0) -> Series:
+    """An LR bump (x20) at one step: the loss jumps 3x and recovers slowly over ~1500 steps."""
+    rng = np.random.default_rng(seed)
+    n = 6000
+    t = np.arange(n)
+    loss = (0.35 + 2.0 * np.exp(-t / 700)) * _noise(rng, n, 0.04)
+    rec = np.exp(-(t[at:] - at) / 500)
+    loss[at:] *= 1 + 2.0 * rec
+    lr = np.full(n, 1e-3)
+    lr[at:] = 2e-2
+    return _logged({"train/loss": loss, "train/lr": lr})
+
+
+def sustained_regime(seed: int = 0) -> Series:
+    """At a too-high peak LR the loss rises after warmup and thrashes for ~2,800 steps (2-50x), coming
+    back only as the cosine LR decays (a sweep's lr=0.3 run)."""
+    rng = np.random.default_rng(seed)
+    n = 500  # logged every 10 steps
+    steps = np.arange(n) * 10
+    loss = lm_loss(n, start=9.2, floor=3.3, sigma=0.03, seed=seed)
+    bad = (steps >= 300) & (steps <= 3100)
+    loss[bad] *= np.exp(np.abs(rng.normal(0.9, 1.1, bad.sum())))
+    return _logged({"train/loss": loss, "train/lr": cosine_lr(n, 0.3, 25)}, steps)
+
+
+def short_spike_grad_led(seed: int = 0) -> Series:
+    """A loss spike lasting a few logged points, led by a grad-norm spike 15x its running median."""
+    rng = np.random.default_rng(seed)
+    n = 4000
+    t = np.arange(n)
+    loss = (0.6 + 1.7 * np.exp(-t / 600)) * _noise(rng, n, 0.03)
+    loss[2500:2506] *= np.array([2.5, 3.2, 2.8, 2.0, 1.5, 1.2])
+    g = grad_norm(n, seed=seed + 1)
+    g[2498] *= 15
+    return _logged({"train/loss": loss, "train/grad_norm": g})
+
+
+def early_adam_blip(seed: int = 0) -> Series:
+    """Adam without warmup: loss 3x the initial value at steps 2-3, then ordinary (noisy) training."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    t = np.arange(n)
+    loss = (0.5 + 1.8 * np.exp(-t / 400)) * _noise(rng, n, 0.06, heavy=True)
+    loss[2:4] = loss[0] * np.array([3.1, 2.2])
+    return _logged({"train/loss": loss, "train/grad_norm": grad_norm(n, seed=seed + 1)})
+
+
+# -- must not flag -----------------------------------------------------------------------------
+
+def grad_only_spikes(seed: int = 0) -> Series:
+    """The grad norm spikes 20x a few times; the loss does not respond."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    t = np.arange(n)
+    loss = (0.8 + 2.0 * np.exp(-t / 400)) * _noise(rng, n, 0.04)
+    g = grad_norm(n, seed=seed + 1)
+    g[[700, 1500, 2400]] *= 20
+    return _logged({"train/loss": loss, "train/grad_norm": g})
+
+
+def fp16_skipped_steps(seed: int = 0) -> Series:
+    """Isolated inf/NaN grad norms from the loss scaler; the loss is unaffected and the LR holds."""
+    series = grad_only_spikes(seed)
+    g = grad_norm(3000, seed=seed + 1)
+    g[[0, 1, 300, 1200, 2500]] = [np.inf, np.inf, np.nan, np.inf, np.inf]
+    series["train/grad_norm"] = (np.arange(3000), g)
+    return series
+
+
+def overfitting(seed: int = 0) -> Series:
+    """Train loss keeps falling (HF-style: every 10 steps, 4 decimals); eval loss rises after step 1000."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(10, 5001, 10)
+    t = steps / 5000
+    train = np.round((0.002 + 0.3 * np.exp(-t / 0.08)) * _noise(rng, steps.size, 0.1), 4)
+    train = np.maximum(train, 0.0001)
+    ev_steps = np.arange(250, 5001, 250)
+    ev = 0.32 + 0.1 * np.clip(ev_steps / 5000 - 0.2, 0, None) + 0.002 * rng.standard_normal(ev_steps.size)
+    return {"train/loss": (steps, train), "eval/loss": (ev_steps, ev)}
+
+
+def cosine_tail_wiggle(seed: int = 0) -> Series:
+    """2.5 -> 0.01 over a long cosine schedule; at the end a bump 0.01 -> 0.024 (0.6% of the progress)."""
+    rng = np.random.default_rng(seed)
+    n = 5000
+    t = np.arange(n)
+    loss = (0.01 + 2.49 * np.exp(-t / 500)) * _noise(rng, n, 0.08, heavy=True)
+    loss[4200:4260] *= 2.4
+    return _logged({"train/loss": loss, "train/lr": cosine_lr(n, 3e-4, 100)})
+
+
+def rounded_tiny_loss(seed: int = 0) -> Series:
+    """HF rounds to 4 decimals: a loss that reaches 1e-4 steps 0.0001 <-> 0.0002."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(10, 5001, 10)
+    loss = np.round(0.3 * np.exp(-steps / 400) * _noise(rng, steps.size, 0.1), 4)
+    return _logged({"train/loss": np.maximum(loss, 0.0001)}, steps)
+
+
+def sawtooth_and_step_lr(seed: int = 0) -> Series:
+    """Per-epoch sawtooth (each epoch starts 15% higher, data order) and two step-LR drops."""
+    rng = np.random.default_rng(seed)
+    n = 6000
+    t = np.arange(n)
+    loss = (0.5 + 1.8 * np.exp(-t / 1200)) * _noise(rng, n, 0.03)
+    loss *= 1 + 0.15 * np.exp(-(t % 500) / 60)
+    loss[2000:] *= 0.6
+    loss[4000:] *= 0.7
+    return _logged({"train/loss": loss})
+
+
+def plateau_then_learning(seed: int = 0) -> Series:
+    """A long plateau at the initial loss, then learning (a slow start is not instability)."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    t = np.arange(n)
+    loss = np.where(t < 1200, 2.3, 0.3 + 2.0 * np.exp(-(t - 1200) / 300)) * _noise(rng, n, 0.02)
+    return _logged({"train/loss": loss})
+
+
+def small_batch_noise(seed: int = 0) -> Series:
+    """Batch size 4: heavy-tailed per-step noise (30%) around a falling loss."""
+    rng = np.random.default_rng(seed)
+    n = 5000
+    t = np.arange(n)
+    loss = (0.7 + 1.6 * np.exp(-t / 800)) * _noise(rng, n, 0.3, heavy=True)
+    return _logged({"train/loss": loss})
+
+
+def sparse_eval_decides(seed: int = 0) -> Series:
+    """Train loss logged every 500 steps (5 points), eval every 132: the eval loss got worse and stayed."""
+    rng = np.random.default_rng(seed)
+    ev_steps = np.arange(132, 2700, 132)
+    ev = 2.55 + 1.2 * np.clip(ev_steps / 1000, 0, 1) - 0.3 * np.clip((ev_steps - 1000) / 1600, 0, 1)
+    ev = ev * _noise(rng, ev_steps.size, 0.04)
+    ev[0] = 2.55
+    tr_steps = np.arange(500, 2501, 500)
+    return {"train/loss": (tr_steps, np.array([1.24, 2.03, 2.16, 1.99, 1.79])), "eval/loss": (ev_steps, ev)}

@@ -1,0 +1,110 @@
+"""Every shape of spec/failure-shapes.md gets the verdict a careful practitioner gives it: the flagged
+side and the must-not-flag side, on faithful fixtures (tests/shapes.py) written to real log formats."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analyzer.config import AnalysisConfig
+from analyzer.pipeline import diagnose_run
+from analyzer.roles import assign_roles
+from analyzer.types import Diagnosis, Run
+from tests import shapes
+
+CFG = AnalysisConfig()
+
+
+def run_of(series: shapes.Series, *, run_id: str = "r", hparams: dict | None = None) -> Run:
+    frames = [pl.DataFrame({"tag": [tag] * len(v), "step": s.astype(np.int64), "wall_time": np.zeros(len(v)),
+                            "value": v.astype(float)}) for tag, (s, v) in series.items()]
+    roles = assign_roles({tag: len(v) for tag, (_, v) in series.items()})
+    return Run(run_id, "tensorboard", (), pl.concat(frames), hparams or {}, (), roles)
+
+
+def diagnose(series: shapes.Series, **kw: object) -> Diagnosis:
+    d, _ = diagnose_run(run_of(series, **kw), CFG)  # type: ignore[arg-type]
+    return d
+
+
+def kinds(d: Diagnosis) -> list[str]:
+    return [f.kind for f in d.findings]
+
+
+# -- divergence -----------------------------------------------------------------------------------
+
+def test_collapse_to_chance_after_learning_is_divergence_with_the_grad_floor():
+    d = diagnose(shapes.collapse_to_chance())
+    assert d.verdict == "divergence", [f.message for f in d.findings]
+    (f,) = [f for f in d.findings if f.kind == "divergence_collapse"]
+    assert 1390 <= f.start_step <= 1410 and f.evidence.grad_drop >= 10
+    assert f.evidence.share_undone > 0.9 and "dead network" in f.message
+
+
+def test_explode_in_the_first_steps_then_dead_is_divergence_not_settled():
+    d = diagnose(shapes.explode_then_dead())
+    assert d.verdict == "divergence", [f.message for f in d.findings]
+    assert "divergence_dead_after_blowup" in kinds(d)
+    assert not any("settled" in f.message and f.verdict == "early_instability" for f in d.findings)
+
+
+def test_never_learns_at_a_high_lr_after_a_blow_up_is_divergence():
+    d = diagnose(shapes.lm_blowup_to_unigram())
+    assert d.verdict == "divergence", [f.message for f in d.findings]
+
+
+def test_sparse_train_loss_lets_the_eval_loss_decide_and_says_so():
+    d = diagnose(shapes.sparse_eval_decides())
+    assert d.verdict == "divergence" and "judged_on_eval_loss" in kinds(d)
+    f = d.findings[0]
+    assert f.evidence.signal == "eval_loss" and "eval loss" in f.message
+
+
+# -- instability ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("at,verdict", [(3000, "mid_instability"), (400, "early_instability")])
+def test_step_change_that_recovers_slowly_is_instability_by_where_it_starts(at, verdict):
+    d = diagnose(shapes.lr_bump_step_change(at=at))
+    assert d.verdict == verdict, [f.message for f in d.findings]
+    f = next(f for f in d.findings if f.verdict == verdict)
+    assert abs(f.start_step - at) <= 10 and f.evidence.ratio >= 2
+
+
+def test_sustained_unstable_regime_is_reported_as_one_regime_with_its_span():
+    d = diagnose(shapes.sustained_regime())
+    assert d.verdict == "early_instability", [f.message for f in d.findings]
+    (f,) = [f for f in d.findings if f.verdict == "early_instability"]
+    assert f.evidence.shape == "regime" and f.start_step <= 400 and f.evidence.span_steps >= 2000
+    assert "as the LR decayed" in f.message
+    assert not [f for f in d.findings if f.verdict == "mid_instability"]
+
+
+def test_short_spike_led_by_the_grad_norm_is_mid_instability():
+    d = diagnose(shapes.short_spike_grad_led())
+    assert d.verdict == "mid_instability"
+    ev = d.findings[0].evidence
+    assert ev.start_step == 2500 and ev.grad_spike_step == 2498 and ev.grad_leads_by_steps > 0
+
+
+def test_early_blip_then_ordinary_noise_is_early_not_mid():
+    d = diagnose(shapes.early_adam_blip())
+    assert d.verdict == "early_instability", [f.message for f in d.findings]
+    assert d.findings[0].evidence.peak_step == 2
+
+
+# -- must not flag ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [shapes.grad_only_spikes, shapes.fp16_skipped_steps, shapes.overfitting,
+                                   shapes.cosine_tail_wiggle, shapes.rounded_tiny_loss, shapes.sawtooth_and_step_lr,
+                                   shapes.plateau_then_learning, shapes.small_batch_noise])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_not_instability(shape, seed):
+    d = diagnose(shape(seed))
+    assert d.verdict == "stable", [f.message for f in d.findings]
+
+
+def test_the_info_findings_say_what_they_saw():
+    assert "grad_norm_outliers" in kinds(diagnose(shapes.grad_only_spikes()))
+    assert "fp16_skipped_steps" in kinds(diagnose(shapes.fp16_skipped_steps()))
+    assert "overfitting" in kinds(diagnose(shapes.overfitting()))
