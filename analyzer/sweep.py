@@ -104,6 +104,14 @@ def _score(ctx: RunContext, use_eval: bool) -> tuple[float | None, float | None,
     return best, final, c.start
 
 
+def _progress(ctx: RunContext) -> tuple[float, float] | None:
+    """(start, best level) of the judged train loss: what a trial learned, whatever the ranking metric."""
+    c = ctx.curve
+    if c is None or len(c) == 0:
+        return None
+    return c.start, float(np.min(c.level_raw))
+
+
 def find_sweeps(diagnoses: Sequence[Diagnosis], contexts: Mapping[str, RunContext],
                 cfg: AnalysisConfig) -> list[SweepDiagnosis]:
     groups: dict[tuple, list[tuple[float, Diagnosis]]] = {}
@@ -132,18 +140,16 @@ def _judge_sweep(members: list[tuple[float, Diagnosis]], contexts: Mapping[str, 
     metric = "eval_loss (best)" if use_eval else "train_loss (best smoothed)"
     rows = []
     for lr, d in members:
-        best, final, initial = _score(contexts[d.run.id], use_eval)
-        rows.append((lr, d, best, final, initial))
+        best, final, _ = _score(contexts[d.run.id], use_eval)
+        rows.append((lr, d, best, final, _progress(contexts[d.run.id])))
     # abnormally high loss: learned far less than the best trial did (playbook §2, infeasible trials)
-    progress = [ini - b for _, _, b, _, ini in rows if b is not None and ini is not None]
-    top_progress = max(progress, default=0.0)
+    top_progress = max((p[0] - p[1] for *_, p in rows if p is not None), default=0.0)
     ids, lrs, scores, infeasible, unstable = [], [], [], [], []
     per_run: list[dict[str, Any]] = []
-    for lr, d, best, final, initial in rows:
-        never_trained = (best is not None and initial is not None and initial > 0
-                         and best >= cfg.infeasible_ratio * initial)
-        learned_little = (best is not None and initial is not None and top_progress > 0
-                          and initial - best < cfg.infeasible_progress_share * top_progress)
+    for lr, d, best, final, prog in rows:
+        never_trained = prog is not None and prog[0] > 0 and prog[1] >= cfg.infeasible_ratio * prog[0]
+        learned_little = (prog is not None and top_progress > 0
+                          and prog[0] - prog[1] < cfg.infeasible_progress_share * top_progress)
         is_infeasible = d.verdict == "divergence" or best is None or never_trained or learned_little
         ids.append(d.run.id)
         lrs.append(lr)

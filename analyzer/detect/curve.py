@@ -89,7 +89,8 @@ class Curve:
         level_sigma: the noise of ``level``: the run's calm noise (25th percentile of ``sigma``) over the
             square root of the window, floored by the rounding step.
         calm_sigma: the run's calm noise in y units (25th percentile of ``sigma``).
-        start: the loss at the start of the log, in raw units (median of the first 3 points).
+        start: the loss at the start of the log, in raw units (median of the first 3 points, or the first
+            if lower).
         first: the first logged value.
         window: the level's window in points.
     """
@@ -190,7 +191,9 @@ def make_curve(series: Series, cfg: AnalysisConfig, *, with_level: bool = True) 
     calm = float(np.percentile(sigma, 25))
     # the median of w noisy points scatters by ~1.25 sigma / sqrt(w)
     level_sigma = np.maximum(1.25 * calm / np.sqrt(win), np.maximum(q_floor, 0.0))
-    start = float(np.median(raw[:3]))
+    # the loss at the start: the median of the first 3 points, unless the very first is lower (a blow-up
+    # at steps 1-2 must not become the reference it is measured against)
+    start = min(float(np.median(raw[:3])), float(raw[0]))
     return Curve(steps, raw, y, log_space, quantum, base, sigma, level, level_sigma, calm, start, float(raw[0]), win)
 
 

@@ -49,9 +49,11 @@ def run_checks(ctx: RunContext) -> tuple[list[Finding], list[CheckFailure]]:
 
 
 def _without_divergence_aftermath(findings: list[Finding]) -> list[Finding]:
-    """Instability findings that start after a divergence began are the divergence itself."""
+    """Instability findings that start after a divergence began are the divergence itself, and a
+    diverged run's "no progress" is said by its divergence finding."""
     starts = [f.start_step for f in findings if f.verdict == "divergence"]
     if not starts:
         return findings
     began = min(starts)
-    return [f for f in findings if not (f.verdict in _INSTABILITY and f.start_step >= began)]
+    return [f for f in findings
+            if not (f.verdict in _INSTABILITY and f.start_step >= began) and f.kind != "no_progress"]
