@@ -65,9 +65,11 @@ class AnalysisConfig:
     min_progress_share: float = _setting(0.05, 0.0, 1.0)
     """Before a run has learned this share of its initial loss, a rise is judged by its ratio only (a
     share of almost no progress means nothing)."""
-    mid_min_points: int = _setting(2, 1)
-    """A mid-training spike must stay at half its height or more for this many logged points (one
-    point is that batch's own loss)."""
+    spike_min_points: int = _setting(3, 1)
+    """A spike must stay at half its height or more for this many logged points (one point is that
+    batch's own loss; two can be heavy-tailed noise)..."""
+    grad_led_min_points: int = _setting(2, 1)
+    """...or this many when a grad-norm spike leads it (two signals agree)."""
     regime_min_points: int = _setting(3, 1)
     """A regime (sustained departure of the smoothed level) must last this many logged points."""
 

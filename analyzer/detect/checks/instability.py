@@ -62,9 +62,13 @@ def judge_events(ctx: RunContext) -> list[Judged]:
     out = []
     for ev in (*ctx.spikes, *ctx.regimes):
         share = _share(ctx, ev)
-        need = cfg.mid_min_points if ev.shape == "spike" else cfg.regime_min_points
+        if ev.shape == "regime":
+            lasting = ev.points >= cfg.regime_min_points
+        else:
+            led = ctx.grad_spike_near(int(c.steps[ev.start]), int(c.steps[ev.peak])) is not None
+            lasting = ev.points >= (cfg.grad_led_min_points if led else cfg.spike_min_points)
         phase: Phase = "early" if int(c.steps[ev.start]) <= ctx.early_cut else "mid"
-        out.append(Judged(ev, phase, share, _big(ctx, ev, share), ev.points >= need))
+        out.append(Judged(ev, phase, share, _big(ctx, ev, share), lasting))
     return out
 
 
@@ -189,9 +193,14 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
     # lasting, or with the grad norm) it is the blip of an optimizer without warmup
     first_steps = i < cfg.early_blip_points
     above_initial = above_initial and (first_steps or grad_led
-                                        or _contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i) >= cfg.mid_min_points)
+                                        or _contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i) >= cfg.spike_min_points)
     ref = ref0
     if not above_initial:
+        # route 2 (within the first points: later in a long early phase, a running best is the low tail
+        # of the noise, and the regime and spike detectors judge against the level instead)
+        early = early[early < cfg.early_blip_points] if not grad_led else early
+        if early.size == 0:
+            return None
         # route 2: above the best so far, by a real share of what the run learns. "Best so far" is the
         # running minimum of a trailing 3-point median: it follows a steep descent (a centred level runs
         # ahead of it) without taking one low, noisy batch as the best.
@@ -205,7 +214,7 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         # without the grad norm's word, a rise must last and stand far out of the noise
         rise_y = float(c.y[i] - (np.log(ref) if c.log_space else ref)) if ref > 0 or not c.log_space else np.inf
         corroborated = (grad_led and z >= cfg.early_z) or (
-            lasting >= cfg.mid_min_points and z >= cfg.spike_z and rise_y > noise_top)
+            lasting >= cfg.grad_led_min_points and z >= cfg.spike_z and rise_y > noise_top)
         if height / total < cfg.min_undone_share or not corroborated:
             return None
         ratio = peak / ref if c.log_space else float("nan")
