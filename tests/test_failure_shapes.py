@@ -54,6 +54,15 @@ def test_never_learns_at_a_high_lr_after_a_blow_up_is_divergence():
     assert d.verdict == "divergence", [f.message for f in d.findings]
 
 
+def test_an_explosion_in_the_last_steps_of_the_log_is_divergence():
+    series = shapes.short_spike_grad_led()
+    steps, loss = series["train/loss"]
+    loss[3960:] = loss[3960:] * np.geomspace(5, 400, 40)  # exploding when the log ends
+    d = diagnose(series)
+    assert d.verdict == "divergence", [f.message for f in d.findings]
+    assert 3950 <= d.findings[0].start_step <= 3965
+
+
 def test_sparse_train_loss_lets_the_eval_loss_decide_and_says_so():
     d = diagnose(shapes.sparse_eval_decides())
     assert d.verdict == "divergence" and "judged_on_eval_loss" in kinds(d)

@@ -40,6 +40,10 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
         return []
     n = len(c)
     tail = max(3, int(n * cfg.tail_fraction))
+    # a jump in the last part of the log that never came back: the tail is what came after it
+    late = [e.start for e in (*ctx.spikes, *ctx.regimes) if e.recovered is None and n - tail < e.start <= n - 3]
+    if late:
+        tail = n - min(late)
     final = float(np.median(c.raw[-tail:]))
     level = c.level_raw
     best_i = int(np.argmin(level))
