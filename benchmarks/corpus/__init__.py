@@ -1,0 +1,1 @@
+"""Labeled detection corpus (placeholder)."""
