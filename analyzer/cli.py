@@ -123,15 +123,14 @@ def _check_output(path: Path, option: str) -> None:
     """Fail before the (maybe long) analysis when ``path`` cannot be written: a directory, or a parent
     that is a file or not writable."""
     if path.is_dir():
-        raise click.BadParameter(f"{path} is a directory; name the file to write", param_hint=option)
+        raise ConfigError(f"{option} {path}: is a directory; name the file to write")
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise click.BadParameter(f"{path}: cannot create the directory for it: {parent} is a file, not a directory",
-                                 param_hint=option)
+        raise ConfigError(f"{option} {path}: cannot create its directory: {parent} is a file, not a directory")
     if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"{path}: no permission to write in {parent}", param_hint=option)
+        raise ConfigError(f"{option} {path}: no permission to write in {parent}")
 
 
 def _written(what: str, path: Path, write: Callable[[], Path]) -> Path:
@@ -189,7 +188,8 @@ def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, no_ve
         click.echo("steadytrain: note: --strict-crc is deprecated and does nothing: every record's CRC is checked "
                    "by default now", err=True)
         if no_verify_crc:
-            raise click.BadParameter("--strict-crc and --no-verify-crc contradict each other", param_hint="--strict-crc")
+            raise ConfigError("--strict-crc and --no-verify-crc contradict each other; --no-verify-crc alone skips "
+                              "the CRC checks")
     cfg = AnalysisConfig()
     if config_file is not None:
         try:
@@ -200,7 +200,7 @@ def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, no_ve
     for item in settings:
         name, sep, value = item.partition("=")
         if not sep:
-            raise click.BadParameter(f"{item!r}: expected NAME=VALUE", param_hint="--set")
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set spike_z=6 (see `steadytrain settings`)")
         pairs[name] = value
     cfg = cfg.with_overrides(pairs)
     show = sys.stderr.isatty() if progress is None else progress

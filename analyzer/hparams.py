@@ -6,6 +6,7 @@ Only reading and light normalisation live here; which hparams make an LR sweep i
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,7 +65,7 @@ def lr_from_name(name: str) -> float | None:
         value = float(found)
     except ValueError:
         return None
-    return value if value > 0 else None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def lr_from_hparams(hparams: Mapping[str, Any]) -> float | None:
@@ -73,8 +74,8 @@ def lr_from_hparams(hparams: Mapping[str, Any]) -> float | None:
             if k == key or k.endswith("." + key) or k.endswith("/" + key):
                 try:
                     value = float(v)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     continue
-                if value > 0:
+                if math.isfinite(value) and value > 0:
                     return value
     return None

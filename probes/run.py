@@ -63,7 +63,7 @@ def _run_one(args: tuple[ProbeSpec, TrialConfig, str, str, str, bool]) -> Any:
 
 def _execute(jobs: list[tuple[ProbeSpec, TrialConfig, str, str, str, bool]], executor: str,
              address: str | None) -> list[Any]:
-    if executor == "sequential" or len(jobs) <= 1:
+    if executor == "sequential" or (executor == "gpus" and len(jobs) <= 1):
         done = []
         for job in jobs:
             done.append(_run_one(job))
@@ -90,6 +90,22 @@ def _execute(jobs: list[tuple[ProbeSpec, TrialConfig, str, str, str, bool]], exe
         remote = ray.remote(num_gpus=gpus)(_run_one)
         return ray.get([remote.remote(j) for j in jobs])
     raise ConfigError(f"--executor {executor!r}: expected sequential, gpus or ray")
+
+
+def _check_executor(executor: str, device: str) -> None:
+    """Refuse before any trial runs: `gpus` without a GPU would otherwise quietly train on the CPU."""
+    if executor not in ("sequential", "gpus", "ray"):
+        raise ConfigError(f"--executor {executor!r}: expected sequential, gpus or ray")
+    if executor != "gpus":
+        return
+    if device == "cpu":
+        raise ConfigError("--executor gpus runs one trial per GPU, but the device is cpu (--device or the spec's "
+                          "device); use --executor sequential for CPU trials")
+    import torch
+
+    if torch.cuda.device_count() == 0:
+        raise ConfigError("--executor gpus: no CUDA device here (torch.cuda.device_count() is 0); use --executor "
+                          "sequential, or ray for a cluster")
 
 
 def _derive_clips(spec: ProbeSpec, baseline_grad: np.ndarray | None) -> tuple[float, ...]:
@@ -166,6 +182,7 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
         spec = replace(spec, steps=steps)
     if device != "auto":
         spec = replace(spec, device=device)
+    _check_executor(executor, spec.device)
     requested = [plan] if plan else list(spec.plans)
     unknown = [p for p in requested if p not in PLAN_KINDS]
     if unknown:

@@ -8,15 +8,17 @@ naming the field and what it allows.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import yaml
 
-from analyzer.errors import ConfigError
+from analyzer.errors import ConfigError, context
 from analyzer.hparams import lr_from_hparams
 from analyzer.types import Diagnosis, Report
 
@@ -106,85 +108,156 @@ class ProbeSpec:
         raise ConfigError(f"plan {plan!r}: expected one of {', '.join(PLAN_KINDS)}")
 
 
-_FIELD_TYPES = {"int": int, "float": float, "str": str}
+class _Invalid(Exception):
+    """A field value outside what the field allows (the message says what it allows)."""
 
 
-def _check(cond: bool, where: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{where}: {message}")
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def spec_from_mapping(data: Mapping[str, Any], *, source: str = "spec") -> ProbeSpec:
-    """Validate a mapping into a ProbeSpec; ConfigError names the field and the allowed values."""
-    _check(isinstance(data, Mapping), source, "expected a YAML mapping of fields")
-    known = {f for f in ProbeSpec.__dataclass_fields__}
-    unknown = sorted(set(data) - known - {"version"})
-    _check(not unknown, source, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    _check("workload" in data, source, "missing field 'workload' (e.g. builtin:early_residual_mlp or pkg.mod:function)")
+def _number(low: float, *, strict: bool = False, high: float | None = None) -> Callable[[Any], float]:
+    bound = f"> {low:g}" if strict else f">= {low:g}"
+    allowed = f"a number {bound}" + (f" and < {high:g}" if high is not None else "")
+
+    def parse(value: Any) -> float:
+        if not _is_number(value) or (value <= low if strict else value < low) or (high is not None and value >= high):
+            raise _Invalid(allowed)
+        return float(value)
+    return parse
+
+
+def _integer(low: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise _Invalid(f"an integer >= {low}")
+        return value
+    return parse
+
+
+def _optional(parse: Callable[[Any], Any], what: str) -> Callable[[Any], Any]:
+    def wrapped(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except _Invalid:
+            raise _Invalid(f"{what} or null") from None
+    return wrapped
+
+
+def _choice(options: tuple[str, ...], *, fold: bool = False) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = value.lower() if fold and isinstance(value, str) else value
+        if not isinstance(text, str) or text not in options:
+            raise _Invalid(f"one of {', '.join(options)}")
+        return text
+    return parse
+
+
+def _list_of(item: Callable[[Any], Any], what: str, *, single: bool = False, nonempty: bool = False
+             ) -> Callable[[Any], tuple[Any, ...]]:
+    def parse(value: Any) -> tuple[Any, ...]:
+        items = [value] if single and not isinstance(value, (list, tuple)) else value
+        try:
+            if not isinstance(items, (list, tuple)) or (nonempty and not items):
+                raise _Invalid("")
+            return tuple(item(v) for v in items)
+        except _Invalid:
+            raise _Invalid(what) from None
+    return parse
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(b) and 0 <= b < 1 for b in value)):
+        raise _Invalid("two numbers in [0, 1), e.g. [0.9, 0.999]")
+    return float(value[0]), float(value[1])
+
+
+def _workload(value: Any) -> str:
+    if not (isinstance(value, str) and re.fullmatch(r"builtin:[a-z0-9_]+|[A-Za-z_][\w.]*:[A-Za-z_]\w*", value)):
+        raise _Invalid("builtin:NAME or package.module:function")
+    return value
+
+
+def _kwargs(value: Any) -> dict[str, Any]:
+    if not (isinstance(value, Mapping) and all(isinstance(k, str) and k.isidentifier() for k in value)):
+        raise _Invalid("a mapping of keyword-argument names to values")
+    return dict(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("text")
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("a string")
+    return value
+
+
+#: Every field of a spec: how its YAML value is checked and converted. Errors say what it allows.
+_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "workload": _workload,
+    "workload_args": _kwargs,
+    "optimizer": _choice(OPTIMIZERS, fold=True),
+    "lr": _number(0.0, strict=True),
+    "momentum": _number(0.0),
+    "betas": _betas,
+    "eps": _number(0.0),
+    "weight_decay": _number(0.0),
+    "warmup_steps": _integer(0),
+    "post_warmup_steps": _optional(_integer(0), "an integer >= 0"),
+    "decay": _choice(DECAYS),
+    "clip": _optional(_number(0.0, strict=True), "a max grad norm > 0 (a number, not true/false)"),
+    "batch_size": _integer(1),
+    "steps": _integer(1),
+    "eval_interval": _integer(1),
+    "seed": _integer(0),
+    "device": _choice(DEVICES),
+    "dtype": _choice(DTYPES),
+    "divergence_factor": _number(1.0, strict=True),
+    "log_every": _integer(1),
+    "plans": _list_of(_choice(PLAN_KINDS), f"a plan or a non-empty list of plans from {', '.join(PLAN_KINDS)}",
+                      single=True, nonempty=True),
+    "warmup_candidates": _list_of(_integer(0), "a list of integers >= 0"),
+    "clip_candidates": _list_of(_number(0.0, strict=True), "a list of numbers > 0"),
+    "run": _string,
+    "diagnosis": _string,
+    "notes": _list_of(_text, "text or a list of text", single=True),
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def spec_from_mapping(data: Any, *, source: str = "spec") -> ProbeSpec:
+    """Validate a mapping into a ProbeSpec; ConfigError names the field, what it allows, and what it got."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a YAML mapping of fields, got {type(data).__name__}")
+    names = [k for k in data if not isinstance(k, str)]
+    if names:
+        raise ConfigError(f"{source}: field names must be text, got {_shown(names[0])}; "
+                          f"known fields: {', '.join(_FIELDS)}")
+    unknown = sorted(set(data) - set(_FIELDS) - {"version"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+    if "workload" not in data:
+        raise ConfigError(f"{source}: missing field 'workload' (e.g. builtin:early_residual_mlp or pkg.mod:function)")
+    if "version" in data and (isinstance(data["version"], bool) or data["version"] != 1):
+        raise ConfigError(f"{source}: field 'version': expected 1, got {_shown(data['version'])}")
     kw: dict[str, Any] = {}
     for name, value in data.items():
         if name == "version":
             continue
-        where = f"{source}: field '{name}'"
-        if name in ("lr", "momentum", "eps", "weight_decay", "divergence_factor"):
-            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                   and value >= 0, where, f"expected a non-negative number, got {value!r}")
-            if name == "lr":
-                _check(value > 0, where, "the learning rate must be > 0")
-            kw[name] = float(value)
-        elif name in ("warmup_steps", "batch_size", "steps", "eval_interval", "seed", "log_every"):
-            _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, where,
-                   f"expected a non-negative integer, got {value!r}")
-            if name in ("batch_size", "steps", "eval_interval", "log_every"):
-                _check(value >= 1, where, "must be at least 1")
-            kw[name] = value
-        elif name == "post_warmup_steps":
-            _check(value is None or (isinstance(value, int) and value >= 0), where, "expected an integer or null")
-            kw[name] = value
-        elif name == "clip":
-            _check(value is None or (isinstance(value, (int, float)) and value > 0), where,
-                   f"expected a positive max grad norm or null, got {value!r}")
-            kw[name] = None if value is None else float(value)
-        elif name == "optimizer":
-            _check(str(value).lower() in OPTIMIZERS, where, f"{value!r} is not one of {', '.join(OPTIMIZERS)}")
-            kw[name] = str(value).lower()
-        elif name == "decay":
-            _check(value in DECAYS, where, f"{value!r} is not one of {', '.join(DECAYS)}")
-            kw[name] = value
-        elif name == "device":
-            _check(value in DEVICES, where, f"{value!r} is not one of {', '.join(DEVICES)}")
-            kw[name] = value
-        elif name == "dtype":
-            _check(value in DTYPES, where, f"{value!r} is not one of {', '.join(DTYPES)}")
-            kw[name] = value
-        elif name == "plans":
-            plans = [value] if isinstance(value, str) else value
-            _check(isinstance(plans, (list, tuple)) and plans and all(p in PLAN_KINDS for p in plans), where,
-                   f"expected a list from {', '.join(PLAN_KINDS)}, got {value!r}")
-            kw[name] = tuple(plans)
-        elif name == "betas":
-            _check(isinstance(value, (list, tuple)) and len(value) == 2 and all(0 <= float(b) < 1 for b in value),
-                   where, "expected two numbers in [0, 1), e.g. [0.9, 0.999]")
-            kw[name] = (float(value[0]), float(value[1]))
-        elif name == "warmup_candidates":
-            _check(isinstance(value, (list, tuple)) and all(isinstance(w, int) and w >= 0 for w in value), where,
-                   "expected a list of non-negative integers")
-            kw[name] = tuple(value)
-        elif name == "clip_candidates":
-            _check(isinstance(value, (list, tuple)) and all(isinstance(c, (int, float)) and c > 0 for c in value),
-                   where, "expected a list of positive numbers")
-            kw[name] = tuple(float(c) for c in value)
-        elif name == "workload":
-            _check(isinstance(value, str) and re.fullmatch(r"builtin:[a-z0-9_]+|[\w.]+:\w+", value) is not None,
-                   where, f"expected builtin:NAME or package.module:function, got {value!r}")
-            kw[name] = value
-        elif name == "workload_args":
-            _check(isinstance(value, Mapping), where, "expected a mapping of keyword arguments")
-            kw[name] = dict(value)
-        elif name == "notes":
-            kw[name] = tuple(str(n) for n in (value or ()))
-        else:
-            kw[name] = str(value) if value is not None else ""
+        try:
+            kw[name] = _FIELDS[name](value)
+        except _Invalid as exc:
+            raise ConfigError(f"{source}: field '{name}': expected {exc}, got {_shown(value)}") from None
     return ProbeSpec(**kw)
 
 
@@ -193,8 +266,16 @@ def load_spec(path: str | Path) -> ProbeSpec:
     if not p.is_file():
         raise ConfigError(f"{path}: no such probe spec file (write one with `steadytrain report`, see README)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    if b"\x00" in raw[:8192]:
+        raise ConfigError(f"{path}: binary content, not a YAML probe spec")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML probe spec") from None
+    except (yaml.YAMLError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
@@ -217,25 +298,56 @@ _WORKLOAD_FOR = {"early_instability": "builtin:early_residual_mlp", "mid_instabi
                  "divergence": "builtin:divergent_mlp"}
 
 
+def _count_hparam(hp: Mapping[str, Any], keys: tuple[str, ...], *, low: int = 1, high: int = 10**12) -> int | None:
+    """A count hyperparameter (steps, batch size) as logged: 10000, 1e4, "1e4", "32" all work; None when
+    absent or not a whole number in [low, high]."""
+    for key in keys:
+        value = hp.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            x = float(value.strip()) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(x) and x == int(x) and low <= x <= high:
+            return int(x)
+    return None
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
 def spec_for(d: Diagnosis) -> ProbeSpec | None:
-    """A probe pre-filled from what the logs reveal, with the plan the diagnosis calls for."""
+    """A probe pre-filled from what the logs reveal, with the plan the diagnosis calls for.
+
+    Hyperparameters are read as logged (strings such as max_steps: "1e4" included); a value that
+    cannot be used falls back to the built-in default and the spec's notes say so."""
     if d.verdict not in _WORKLOAD_FOR:
         return None
     hp = d.run.hparams
-    lr = lr_from_hparams(hp) or hp.get("lr (from run name)")
+    notes = []
+    lr = _positive(lr_from_hparams(hp)) or _positive(hp.get("lr (from run name)"))
     lr_tag = d.run.role_series("lr")
     if lr is None and lr_tag is not None and len(lr_tag):
-        lr = float(max(lr_tag.values))
-    notes = []
+        finite = lr_tag.values[np.isfinite(lr_tag.values)]
+        lr = _positive(finite.max()) if finite.size else None
+    if lr is None:
+        notes.append("no usable learning rate in the logs or hyperparameters: lr 0.01 is a placeholder")
     rng = d.run.step_range()
-    max_steps = int(hp.get("max_steps") or (rng[1] if rng else 500) or 500)
+    max_steps = _count_hparam(hp, ("max_steps",)) or (rng[1] if rng and rng[1] > 0 else 500)
     steps = min(500, max(100, max_steps))
     plans: list[str] = ["baseline"]
     warm = next((r for r in d.recommendations if r.kind == "warmup"), None)
     clip = next((r for r in d.recommendations if r.kind == "clip"), None)
     if d.verdict == "early_instability":
         plans += ["lr2x", "warmup_sweep"]
-    if clip is not None:
+    p90 = _positive(clip.params.get("max_norm")) if clip is not None else None
+    if p90 is not None:
         plans.append("clip_sweep")
     if d.verdict == "divergence":
         plans += ["warmup_sweep"] if "warmup_sweep" not in plans else []
@@ -244,16 +356,15 @@ def spec_for(d: Diagnosis) -> ProbeSpec | None:
         notes.append(f"warmup recommendation for the logged run: {warm.params.get('warmup_steps')} steps "
                      f"(sweep {warm.params.get('sweep_warmup_steps')}); scaled here to a {steps}-step probe")
     clips: tuple[float, ...] = ()
-    if clip is not None:
-        p90 = float(clip.params["max_norm"])
-        clips = (round(p90, 6), round(p90 / 2, 6), round(p90 / 4, 6))
+    if p90 is not None:
+        clips = tuple(c for c in (round(p90, 6), round(p90 / 2, 6), round(p90 / 4, 6)) if c > 0)
         notes.append(f"clip candidates: p90 of the logged unclipped grad norm ({p90:.3g}) and tighter; with the "
                      "built-in workload, its own p90 is measured by the baseline trial")
     opt = next((str(v).lower() for k, v in hp.items() if k.split(".")[-1] in ("optimizer", "optim")), "adam")
     opt = opt if opt in OPTIMIZERS else ("momentum" if "sgd" in opt else "adam")
-    return ProbeSpec(workload=_WORKLOAD_FOR[d.verdict], optimizer=opt, lr=float(lr) if lr else 0.01,
-                     batch_size=int(hp.get("batch_size") or hp.get("train_batch_size") or 64), steps=steps,
-                     plans=tuple(dict.fromkeys(plans)), warmup_candidates=warmups, clip_candidates=clips,
+    batch = _count_hparam(hp, ("batch_size", "train_batch_size"), high=1 << 20)
+    return ProbeSpec(workload=_WORKLOAD_FOR[d.verdict], optimizer=opt, lr=lr or 0.01, batch_size=batch or 64,
+                     steps=steps, plans=tuple(dict.fromkeys(plans)), warmup_candidates=warmups, clip_candidates=clips,
                      run=d.run.id, diagnosis=d.verdict, notes=tuple(notes))
 
 
@@ -264,8 +375,15 @@ def _file_name(run_id: str) -> str:
 def write_probe_specs(report: Report, directory: str | Path) -> dict[str, str]:
     """One spec per flagged run in ``directory``: run id -> spec path."""
     out: dict[str, str] = {}
+    used: set[str] = set()
     for d in report.diagnoses:
-        spec = spec_for(d)
-        if spec is not None:
-            out[d.run.id] = str(dump_spec(spec, Path(directory) / f"{_file_name(d.run.id)}.yaml"))
+        with context(f"writing the probe spec of run {d.run.id!r}"):
+            spec = spec_for(d)
+            if spec is None:
+                continue
+            name = _file_name(d.run.id)
+            if name in used:  # "a b" and "a_b" would share a file name
+                name = f"{name}_{hashlib.sha1(d.run.id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+            used.add(name)
+            out[d.run.id] = str(dump_spec(spec, Path(directory) / f"{name}.yaml"))
     return out

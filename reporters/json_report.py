@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from analyzer.errors import context
 from analyzer.types import Diagnosis, Report, SweepDiagnosis
+
+T = TypeVar("T")
 
 
 def _safe(x: Any) -> Any:
@@ -57,6 +60,11 @@ def sweep_dict(s: SweepDiagnosis) -> dict[str, Any]:
             "evidence": s.evidence}
 
 
+def _labelled(fn: Callable[[T], dict[str, Any]], item: T, where: str) -> dict[str, Any]:
+    with context(where):
+        return fn(item)
+
+
 def report_dict(report: Report) -> dict[str, Any]:
     return _safe({
         "schema_version": report.schema_version,
@@ -65,7 +73,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "roots": list(report.roots),
         "config": dict(report.config),
         "inputs": [{"path": i.path, "status": i.status, "reason": i.reason, "run": i.run} for i in report.inputs],
-        "runs": [run_dict(d) for d in report.diagnoses],
+        "runs": [_labelled(run_dict, d, f"writing run {d.run.id!r} to the JSON report") for d in report.diagnoses],
         "sweeps": [sweep_dict(s) for s in report.sweeps],
     })
 

@@ -78,6 +78,30 @@ def _mark_nonfinite(ax, steps: np.ndarray, label: str, typical_gap: float = 1.0)
             ax.axvspan(a, b, color=RED, alpha=0.12)
 
 
+#: Values are drawn within +-this (and, on a log axis, no closer to 0 than its inverse): matplotlib's
+#: autoscaling and tick locators overflow near float's limits (+-1e308 raised LinAlgError/ValueError).
+DISPLAY_LIMIT = 1e30
+
+
+def _display(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Finite values clipped to what a figure can draw, and how many were clipped (said in the legend)."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.clip(v, -DISPLAY_LIMIT, DISPLAY_LIMIT)
+    tiny = (out != 0) & (np.abs(out) < 1 / DISPLAY_LIMIT)
+    out = np.where(tiny, np.sign(out) / DISPLAY_LIMIT, out)
+    return out, int(np.count_nonzero((np.abs(v) > DISPLAY_LIMIT) | tiny))
+
+
+def _display_one(x: float) -> float:
+    return float(_display(np.array([x]))[0][0])
+
+
+def _say_clipped(ax: Any, count: int) -> None:
+    if count:
+        ax.plot([], [], " ", label=f"{count} point(s) beyond ±{DISPLAY_LIMIT:.0e} (or nearer 0 than "
+                f"{1 / DISPLAY_LIMIT:.0e}) drawn at that edge")
+
+
 def _typical_gap(steps: np.ndarray) -> float:
     return float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
 
@@ -95,15 +119,19 @@ def loss_plot(steps: np.ndarray, values: np.ndarray, *, title: str, eval_steps: 
     fig = _figure()
     ax = fig.add_subplot()
     d = minmax_decimate(steps, values, _LINE_POINTS)
-    ax.plot(d.steps, d.values, color=BLUE, lw=0.9, label="train loss")
-    all_vals = d.values
+    shown, clipped = _display(d.values)
+    ax.plot(d.steps, shown, color=BLUE, lw=0.9, label="train loss")
+    all_vals = shown
     if eval_steps is not None and eval_values is not None and len(eval_steps):
         e = minmax_decimate(eval_steps, eval_values, _LINE_POINTS)
-        ax.plot(e.steps, e.values, color=ORANGE, lw=1.3, marker="o" if e.steps.size < 60 else None, ms=3,
+        eval_shown, eval_clipped = _display(e.values)
+        clipped += eval_clipped
+        ax.plot(e.steps, eval_shown, color=ORANGE, lw=1.3, marker="o" if e.steps.size < 60 else None, ms=3,
                 label="eval loss")
-        all_vals = np.concatenate([all_vals, e.values])
+        all_vals = np.concatenate([all_vals, eval_shown])
     if _wants_log(all_vals):
         ax.set_yscale("log")
+    _say_clipped(ax, clipped)
     for lo, hi, color, label in spans:
         ax.axvspan(lo, hi if hi is not None else (d.steps[-1] if d.steps.size else lo), color=color, alpha=0.15,
                    label=label)
@@ -133,13 +161,16 @@ def grad_norm_plot(steps: np.ndarray, values: np.ndarray, *, threshold: float | 
     fig = _figure()
     ax = fig.add_subplot()
     d = minmax_decimate(steps, values, _LINE_POINTS)
-    ax.plot(d.steps, d.values, color=PURPLE, lw=0.8, label="grad norm (unclipped)")
-    if _wants_log(d.values):
+    shown, clipped = _display(d.values)
+    ax.plot(d.steps, shown, color=PURPLE, lw=0.8, label="grad norm (unclipped)")
+    if _wants_log(shown):
         ax.set_yscale("log")
-    if threshold is not None:
+    if threshold is not None and math.isfinite(threshold):
         fin = values[np.isfinite(values)]
         frac = float(np.mean(fin > threshold)) if fin.size else 0.0
-        ax.axhline(threshold, color=RED, lw=1.1, ls="--", label=f"proposed clip {threshold:.3g} ({frac:.0%} above)")
+        ax.axhline(_display_one(threshold), color=RED, lw=1.1, ls="--",
+                   label=f"proposed clip {threshold:.3g} ({frac:.0%} above)")
+    _say_clipped(ax, clipped)
     _mark_nonfinite(ax, d.nonfinite_steps, "grad norm", _typical_gap(steps))
     ax.set_xlabel("step")
     ax.set_title(title)
@@ -150,18 +181,25 @@ def grad_norm_plot(steps: np.ndarray, values: np.ndarray, *, threshold: float | 
 @_styled
 def grad_histogram(values: np.ndarray, *, title: str) -> str:
     """Histogram of every finite grad norm with p50 / p90 / p99 marked."""
-    fin = values[np.isfinite(values)]
+    fin, clipped = _display(values[np.isfinite(values)])
     fig = _figure(_W / 1.6, _H)
     ax = fig.add_subplot()
     use_log = bool(fin.size and fin.min() > 0 and fin.max() / fin.min() > 30)
-    edges = np.geomspace(fin.min(), fin.max(), 61) if use_log else np.linspace(fin.min(), fin.max() + 1e-12, 61)
+    lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
+    if use_log:
+        edges = np.geomspace(lo, hi, 61)
+    else:
+        pad = max(abs(hi - lo) * 1e-9, abs(hi) * 1e-9, 1e-12)  # a constant series still gets a bin of width > 0
+        edges = np.linspace(lo - pad, hi + pad, 61)
     counts, edges = np.histogram(fin, bins=edges)
     ax.stairs(counts, edges, fill=True, color=PURPLE, alpha=0.7)  # one path, not 60 bar patches
     if use_log:
         ax.set_xscale("log")
-    for q, color in ((50, GREY), (90, RED), (99, INK)):
-        v = float(np.percentile(fin, q))
-        ax.axvline(v, color=color, lw=1.1, ls="--", label=f"p{q} = {v:.3g}")
+    raw = values[np.isfinite(values)]
+    for q, color in ((50, GREY), (90, RED), (99, INK)) if raw.size else ():
+        v = float(np.percentile(raw, q))
+        ax.axvline(_display_one(v), color=color, lw=1.1, ls="--", label=f"p{q} = {v:.3g}")
+    _say_clipped(ax, clipped)
     ax.set_xlabel("grad norm")
     ax.set_ylabel("steps", labelpad=1)
     ax.set_title(title)
@@ -175,13 +213,16 @@ def lr_plot(steps: np.ndarray | None, values: np.ndarray | None, *, proposed: tu
     """LR as logged, and the proposed warmup (0 -> base LR over warmup_steps, then constant)."""
     fig = _figure(_W / 1.6, _H)
     ax = fig.add_subplot()
+    clipped = 0
     if steps is not None and values is not None and len(steps):
         d = minmax_decimate(steps, values, _LINE_POINTS)
-        ax.plot(d.steps, d.values, color=GREEN, lw=1.1, label="LR as logged")
+        shown, clipped = _display(d.values)
+        ax.plot(d.steps, shown, color=GREEN, lw=1.1, label="LR as logged")
     if proposed is not None:
         warm, post, base = proposed
-        ax.plot([0, warm, warm + post], [0, base, base], color=RED, lw=1.2, ls="--",
+        ax.plot([0, warm, warm + post], [0, _display_one(base), _display_one(base)], color=RED, lw=1.2, ls="--",
                 label=f"proposed: warmup {warm:,} steps to {base:.3g}")
+    _say_clipped(ax, clipped)
     ax.set_xlabel("step")
     ax.set_title(title)
     _legend(ax)
@@ -195,18 +236,20 @@ def sweep_axis_plot(lrs: Sequence[float], scores: Sequence[float | None], *, inf
     fig = _figure(_W / 1.4, _H * 1.1)
     ax = fig.add_subplot()
     bad = set(infeasible)
-    ok = [i for i in range(len(lrs)) if i not in bad and scores[i] is not None]
-    ax.plot([lrs[i] for i in ok], [scores[i] for i in ok], color=BLUE, marker="o", lw=1, label="feasible")
-    if ok:
-        top = max(scores[i] for i in ok)  # type: ignore[type-var]
+    shown = [None if s is None or not math.isfinite(s) else _display_one(s) for s in scores]
+    ok = [i for i in range(len(lrs)) if i not in bad and shown[i] is not None]
+    ys = [float(shown[i]) for i in ok]  # type: ignore[arg-type]
+    ax.plot([lrs[i] for i in ok], ys, color=BLUE, marker="o", lw=1, label="feasible")
+    if ys:
+        top = max(ys)
         bad_y = top * 1.15 if top > 0 else top + 1
     else:
         bad_y = 1.0
     if bad:
         ax.plot([lrs[i] for i in sorted(bad)], [bad_y] * len(bad), linestyle="none", marker="X", color=RED, ms=8,
                 label="infeasible (NaN / never trained)")
-    if best is not None:
-        ax.plot([lrs[best]], [scores[best]], marker="*", color=GREEN, ms=14, linestyle="none",
+    if best is not None and shown[best] is not None:
+        ax.plot([lrs[best]], [shown[best]], marker="*", color=GREEN, ms=14, linestyle="none",
                 label=f"lr* = {lrs[best]:.3g}")
         if edge:
             nxt = min((lr for lr in lrs if lr > lrs[best]), default=None)
@@ -228,12 +271,16 @@ def sweep_curves_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, t
     ax = fig.add_subplot()
     colors = matplotlib.colormaps["viridis"](np.linspace(0.05, 0.9, max(len(curves), 1)))
     all_vals = []
+    clipped = 0
     for (label, steps, values), color in zip(curves, colors):
         d = minmax_decimate(steps, values, _LINE_POINTS)
-        ax.plot(d.steps, d.values, color=color, lw=1, label=label)
-        all_vals.append(d.values)
+        shown, n = _display(d.values)
+        clipped += n
+        ax.plot(d.steps, shown, color=color, lw=1, label=label)
+        all_vals.append(shown)
     if all_vals and _wants_log(np.concatenate(all_vals)):
         ax.set_yscale("log")
+    _say_clipped(ax, clipped)
     ax.set_xlabel("step")
     ax.set_title(title)
     _legend(ax)
@@ -245,7 +292,7 @@ def sparkline(values: np.ndarray, *, width: int = 120, height: int = 24, color: 
     d = minmax_decimate(np.arange(len(values)), values, 120)
     if d.values.size < 2:
         return f'<svg class="spark" width="{width}" height="{height}" role="img" aria-label="no data"></svg>'
-    v = d.values
+    v, _ = _display(d.values)
     if v.min() > 0 and v.max() / v.min() > 30:
         v = np.log(v)
     lo, hi = float(v.min()), float(v.max())

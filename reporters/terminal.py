@@ -35,8 +35,10 @@ def _shown(d: Diagnosis, *, verbose: bool) -> list[Finding]:
 
 
 def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None = None) -> str:
+    """The runs, worst first; with ``limit``, that many rows and a line saying how many more there are."""
     rows = []
-    for d in sorted(report.diagnoses, key=severity_key)[:limit]:
+    ordered = sorted(report.diagnoses, key=severity_key)
+    for d in ordered[:limit]:
         rng = d.run.step_range()
         roles = ",".join(k for k, v in d.run.roles.as_dict().items() if v) or "-"
         top = d.headline.message if d.headline else ""
@@ -49,7 +51,12 @@ def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None 
     header = ["run", "format", "points", "steps", "roles", "notes"]
     if with_verdicts:
         header = ["verdict"] + header + ["top finding"]
-    return _table(rows, header)
+    text = _table(rows, header)
+    hidden = len(ordered) - len(rows)
+    if hidden > 0:
+        text += (f"\n… and {hidden} more run(s), not shown ({len(ordered)} in all: `steadytrain inspect` lists "
+                 "every run, the HTML report has them all)")
+    return text
 
 
 def summary(report: Report) -> str:

