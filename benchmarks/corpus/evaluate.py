@@ -66,7 +66,9 @@ def scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
     fa = sum(v for (lab, p), v in conf.items() if lab == "stable" and p in _UNSTABLE)
     n_em = sum(v for (lab, _), v in conf.items() if lab in ("early_instability", "mid_instability"))
     em = conf[("early_instability", "mid_instability")] + conf[("mid_instability", "early_instability")]
+    present = [f for c, f in zip(CLASSES, f1s) if per[c]["n"]]
     return {"n": len(rows), "per_class": per, "macro_f1": sum(f1s) / len(f1s),
+            "macro_f1_present": sum(present) / len(present) if present else float("nan"),
             "false_alarm_rate": fa / n_stable if n_stable else float("nan"), "n_stable": n_stable,
             "early_mid_confusion": em / n_em if n_em else float("nan"), "n_early_mid": n_em,
             "confusion": {f"{a} -> {b}": v for (a, b), v in sorted(conf.items())},
@@ -110,7 +112,8 @@ def markdown(title: str, sc: dict[str, Any], sw: dict[str, Any], families: list[
     for c in CLASSES:
         p = sc["per_class"][c]
         out.append(f"| {c} | {p['n']} | {_f(p['precision'])} | {_f(p['recall'])} | {_f(p['f1'])} |")
-    out += ["", f"macro-F1 **{sc['macro_f1']:.3f}** · false alarms on stable runs "
+    out += ["", f"macro-F1 **{sc['macro_f1']:.3f}** over the 4 classes ({sc['macro_f1_present']:.3f} over the "
+                f"classes present) · false alarms on stable runs "
                 f"**{_f(sc['false_alarm_rate'] * 100) if sc['n_stable'] else '-'}%** ({sc['n_stable']} runs) · "
                 f"early/mid confusion **{_f(sc['early_mid_confusion'] * 100) if sc['n_early_mid'] else '-'}%** "
                 f"({sc['n_early_mid']} runs)", ""]

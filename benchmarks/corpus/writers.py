@@ -252,7 +252,7 @@ def _write_hf(spec: RunSpec, rec: Record, lg: Logged, out_dir: Path, *, config: 
     (out_dir / "trainer_state.json").write_text(json.dumps(state(history, last, True), indent=2))
     if config is not None:
         (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-    if _variant(spec, 4) == 0:
+    if config is None and _variant(spec, 6) == 0:
         # LLaMA-Factory writes the same history again as trainer_log.jsonl: one training, two files
         with open(out_dir / "trainer_log.jsonl", "w") as fh:
             for h in history:

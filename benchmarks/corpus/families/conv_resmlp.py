@@ -24,7 +24,7 @@ FAMILY = Family("conv_resmlp", "WideResNet-like conv net / residual MLP / outlie
                 "early instability (no warmup) and its warmup fix; short mid spikes from outlier batches; grad-norm-only "
                 "spikes with clipping; NaN; constant-LR WRN sweep", sweeps=("wrn_lr_sweep",))
 
-WRN = dict(family="conv_resmlp", task="images", optimizer="nesterov", batch_size=32, steps=200, eval_every=20)
+WRN = dict(family="conv_resmlp", task="images", optimizer="nesterov", batch_size=64, steps=200, eval_every=20)
 RES = dict(family="conv_resmlp", task="teacher_cls", optimizer="adam", batch_size=64, steps=400, eval_every=50)
 OUT = dict(family="conv_resmlp", task="teacher_cls", batch_size=64, steps=800, eval_every=50,
            task_args=targs(depth=2, width=128, outliers=(97, 30.0, 150)))
@@ -42,7 +42,7 @@ def specs() -> list[RunSpec]:
         i += 1
     resmlp = targs(model="resmlp", depth=8, width=64)
     for seed in range(6):
-        lr = (0.02, 0.03)[seed % 2]
+        lr = (0.03, 0.04)[seed % 2]
         out.append(RunSpec(name=f"res_s{seed}_adam{lr:g}_nowarmup", label="early_instability", shape="early_blip",
                            task_args=resmlp, lr=lr, seed=seed, habit=habit(i, sparse_ok=False),
                            control=(("warmup", 50),), **RES))
@@ -54,17 +54,17 @@ def specs() -> list[RunSpec]:
         out.append(RunSpec(name=f"res_s{seed}_stable", label="stable", shape="plain", seed=seed, habit=habit(i),
                            **args, **RES))  # type: ignore[arg-type]
         i += 1
-    for seed in range(6):
-        opt, lr = (("momentum", 0.03), ("momentum", 0.05), ("adam", 0.003))[seed % 3]
+    for seed in range(9):
+        opt, lr = (("momentum", 0.03), ("momentum", 0.02), ("adam", 0.003))[seed % 3]
         out.append(RunSpec(name=f"outlier_s{seed}_{opt}{lr:g}", label="mid_instability", shape="short_spike",
                            optimizer=opt, lr=lr, seed=seed, habit=habit(i, sparse_ok=False),
                            control=(("clip", 2.0),), **OUT))
         i += 1
-    for seed in range(4):
+    for seed in range(6):
         opt, lr = (("momentum", 0.03), ("adam", 0.003))[seed % 2]
         # the outlier batch's own loss is a one-step blip; the grad norm spikes; the loss does not follow
         out.append(RunSpec(name=f"outlier_s{seed}_{opt}{lr:g}_clip2", label="stable",
-                           shape=("grad_norm_spikes", "one_point_blips")[seed // 2],
+                           shape=("grad_norm_spikes", "one_point_blips")[seed % 3 == 2],
                            optimizer=opt, lr=lr, clip=2.0, seed=seed, habit=habit(i), **OUT))
         i += 1
     for seed in range(2):

@@ -24,9 +24,9 @@ BASE = dict(family="cosine_tail", task="teacher_cls", batch_size=64, steps=3000,
 
 def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
-    for seed in range(10):
+    for seed in range(12):
         opt = ("adam", "adamw")[seed % 2]
-        lr = (0.003, 0.001, 0.002, 0.005, 0.003)[seed % 5]
+        lr = (0.003, 0.004, 0.002, 0.005, 0.003)[seed % 5]
         hb = (Habit(fmt="hf", every=10, mode="mean", digits=4), Habit(fmt="hf", every=50, mode="mean", digits=4),
               Habit(fmt="tb"), Habit(fmt="hf", every=25, mode="mean", digits=4, grad_norm=False),
               Habit(fmt="jsonl", every=5, digits=4))[seed % 5]

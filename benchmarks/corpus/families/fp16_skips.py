@@ -27,7 +27,7 @@ BASE = dict(family="fp16_skips", task="teacher_cls", optimizer="adam", batch_siz
 def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
     i = 0
-    for seed in range(8):
+    for seed in range(10):
         ta = targs(depth=2, width=128) if seed % 2 == 0 else targs(model="resmlp", depth=8, width=64, res_norm="pre")
         growth = (50, 100, 200, 100)[seed % 4]
         out.append(RunSpec(name=f"s{seed}_fp16_g{growth}", label="stable", shape="fp16_skips", task_args=ta,

@@ -32,7 +32,7 @@ def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
     i = 0
     for seed in range(6):
-        lr = (6.0, 5.0, 8.0)[seed % 3]
+        lr = (6.0, 5.0)[seed % 2]
         out.append(RunSpec(name=f"s{seed}_sgd{lr:g}_garbage", label="mid_instability", shape="short_spike",
                            task_args=CORRUPT, optimizer="sgd", lr=lr, seed=seed, habit=habit(i, sparse_ok=False),
                            control=(("clip", 0.5),), **BASE))

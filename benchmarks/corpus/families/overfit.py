@@ -18,7 +18,7 @@ FAMILY = Family("overfit", "2x256 MLP on 256 examples (20% label noise)", "Adam"
 
 def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
-    for seed in range(8):
+    for seed in range(12):
         lr = (0.003, 0.001, 0.003, 0.01)[seed % 4]
         hb = habit(seed) if seed % 3 else Habit(fmt="hf", every=(5, 10, 25)[seed % 3], mode="mean", digits=4)
         out.append(RunSpec(family="overfit", name=f"s{seed}_lr{lr:g}", label="stable", shape="overfit",

@@ -33,8 +33,8 @@ BASE = dict(family="relu_dying", task="teacher_cls", task_args=TA, batch_size=32
 def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
     i = 0
-    for seed in range(4):
-        peak = (0.5, 1.0)[seed % 2]
+    for seed in range(6):
+        peak = (0.5, 0.7)[seed % 2]
         out.append(RunSpec(name=f"s{seed}_m_wu300_peak{peak:g}_collapse", label="divergence",
                            shape="collapse_after_learning", optimizer="momentum", lr=peak, warmup=300, seed=seed,
                            habit=habit(i), control=(("lr", 0.1),), **BASE))

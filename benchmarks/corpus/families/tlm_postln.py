@@ -30,13 +30,14 @@ BASE = dict(family="tlm_postln", task="markov_lm", task_args=TA, optimizer="adam
 def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
     i = 0
-    for seed in (0, 1, 2):
+    for seed in (0, 1, 2, 3, 4):
         out.append(RunSpec(name=f"s{seed}_peak0.02_wu200", label="mid_instability", shape="sustained_regime",
                            lr=0.02, warmup=200, seed=seed, habit=habit(i), control=(("lr", 0.005),), **BASE))
         i += 1
+    for seed in (0, 1, 2):  # 1200 steps: the regime starts ~step 95, inside the first 10%
         out.append(RunSpec(name=f"s{seed}_peak0.02_wu20", label="early_instability", shape="sustained_regime",
                            lr=0.02, warmup=20, seed=seed, habit=habit(i), control=(("lr", 0.005), ("warmup", 200)),
-                           **BASE))
+                           **{**BASE, "steps": 1200}))
         i += 1
     for seed, lr in ((0, 0.005), (1, 0.003), (2, 0.008)):
         out.append(RunSpec(name=f"s{seed}_peak{lr:g}_stable", label="stable", shape="plain", lr=lr, warmup=200,

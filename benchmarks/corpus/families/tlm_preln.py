@@ -43,7 +43,7 @@ def specs() -> list[RunSpec]:
         out.append(RunSpec(name=f"s{seed}_fp16", label="stable", shape="fp16_skips", lr=0.01, seed=seed,
                            fp16=(65536.0, 50), habit=habit(i, sparse_ok=False), control=(("fp16", None),), **BASE))
         i += 1
-        out.append(RunSpec(name=f"s{seed}_lr0.07_plateau", label="stable", shape="plateau_then_learning", lr=0.07,
+        out.append(RunSpec(name=f"s{seed}_lr0.05_stable", label="stable", shape="plain", lr=0.05,
                            seed=seed, habit=habit(i), **BASE))
         i += 1
     for seed in (1, 2, 3):
