@@ -34,15 +34,15 @@ def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
     i = 0
     for seed in range(3):
-        out.append(RunSpec(name=f"wrn_s{seed}_lr2_nowarmup", label="early_instability", shape="early_blip", lr=2.0,
+        out.append(RunSpec(name=f"wrn_s{seed}_nesterov2_nowarmup", label="early_instability", shape="early_blip", lr=2.0,
                            seed=seed, habit=habit(i, sparse_ok=False), control=(("warmup", 20),), **WRN))
         i += 1
-        out.append(RunSpec(name=f"wrn_s{seed}_lr2_warmup20", label="stable", shape="plain", lr=2.0, warmup=20,
+        out.append(RunSpec(name=f"wrn_s{seed}_nesterov2_warmup20", label="stable", shape="plain", lr=2.0, warmup=20,
                            seed=seed, habit=habit(i, sparse_ok=False), **WRN))
         i += 1
     resmlp = targs(model="resmlp", depth=8, width=64)
-    for seed in range(6):
-        lr = (0.03, 0.04)[seed % 2]
+    for seed in range(8):
+        lr = 0.03  # 0.04 blew up for good on one seed of three
         out.append(RunSpec(name=f"res_s{seed}_adam{lr:g}_nowarmup", label="early_instability", shape="early_blip",
                            task_args=resmlp, lr=lr, seed=seed, habit=habit(i, sparse_ok=False),
                            control=(("warmup", 50),), **RES))

@@ -52,7 +52,7 @@ def specs() -> list[RunSpec]:
         out.append(RunSpec(family="epoch_patterns", name=f"s{seed}_bs2_noisy", label="stable", shape="noisy",
                            task="teacher_cls", task_args=targs(depth=3, width=64, label_noise=0.05),
                            optimizer="sgd", lr=0.03, steps=2000, batch_size=2, eval_every=200, seed=seed,
-                           habit=habit(i), verify_args=(("window", 101),)))
+                           habit=habit(i), verify_args=(("window", 301),)))
         i += 1
     for seed in range(3):
         out.append(RunSpec(family="epoch_patterns", name=f"s{seed}_tiny", label="stable", shape="tiny_loss_tail",

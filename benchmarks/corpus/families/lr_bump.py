@@ -37,7 +37,7 @@ def specs() -> list[RunSpec]:
     out: list[RunSpec] = []
     i = 0
     for seed in range(8):
-        factor, at = ((50.0, 800), (40.0, 600), (60.0, 1000), (20.0, 700))[seed % 4]
+        factor, at = ((50.0, 800), (40.0, 600), (40.0, 1000), (20.0, 700))[seed % 4]
         out.append(RunSpec(name=f"s{seed}_bump_x{factor:g}_at{at}", label="mid_instability", shape="step_change",
                            bump=(at, factor), seed=seed, habit=habit(i), control=(("bump", None),),
                            verify_args=(("event_step", at),), **MLP))
@@ -48,13 +48,13 @@ def specs() -> list[RunSpec]:
                            bump=(100, factor), seed=seed, habit=habit(i, sparse_ok=False), control=(("bump", None),),
                            verify_args=(("event_step", 100),), **{**MLP, "lr": 0.003}))
         i += 1
-    for seed in range(3):
+    for seed in range(5):
         out.append(RunSpec(name=f"s{seed}_bump_x30_at100_collapse", label="divergence", shape="collapse_after_learning",
                            bump=(100, 30.0), seed=seed, habit=habit(i), control=(("bump", None),),
                            **{**MLP, "lr": 0.003}))
         i += 1
     for seed in range(6):
-        peak, at = ((0.03, 1200), (0.05, 1000), (0.04, 1100))[seed % 3]
+        peak, at = ((0.05, 1000), (0.04, 1100))[seed % 2]
         out.append(RunSpec(name=f"s{seed}_resume_reset_peak{peak:g}_at{at}", label="mid_instability",
                            shape="step_change", reset_at=at, seed=seed, habit=habit(i), control=(("reset_at", None),),
                            verify_args=(("event_step", at),), **{**COS, "lr": peak}))

@@ -21,7 +21,7 @@ def specs() -> list[RunSpec]:
     for seed in range(12):
         lr = (0.003, 0.001, 0.003, 0.01)[seed % 4]
         hb = habit(seed) if seed % 3 else Habit(fmt="hf", every=(5, 10, 25)[seed % 3], mode="mean", digits=4)
-        out.append(RunSpec(family="overfit", name=f"s{seed}_lr{lr:g}", label="stable", shape="overfit",
+        out.append(RunSpec(family="overfit", name=f"s{seed}_adam{lr:g}", label="stable", shape="overfit",
                            task="teacher_cls", task_args=targs(depth=2, width=256, train_size=256, label_noise=0.2,
                                                                data_seed=seed % 2),
                            optimizer="adam", lr=lr, schedule=("constant", "cosine")[seed % 2], steps=1500,

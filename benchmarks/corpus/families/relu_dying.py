@@ -39,8 +39,8 @@ def specs() -> list[RunSpec]:
                            shape="collapse_after_learning", optimizer="momentum", lr=peak, warmup=300, seed=seed,
                            habit=habit(i), control=(("lr", 0.1),), **BASE))
         i += 1
-    for seed in range(4):
-        lr = (0.1, 0.3, 1.0, 0.3)[seed]
+    for seed in range(6):
+        lr = (0.1, 0.3, 1.0, 0.3, 0.1, 1.0)[seed]
         out.append(RunSpec(name=f"s{seed}_adam{lr:g}_explode", label="divergence", shape="explode_then_dead",
                            optimizer="adam", lr=lr, seed=seed, habit=habit(i, sparse_ok=False),
                            control=(("lr", 0.003),), **BASE))

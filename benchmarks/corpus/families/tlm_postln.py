@@ -36,7 +36,7 @@ def specs() -> list[RunSpec]:
         i += 1
     for seed in (0, 1, 2):  # 1200 steps: the regime starts ~step 95, inside the first 10%
         out.append(RunSpec(name=f"s{seed}_peak0.02_wu20", label="early_instability", shape="sustained_regime",
-                           lr=0.02, warmup=20, seed=seed, habit=habit(i), control=(("lr", 0.005), ("warmup", 200)),
+                           lr=0.02, warmup=20, seed=seed, habit=habit(i, sparse_ok=False), control=(("lr", 0.005), ("warmup", 200)),
                            **{**BASE, "steps": 1200}))
         i += 1
     for seed, lr in ((0, 0.005), (1, 0.003), (2, 0.008)):

@@ -36,21 +36,21 @@ def specs() -> list[RunSpec]:
     i = 0
     for seed in (1, 2, 3):
         for lr in (0.01, 0.02, 0.03):
-            out.append(RunSpec(name=f"s{seed}_lr{lr:g}_stable", label="stable", shape="plain", lr=lr, seed=seed,
+            out.append(RunSpec(name=f"s{seed}_adamw{lr:g}_stable", label="stable", shape="plain", lr=lr, seed=seed,
                                habit=habit(i), **BASE))
             i += 1
     for seed in (1, 2):
         out.append(RunSpec(name=f"s{seed}_fp16", label="stable", shape="fp16_skips", lr=0.01, seed=seed,
                            fp16=(65536.0, 50), habit=habit(i, sparse_ok=False), control=(("fp16", None),), **BASE))
         i += 1
-        out.append(RunSpec(name=f"s{seed}_lr0.05_stable", label="stable", shape="plain", lr=0.05,
+        out.append(RunSpec(name=f"s{seed}_adamw0.05_stable", label="stable", shape="plain", lr=0.05,
                            seed=seed, habit=habit(i), **BASE))
         i += 1
     for seed in (1, 2, 3):
         out.append(RunSpec(name=f"s{seed}_const0.1_nolearn", label="stable", shape="never_learns", lr=0.1, seed=seed,
                            habit=habit(i), **{**BASE, "schedule": "constant", "warmup": 0}))
         i += 1
-        out.append(RunSpec(name=f"s{seed}_lr1_explode", label="divergence", shape="explode_then_dead", lr=1.0,
+        out.append(RunSpec(name=f"s{seed}_adamw1_explode", label="divergence", shape="explode_then_dead", lr=1.0,
                            seed=seed, habit=habit(i, sparse_ok=False), control=(("lr", 0.03),), **BASE))
         i += 1
     # the LR sweep: constant habit (TensorBoard every step + eval every 50), config.json per trial
