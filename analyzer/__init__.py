@@ -9,6 +9,8 @@ Examples
 >>> {d.run.id: d.verdict for d in report.diagnoses}           # doctest: +SKIP
 """
 
+from typing import Any
+
 from analyzer.config import AnalysisConfig
 from analyzer.errors import ConfigError, InputError, LogFormatError, SteadytrainError
 from analyzer.ingest.load import LoadOptions, load_runs
@@ -28,7 +30,7 @@ from analyzer.types import (
 )
 
 
-def to_pandas(runs: list[Run]):  # type: ignore[no-untyped-def]
+def to_pandas(runs: list[Run]) -> Any:
     """All runs' points as one pandas DataFrame (run, tag, step, wall_time, value)."""
     import polars as pl
 

@@ -32,8 +32,16 @@ _ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger(__name__)
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _printable(text: str) -> str:
+    """Paths and names in messages come from untrusted input: control characters shown as escapes."""
+    return text.translate(_CONTROLS)
+
+
 def _fail(message: str) -> NoReturn:
-    click.echo(f"steadytrain: error: {message}", err=True)
+    click.echo(f"steadytrain: error: {_printable(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -58,7 +66,7 @@ def _internal_error(exc: Exception, debug: bool) -> NoReturn:
     code = _our_frame(exc)
     text = " ".join(str(exc).split())
     text = text if len(text) <= 200 else text[:199] + "…"
-    click.echo(f"steadytrain: internal error{location}: {type(exc).__name__}: {text}"
+    click.echo(f"steadytrain: internal error{_printable(location)}: {type(exc).__name__}: {_printable(text)}"
                f"{f' (at {code})' if code else ''}"
                f"{'' if debug else '; run again with --debug for the traceback'}", err=True)
     sys.exit(EXIT_INTERNAL)
@@ -249,7 +257,7 @@ def _gate(report: Any, fail_on: str | None) -> None:
         return
     bad = [d.run.id for d in report.diagnoses if d.verdict in FAIL_ON[fail_on]]
     if bad:
-        click.echo(f"--fail-on {fail_on}: {len(bad)} run(s) at or above it: {', '.join(bad[:5])}", err=True)
+        click.echo(_printable(f"--fail-on {fail_on}: {len(bad)} run(s) at or above it: {', '.join(bad[:5])}"), err=True)
         sys.exit(EXIT_FAIL_ON)
 
 

@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ def make_optimizer(spec: ProbeSpec, params, lr: float) -> torch.optim.Optimizer:
 NormFn = Callable[[list[torch.Tensor]], "list[torch.Tensor] | torch.Tensor"]
 
 
-def grad_norm_fn(params: list[torch.Tensor]) -> NormFn:
+def grad_norm_fn(params: Sequence[torch.Tensor]) -> NormFn:
     """A function measuring the gradients' global L2 norm (what clip_grad_norm_ measures), chosen once
     per trial because on small models its per-step cost shows. ``get_total_norm`` regroups the
     tensors by device and dtype in Python on every call (124 us for the 36 tensors of
@@ -119,7 +119,7 @@ def combine_norms(measured: list[list[torch.Tensor] | torch.Tensor]) -> torch.Te
     if not measured:
         return torch.zeros(0)
     if all(isinstance(m, list) for m in measured) and len({len(m) for m in measured}) == 1:
-        flat = torch.stack([t for m in measured for t in m])  # type: ignore[union-attr]
+        flat = torch.stack([t for m in measured for t in m])
         return torch.linalg.vector_norm(flat.view(len(measured), -1), dim=1)
     return torch.stack([torch.linalg.vector_norm(torch.stack(m)) if isinstance(m, list) else m for m in measured])
 
@@ -258,7 +258,7 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
             if evals and (step + 1) % spec.eval_interval == 0:  # a workload may bring no eval batches
                 model.eval()
                 with torch.no_grad(), amp():
-                    eval_loss = sum(loss_fn(model(ex), ey).float() for ex, ey in evals) / len(evals)
+                    eval_loss = cast(torch.Tensor, sum(loss_fn(model(ex), ey).float() for ex, ey in evals) / len(evals))
                 model.train()
             rec.add(loss.detach(), grad_norm, lr, eval_loss)
             if (step + 1) % k == 0 or step + 1 == trial.steps:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -163,10 +164,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, nargs="?", default=Path("sample_logs"))
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     generate(args.out)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(f"wrote {args.out} ({size / 1e6:.2f} MB)")
+    logging.getLogger(__name__).info("wrote %s (%.2f MB)", args.out, size / 1e6)
 
 
 if __name__ == "__main__":

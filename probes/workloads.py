@@ -20,7 +20,8 @@ Workload = tuple[nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
                  Callable[[int], tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]
 
 
-def _teacher_task(dim: int, classes: int, batch_size: int, seed: int, n_eval: int = 512):
+def _teacher_task(dim: int, classes: int, batch_size: int, seed: int, n_eval: int = 512
+                  ) -> tuple[Callable[[int], tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
     """Classification labels from a fixed random teacher network: learnable, not trivial."""
     g = torch.Generator().manual_seed(seed + 7919)
     w1 = torch.randn(dim, 64, generator=g) / dim ** 0.5
@@ -161,8 +162,10 @@ class TinyTransformer(nn.Module):
         self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(seq), persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        h = self.embed(tokens) + self.pos[: tokens.shape[1]]
-        return self.head(self.encoder(h, mask=self.mask[: tokens.shape[1], : tokens.shape[1]], is_causal=True))
+        n = tokens.shape[1]
+        mask: torch.Tensor = self.mask  # type: ignore[assignment]  # a registered buffer
+        h = self.embed(tokens) + self.pos[:n]
+        return self.head(self.encoder(h, mask=mask[:n, :n], is_causal=True))
 
 
 def tiny_transformer(*, batch_size: int = 32, seed: int = 0, norm_first: bool = False, d_model: int = 64,
@@ -235,4 +238,4 @@ def build(name: str, args: dict[str, Any], *, batch_size: int, seed: int) -> Wor
         raise ConfigError(f"workload {name!r}: {exc}") from None
     if not (isinstance(result, tuple) and len(result) == 4):
         raise ConfigError(f"workload {name!r} must return (model, loss_fn, train_batches, eval_batches)")
-    return result  # type: ignore[return-value]
+    return result

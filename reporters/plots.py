@@ -30,7 +30,7 @@ _STYLE = {
 def _styled(fn: Callable[..., str]) -> Callable[..., str]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> str:
-        with matplotlib.rc_context(_STYLE):
+        with matplotlib.rc_context(_STYLE):  # type: ignore[arg-type]  # stubs list every key as a Literal
             return fn(*args, **kwargs)
     return wrapper
 
@@ -64,7 +64,7 @@ def _nonfinite_ranges(steps: np.ndarray, all_steps_gap: float) -> list[tuple[flo
     return [(float(steps[a]), float(steps[b])) for a, b in zip(starts, ends)]
 
 
-def _mark_nonfinite(ax, steps: np.ndarray, label: str, typical_gap: float = 1.0) -> None:
+def _mark_nonfinite(ax: Any, steps: np.ndarray, label: str, typical_gap: float = 1.0) -> None:
     """NaN/inf drawn distinctly: one marker per contiguous stretch, the stretch shaded (never 10k markers)."""
     ranges = _nonfinite_ranges(np.sort(steps), 1.5 * typical_gap)
     if not ranges:
@@ -146,7 +146,7 @@ def loss_plot(steps: np.ndarray, values: np.ndarray, *, title: str, eval_steps: 
     return _svg(fig)
 
 
-def _legend(ax) -> None:
+def _legend(ax: Any) -> None:
     handles, labels = ax.get_legend_handles_labels()
     seen: dict[str, object] = {}
     for handle, label in zip(handles, labels):
@@ -248,8 +248,9 @@ def sweep_axis_plot(lrs: Sequence[float], scores: Sequence[float | None], *, inf
     if bad:
         ax.plot([lrs[i] for i in sorted(bad)], [bad_y] * len(bad), linestyle="none", marker="X", color=RED, ms=8,
                 label="infeasible (NaN / never trained)")
-    if best is not None and shown[best] is not None:
-        ax.plot([lrs[best]], [shown[best]], marker="*", color=GREEN, ms=14, linestyle="none",
+    best_y = shown[best] if best is not None else None
+    if best is not None and best_y is not None:
+        ax.plot([lrs[best]], [best_y], marker="*", color=GREEN, ms=14, linestyle="none",
                 label=f"lr* = {lrs[best]:.3g}")
         if edge:
             nxt = min((lr for lr in lrs if lr > lrs[best]), default=None)

@@ -15,7 +15,17 @@ def severity_key(d: Diagnosis) -> tuple[int, str]:
     return order.index(d.verdict), d.run.id
 
 
+#: C0/C1 control characters (and DEL) as visible escapes: a run named "\x1b[2J" must not drive the terminal.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def clean(text: object) -> str:
+    """``text`` safe to print: names and messages come from untrusted files."""
+    return str(text).translate(_CONTROLS)
+
+
 def _cut(text: str, width: int) -> str:
+    text = clean(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -66,7 +76,7 @@ def summary(report: Report) -> str:
     skipped = [i for i in report.inputs if i.status == "skipped"]
     text = f"{len(report.diagnoses)} run(s): " + ", ".join(parts) + f"\n{read} file(s) read, {len(skipped)} skipped"
     if skipped:
-        reasons = Counter(i.reason.split(":")[0] for i in skipped)
+        reasons = Counter(clean(i.reason.split(":")[0]) for i in skipped)
         text += " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(4)) + ")"
     dropped = sum(n.count for d in report.diagnoses for n in d.run.notes if n.kind in ("dropped", "restart",
                                                                                        "duplicate_steps", "corrupt"))
@@ -78,22 +88,22 @@ def summary(report: Report) -> str:
 def render_inspect(report: Report, *, verbose: bool = False) -> str:
     out = [runs_table(report), ""]
     for s in report.sweeps:
-        out.append(f"LR sweep over {len(s.runs)} runs: {s.message}")
+        out.append(f"LR sweep over {len(s.runs)} runs: {clean(s.message)}")
     if report.sweeps:
         out.append("")
     for d in sorted(report.diagnoses, key=severity_key):
         lines = []
         for f in _shown(d, verbose=verbose):
-            lines.append(f"  [{f.severity.label}] {f.message}")
+            lines.append(f"  [{f.severity.label}] {clean(f.message)}")
         for r in d.recommendations[:3] if d.verdict not in ("stable", "insufficient_data") or verbose else []:
             lines.append(f"  -> {r.kind}: {_cut(r.rationale, 160)}")
         for n in d.run.notes if verbose else [n for n in d.run.notes if n.kind != "ignored_fields"][:5]:
-            lines.append(f"  note: {n.message}")
+            lines.append(f"  note: {clean(n.message)}")
         if lines:
-            out.append(f"{d.run.id} ({_BADGE[d.verdict]})")
+            out.append(f"{clean(d.run.id)} ({_BADGE[d.verdict]})")
             out += lines
     if verbose:
         out.append("\nInputs:")
-        out += [f"  {i.status:7s} {i.path}  ({i.reason})" for i in report.inputs]
+        out += [f"  {i.status:7s} {clean(i.path)}  ({clean(i.reason)})" for i in report.inputs]
     out.append(summary(report))
     return "\n".join(out)

@@ -228,3 +228,13 @@ def test_import_analyzer_stays_light():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_control_characters_in_names_never_reach_the_terminal(tmp_path):
+    evil = "run\x1b[2J\x07\nx"
+    write_jsonl(tmp_path / "logs" / evil / "log.jsonl", [{"step": s, "loss": float("nan") if s > 20 else 1.0}
+                                                          for s in range(30)])
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "logs"), "--no-cache", "-a", "--fail-on", "divergence"])
+    assert res.exit_code == 1, res.output
+    assert "\x1b" not in res.output and "\x07" not in res.output
+    assert "run\\x1b[2J\\x07\\x0ax" in res.stdout and "run\\x1b[2J\\x07\\x0ax" in res.stderr

@@ -42,6 +42,14 @@ def read_header(path: Path) -> list[str]:
     return [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 _OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
@@ -57,6 +65,8 @@ def sniff(path: Path) -> CsvShape:
                         f"CSV is read; convert it, e.g. pandas.read_csv(path, sep='{sep}').to_csv(new_path, "
                         "index=False)")
         raise LogFormatError("no header row with at least two named columns")
+    if all(_is_number(c) for c in cols if c):
+        raise LogFormatError("its first line holds numbers, not column names: no header row")
     if tuple(cols[:3]) == TB_EXPORT_HEADER:
         return CsvShape("tb_export", tuple(cols))
     lowered = {c.lower() for c in cols}

@@ -29,7 +29,13 @@ def read_metric_file(run_dir: Path, path: Path) -> tuple[RawPoints, list[Note]]:
     walls: list[float] = []
     values: list[float] = []
     bad = 0
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    notes: list[Note] = []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    if text and not text.endswith("\n"):  # a cut-off last line could read as a wrong number: drop it, say so
+        text = text[: text.rfind("\n") + 1]
+        notes.append(Note("truncated", f"metrics/{tag}: the last line has no line end (an interrupted write); "
+                          "it was not used", count=1))
+    for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -47,7 +53,8 @@ def read_metric_file(run_dir: Path, path: Path) -> tuple[RawPoints, list[Note]]:
         steps.append(int(step_f))
         walls.append(ts / 1000.0)
         values.append(value)
-    notes = [Note("dropped", f"metrics/{tag}: {bad} malformed line(s) were not used", count=bad)] if bad else []
+    if bad:
+        notes.append(Note("dropped", f"metrics/{tag}: {bad} malformed line(s) were not used", count=bad))
     return RawPoints.from_columns({tag: (np.asarray(steps, np.int64), np.asarray(walls, np.float64),
                                          np.asarray(values, np.float64))}), notes
 

@@ -110,7 +110,8 @@ def walk(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Fields:
                 np.zeros(0, np.int64), np.zeros(0, np.int8)]
     # Fields of a message that later proved broken are dropped with it.
     keep = ~bad[cols[0]] if cols[0].size else np.zeros(0, dtype=bool)
-    return Fields(*(c[keep] for c in cols), bad=bad)
+    msg, number, value, length, wire = (c[keep] for c in cols)
+    return Fields(msg, number, value, length, wire, bad)
 
 
 def unaligned_view(buf: np.ndarray, dtype: str) -> np.ndarray:
