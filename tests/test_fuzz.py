@@ -45,16 +45,8 @@ from analyzer.pipeline import analyze
 from reporters import html as html_report
 from reporters.json_report import report_dict
 from reporters.terminal import render_inspect
-from tests.writers import (
-    curve,
-    hf_log_history,
-    write_jsonl,
-    write_lightning_csv,
-    write_mlflow_run,
-    write_summarywriter,
-    write_tf2_tensor_scalars,
-    write_trainer_state,
-)
+from tests.writers import (curve, hf_log_history, write_jsonl, write_lightning_csv, write_mlflow_run,
+                           write_summarywriter, write_tf2_tensor_scalars, write_trainer_state)
 
 OPTS = LoadOptions(cache_dir=None, workers=1)
 KEEP_ALL = LoadOptions(cache_dir=None, workers=1, restarts="keep_all")
