@@ -94,17 +94,19 @@ class AnalysisConfig:
     explode_ratio: float = _setting(3.0, 1.0, lo_open=True)
     """Ending this many times above the initial loss (or the same share of its magnitude): exploded."""
     collapse_share: float = _setting(0.5, 0.0, 1.0, lo_open=True)
-    """Ending unrecovered at least this share of the learned progress above the best: the run lost it
-    (collapse to a flat plateau, or an explosion that never came back)."""
+    """A dead plateau (grad-norm floor or quieted noise) at least this share of the learned progress above
+    the best: a collapse."""
     flat_tail_share: float = _setting(0.15, 0.0, 1.0)
     """A tail whose level changes by less than this share of the jump is flat: nothing is learned."""
     regress_ratio: float = _setting(1.25, 1.0, lo_open=True)
     """A run that never learned and ended this many times above its start got worse: divergence."""
     blowup_ratio: float = _setting(10.0, 1.0, lo_open=True)
-    """An early blow-up: the loss at this many times its initial value in the early phase."""
+    """A blow-up: the loss at this many times its initial value."""
     dead_progress_share: float = _setting(0.1, 0.0, 1.0)
-    """After an early blow-up, a run whose level falls by less than this share of its initial loss
-    learned nothing: dead, divergence."""
+    """After a blow-up, a run that never gets this share below its initial loss learned nothing: dead."""
+    noise_floor_ratio: float = _setting(3.0, 1.0, lo_open=True)
+    """After a jump, the loss's batch-to-batch noise this many times quieter than before: a network that
+    outputs a constant (collapse), when no grad norm is logged."""
     grad_floor_ratio: float = _setting(10.0, 1.0, lo_open=True)
     """Grad norm falling this many times below its pre-jump median with the loss flat: a dead network."""
     tail_fraction: float = _setting(0.1, 0.0, 0.5, lo_open=True)

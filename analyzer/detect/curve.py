@@ -86,8 +86,8 @@ class Curve:
         sigma: the local noise of y (robust sigma of point-to-point changes, trailing), floored by the
             rounding step and ``min_log_spread``.
         level: centred rolling median of y over ``window`` points (the curve without its noise).
-        level_sigma: the noise of ``level``: the run's calm noise (25th percentile of ``sigma``) over the
-            square root of the window, floored by the rounding step.
+        level_sigma: how much ``level`` wanders on its own (calm differences one window apart), floored
+            by the points' calm noise over the square root of the window and by the rounding step.
         calm_sigma: the run's calm noise in y units (25th percentile of ``sigma``).
         start: the loss at the start of the log, in raw units (median of the first 3 points, or the first
             if lower).
@@ -186,15 +186,27 @@ def make_curve(series: Series, cfg: AnalysisConfig, *, with_level: bool = True) 
     spread_floor = cfg.min_log_spread if log_space else cfg.min_log_spread * scale
     sigma = np.maximum(np.maximum(sigma, q_floor), spread_floor)
     level = centred(y, medians[2], win) if with_level else base
-    # The level is compared with the run's CALM noise: a thrashing regime inflates the local noise and
-    # would hide itself behind it. Calm = the quieter quarter of the run's own noise estimates.
+    # The points' CALM noise: a thrashing regime inflates the local noise and would hide itself behind
+    # it. Calm = the quieter quarter of the run's own noise estimates.
     calm = float(np.percentile(sigma, 25))
-    # the median of w noisy points scatters by ~1.25 sigma / sqrt(w)
-    level_sigma = np.maximum(1.25 * calm / np.sqrt(win), np.maximum(q_floor, 0.0))
+    level_sigma = np.maximum(_level_noise(level, win, calm), np.maximum(q_floor, 0.0))
     # the loss at the start: the median of the first 3 points, unless the very first is lower (a blow-up
     # at steps 1-2 must not become the reference it is measured against)
     start = min(float(np.median(raw[:3])), float(raw[0]))
     return Curve(steps, raw, y, log_space, quantum, base, sigma, level, level_sigma, calm, start, float(raw[0]), win)
+
+
+def _level_noise(level: np.ndarray, win: int, calm: float) -> float:
+    """How much the level wanders on its own, measured on the level itself (not derived from the
+    points' noise: per-batch noise is skewed and heavy-tailed in log space, and its running minimum
+    sits in the low tail). Levels one window apart are independent draws; their calm (25th percentile)
+    absolute difference is 0.3186 x sqrt(2) sigma for normal noise. At least the median of w points'
+    own scatter, 1.25 x calm / sqrt(w)."""
+    floor = 1.25 * calm / np.sqrt(win)
+    if level.size <= 2 * win:
+        return floor
+    d = np.abs(level[win:] - level[:-win])
+    return max(float(np.percentile(d, 25)) / (0.3186 * np.sqrt(2.0)), floor)
 
 
 def early_cut_step(steps: np.ndarray, cfg: AnalysisConfig) -> int:

@@ -1,37 +1,45 @@
 """Divergence without NaN: how a run ENDED, judged from its tail against its start and its best.
 
-Four shapes end a run (spec/failure-shapes.md); each needs the run to end unrecovered:
-- explosion: the loss ends far above where it started, or loses most of what it learned and does not
-  come back (thrashing high, not falling);
-- collapse: after learning, a jump to a flat plateau that undoes most of the progress, often with the
-  grad norm dropping to a floor (a dead network); the plateau can sit below the initial loss;
-- dead after a blow-up: the loss explodes in the first steps, then sits flat: nothing learned after;
+The shapes that end a run (spec/failure-shapes.md), each unrecovered at the end of the log:
+- explosion: the loss ends far above where it started (``explode_ratio``), or above its start and
+  not coming down;
+- collapse: after learning, a jump that undoes at least ``collapse_share`` of the progress to a DEAD
+  plateau: the grad norm falls ``grad_floor_ratio``x to a floor, or the loss's own noise collapses
+  (a network that outputs a constant sees no batch-to-batch variation); the plateau can sit below the
+  initial loss (the label prior, the unigram entropy);
+- dead after a blow-up: the loss blows up ``blowup_ratio``x above its start, then learns nothing;
+- dead network: the grad norm falls to a floor while the loss never gets below where it started;
 - regression: a run that never learned and ended well above where it started.
-A step change that is still coming back, or that undid less than ``collapse_share`` of the
-progress, is an instability (instability.py), not a divergence.
+A jump that is still noisy and alive (an LR bump, a resume that reset the scheduler), coming back or
+not, is an instability (instability.py), not a divergence.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
 from analyzer.detect.checks.common import SIGNAL_WORDS, fmt
 from analyzer.detect.context import RunContext
+from analyzer.detect.curve import Curve
 from analyzer.evidence import DivergenceEvidence
 from analyzer.types import Finding, Severity
 
 
-def _grad_drop(ctx: RunContext, start_step: int, tail_start_step: int) -> float | None:
-    """Median grad norm before ``start_step`` over its median from ``tail_start_step`` on."""
+def _grad_drop(ctx: RunContext, start_step: int, tail_start_step: int, *, peak: bool = False) -> float | None:
+    """The grad norm before ``start_step`` (its median there, or with ``peak`` the highest its trailing
+    median reached) over its median from ``tail_start_step`` on: how far it fell."""
     g = ctx.grad_curve
     if g is None or len(g) < ctx.cfg.min_points:
         return None
-    before = g.raw[g.steps < start_step]
-    after = g.raw[g.steps >= tail_start_step]
-    if before.size < 3 or after.size < 3:
+    early = g.steps < start_step
+    after = np.abs(g.raw[g.steps >= tail_start_step])
+    if early.sum() < 3 or after.size < 3:
         return None
-    denom = float(np.median(np.abs(after)))
-    return float(np.median(np.abs(before)) / denom) if denom > 0 else float("inf")
+    before = float(np.max(np.exp(g.base[early]))) if peak else float(np.median(np.abs(g.raw[early])))
+    denom = float(np.median(after))
+    return before / denom if denom > 0 else float("inf")
 
 
 def check_divergence(ctx: RunContext) -> list[Finding]:
@@ -76,6 +84,8 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
                        tail_change / max(final - best, 1e-300))
 
     made_progress = learned > max(cfg.min_progress_share * abs(initial), 3 * noise)
+    grad_drop = _grad_drop(ctx, int(c.steps[-tail]), int(c.steps[-tail]), peak=True)
+    still_at_start = final >= (1 - cfg.dead_progress_share) * initial if c.log_space else False
     # 2. never learned, and ended above where it started (the first value counts: a fine-tune starts low)
     if not made_progress:
         ref = min(c.first, initial)
@@ -88,19 +98,19 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
                            + f"where it started ({fmt(ref)}), and never got meaningfully below that.",
                            0.0, 0.0, 0.0)
 
-    # 3. an early blow-up, then nothing learned
+    # 3. a blow-up, then nothing learned
     blow = _dead_after_blowup(ctx, initial)
     if blow is not None:
-        peak_i, peak_ratio, decline = blow
+        peak_i, peak_ratio, best_after = blow
         return finding("dead_after_blowup", peak_i,
                        f"the loss blew up to {fmt(float(c.raw[peak_i]))} ({fmt(peak_ratio)}x its initial "
-                       f"{fmt(initial)}) at step {int(c.steps[peak_i]):,}, then sat flat: it fell only "
-                       f"{decline:.0%} of the initial loss in the rest of the run. Nothing was learned after the "
-                       "blow-up (\"it settled\" is wrong).", 0.0, 0.0, 0.0, peak_over_initial=peak_ratio)
+                       f"{fmt(initial)}) at step {int(c.steps[peak_i]):,}, and afterwards never got below "
+                       f"{fmt(best_after)}: nothing was learned after the blow-up (\"it settled\" is wrong).",
+                       0.0, 0.0, 0.0, grad_drop, peak_over_initial=peak_ratio)
 
     # 4. learned, then lost most of it and did not come back
     if best_i >= n - tail or not made_progress:
-        return []
+        return _dead_network(ctx, finding, still_at_start, grad_drop, best_i, tail, final, best, tail_change)
     jump = final - best
     share = jump / learned
     if share < cfg.collapse_share or tail_change > cfg.flat_tail_share * jump:
@@ -110,23 +120,68 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
     rec = float(np.clip((peak - final) / (peak - best), 0.0, 1.0)) if peak > best else 0.0
     left = np.flatnonzero(level[best_i:] > best + 0.5 * jump)
     start_i = best_i + int(left[0]) if left.size else best_i
-    grad_drop = _grad_drop(ctx, int(c.steps[start_i]), int(c.steps[-tail]))
-    flat = abs(tail_change) <= cfg.flat_tail_share * jump
-    dead = grad_drop is not None and grad_drop >= cfg.grad_floor_ratio
     slope = tail_change / jump
-    if flat or dead:
-        text = (f"after reaching {fmt(best)} (step {int(c.steps[best_i]):,}) the loss jumped to a flat plateau at "
+    jump_drop = _grad_drop(ctx, int(c.steps[start_i]), int(c.steps[-tail]))
+    dead_grad = jump_drop is not None and jump_drop >= cfg.grad_floor_ratio
+    quiet = _quieter(c, slice(max(0, start_i - 3 * c.window), start_i), tail)
+    dead_noise = quiet >= cfg.noise_floor_ratio
+    if dead_grad or dead_noise:
+        text = (f"after reaching {fmt(best)} (step {int(c.steps[best_i]):,}) the loss jumped to a dead plateau at "
                 f"{fmt(final)} from step {int(c.steps[start_i]):,}, undoing {share:.0%} of what it had learned, "
                 "and never came back")
-        if dead:
-            text += f"; the grad norm fell {fmt(grad_drop)}x to a floor at the same time (a dead network)"
+        if dead_grad:
+            text += f"; the grad norm fell {fmt(jump_drop)}x to a floor at the same time (a dead network)"
+        else:
+            text += f"; its batch-to-batch noise fell {fmt(quiet)}x (a network that outputs a constant)"
         if final < initial:
             text += f" (still below the initial {fmt(initial)}: a collapse to a trivial solution)"
-        return finding("collapse", start_i, text + ".", share, rec, slope, grad_drop)
-    return finding("explosion", start_i,
-                   f"after reaching {fmt(best)} (step {int(c.steps[best_i]):,}) the loss rose from step "
-                   f"{int(c.steps[start_i]):,} and stayed high: it ended at {fmt(final)}, undoing {share:.0%} of what "
-                   "it had learned, and is not coming back.", share, rec, slope, grad_drop)
+        return finding("collapse", start_i, text + ".", share, rec, slope, jump_drop)
+    if final > initial and tail_change <= 0:
+        return finding("explosion", start_i,
+                       f"after reaching {fmt(best)} (step {int(c.steps[best_i]):,}) the loss rose from step "
+                       f"{int(c.steps[start_i]):,} above where it started and stayed there: it ended at {fmt(final)} "
+                       f"(initial {fmt(initial)}) and is not coming back.", share, rec, slope, jump_drop)
+    # a live, unrecovered step change is instability.py's to judge, unless the network is dead
+    return _dead_network(ctx, finding, still_at_start, grad_drop, best_i, tail, final, best, tail_change)
+
+
+def _dead_network(ctx: RunContext, finding: Callable[..., list[Finding]], still_at_start: bool,
+                  grad_drop: float | None, best_i: int, tail: int, final: float, best: float,
+                  tail_change: float) -> list[Finding]:
+    """The grad norm fell to a floor while the loss never got below where it started: a dead network."""
+    c, cfg = ctx.curve, ctx.cfg
+    assert c is not None
+    if not (still_at_start and grad_drop is not None and grad_drop >= cfg.grad_floor_ratio):
+        return []
+    return finding("collapse", best_i,
+                   f"the grad norm fell {fmt(grad_drop)}x to a floor while the loss sits at {fmt(final)}, no lower "
+                   f"than where it started ({fmt(c.start)}): a dead network.", 1.0, 0.0,
+                   tail_change / max(abs(final - best), 1e-300), grad_drop)
+
+
+def _quieter(c: Curve, before: slice, tail: int) -> float:
+    """How many times quieter the loss's point-to-point changes are in the last ``tail`` points than in
+    ``before`` (unfloored: a network that outputs a constant logs a constant); 1.0 without a reference."""
+    b = np.abs(np.diff(c.y[before]))
+    a = np.abs(np.diff(c.y[-tail:]))
+    if b.size < 2 or a.size < 2:
+        return 1.0
+    return float(np.median(b) / max(float(np.median(a)), 1e-12 * max(float(np.median(b)), 1e-300)))
+
+
+def _episode_start(ctx: RunContext, index: int) -> int:
+    """The first index of the chain of overlapping departures (spikes, regimes) that holds ``index``."""
+    n = len(ctx.curve) if ctx.curve is not None else 0
+    spans = sorted((e.start, e.recovered if e.recovered is not None else n) for e in (*ctx.spikes, *ctx.regimes))
+    lo = hi = index
+    changed = True
+    while changed:
+        changed = False
+        for a, b in spans:
+            if a <= hi and b >= lo and (a < lo or b > hi):
+                lo, hi = min(lo, a), max(hi, b)
+                changed = True
+    return lo
 
 
 def _corroborated(ctx: RunContext) -> bool:
@@ -138,24 +193,32 @@ def _corroborated(ctx: RunContext) -> bool:
 
 
 def _dead_after_blowup(ctx: RunContext, initial: float) -> tuple[int, float, float] | None:
-    """(peak index, peak / initial, decline after) for an early blow-up followed by a flat run."""
+    """(peak index, peak / initial, best level after it) for a blow-up ``blowup_ratio``x above the start
+    after which the network is dead: it never got meaningfully below its start, or its loss went quiet
+    (``noise_floor_ratio``), or its grad norm fell to a floor. A run that learns after a blow-up, loss
+    alive and noisy, recovered: early or mid instability."""
     c, cfg = ctx.curve, ctx.cfg
     assert c is not None
     if not c.log_space:
         return None
-    early = np.flatnonzero(c.steps <= ctx.early_cut)
-    if early.size == 0:
-        return None
     ref = min(c.first, initial)
-    peak_i = int(early[np.argmax(c.raw[early])])
+    peak_i = int(np.argmax(c.raw))
     ratio = float(c.raw[peak_i] / ref)
     if ratio < cfg.blowup_ratio:
         return None
-    after = c.level_raw[peak_i + c.window:]
-    if after.size < max(cfg.min_points, 3 * c.window // 2):
+    settled = peak_i + c.window // 2 + 1
+    after = c.level_raw[settled:]
+    if after.size < max(cfg.min_points, c.window):
         return None
-    settled = float(np.median(after[: max(3, after.size // 10)]))
-    decline = (settled - float(np.min(after))) / ref
-    if settled > cfg.explode_ratio * ref or decline >= cfg.dead_progress_share:
-        return None  # still high (the explosion check's), or learned after the blow-up: early instability
-    return peak_i, ratio, max(decline, 0.0)
+    tail = max(3, after.size // 10)
+    if float(np.median(c.raw[-tail:])) > cfg.explode_ratio * ref:
+        return None  # still exploded at the end: the explosion check's
+    best_after = float(np.min(after))
+    never_below = best_after >= (1 - cfg.dead_progress_share) * ref
+    # the noise while alive: before the episode of departures that holds the blow-up began
+    quiet = _quieter(c, slice(0, _episode_start(ctx, peak_i)), tail) >= cfg.noise_floor_ratio
+    drop = _grad_drop(ctx, int(c.steps[peak_i]) + 1, int(c.steps[-tail]), peak=True)
+    dead_grad = drop is not None and drop >= cfg.grad_floor_ratio
+    if not (never_below or quiet or dead_grad):
+        return None
+    return peak_i, ratio, best_after
