@@ -55,7 +55,7 @@ class AnalysisConfig:
     """...or within this fraction of the event's height."""
 
     # -- how much a departure matters (units that transfer)
-    min_undone_share: float = _setting(0.15, 0.0, 1.0, lo_open=True)
+    min_undone_share: float = _setting(0.25, 0.0, 1.0, lo_open=True)
     """A rise that undoes at least this share of the progress learned before it is an instability."""
     spike_ratio: float = _setting(2.0, 1.0, lo_open=True)
     """A rise to at least this many times its level is an instability too..."""

@@ -31,6 +31,8 @@ class RunContext:
         early_cut: the last step of the early phase.
         spikes / regimes: departures of the judged curve above its level.
         grad_spikes: grad-norm outliers (>= grad_spike_ratio x the trailing level).
+        eval_regimes: regimes of the eval loss (when the train loss is judged): an averaged eval loss
+            shows a regime that a noisy per-batch train loss hides.
     """
 
     run: Run
@@ -48,6 +50,7 @@ class RunContext:
     spikes: tuple[Event, ...] = ()
     regimes: tuple[Event, ...] = ()
     grad_spikes: tuple[Event, ...] = ()
+    eval_regimes: tuple[Event, ...] = ()
 
     @property
     def max_step(self) -> int | None:
@@ -114,5 +117,8 @@ def measure_run(run: Run, cfg: AnalysisConfig) -> RunContext:
     grad_spikes: tuple[Event, ...] = ()
     if grad_curve is not None and len(grad_curve) >= cfg.min_points and grad_curve.log_space:
         grad_spikes = tuple(find_spikes(grad_curve, cfg, min_ratio=cfg.grad_spike_ratio))
+    eval_regimes: tuple[Event, ...] = ()
+    if eval_curve is not None and len(eval_curve) >= cfg.min_points:
+        eval_regimes = tuple(find_regimes(eval_curve, cfg))
     return RunContext(run, cfg, loss, grad, run.role_series("lr"), eval_loss, signal, judged, curve, grad_curve,
-                      eval_curve, early_cut, spikes, regimes, grad_spikes)
+                      eval_curve, early_cut, spikes, regimes, grad_spikes, eval_regimes)

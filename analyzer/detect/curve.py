@@ -86,7 +86,7 @@ class Curve:
         sigma: the local noise of y (robust sigma of point-to-point changes, trailing), floored by the
             rounding step and ``min_log_spread``.
         level: centred rolling median of y over ``window`` points (the curve without its noise).
-        level_sigma: how much ``level`` wanders on its own (calm differences one window apart), floored
+        level_sigma: how much ``level`` wanders on its own (calm second differences a window apart), floored
             by the points' calm noise over the square root of the window and by the rounding step.
         calm_sigma: the run's calm noise in y units (25th percentile of ``sigma``).
         start: the loss at the start of the log, in raw units (median of the first 3 points, or the first
@@ -199,14 +199,15 @@ def make_curve(series: Series, cfg: AnalysisConfig, *, with_level: bool = True) 
 def _level_noise(level: np.ndarray, win: int, calm: float) -> float:
     """How much the level wanders on its own, measured on the level itself (not derived from the
     points' noise: per-batch noise is skewed and heavy-tailed in log space, and its running minimum
-    sits in the low tail). Levels one window apart are independent draws; their calm (25th percentile)
-    absolute difference is 0.3186 x sqrt(2) sigma for normal noise. At least the median of w points'
-    own scatter, 1.25 x calm / sqrt(w)."""
+    sits in the low tail). Levels one window apart are independent draws; second differences at that
+    lag cancel a linear trend (a short, falling eval curve is trend, not noise), and their calm (25th
+    percentile) absolute value is 0.3186 x sqrt(6) sigma for normal noise. At least the median of w
+    points' own scatter, 1.25 x calm / sqrt(w), which is all a short curve gets."""
     floor = 1.25 * calm / np.sqrt(win)
-    if level.size <= 2 * win:
-        return floor
-    d = np.abs(level[win:] - level[:-win])
-    return max(float(np.percentile(d, 25)) / (0.3186 * np.sqrt(2.0)), floor)
+    if level.size < 8 * win:
+        return floor  # too few independent levels: a bump or a bend would be taken for noise
+    d2 = np.abs(level[2 * win:] - 2 * level[win:-win] + level[:-2 * win])
+    return max(float(np.percentile(d2, 25)) / (0.3186 * np.sqrt(6.0)), floor)
 
 
 def early_cut_step(steps: np.ndarray, cfg: AnalysisConfig) -> int:

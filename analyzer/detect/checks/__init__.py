@@ -10,6 +10,7 @@ from typing import Callable
 
 from analyzer.detect.checks.data import check_data
 from analyzer.detect.checks.divergence import check_divergence
+from analyzer.detect.checks.eval_loss import check_eval_instability
 from analyzer.detect.checks.info import check_grad_norm, check_overfit, check_progress
 from analyzer.detect.checks.instability import check_early, check_mid
 from analyzer.detect.checks.nonfinite import check_nonfinite
@@ -24,6 +25,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("nonfinite", check_nonfinite),
     ("early", check_early),
     ("mid", check_mid),
+    ("eval_instability", check_eval_instability),
     ("divergence", check_divergence),
     ("progress", check_progress),
     ("grad_norm", check_grad_norm),

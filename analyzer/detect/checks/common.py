@@ -5,11 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.detect.context import RunContext
+from analyzer.detect.curve import Curve
 from analyzer.detect.events import Event
-from analyzer.evidence import ExcursionEvidence
+from analyzer.evidence import ExcursionEvidence, Signal
 
 SIGNAL_WORDS = {"train_loss": "train loss", "eval_loss": "eval loss (the train loss is too sparse)",
                 "grad_norm": "grad norm"}
+
+
+def signal_words(ctx: RunContext, signal: Signal | None = None) -> str:
+    """Which series decided, in words."""
+    if (signal or ctx.signal) == "eval_loss" and ctx.signal == "train_loss":
+        return "eval loss (the noisy train loss does not show it clearly)"
+    return SIGNAL_WORDS[signal or ctx.signal]
 
 
 def fmt(x: float | None) -> str:
@@ -27,13 +35,21 @@ def fmt_x(ratio: float) -> str:
     return f"{fmt(ratio)}x" if np.isfinite(ratio) else ""
 
 
-def share_of(ctx: RunContext, ev: Event) -> float:
-    """The share of the progress learned before ``ev`` that it undid (floored by the noise band)."""
-    return ev.share(ev.progress_before, ctx.progress_floor(ev.start))
+def share_of(ctx: RunContext, ev: Event, curve: Curve | None = None) -> float:
+    """The share of the progress learned before ``ev`` that it undid; NaN while the run had learned
+    next to nothing (less than ``min_progress_share`` of its start, or within 3 noise sigmas): a share of
+    almost no progress means nothing, and only the ratio counts then."""
+    c = curve if curve is not None else ctx.curve
+    assert c is not None
+    floor = 3.0 * float(c.calm_raw[min(ev.start, len(c) - 1)])
+    if ev.progress_before < ctx.cfg.min_progress_share * abs(c.start) or ev.progress_before <= floor:
+        return float("nan")
+    return float(ev.height / ev.progress_before)
 
 
-def event_evidence(ctx: RunContext, ev: Event, shape: str | None = None) -> ExcursionEvidence:
-    c = ctx.curve
+def event_evidence(ctx: RunContext, ev: Event, *, curve: Curve | None = None,
+                   signal: Signal | None = None) -> ExcursionEvidence:
+    c = curve if curve is not None else ctx.curve
     assert c is not None
     start_step = int(c.steps[ev.start])
     peak_step = int(c.steps[ev.peak])
@@ -46,9 +62,9 @@ def event_evidence(ctx: RunContext, ev: Event, shape: str | None = None) -> Excu
         g_ratio = round(grad.ratio, 3)
         lead = peak_step - g_step
     return ExcursionEvidence(
-        signal=ctx.signal, shape=shape or ev.shape,  # type: ignore[arg-type]
+        signal=signal or ctx.signal, shape=ev.shape,  # type: ignore[arg-type]
         start_step=start_step, peak_step=peak_step, end_step=int(c.steps[ev.last]), recovered_step=rec_step,
-        reference=ev.reference, peak=ev.peak_value, ratio=ev.ratio, share_undone=round(share_of(ctx, ev), 4),
+        reference=ev.reference, peak=ev.peak_value, ratio=ev.ratio, share_undone=round(share_of(ctx, ev, c), 4),
         noise_z=round(ev.z, 2), points=ev.points, span_steps=end_step - start_step,
         recovered_fraction=round(ev.recovered_fraction, 3), lr_at_start=ctx.lr_at(start_step),
         lr_at_recovery=ctx.lr_at(rec_step) if rec_step is not None else None,

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from analyzer.detect.checks.common import SIGNAL_WORDS, describe, event_evidence, fmt, fmt_x
+from analyzer.detect.checks.common import SIGNAL_WORDS, describe, event_evidence, fmt, fmt_x, share_of
 from analyzer.detect.context import RunContext
 from analyzer.detect.curve import rolling_median
 from analyzer.detect.events import Event
@@ -38,15 +38,8 @@ class Judged:
     lasting: bool  # lasted more than one logged point (spikes) / regime_min_points (regimes)
 
 
-def _share(ctx: RunContext, ev: Event) -> float:
-    c = ctx.curve
-    assert c is not None
-    if ev.progress_before < ctx.cfg.min_progress_share * abs(c.start) or ev.progress_before <= ctx.progress_floor(ev.start):
-        return float("nan")
-    return float(ev.height / ev.progress_before)
-
-
-def _big(ctx: RunContext, ev: Event, share: float) -> bool:
+def is_big(ctx: RunContext, ev: Event, share: float) -> bool:
+    """Big in units that transfer: a share of the progress, or a ratio with a floor on the share."""
     cfg = ctx.cfg
     if np.isfinite(share) and share >= cfg.min_undone_share:
         return True
@@ -61,14 +54,14 @@ def judge_events(ctx: RunContext) -> list[Judged]:
         return []
     out = []
     for ev in (*ctx.spikes, *ctx.regimes):
-        share = _share(ctx, ev)
+        share = share_of(ctx, ev)
         if ev.shape == "regime":
             lasting = ev.points >= cfg.regime_min_points
         else:
             led = ctx.grad_spike_near(int(c.steps[ev.start]), int(c.steps[ev.peak])) is not None
             lasting = ev.points >= (cfg.grad_led_min_points if led else cfg.spike_min_points)
         phase: Phase = "early" if int(c.steps[ev.start]) <= ctx.early_cut else "mid"
-        out.append(Judged(ev, phase, share, _big(ctx, ev, share), lasting))
+        out.append(Judged(ev, phase, share, is_big(ctx, ev, share), lasting))
     return out
 
 
@@ -179,21 +172,22 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
     peak = float(c.raw[i])
     grad_led = _early_grad_ratio(ctx) >= cfg.early_grad_ratio  # NaN compares False
     z_needed = cfg.early_z if grad_led else cfg.early_rise_z
-    noise_top = 0.0 if grad_led else _noise_top(ctx)
+    lasting = _contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i)
     if c.log_space:
         ratio = peak / ref0
         z = float(np.log(ratio) / c.calm_sigma)
-        above_initial = ratio >= cfg.early_rise_ratio and z >= z_needed and np.log(ratio) > noise_top
+        rise_y = float(np.log(ratio))
+        above_initial = ratio >= cfg.early_rise_ratio and z >= z_needed
     else:
         ratio = float("nan")
         z = (peak - ref0) / float(calm[i])
-        above_initial = ((peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
-                         and peak - ref0 > noise_top)
-    # one high point inside a long early phase can be heavy-tailed noise; at the very first steps (or
-    # lasting, or with the grad norm) it is the blip of an optimizer without warmup
-    first_steps = i < cfg.early_blip_points
-    above_initial = above_initial and (first_steps or grad_led
-                                        or _contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i) >= cfg.spike_min_points)
+        rise_y = peak - ref0
+        above_initial = (peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
+    # A rise that lasts, or that the grad norm leads, is not noise. A one-point rise can be a heavy
+    # tail of the noise: it counts at the very first steps (an optimizer without warmup) and only when
+    # it stands above the top of the run's own later noise band.
+    if not (grad_led or lasting >= cfg.grad_led_min_points):
+        above_initial = above_initial and i < cfg.early_blip_points and rise_y > _noise_top(ctx)
     ref = ref0
     if not above_initial:
         # route 2 (within the first points: later in a long early phase, a running best is the low tail
@@ -212,9 +206,7 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         z = height / float(calm[i])
         lasting = _contiguous(c.raw >= ref + 0.5 * height, i)
         # without the grad norm's word, a rise must last and stand far out of the noise
-        rise_y = float(c.y[i] - (np.log(ref) if c.log_space else ref)) if ref > 0 or not c.log_space else np.inf
-        corroborated = (grad_led and z >= cfg.early_z) or (
-            lasting >= cfg.grad_led_min_points and z >= cfg.spike_z and rise_y > noise_top)
+        corroborated = (grad_led and z >= cfg.early_z) or (lasting >= cfg.grad_led_min_points and z >= cfg.spike_z)
         if height / total < cfg.min_undone_share or not corroborated:
             return None
         ratio = peak / ref if c.log_space else float("nan")
