@@ -77,8 +77,8 @@ class AnalysisConfig:
     early_rise_ratio: float = _setting(1.5, 1.0, lo_open=True)
     """Loss in the early phase this many times the initial loss: it went up instead of down."""
     early_blip_points: int = _setting(10, 1)
-    """A one-point rise above the initial loss counts within the first this-many logged points (Adam
-    without warmup blips at steps 1-10); later in the early phase it must last or be grad-led."""
+    """Rises above the initial loss (or the best so far) are looked for in the first this-many logged
+    points (Adam without warmup blips at steps 1-10), in the whole early phase when grad-led."""
     early_rise_z: float = _setting(4.5, 0.0)
     """...and this many calm sigmas above it (the early phase is short: fewer chances for noise)."""
     early_z: float = _setting(3.0, 0.0)

@@ -148,9 +148,9 @@ def _noise_top(ctx: RunContext) -> float:
 
 
 def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
-    """The loss going UP in the early phase, measured against the run's calm noise (the first points'
-    own noise is made of the rise itself) and, unless the grad norm corroborates it, higher than the
-    top of the run's later noise band. Two routes:
+    """The loss going UP in its first ``early_blip_points`` logged points (in the whole early phase when
+    the grad norm there is ``early_grad_ratio``x its later level), measured against the run's calm
+    noise (the first points' own noise is made of the rise itself). Two routes:
     - above its initial value by ``early_rise_ratio`` and ``early_rise_z`` calm sigmas (``early_z`` with
       early grad-norm outliers) (Adam without warmup: 2-5x at steps 1-10);
     - above its best so far by ``min_undone_share`` of everything the run learns, either with the grad
@@ -166,11 +166,19 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         return None
     calm = c.calm_raw
     total = max(ctx.total_progress, ctx.progress_floor(0))
-    ref0 = min(c.first, c.start)
+    grad_led = _early_grad_ratio(ctx) >= cfg.early_grad_ratio  # NaN compares False
+    if not grad_led:
+        # the first steps only: later in the early phase the spike and regime detectors judge against
+        # the loss's level, and a long noisy early phase would give noise many chances here
+        early = early[early < cfg.early_blip_points]
+        if early.size == 0:
+            return None
+    # the start: the median of the first 3 points, unless the loss blew up within them
+    med3 = float(np.median(c.raw[:3]))
+    ref0 = c.first if (c.log_space and med3 > cfg.early_rise_ratio * c.first) else med3
     # route 1: above the initial loss
     i = int(early[np.argmax(c.raw[early])])
     peak = float(c.raw[i])
-    grad_led = _early_grad_ratio(ctx) >= cfg.early_grad_ratio  # NaN compares False
     z_needed = cfg.early_z if grad_led else cfg.early_rise_z
     lasting = _contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i)
     if c.log_space:
@@ -184,17 +192,11 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         rise_y = peak - ref0
         above_initial = (peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
     # A rise that lasts, or that the grad norm leads, is not noise. A one-point rise can be a heavy
-    # tail of the noise: it counts at the very first steps (an optimizer without warmup) and only when
-    # it stands above the top of the run's own later noise band.
+    # tail of the noise: it counts only when it stands above the top of the run's own later noise band.
     if not (grad_led or lasting >= cfg.grad_led_min_points):
-        above_initial = above_initial and i < cfg.early_blip_points and rise_y > _noise_top(ctx)
+        above_initial = above_initial and rise_y > _noise_top(ctx)
     ref = ref0
     if not above_initial:
-        # route 2 (within the first points: later in a long early phase, a running best is the low tail
-        # of the noise, and the regime and spike detectors judge against the level instead)
-        early = early[early < cfg.early_blip_points] if not grad_led else early
-        if early.size == 0:
-            return None
         # route 2: above the best so far, by a real share of what the run learns. "Best so far" is the
         # running minimum of a trailing 3-point median: it follows a steep descent (a centred level runs
         # ahead of it) without taking one low, noisy batch as the best.
