@@ -203,3 +203,16 @@ def test_event_file_flipped_inside_a_value_is_dropped_in_a_cached_read_too(tmp_p
     for _ in range(2):  # decoded, then from the run cache
         (run,), _ = load_runs([tmp_path / "logs"], opts)
         assert len(run.series("loss")) == 29 and any(n.kind == "corrupt" for n in run.notes)
+
+
+def test_walk_follows_linked_runs_not_loops_and_skips_hidden_directories(tmp_path):
+    write_summarywriter(tmp_path / "elsewhere" / "run", {"loss": curve(20)})
+    root = _with_good_run(tmp_path / "logs")
+    os.symlink(tmp_path / "elsewhere" / "run", root / "linked")  # a run linked in: read
+    os.symlink(root, root / "loop")  # a cycle: not followed twice
+    write_summarywriter(root / ".hidden", {"loss": curve(20)})
+    runs, inputs = load_runs([root], OPTS)
+    assert [r.id for r in runs] == ["good", "linked"]
+    reasons = {os.path.relpath(i.path, root): i.reason for i in inputs if i.status == "skipped"}
+    assert reasons == {".hidden": "hidden or cache directory, not searched",
+                       "loop": "directory already searched (a symlink loop or a second link to it)"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,42 +56,49 @@ class Discovery:
     files_seen: int = 0
 
 
-def _not_a_file(path: Path) -> str | None:
-    """Why ``path`` (met in a directory listing) cannot be read as a file, or None when it can."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return "a symbolic link to nothing (dangling link)" if path.is_symlink() else "vanished while listing"
-    except OSError as exc:
-        return f"cannot be read: {exc.strerror}"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file (a FIFO, socket or device): not read"
-    return None
+_HIDDEN = "hidden or cache directory, not searched"
 
 
 def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
+    """Every regular file under ``root``, depth first in name order, following directory symlinks (not
+    cycles). Dangling links, FIFOs, sockets and devices are skipped inputs: opening a FIFO would block.
+    One scandir per directory: a regular file costs no stat of its own."""
     files: list[Path] = []
     seen: set[str] = set()  # real paths of directories walked: symlinked runs are followed, cycles are not
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: skipped.append(
-            InputFile(str(e.filename), "skipped", f"cannot be listed: {e.strerror}"))):
+    stack = [str(root)]
+    while stack:
+        dirpath = stack.pop()
         real = os.path.realpath(dirpath)
         if real in seen:
             skipped.append(InputFile(dirpath, "skipped", "directory already searched (a symlink loop or a second "
                                      "link to it)"))
-            dirnames[:] = []
             continue
         seen.add(real)
-        hidden = sorted(d for d in dirnames if d.startswith(".") or d == "__pycache__")
-        for d in hidden:
-            skipped.append(InputFile(str(Path(dirpath) / d), "skipped", "hidden or cache directory, not searched"))
-        dirnames[:] = sorted(d for d in dirnames if d not in hidden)
-        for name in sorted(filenames):
-            f = Path(dirpath) / name
-            why = _not_a_file(f)
-            if why is None:
-                files.append(f)
+        try:
+            with os.scandir(dirpath) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(InputFile(dirpath, "skipped", f"cannot be listed: {exc.strerror}"))
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError as exc:
+                skipped.append(InputFile(str(Path(entry.path).absolute()), "skipped", f"cannot be read: {exc.strerror}"))
+                continue
+            if is_dir:
+                if entry.name.startswith(".") or entry.name == "__pycache__":
+                    skipped.append(InputFile(entry.path, "skipped", _HIDDEN))
+                else:
+                    subdirs.append(entry.path)
+            elif is_file:
+                files.append(Path(entry.path))
             else:
-                skipped.append(InputFile(str(f.absolute()), "skipped", why))
+                why = ("a symbolic link to nothing (dangling link)" if entry.is_symlink() else
+                       "not a regular file (a FIFO, socket or device): not read")
+                skipped.append(InputFile(str(Path(entry.path).absolute()), "skipped", why))
+        stack.extend(reversed(subdirs))
     return files
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mmap
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,8 @@ from analyzer.ingest.cache import notes_from_json
 from analyzer.types import InputFile
 
 _VERSION = 3
-_COLUMNS = {"tag": None, "step": pl.Int64, "wall_time": pl.Float64, "value": pl.Float64}
+_COLUMNS = ("tag", "step", "wall_time", "value")
+_SMALL = 4 << 20
 
 
 def run_key(files: list[Path], run_id: str, reader: str, options: tuple[Any, ...]) -> str | None:
@@ -50,13 +52,17 @@ def _inputs(items: Any) -> list[InputFile] | None:
     return out
 
 
-def _frame_ok(frame: pl.DataFrame) -> bool:
-    if frame.columns != list(_COLUMNS):
-        return False
-    if not all(frame.schema[name] == want for name, want in _COLUMNS.items() if want is not None):
-        return False
-    tag = frame.schema["tag"]
-    return tag == pl.String or isinstance(tag, pl.Enum)
+def _checked(path: Path) -> tuple[Path | io.BytesIO, int]:
+    """(what to read the frame from, CRC32C of the file). A small file is read once into memory; a
+    large one is CRC'd through a memory map (no copy: 84 MB for a 3M-point run in ~15 ms) and polars
+    reads it from disk."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < _SMALL:
+            data = fh.read()
+            return io.BytesIO(data), _crc32c.crc32c(data)
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return path, _crc32c.crc32c(mm)
 
 
 class RunCache:
@@ -65,12 +71,15 @@ class RunCache:
 
     def load(self, key: str) -> tuple[pl.DataFrame, dict[str, Any]] | None:
         """(frame, meta) of a cached run; meta's notes/read/skipped come back as `Note`/`InputFile`."""
+        arrows = self.directory / f"{key}.arrows"
         try:
             meta = json.loads((self.directory / f"{key}.json").read_text())
-            data = (self.directory / f"{key}.arrows").read_bytes()
+            if not isinstance(meta, dict) or meta.get("version") != _VERSION:
+                return None
+            source, crc = _checked(arrows)
+            if meta.get("crc") != crc:
+                return None
         except (OSError, ValueError, RecursionError):
-            return None
-        if not isinstance(meta, dict) or meta.get("version") != _VERSION or meta.get("crc") != _crc32c.crc32c(data):
             return None
         notes = notes_from_json(meta.get("notes"))
         read, skipped = _inputs(meta.get("read")), _inputs(meta.get("skipped"))
@@ -81,10 +90,10 @@ class RunCache:
             return None
         try:
             # The IPC *stream* reader: ~0.2 ms a run, where read_ipc's lazy engine costs ~0.8 ms.
-            frame = pl.read_ipc_stream(io.BytesIO(data))
+            frame = pl.read_ipc_stream(source)
         except (OSError, ValueError, pl.exceptions.PolarsError):
             return None
-        if not _frame_ok(frame):
+        if frame.columns != list(_COLUMNS):  # the CRC vouches for the rest: it is the frame we wrote
             return None
         return frame, {**meta, "notes": notes, "read": read, "skipped": skipped}
 
