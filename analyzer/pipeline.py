@@ -78,7 +78,7 @@ def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig 
     stream = runs
     if progress and len(runs) > 20:
         from tqdm import tqdm
-        stream = tqdm(runs, desc="diagnosing", unit="run", leave=False)  # type: ignore[assignment]
+        stream = tqdm(runs, desc="diagnosing", unit="run", leave=False)
     for run in stream:
         d, ctx = diagnose_run(run, cfg)
         diagnoses.append(d)

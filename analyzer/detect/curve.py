@@ -142,7 +142,7 @@ class Curve:
         return self.start - self.best_before()
 
     def index_of_step(self, step: int) -> int:
-        return int(min(np.searchsorted(self.steps, step), len(self) - 1))
+        return min(int(np.searchsorted(self.steps, step)), len(self) - 1)
 
 
 def level_window(n: int, cfg: AnalysisConfig) -> int:

@@ -164,7 +164,8 @@ def warmup_recommendation(ctx: RunContext, early: Finding) -> Recommendation:
             + (f" {_fmt(lr)}" if lr else "") + f"{cap_words}, then post_warmup_steps="
             f"{params['post_warmup_steps']:,} at that LR before your decay. Then find the SHORTEST warmup that "
             f"is stable at a higher LR: sweep warmup_steps over {plan}"
-            + (f" at base LR {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable {_fmt(lr)})" if base_lr else "")
+            + (f" at base LR {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable {_fmt(lr)})"
+               if base_lr and lr else "")
             + " and keep the shortest that does not blow up; `steadytrain probe` runs that sweep. ")
     if extend:
         text += (f"This warmup is > {cfg.warmup_extend_fraction:.0%} of training: prepend it and train "

@@ -5,8 +5,6 @@ overfitting, check_overfit's), and only when the train loss itself shows no inst
 
 from __future__ import annotations
 
-import numpy as np
-
 from analyzer.detect.checks.common import describe, event_evidence, share_of, signal_words
 from analyzer.detect.checks.instability import early_rise, is_big, judge_events
 from analyzer.detect.context import RunContext

@@ -339,12 +339,12 @@ def check_mid(ctx: RunContext) -> list[Finding]:
     if pattern and grid is not None:
         first, last = pattern[0].event, pattern[-1].event
         gap = float(np.median(np.diff(c.steps))) * grid.period
-        ev = PatternEvidence(len(pattern), round(gap, 1), round(grid.acf, 3))
+        pat = PatternEvidence(len(pattern), round(gap, 1), round(grid.acf, 3))
         out.append(Finding("periodic_pattern", Severity.INFO, "stable", int(c.steps[first.start]),
                            int(c.steps[last.last]),
                            f"{len(pattern)} loss bump(s) at the same point of a ~{gap:,.0f}-step period (the "
                            f"detrended loss repeats with autocorrelation {grid.acf:.2f}): a per-epoch pattern (data "
-                           "order, epoch-averaged logging), not instability.", ev))
+                           "order, epoch-averaged logging), not instability.", pat))
     for g in mid:
         main = _main(g)
         ev = _episode_evidence(ctx, g)

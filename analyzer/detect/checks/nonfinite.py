@@ -8,7 +8,7 @@ import numpy as np
 from analyzer.detect.checks.common import fmt
 from analyzer.detect.context import RunContext
 from analyzer.evidence import NonfiniteEvidence
-from analyzer.types import Finding, Severity
+from analyzer.types import Finding, Severity, Verdict
 
 
 def check_nonfinite(ctx: RunContext) -> list[Finding]:
@@ -31,7 +31,7 @@ def check_nonfinite(ctx: RunContext) -> list[Finding]:
                                    f"Loss became {loss.values[first]} at step {step:,} and {how} (last finite loss "
                                    f"{fmt(ev.last_finite_value)}).", ev))
             else:
-                phase = "early_instability" if step <= ctx.early_cut else "mid_instability"
+                phase: Verdict = "early_instability" if step <= ctx.early_cut else "mid_instability"
                 out.append(Finding("nonfinite_loss_transient", Severity.WARN, phase, step, int(loss.steps[-1]),
                                    f"{int(bad.sum())} non-finite loss value(s) from step {step:,}, with finite "
                                    "values after: a transient overflow.", ev))
