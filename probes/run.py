@@ -124,6 +124,7 @@ def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
     problem = base is not None and (base.verdict != "stable" or base.result.infeasible)
     fixes = [o for o in outcomes if o.result.plan in ("warmup_sweep", "clip_sweep", "warmup_clip")
              and o.verdict == "stable" and not o.result.infeasible]
+    target = _target_sentence(outcomes)
     lr2x = next((o for o in outcomes if o.result.plan == "lr2x"), None)
     parts = []
     if base is not None:
@@ -141,7 +142,7 @@ def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
         if not fixes:
             parts.append("The baseline trained stably and no warmup or clipping trial reached a best loss clearly "
                          f"below its {b:.4g} (by {1 - _CLEARLY_BETTER:.0%}): nothing to fix at this scale.")
-            return " ".join(parts), None
+            return " ".join(parts + target), None
         best = min(fixes, key=lambda o: o.result.best_loss)
         parts.append(f"The baseline trained stably but was held back: {best.result.name} reached a best loss of "
                      f"{best.result.best_loss:.4g} against the baseline's {b:.4g}.")
@@ -152,7 +153,7 @@ def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
                          "(playbook §4, the last resort).")
         elif not problem:
             parts.append("The baseline trained stably: the diagnosis was not reproduced at this scale.")
-        return " ".join(parts), None
+        return " ".join(parts + target), None
     warm = [o for o in fixes if o.result.plan == "warmup_sweep"]
     clips = [o for o in fixes if o.result.plan == "clip_sweep" and (o.result.fraction_clipped or 0) <= 0.5]
     heavy = [o for o in fixes if o.result.plan == "clip_sweep" and (o.result.fraction_clipped or 0) > 0.5]
@@ -171,7 +172,23 @@ def _conclude(outcomes: list[TrialOutcome]) -> tuple[str, str | None]:
     if heavy and not clips:
         parts.append("Only clipping more than half of all updates helped: that is a lower LR in disguise; "
                      "lower the LR instead (playbook §6).")
-    return " ".join(parts), smallest
+    return " ".join(parts + target), smallest
+
+
+def _target_sentence(outcomes: list[TrialOutcome]) -> list[str]:
+    """What the warmup sweep at the playbook's target LR found (playbook §5)."""
+    trials = [o for o in outcomes if o.result.plan == "warmup_target"]
+    if not trials:
+        return []
+    lr = trials[0].result.lr
+    ok = sorted((o for o in trials if o.verdict == "stable" and not o.result.infeasible),
+                key=lambda o: o.result.warmup_steps)
+    if ok:
+        return [f"At the playbook's target LR {lr:.3g}, the shortest warmup that did not blow up: "
+                f"{ok[0].result.warmup_steps} steps; use it with that base LR (prepend it to your schedule)."]
+    tried = ", ".join(str(o.result.warmup_steps) for o in sorted(trials, key=lambda o: o.result.warmup_steps))
+    return [f"At the playbook's target LR {lr:.3g}, no warmup tried ({tried} steps) was stable: longer warmups, "
+            "or a target closer to the current LR."]
 
 
 def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Path | None = None,

@@ -26,7 +26,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "nadam"
 DECAYS = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
-PLAN_KINDS = ("baseline", "lr2x", "warmup_sweep", "clip_sweep", "warmup_clip")
+PLAN_KINDS = ("baseline", "lr2x", "warmup_sweep", "warmup_target", "clip_sweep", "warmup_clip")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class ProbeSpec:
             this x its best so far and the first window's median.
         plans: which plans to run, in order; each name from PLAN_KINDS.
         warmup_candidates: warmup_sweep's warmup_steps values. clip_candidates: clip_sweep's thresholds.
+        warmup_lr_factor: warmup_target runs the warmup sweep at lr x this (playbook §5: aim for a base LR
+            10x the unstable one, and keep the shortest warmup that does not blow up there).
         run: the run id the spec was made for. diagnosis: its verdict. notes: why these numbers.
     """
 
@@ -84,6 +86,7 @@ class ProbeSpec:
     plans: tuple[str, ...] = ("baseline", "lr2x")
     warmup_candidates: tuple[int, ...] = (10, 100, 1000)
     clip_candidates: tuple[float, ...] = ()
+    warmup_lr_factor: float = 10.0
     run: str = ""
     diagnosis: str = ""
     notes: tuple[str, ...] = ()
@@ -95,10 +98,14 @@ class ProbeSpec:
             return [base]
         if plan == "lr2x":
             return [replace(base, name=f"lr2x (lr {2 * self.lr:.3g})", lr=2 * self.lr)]
-        if plan == "warmup_sweep":
+        if plan in ("warmup_sweep", "warmup_target"):
             cap = max(1, int(0.1 * self.steps)) if self.steps >= 10 else self.steps
             ws = sorted({w for w in self.warmup_candidates if w <= cap}) or [cap]
-            return [replace(base, name=f"warmup {w}", warmup_steps=w, post_warmup_steps=2 * w) for w in ws]
+            if plan == "warmup_sweep":
+                return [replace(base, name=f"warmup {w}", warmup_steps=w, post_warmup_steps=2 * w) for w in ws]
+            lr = self.lr * self.warmup_lr_factor
+            return [replace(base, name=f"warmup {w} at lr {lr:.3g}", lr=lr, warmup_steps=w, post_warmup_steps=2 * w)
+                    for w in ws]
         if plan == "clip_sweep":
             return [replace(base, name=f"clip {c:.3g}", clip=c) for c in sorted(self.clip_candidates, reverse=True)]
         if plan == "warmup_clip":
@@ -224,6 +231,7 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
                       single=True, nonempty=True),
     "warmup_candidates": _list_of(_integer(0), "a list of integers >= 0"),
     "clip_candidates": _list_of(_number(0.0, strict=True), "a list of numbers > 0"),
+    "warmup_lr_factor": _number(1.0),
     "run": _string,
     "diagnosis": _string,
     "notes": _list_of(_text, "text or a list of text", single=True),
@@ -346,15 +354,23 @@ def spec_for(d: Diagnosis) -> ProbeSpec | None:
     clip = next((r for r in d.recommendations if r.kind == "clip"), None)
     if d.verdict == "early_instability":
         plans += ["lr2x", "warmup_sweep"]
+    if warm is not None:
+        plans.append("warmup_target")  # the playbook's question: the shortest warmup stable at 10x the LR
     p90 = _positive(clip.params.get("max_norm")) if clip is not None else None
     if p90 is not None:
         plans.append("clip_sweep")
     if d.verdict == "divergence":
         plans += ["warmup_sweep"] if "warmup_sweep" not in plans else []
     warmups = (10, 50, 100) if steps <= 500 else (10, 100, 1000)
+    factor = 10.0
     if warm is not None:
-        notes.append(f"warmup recommendation for the logged run: {warm.params.get('warmup_steps')} steps "
-                     f"(sweep {warm.params.get('sweep_warmup_steps')}); scaled here to a {steps}-step probe")
+        target = _positive(warm.params.get("sweep_base_lr"))
+        if target and lr:
+            factor = target / lr
+        notes.append(f"warmup recommendation for the logged run: a safe first run with {warm.params.get('warmup_steps')} "
+                     f"steps, then the sweep {warm.params.get('sweep_warmup_steps')} at {factor:g}x the LR; scaled here "
+                     f"to a {steps}-step probe: warmup_sweep finds the shortest warmup that fixes the current LR, "
+                     f"warmup_target the shortest that is stable at {factor:g}x it")
     clips: tuple[float, ...] = ()
     if p90 is not None:
         clips = tuple(c for c in (round(p90, 6), round(p90 / 2, 6), round(p90 / 4, 6)) if c > 0)
@@ -365,7 +381,7 @@ def spec_for(d: Diagnosis) -> ProbeSpec | None:
     batch = _count_hparam(hp, ("batch_size", "train_batch_size"), high=1 << 20)
     return ProbeSpec(workload=_WORKLOAD_FOR[d.verdict], optimizer=opt, lr=lr or 0.01, batch_size=batch or 64,
                      steps=steps, plans=tuple(dict.fromkeys(plans)), warmup_candidates=warmups, clip_candidates=clips,
-                     run=d.run.id, diagnosis=d.verdict, notes=tuple(notes))
+                     warmup_lr_factor=float(factor), run=d.run.id, diagnosis=d.verdict, notes=tuple(notes))
 
 
 def _file_name(run_id: str) -> str:

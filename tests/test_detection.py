@@ -193,3 +193,18 @@ def test_no_progress_is_not_said_of_a_log_that_starts_late_or_of_a_run_that_lear
     learned = verdict({"loss": curve(200, seed=5)})
     for d in (late, learned):
         assert d.verdict == "stable" and not [f for f in d.findings if f.kind == "no_progress"]
+
+
+def test_warmup_snippet_is_safe_to_paste_and_states_the_sweep_at_10x():
+    """An early-unstable 1,199-step run at lr 0.01: the snippet keeps the current LR with the longest
+    warmup under 10% of training; the sweep over orders of magnitude at 10x the LR is stated, not pasted."""
+    loss = curve(1200, seed=1)
+    loss[2:4] = loss[0] * 3.0
+    d = verdict({"loss": loss}, hparams={"lr": 0.01, "max_steps": 1199}, fmt="hf_trainer_state")
+    warm = next(r for r in d.recommendations if r.kind == "warmup")
+    assert warm.params["warmup_steps"] == 100 and warm.params["lr"] == 0.01
+    assert warm.params["sweep_warmup_steps"] == [10, 100] and warm.params["sweep_base_lr"] == pytest.approx(0.1)
+    hf = warm.snippets["hf_trainer"]
+    assert "learning_rate=0.01," in hf and "warmup_steps=100" in hf
+    assert "then: warmup_steps in [10, 100] at lr=0.1" in hf
+    assert "SHORTEST" in warm.rationale and "10x the unstable 0.01" in warm.rationale

@@ -350,3 +350,48 @@ def test_a_stable_baseline_counts_a_fix_only_when_it_trains_clearly_better():
     assert fix == "warmup_steps=15" and "held back: warmup 15 reached a best loss of 1.633" in text
     text, fix = _conclude([trial("baseline", "baseline", 1.60), trial("warmup 15", "warmup_sweep", 1.55, 15)])
     assert fix is None and "nothing to fix at this scale" in text
+
+
+def test_warmup_target_sweeps_at_the_playbooks_10x_lr_and_reports_the_shortest_stable():
+    from types import SimpleNamespace
+
+    from probes.run import TrialOutcome, _conclude
+    from probes.spec import ProbeSpec
+
+    spec = ProbeSpec(workload="builtin:early_residual_mlp", lr=0.02, steps=300, warmup_candidates=(10, 30),
+                     warmup_lr_factor=10.0)
+    trials = spec.trials("warmup_target")
+    assert [(t.lr, t.warmup_steps, t.post_warmup_steps) for t in trials] == [(0.2, 10, 20), (0.2, 30, 60)]
+
+    def trial(plan, verdict, warmup, lr):
+        r = SimpleNamespace(name=f"warmup {warmup}", plan=plan, lr=lr, warmup_steps=warmup, clip=None,
+                            best_loss=1.0, infeasible=verdict == "divergence", stop_reason=None,
+                            fraction_clipped=None)
+        return TrialOutcome(r, verdict, None, ())
+
+    base = SimpleNamespace(name="baseline", plan="baseline", lr=0.02, warmup_steps=0, clip=None, best_loss=2.0,
+                           infeasible=False, stop_reason=None, fraction_clipped=None)
+    outcomes = [TrialOutcome(base, "early_instability", None, ()), trial("warmup_sweep", "stable", 10, 0.02),
+                trial("warmup_target", "divergence", 10, 0.2), trial("warmup_target", "stable", 30, 0.2)]
+    text, fix = _conclude(outcomes)
+    assert fix == "warmup_steps=10"
+    assert "target LR 0.2, the shortest warmup that did not blow up: 30 steps" in text
+    text, _ = _conclude(outcomes[:3])
+    assert "no warmup tried (10 steps) was stable" in text
+
+
+def test_a_flagged_runs_spec_plans_the_warmup_target_from_the_recommendation(tmp_path):
+    from analyzer.ingest.load import LoadOptions
+    from analyzer.pipeline import analyze
+    from probes.spec import spec_for
+    from tests.writers import curve, write_summarywriter
+
+    loss = curve(400, seed=1)
+    loss[2:4] = loss[0] * 3.0  # an Adam blip: early instability, warmup recommended
+    write_summarywriter(tmp_path / "lr_0.02", {"train/loss": loss})
+    (d,) = analyze([tmp_path], load_options=LoadOptions(cache_dir=None)).diagnoses
+    warm = next(r for r in d.recommendations if r.kind == "warmup")
+    spec = spec_for(d)
+    assert spec is not None and "warmup_sweep" in spec.plans and "warmup_target" in spec.plans
+    assert spec.warmup_lr_factor == pytest.approx(warm.params["sweep_base_lr"] / warm.params["lr"])
+    assert spec.lr == pytest.approx(0.02)
