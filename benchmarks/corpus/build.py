@@ -205,8 +205,10 @@ def _sweep_truth(sname: str, family: str, split: str, entries: list[dict[str, An
     top = min(finite_best) if finite_best else float("nan")
     trivial = rows[0][3]
     feasible = [fin and np.isfinite(b) and (trivial - b) >= 0.5 * (trivial - top) for _, b, fin, _, _ in rows]
-    cands = [(b, lr) for (lr, b, _, _, _), f in zip(rows, feasible) if f]
-    best_lr = min(cands)[1] if cands else None
+    cands = sorted((b, lr) for (lr, b, _, _, _), f in zip(rows, feasible) if f)
+    best_lr = cands[0][1] if cands else None
+    # how clearly lr* wins: the runner-up's best eval loss relative to lr*'s (reported, not used)
+    margin = (cands[1][0] - cands[0][0]) / cands[0][0] if len(cands) > 1 else None
     edge = False
     idx = [r[0] for r in rows].index(best_lr) if best_lr is not None else -1
     if 0 <= idx < len(rows) - 1:
@@ -219,7 +221,7 @@ def _sweep_truth(sname: str, family: str, split: str, entries: list[dict[str, An
                        "best_eval_loss": None if not np.isfinite(b) else round(b, 4), "shape": entry["shape"],
                        "format": entry["format"], "verification": entry["verification"]})
     return {"sweep": sname, "family": family, "split": split, "best_lr": best_lr, "edge_of_instability": edge,
-            "trials": trials}
+            "lr_star_margin": None if margin is None else round(margin, 4), "trials": trials}
 
 
 # -- the whole build ------------------------------------------------------------------------------------

@@ -56,12 +56,15 @@ def counts_table(labels: dict[str, Any]) -> str:
 
 def write_summary(out: Path, labels: dict[str, Any], *, build_seconds: float, train_cpu_seconds: float) -> None:
     n_trials = sum(len(s["trials"]) for s in labels["sweeps"])
-    sw = ["| sweep | family | split | LRs | lr* | edge | infeasible | ambiguous trials |", "|---|---|---|---|---|---|---|---|"]
+    sw = ["| sweep | family | split | LRs | lr* | runner-up's best eval vs lr*'s | edge | infeasible | ambiguous trials |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for s in labels["sweeps"]:
         lrs = ", ".join(f"{t['lr']:g}" for t in s["trials"])
         inf = ", ".join(f"{t['lr']:g}" for t in s["trials"] if not t["feasible"]) or "-"
         amb = ", ".join(f"{t['lr']:g}" for t in s["trials"] if t["ambiguous"]) or "-"
+        m = s.get("lr_star_margin")
         sw.append(f"| {s['sweep']} | {s['family']} | {s['split']} | {lrs} | {s['best_lr']} | "
+                  f"{'-' if m is None else f'+{m:.1%}'} | "
                   f"{s['edge_of_instability']} | {inf} | {amb} |")
     drops = [f"- {d['id']} (intended {d['intended']}, {d['shape']}): {d['reason']}" for d in labels["dropped"]]
     text = (f"# Detection corpus\n\n{len(labels['runs'])} labeled runs + {n_trials} sweep trials in "

@@ -19,12 +19,14 @@ Rules (N = steps, S = rolling median of the per-step loss over w steps, G = (S -
   event starting there), the control has none (raw max <= 1.25x initial), no event starts later,
   and the run learned by the end.
 - mid_instability: no early event; a gap event (or, for short spikes, >= 3 consecutive steps at
-  >= 1.4x the trailing median that the clipped control does not have) starting after 10%; the run
-  keeps at least 30% of the control's progress at the end (it did not collapse).
+  >= 1.4x the trailing median that the clipped control does not have; or, for a step change at a
+  known step, a smoothed level >= 1.5x the level before that holds for 2w steps while staying
+  >= 15% of the progress above the control) starting after 10%; the run keeps at least 30% of the
+  control's progress at the end (it did not collapse). A step change inside the first 10% is early.
 - divergence: nan (the last loss non-finite), explode_no_return (final S >= 5x initial),
   explode_then_dead (raw max >= 10x initial in the first 10%, then flat at the trivial loss while
-  the control learned) or collapse_after_learning (learned, then flat at the trivial loss with the
-  grad norm at <= 0.3x the control's).
+  the control learned, with a flat grad-norm floor) or collapse_after_learning (learned, then flat
+  at the trivial loss with the grad norm at <= 0.3x the control's: a dead network).
 
 Then the same shape must be visible in what the log shows (its cadence, HF means, rounding);
 a run whose event the logging hides is dropped, not relabeled.

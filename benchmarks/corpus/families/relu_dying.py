@@ -4,17 +4,20 @@ Task: 10-class labels from a fixed random teacher net on 32-d Gaussian inputs (l
 2.25 nats = the trivial loss). Models: 4x128 ReLU MLP, batch 32, ~1 ms a step.
 
 Measured:
-- SGD momentum 0.9 warming up over 300 steps to peak 0.5-1.0 (constant after): learns to ~1.3-1.5
+- SGD momentum 0.9 warming up over 300 steps to peak 0.5-0.7 (constant after): learns to ~1.3-1.7
   while the LR is moderate, then collapses to a flat plateau at the trivial loss (2.26-2.30) for
   good; the grad norm drops from ~1.7 to a flat ~0.2 floor (a dead network). Peak 0.1: learns
-  (1.0 by step 1200) = the control. => collapse_after_learning, divergence.
+  (1.0 by step 1200) = the control. Peak 1.0 learned too little first on one seed (not used).
+  => collapse_after_learning, divergence.
 - Adam at lr 0.1-1.0 without warmup: the first step explodes the loss 20x-1e7x, then it sits flat
   at the trivial loss with a flat grad-norm floor (~0.2 vs ~1.6 for Adam 0.003). => explode_then_dead,
   divergence; "it settled" is wrong.
 - SGD at lr 20 / momentum at lr 6: NaN within 10 steps. => nan, divergence.
 - Adam 0.001-0.003, momentum 0.05-0.1 with warmup: stable.
-- The momentum constant-LR sweep (0.01 ... 1.0): 0.2 and above never learn (flat at the trivial loss
-  without a blow-up): lr* at the edge of the feasible region.
+- The momentum constant-LR sweep (seed 0, best eval loss): 0.003 -> 1.22, 0.01 -> 0.615,
+  0.03 -> 0.632, 0.1 -> 1.04 (noisy, rises 26% of its progress: ambiguous), 0.3 -> never learns
+  (infeasible), 1.0 -> NaN at step 141. lr* = 0.01 with a stable 0.03 next: not at the edge (a
+  sweep whose edge flag must be False; lr* wins by only ~3%).
 """
 
 from __future__ import annotations

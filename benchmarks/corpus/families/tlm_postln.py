@@ -6,7 +6,8 @@ batch 16 (~10 ms a step). Measured: peak lr 0.005 learns steadily to ~1.2. Peak 
 ~3.05 within the warmup, then the loss rises back to ~3.2 and sits there, thrashing, for ~300
 steps while the LR is high, recovering only as the cosine decays (to ~2.75 at the end) while the
 0.005 control goes to 1.2: the sustained unstable regime. With 200 warmup steps it starts after
-warmup (~25% of training: mid_instability); with 20 it starts in the first ~5% (early).
+warmup (~25% of training: mid_instability); with 20 warmup steps it starts at step ~95, which
+the early runs put inside the first 10% by training 1200 steps (early_instability).
 At peak 0.03 the loss goes back to the trivial level and recovers little before the end.
 
 Labels: stable (peak 0.005, 0.003 and 0.008), sustained_regime mid / early by where the gap to the
