@@ -58,6 +58,29 @@ print(json.dumps({"tool": tool, "seconds": dt, "points": n, "peak_rss_mb": peak 
 '''
 
 
+CRC_SPLIT = r'''
+import glob, json, os, sys, time
+from analyzer.ingest.tensorboard import read_event_file
+path, repeat = sys.argv[1], int(sys.argv[2])
+files = sorted(glob.glob(os.path.join(path, "**", "*tfevents*"), recursive=True))
+best = {True: float("inf"), False: float("inf")}
+for _ in range(repeat):  # interleaved, so that machine noise hits both alike
+    for verify in (True, False):
+        t0 = time.perf_counter()
+        for f in files:
+            read_event_file(f, verify_crc=verify)
+        best[verify] = min(best[verify], time.perf_counter() - t0)
+print(json.dumps({"crc_s": best[True], "nocrc_s": best[False]}))
+'''
+
+
+def crc_split(path: Path, repeat: int) -> dict:
+    """Decoding only (no run assembly, no process start-up): with and without the CRC check, best of ``repeat``."""
+    out = subprocess.run([sys.executable, "-c", CRC_SPLIT, str(path), str(repeat)], capture_output=True, text=True,
+                         cwd=ROOT, env=dict(os.environ, PYTHONWARNINGS="ignore"), check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_reader(tool: str, path: Path, cache: str = "-") -> dict:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     out = subprocess.run([sys.executable, "-c", READER, tool, str(path), cache], capture_output=True, text=True,
@@ -103,6 +126,9 @@ def main() -> None:
         for p, r in peer_runs.items():
             assert r["points"] == ours["points"], (p, r["points"], ours["points"])
         assert nocrc["points"] == ours["points"]
+        split = crc_split(path, args.repeat)
+        print(f"decoding only, best of {args.repeat}: {split['crc_s']:.2f} s with CRC checks, {split['nocrc_s']:.2f} s "
+              f"without: {split['crc_s'] / split['nocrc_s'] - 1:+.1%}", flush=True)
         rows.append({"data": name, "file_mb": mb, "points": ours["points"], "steadytrain_s": ours["seconds"],
                      "nocrc_s": nocrc["seconds"],
                      "peak_over_baseline_mb": ours["peak_over_baseline_mb"],
