@@ -55,12 +55,14 @@ def specs() -> list[RunSpec]:
         out.append(RunSpec(name=f"s{seed}_adamw1_explode", label="divergence", shape="explode_then_dead", lr=1.0,
                            seed=seed, habit=habit(i, sparse_ok=False), control=(("lr", 0.03),), **BASE))
         i += 1
-    # the LR sweep: constant habit (TensorBoard every step + eval every 50), config.json per trial
+    # the LR sweep: constant habit (TensorBoard every step + eval every 50), config.json per trial; no weight
+    # decay, so no run above differs from a trial only in LR and seed (a sweep finder would rightly group it)
     intended = {0.003: ("stable", "plain"), 0.01: ("stable", "plain"), 0.03: ("stable", "plain"),
                 0.1: ("stable", "plateau_then_learning"), 0.3: ("stable", "never_learns"),
                 1.0: ("divergence", "explode_then_dead")}
     for k, (lr, (label, shape)) in enumerate(intended.items()):
         out.append(RunSpec(name=f"preln_lr_sweep/trial_{k}", label=label, shape=shape, lr=lr, seed=0,
                            habit=Habit(fmt="tb"), sweep="preln_lr_sweep",
-                           control=(("lr", 0.03),) if label == "divergence" else None, **BASE))
+                           control=(("lr", 0.03),) if label == "divergence" else None,
+                           **{**BASE, "weight_decay": 0.0}))
     return out
