@@ -261,19 +261,30 @@ def verify_data_crcs(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -
         return ok
     footers = starts + lengths
     view = np.ndarray(shape=(buf.shape[0] - 3,), dtype="<u4", buffer=buf.data, strides=(1,))
-    stored = view[footers] - np.uint32(_MASK_DELTA)  # unmask: subtract, then rotate left by 15
-    crc = (stored << np.uint32(15)) | (stored >> np.uint32(17))
-    view[footers] = crc ^ _zero_shift_table(lengths)
-    del stored, crc
+    crc = view[footers]
+    crc -= np.uint32(_MASK_DELTA)  # unmask: subtract, then rotate left by 15
+    crc = (crc << np.uint32(15)) | (crc >> np.uint32(17))
+    crc ^= _zero_shift_table(lengths)
+    view[footers] = crc
+    del crc, footers
     mem = _mem(buf)
-    first = starts - _HEADER
-    ends = footers + _FOOTER
+    n = starts.size
+
+    def first(i: int) -> int:
+        return int(starts[i]) - _HEADER
+
+    def end(i: int) -> int:
+        return int(starts[i] + lengths[i]) + _FOOTER
 
     def clean(a: int, b: int) -> bool:  # records a..b-1, contiguous in the buffer
-        return _crc32c.crc32c(mem[int(first[a]) : int(ends[b - 1])], _U32) == _U32
+        return _crc32c.crc32c(mem[first(a) : end(b - 1)], _U32) == _U32
 
-    gaps = np.flatnonzero(first[1:] != ends[:-1]) + 1
-    pending = list(zip(np.concatenate([[0], gaps]).tolist(), np.concatenate([gaps, [starts.size]]).tolist()))
+    # Records are ordered and never overlap: they are one contiguous stretch iff the span is their total size.
+    if end(n - 1) - first(0) == int(lengths.sum()) + (_HEADER + _FOOTER) * n:
+        pending = [(0, n)]
+    else:
+        gaps = np.flatnonzero(starts[1:] - _HEADER != starts[:-1] + lengths[:-1] + _FOOTER) + 1
+        pending = list(zip(np.concatenate([[0], gaps]).tolist(), np.concatenate([gaps, [n]]).tolist()))
     while pending:
         a, b = pending.pop()
         if clean(a, b):
