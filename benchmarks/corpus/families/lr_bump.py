@@ -24,7 +24,7 @@ from __future__ import annotations
 from benchmarks.corpus.families import Family, habit, targs
 from benchmarks.corpus.spec import Habit, RunSpec
 
-FAMILY = Family("lr_bump", "2x128 MLP / 8-block residual MLP, teacher task", "Adam",
+FAMILY = Family("lr_bump", "2x128 MLP, clean teacher task", "Adam (const or warmup+cosine)",
                 "LR x10-x30 at one step (mid or early), resume resetting optimizer+scheduler (mid), "
                 "correct resumes and small bumps (stable)")
 
