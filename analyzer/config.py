@@ -125,6 +125,14 @@ class AnalysisConfig:
     """...when their median height undoes less than this share of the progress."""
     periodic_min_events: int = _setting(4, 2)
     """A per-epoch pattern needs at least this many regular events."""
+    eval_confirm_z: float = _setting(4.0, 0.0)
+    """A train-loss departure less than this many of its per-batch (calm) noise sigmas high must be
+    confirmed by the eval loss when one is logged inside it..."""
+    eval_min_points: int = _setting(1, 1)
+    """...(with at least this many eval points inside it): the eval loss must rise above its best before
+    by 3 of its calm noise sigmas, else the departure is the per-batch noise..."""
+    eval_agree_share: float = _setting(0.25, 0.0, 1.0)
+    """...and undid at least this fraction of the share of the progress the train loss undid."""
     overfit_rise: float = _setting(1.1, 1.0, lo_open=True)
     """Eval loss ending this many times above its best while the train loss kept falling: overfitting."""
 

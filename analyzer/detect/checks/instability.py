@@ -61,8 +61,40 @@ def judge_events(ctx: RunContext) -> list[Judged]:
             led = ctx.grad_spike_near(int(c.steps[ev.start]), int(c.steps[ev.peak])) is not None
             lasting = ev.points >= (cfg.grad_led_min_points if led else cfg.spike_min_points)
         phase: Phase = "early" if int(c.steps[ev.start]) <= ctx.early_cut else "mid"
-        out.append(Judged(ev, phase, share, is_big(ctx, ev, share), lasting))
+        big = is_big(ctx, ev, share) and not _eval_disagrees(ctx, ev, share)
+        out.append(Judged(ev, phase, share, big, lasting))
     return out
+
+
+def _eval_disagrees(ctx: RunContext, ev: Event, share: float) -> bool:
+    """The eval loss, averaged over many batches, did not rise with the (noisier) train loss: the train
+    loss's departure is its per-batch noise. The eval must rise beyond 3 of its calm noise sigmas and,
+    when both have learned something, undo at least ``eval_agree_share`` of the share of the progress
+    the train loss undid. Asked only when ``eval_min_points`` eval points fall inside the departure (a
+    short spike between two evaluations is the train loss's to say), and only of departures within a
+    few of the train loss's own per-batch noise sigmas (``eval_confirm_z``): a larger one speaks for
+    itself."""
+    c, e, cfg = ctx.curve, ctx.eval_curve, ctx.cfg
+    if e is None or c is None or len(e) < cfg.min_points:
+        return False
+    height_y = np.log(ev.peak_value / ev.reference) if c.log_space and ev.reference > 0 else ev.height
+    if height_y >= cfg.eval_confirm_z * c.calm_sigma:
+        return False
+    lo = int(c.steps[ev.start])
+    hi = int(c.steps[ev.recovered]) if ev.recovered is not None else int(c.steps[-1])
+    inside = (e.steps >= lo) & (e.steps <= hi)
+    before = e.steps < lo
+    if inside.sum() < cfg.eval_min_points or not before.any():
+        return False
+    best_before = float(np.min(e.raw[before]))
+    progress = max(e.start - best_before, 0.0)
+    noise = 3.0 * e.calm_sigma * (best_before if e.log_space else 1.0)  # its calm noise, at its level then
+    rise = float(np.max(e.raw[inside])) - best_before
+    if rise <= noise:
+        return True
+    if np.isfinite(share) and progress > noise:
+        return rise / progress < cfg.eval_agree_share * share
+    return False
 
 
 def _fold(ctx: RunContext, events: list[Judged]) -> list[list[Judged]]:
