@@ -89,6 +89,8 @@ class Curve:
         level_sigma: how much ``level`` wanders on its own (calm second differences a window apart), floored
             by the points' calm noise over the square root of the window and by the rounding step.
         calm_sigma: the run's calm noise in y units (25th percentile of ``sigma``).
+        spread: how far the points scatter around the level (y units, interquartile range / 1.349, at
+            least ``calm_sigma``): a point-to-point MAD understates skewed, heavy-tailed per-batch noise.
         start: the loss at the start of the log, in raw units (median of the first 3 points, or the first
             if lower).
         first: the first logged value.
@@ -105,6 +107,7 @@ class Curve:
     level: np.ndarray
     level_sigma: np.ndarray
     calm_sigma: float
+    spread: float
     start: float
     first: float
     window: int
@@ -193,7 +196,10 @@ def make_curve(series: Series, cfg: AnalysisConfig, *, with_level: bool = True) 
     # the loss at the start: the median of the first 3 points, unless the very first is lower (a blow-up
     # at steps 1-2 must not become the reference it is measured against)
     start = min(float(np.median(raw[:3])), float(raw[0]))
-    return Curve(steps, raw, y, log_space, quantum, base, sigma, level, level_sigma, calm, start, float(raw[0]), win)
+    q25, q75 = np.percentile(y - level, [25, 75]) if with_level else (0.0, 0.0)
+    spread = max(float(q75 - q25) / 1.349, calm)
+    return Curve(steps, raw, y, log_space, quantum, base, sigma, level, level_sigma, calm, spread, start,
+                 float(raw[0]), win)
 
 
 def _level_noise(level: np.ndarray, win: int, calm: float) -> float:

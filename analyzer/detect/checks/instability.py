@@ -71,24 +71,32 @@ def _eval_disagrees(ctx: RunContext, ev: Event, share: float) -> bool:
     loss's departure is its per-batch noise. The eval must rise beyond 3 of its calm noise sigmas and,
     when both have learned something, undo at least ``eval_agree_share`` of the share of the progress
     the train loss undid. Asked only when ``eval_min_points`` eval points fall inside the departure (a
-    short spike between two evaluations is the train loss's to say), and only of departures within a
-    few of the train loss's own per-batch noise sigmas (``eval_confirm_z``): a larger one speaks for
-    itself."""
+    short spike between two evaluations is the train loss's to say; a regime between two evaluations
+    must leave the next one no better than the last one before it), and only of departures within a
+    few of the train loss's own per-batch scatter (``eval_confirm_z`` x its spread): a larger one
+    speaks for itself."""
     c, e, cfg = ctx.curve, ctx.eval_curve, ctx.cfg
     if e is None or c is None or len(e) < cfg.min_points:
         return False
     height_y = np.log(ev.peak_value / ev.reference) if c.log_space and ev.reference > 0 else ev.height
-    if height_y >= cfg.eval_confirm_z * c.calm_sigma:
+    if height_y >= cfg.eval_confirm_z * c.spread:
         return False
     lo = int(c.steps[ev.start])
     hi = int(c.steps[ev.recovered]) if ev.recovered is not None else int(c.steps[-1])
     inside = (e.steps >= lo) & (e.steps <= hi)
     before = e.steps < lo
-    if inside.sum() < cfg.eval_min_points or not before.any():
+    if not before.any():
         return False
     best_before = float(np.min(e.raw[before]))
-    progress = max(e.start - best_before, 0.0)
     noise = 3.0 * e.calm_sigma * (best_before if e.log_space else 1.0)  # its calm noise, at its level then
+    if inside.sum() < cfg.eval_min_points:
+        # a regime between two evaluations: the eval after it kept improving on the one before it
+        after = np.flatnonzero(e.steps > hi)
+        if ev.shape != "regime" or after.size == 0:
+            return False
+        last_before = float(e.raw[np.flatnonzero(before)[-1]])
+        return float(e.raw[after[0]]) <= last_before + noise
+    progress = max(e.start - best_before, 0.0)
     rise = float(np.max(e.raw[inside])) - best_before
     if rise <= noise:
         return True
