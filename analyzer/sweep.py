@@ -30,6 +30,11 @@ _IDENTITY_WORDS = ("dir", "path", "name", "id", "seed", "time", "date", "version
                    "checkpoint", "ckpt", "run", "host", "save", "resume", "uuid", "git", "commit", "final",
                    "global_step", "project", "tag", "notes", "url", "device", "runtime")
 _DATA_WORDS = ("train_path", "val_path", "data_path", "dataset_path", "train_file", "valid_file", "data_dir")
+#: A trainer's bookkeeping (how long, how often to log/evaluate/save): two unrelated fine-tunes share it,
+#: so it must match within a sweep but is no evidence that runs share a configuration.
+_BOOKKEEPING = frozenset({"max_steps", "num_train_epochs", "train_batch_size", "logging_steps", "eval_steps",
+                          "save_steps", "max_epochs", "epochs", "num_epochs", "eval_interval", "log_interval",
+                          "val_interval", "checkpoint_interval", "save_interval", "eval_batch_size"})
 #: With at least this many configuration keys in common, runs in different folders can be one sweep.
 _MIN_SHARED_HPARAMS = 3
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)(?![0-9])", re.IGNORECASE)
@@ -76,13 +81,14 @@ def _signature(d: Diagnosis, lr: float) -> tuple[tuple, bool]:
         # a string may spell the LR (an output path); a number equal to the LR is its own setting
         items.append((k, _without_lr(v, lr)[0] if isinstance(v, str) else str(v)))
     path, lr_in_path = _without_lr(d.run.id, lr)
+    evidence = [k for k, _ in items if re.split(r"[./]", k)[-1].lower() not in _BOOKKEEPING]
     if lr_in_path:
         where = path  # names that differ only in an LR token
-    elif len(items) >= _MIN_SHARED_HPARAMS:
+    elif len(evidence) >= _MIN_SHARED_HPARAMS:
         where = ""  # a whole configuration in common: the folders are identity
     else:
         where = path.rsplit("/", 1)[0] if "/" in path else ""  # a thin configuration: siblings only
-    return (where, d.run.format, tuple(items)), bool(items) or lr_in_path
+    return (where, d.run.format, tuple(items)), bool(evidence) or lr_in_path
 
 
 def _score(ctx: RunContext, use_eval: bool) -> tuple[float | None, float | None, float | None]:

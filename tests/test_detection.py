@@ -208,3 +208,47 @@ def test_warmup_snippet_is_safe_to_paste_and_states_the_sweep_at_10x():
     assert "learning_rate=0.01," in hf and "warmup_steps=100" in hf
     assert "then: warmup_steps in [10, 100] at lr=0.1" in hf
     assert "SHORTEST" in warm.rationale and "10x the unstable 0.01" in warm.rationale
+
+
+def _sweep_report(tmp_path, runs, lrs=None):
+    """runs: {relative dir: (config dict or None, loss)} written as JSONL (+ a logged LR) + config.json."""
+    import json
+
+    from analyzer.ingest.load import LoadOptions
+    from analyzer.pipeline import analyze
+    from tests.writers import write_jsonl
+
+    for k, (rel, (config, loss)) in enumerate(runs.items()):
+        d = tmp_path / rel
+        lr = {"lr": lrs[k]} if lrs else {}
+        write_jsonl(d / "metrics.jsonl", [{"step": i, "train_loss": float(v), **lr} for i, v in enumerate(loss)])
+        if config is not None:
+            (d / "config.json").write_text(json.dumps(config))
+    return analyze([tmp_path], load_options=LoadOptions(cache_dir=None))
+
+
+def test_a_sweep_whose_configs_differ_only_in_lr_and_identity_fields_is_one_sweep(tmp_path):
+    """CS336-style: config.json per run with lr, log_dir, checkpoint_dir and a run name that spell the LR."""
+    base = {"d_model": 512, "num_layers": 4, "weight_decay": 0.1, "grad_clip": 1.0, "warmup_iters": 250,
+            "train_path": "data/train.bin"}
+    runs = {}
+    for k, lr in enumerate((1e-4, 1e-3, 1e-2, 1e-1)):
+        name = f"lr_sweep_{lr:.0e}"
+        cfg = {**base, "lr": lr, "log_dir": f"experiments/{name}", "checkpoint_dir": f"ckpt/{name}",
+               "wandb_run_name": f"run-{k}-{name}", "seed": k}
+        runs[f"experiments/{name}"] = (cfg, curve(300, end=0.3 + 0.2 * abs(k - 1), seed=k))
+    report = _sweep_report(tmp_path, runs)
+    (sweep,) = report.sweeps
+    assert sweep.lrs == (1e-4, 1e-3, 1e-2, 1e-1) and sweep.best_lr == 1e-3
+
+
+def test_runs_with_nothing_in_common_but_a_folder_or_trainer_bookkeeping_are_not_a_sweep(tmp_path):
+    # ten unrelated runs in one folder, each logging its LR, no hyperparameters, different lengths
+    runs = {f"runs/model_{k}": (None, curve(100 + 37 * k, seed=k)) for k in range(10)}
+    report = _sweep_report(tmp_path / "a", runs, lrs=[10.0 ** -(1 + k / 3) for k in range(10)])
+    assert report.sweeps == () and len(report.diagnoses) == 10
+    # unrelated fine-tunes whose only shared keys are a trainer's bookkeeping, in different folders
+    runs = {f"{proj}/out": ({"max_steps": 300, "num_train_epochs": 1, "train_batch_size": 16,
+                             "logging_steps": 10, "learning_rate": lr}, curve(300, seed=k))
+            for k, (proj, lr) in enumerate((("whisper", 1e-5), ("llama", 2e-4), ("bert", 5e-5)))}
+    assert _sweep_report(tmp_path / "b", runs).sweeps == ()
