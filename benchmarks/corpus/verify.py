@@ -175,6 +175,11 @@ def verify(spec: RunSpec, rec: Record, ctrl: Record | None, lg: Logged) -> tuple
             c.need(c_raw <= 1.25, f"control's first 10% stays at {c_raw:.2f}x its initial loss")
         late = [e for e in events if e[0] >= EARLY * n]
         c.need(not late, "no event starts after the first 10%" + (f" (one at {late[0][0]})" if late else ""))
+        # a later short spike (3 losses >= 1.4x their trailing median, the rule mid labels are held to)
+        # makes the run more than early-unstable: it would be mid by the playbook's own ordering
+        late_spikes = _spike_runs(rec.loss, int(EARLY * n))
+        c.need(not late_spikes, "no short spike after the first 10%"
+               + (f" (one at step {late_spikes[0]})" if late_spikes else ""))
         c.need(final < 0.9 * min(l0, triv) if shape != "early_step_change" else final < triv,
                f"trains on: final {final:.4g} (initial {l0:.3g}, trivial {triv:.3g})")
     elif spec.label == "mid_instability":
