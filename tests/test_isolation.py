@@ -216,3 +216,25 @@ def test_walk_follows_linked_runs_not_loops_and_skips_hidden_directories(tmp_pat
     reasons = {os.path.relpath(i.path, root): i.reason for i in inputs if i.status == "skipped"}
     assert reasons == {".hidden": "hidden or cache directory, not searched",
                        "loop": "directory already searched (a symlink loop or a second link to it)"}
+
+
+def test_json_records_run_together_by_a_damaged_file_are_not_used(tmp_path):
+    """Deleting lines of an indented trainer_state.json can merge two log_history entries; a repeated key
+    gives that away (json would keep the last value silently)."""
+    loss = curve(100)
+    write_trainer_state(tmp_path / "out", hf_log_history(loss, eval_steps=50), max_steps=100)
+    p = tmp_path / "out" / "trainer_state.json"
+    text = p.read_text()
+    merged = text.replace('"step": 10\n    },\n    {\n      "epoch"', '"step": 10,\n      "epoch"', 1)
+    assert merged != text
+    p.write_text(merged)
+    (tmp_path / "log.jsonl").write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 1.5, "loss": 9.9}\n'
+                                        '{"step": 3, "loss": 1.25, "extra": {"a": 1, "a": 2}}\n{"step": 4, "loss": 1.1}\n')
+    runs, _ = _load(tmp_path)
+    hf = runs["out"]
+    assert hf.series("loss").steps.tolist() == list(range(30, 101, 10))  # entries 10 and 20 ran together
+    assert any(n.message == "trainer_state.json: 1 log_history entr(ies) repeating a key (a damaged file: two "
+               "entries run together) were not used" for n in hf.notes)
+    js = runs["log.jsonl"]
+    assert js.series("loss").steps.tolist() == [1, 4]
+    assert any("2 line(s) repeating a key" in n.message and n.count == 2 for n in js.notes)

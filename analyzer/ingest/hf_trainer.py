@@ -14,7 +14,7 @@ from typing import Any
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import RowCollector, to_float
+from analyzer.ingest.tabular import RepeatedKeys, RowCollector, loads, to_float
 from analyzer.types import Note
 
 _SUMMARY_MARKERS = ("train_runtime", "total_flos")
@@ -24,13 +24,15 @@ _STATE_KEYS = ("max_steps", "num_train_epochs", "train_batch_size", "global_step
 def load_state(path: Path) -> dict[str, Any]:
     """The parsed trainer state, or LogFormatError saying why the file is not one."""
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LogFormatError(f"not valid JSON ({exc.__class__.__name__})") from exc
     except RecursionError:
         raise LogFormatError("JSON nested too deeply to parse: not a HuggingFace trainer state") from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise LogFormatError("JSON without a 'log_history' list: not a HuggingFace trainer state")
+    if isinstance(state, RepeatedKeys):
+        raise LogFormatError("a trainer state repeating a key outside its log_history: a damaged file")
     return state
 
 
@@ -44,15 +46,23 @@ def read_trainer_state(path: Path, state: dict[str, Any] | None = None) -> tuple
     state = state if state is not None else load_state(path)
     rows = RowCollector(source=path.name)
     info: dict[str, Any] = {k: state[k] for k in _STATE_KEYS if _scalar(state.get(k))}
+    repeated = 0
     for i, entry in enumerate(state["log_history"]):
         if not isinstance(entry, dict):
             rows.rows_without_step += 1
+            continue
+        if isinstance(entry, RepeatedKeys):  # two entries merged by a damaged file: which step is meant is unknowable
+            repeated += 1
             continue
         if any(m in entry for m in _SUMMARY_MARKERS):
             info.update({f"final/{k}": v for k, v in entry.items() if k != "step" and _scalar(v)})
             continue
         rows.add_row(entry, "step", where=f"log_history entry {i}")
-    return rows.points(), rows.notes(), info
+    notes = rows.notes()
+    if repeated:
+        notes.append(Note("dropped", f"{path.name}: {repeated} log_history entr(ies) repeating a key (a damaged file: "
+                          "two entries run together) were not used", count=repeated))
+    return rows.points(), notes, info
 
 
 def progress_key(state: dict[str, Any]) -> tuple[float, int]:

@@ -12,26 +12,28 @@ from pathlib import Path
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import STEP_KEYS, RowCollector, find_key, flatten, to_float
+from analyzer.ingest.tabular import STEP_KEYS, RepeatedKeys, RowCollector, find_key, flatten, loads, to_float
 from analyzer.types import Note
 
 _SNIFF_LINES = 20
 _BLANK = object()
 _TOO_DEEP = object()
+_REPEATED = object()
 
 
 def _parse_line(raw: bytes) -> object:
     """The JSON value of one line: _BLANK for an empty line, _TOO_DEEP when it nests deeper than the
-    parser can go, None when it is not JSON."""
+    parser can go, _REPEATED when an object in it repeats a key, None when it is not JSON."""
     text = raw.strip()
     if not text:
         return _BLANK
     try:
-        return json.loads(text)
+        value = loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     except RecursionError:
         return _TOO_DEEP
+    return _REPEATED if isinstance(value, RepeatedKeys) else value
 
 
 def sniff(path: Path) -> str:
@@ -55,6 +57,7 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
     notes: list[Note] = []
     bad_lines = 0
     too_deep = 0
+    repeated = 0
     with open(path, "rb") as fh:
         data = fh.read()
     lines = data.split(b"\n")
@@ -65,6 +68,9 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
             continue
         if obj is _TOO_DEEP:
             too_deep += 1
+            continue
+        if obj is _REPEATED:
+            repeated += 1
             continue
         if obj is None:
             if last_unterminated and i == len(lines) - 1:
@@ -82,6 +88,9 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
     if bad_lines:
         notes.append(Note("dropped", f"{path.name}: {bad_lines} line(s) that are not JSON objects were not used",
                           count=bad_lines))
+    if repeated:
+        notes.append(Note("dropped", f"{path.name}: {repeated} line(s) repeating a key in one object (a damaged "
+                          "line: which value is meant is unknowable) were not used", count=repeated))
     if too_deep:
         notes.append(Note("dropped", f"{path.name}: {too_deep} line(s) nested too deeply to parse were not used",
                           count=too_deep))

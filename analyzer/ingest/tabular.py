@@ -6,6 +6,7 @@ in how a row of "step + metric columns" becomes (tag, step, value) points.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,25 @@ EPOCH_KEYS = ("epoch", "Epoch", "epochs")
 WALL_KEYS = ("wall_time", "Wall time", "timestamp", "time", "_timestamp")
 #: Columns that describe a row rather than measure something.
 NON_METRIC_KEYS = frozenset(STEP_KEYS + EPOCH_KEYS + WALL_KEYS + ("_runtime", "mode", "phase", "split"))
+
+
+class RepeatedKeys(dict):
+    """A JSON object in which a key appeared twice (here or in an object inside it).
+
+    No logger writes that; a damaged file does (deleted or duplicated lines of an indented JSON
+    document merge two records), and the json module would silently keep the last value."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs) or any(isinstance(v, RepeatedKeys) for _, v in pairs):
+        return RepeatedKeys(out)
+    return out
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads, with every object that repeats a key (or holds one that does) a `RepeatedKeys`."""
+    return json.loads(text, object_pairs_hook=_pairs)
 
 
 def find_key(keys: Iterable[str], candidates: tuple[str, ...]) -> str | None:
