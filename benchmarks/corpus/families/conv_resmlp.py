@@ -73,7 +73,7 @@ def specs() -> list[RunSpec]:
         out.append(RunSpec(name=f"mlp_s{seed}_momentum10_nan", label="divergence", shape="nan", optimizer="momentum",
                            lr=10.0, seed=seed, habit=Habit(fmt=("jsonl", "lightning")[seed]),
                            **{**OUT, "task_args": targs(depth=2, width=256)}))
-    for k, lr in enumerate((0.1, 0.3, 1.0, 2.0, 5.0)):
+    for lr in (0.1, 0.3, 1.0, 2.0, 5.0):
         label, shape = ("stable", "plain") if lr <= 1.0 else ("early_instability", "early_blip")
         out.append(RunSpec(name=f"wrn_lr_sweep/lr_{lr:g}", label=label, shape=shape, lr=lr, seed=0,
                            habit=Habit(fmt="tb"), sweep="wrn_lr_sweep", **WRN))
