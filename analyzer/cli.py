@@ -103,7 +103,7 @@ class _Steadytrain(click.Group):
 def _setup_logging(verbose: bool, debug: bool) -> None:
     """Our loggers (never the root logger) to the current stderr: -v INFO, --debug DEBUG, else WARNING."""
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler = logging.StreamHandler(sys.stderr)  # the current one: CliRunner swaps it
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.set_name("steadytrain-cli")
     for name in _PACKAGES:
