@@ -87,7 +87,7 @@ class _Steadytrain(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except click.ClickException as exc:  # usage errors: click prints them; always exit code 2
-            exc.exit_code = EXIT_USAGE
+            setattr(exc, "exit_code", EXIT_USAGE)  # noqa: B010 - click 8.2+ types it as a class variable
             raise
         except SteadytrainError as exc:
             _fail(str(exc))
