@@ -3,8 +3,7 @@
     python -m benchmarks.corpus build [OUT] [--families a,b] [--jobs 2] [--retrain]
     python -m benchmarks.corpus eval  [OUT] [--split tune|heldout|all] [--json report.json]
 
-OUT defaults to benchmarks/data/corpus (git-ignored). It replaces the narrow benchmarks/corpus.py
-(which this package shadows for `python -m benchmarks.corpus`; that script still runs as a file).
+OUT defaults to benchmarks/data/corpus (git-ignored). It replaces the old narrow corpus script (removed).
 
 Every run trains a tiny model (Transformer LMs Pre-/Post-LN, a char LSTM, ReLU/residual MLPs, a
 WideResNet-like conv net) with its own LR schedule, bumps, resumes, fp16 loss scaling and data
