@@ -15,7 +15,8 @@ import polars as pl
 
 from analyzer.evidence import Evidence
 
-Format = Literal["tensorboard", "lightning_csv", "hf_trainer_state", "jsonl", "mlflow", "csv"]
+Format = Literal["tensorboard", "lightning_csv", "hf_trainer_state", "jsonl", "mlflow", "csv", "text_log", "wandb",
+                 "wandb_csv"]
 Verdict = Literal["stable", "early_instability", "mid_instability", "divergence", "insufficient_data"]
 RoleName = Literal["train_loss", "eval_loss", "grad_norm", "lr"]
 ROLE_NAMES: tuple[RoleName, ...] = ("train_loss", "eval_loss", "grad_norm", "lr")

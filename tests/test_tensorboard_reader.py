@@ -209,7 +209,7 @@ def test_restart_keeps_latest_attempt_and_says_so(tmp_path):
 
 
 def test_cache_hit_and_incremental_growth(tmp_path):
-    from analyzer.ingest import load as load_mod
+    from analyzer.ingest import cache as cache_mod
 
     logdir = tmp_path / "run"
     write_summarywriter(logdir, {"loss": curve(30)})
@@ -217,8 +217,8 @@ def test_cache_hit_and_incremental_growth(tmp_path):
     opts = LoadOptions(cache_dir=tmp_path / "cache")
     first, _ = load_runs([logdir], opts)
     calls = []
-    real = load_mod.read_event_file
-    load_mod.read_event_file = lambda *a, **k: calls.append(k.get("begin", 0)) or real(*a, **k)
+    real = cache_mod.read_event_file
+    cache_mod.read_event_file = lambda *a, **k: calls.append(k.get("begin", 0)) or real(*a, **k)
     try:
         again, _ = load_runs([logdir], opts)
         assert calls == []  # unchanged: no decoding at all
@@ -231,7 +231,7 @@ def test_cache_hit_and_incremental_growth(tmp_path):
         grown, _ = load_runs([logdir], opts)
         assert calls == [size]  # only the new bytes were decoded
     finally:
-        load_mod.read_event_file = real
+        cache_mod.read_event_file = real
     assert grown[0].series("loss").steps.tolist() == list(range(40))
     assert again[0].points.equals(first[0].points)
 

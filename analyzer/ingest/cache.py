@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import crc32c as _crc32c
 import numpy as np
 
 from analyzer.frame import RawPoints
+from analyzer.ingest.tensorboard import read_event_file
 from analyzer.types import Note
 
 _VERSION = 3
@@ -166,3 +167,44 @@ class DecodeCache:
             self._sidecars.pop(path, None)
         except (OSError, ValueError, TypeError):
             pass  # a cache that cannot be written only costs speed next time
+
+
+@dataclass(frozen=True)
+class CachedEvents:
+    """One event file's content, from the cache where it is current."""
+
+    points: RawPoints
+    notes: list[Note]
+    hparams: dict[str, Any]
+    skipped_values: int
+
+
+def read_events_cached(path: Path, verify_crc: bool, cache: DecodeCache | None) -> CachedEvents:
+    """An event file's points: from the cache when unchanged, decoding only the new bytes when it grew."""
+    cached = cache.load(path) if cache else None
+    if cached is not None:
+        meta, old = cached
+        if meta["unchanged"] and (meta["crc_checked"] or not verify_crc):
+            return CachedEvents(old, meta["notes"], meta["hparams"], meta["skipped_values"])
+        if meta["crc_checked"] or not verify_crc:
+            content = read_event_file(path, verify_crc=verify_crc, begin=meta["end_offset"])
+            got = CachedEvents(RawPoints.concat([old, content.points]),
+                               [n for n in meta["notes"] if n.kind != "truncated"] + content.notes,
+                               {**meta["hparams"], **content.hparams}, meta["skipped_values"] + content.skipped_values)
+            _store_events(cache, path, got, content.end_offset, verify_crc)
+            return got
+    content = read_event_file(path, verify_crc=verify_crc)
+    got = CachedEvents(content.points, content.notes, content.hparams, content.skipped_values)
+    _store_events(cache, path, got, content.end_offset, verify_crc)
+    return got
+
+
+def _store_events(cache: DecodeCache | None, path: Path, got: CachedEvents, end: int, verify_crc: bool) -> None:
+    if cache:
+        cache.store(path, got.points, end_offset=end, notes=got.notes,
+                    extra={"hparams": _json_safe(got.hparams), "crc_checked": verify_crc,
+                           "skipped_values": got.skipped_values})
+
+
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in values.items()}

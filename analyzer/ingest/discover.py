@@ -12,16 +12,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 from analyzer.errors import InputError
 from analyzer.hparams import SIDE_FILE_NAMES
-from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow
+from analyzer.ingest import hf_trainer, mlflow, registry, wandb_logs
 from analyzer.types import Format, InputFile
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 _TIMESTAMP_DIR = re.compile(r"^\d{9,}(\.\d+)?$")  # SummaryWriter.add_hparams writes to logdir/<time.time()>/
-_JSONISH = (".jsonl", ".json", ".ndjson", ".log", ".txt")
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,9 @@ class Discovery:
 
 
 _HIDDEN = "hidden or cache directory, not searched"
+
+#: Directories that are one run each and own every file under them (layout readers).
+_RUN_DIR_TESTS = (("mlflow", mlflow.is_run_dir), ("wandb", wandb_logs.is_wandb_run_dir))
 
 
 def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
@@ -145,38 +147,45 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
         found.skipped.append(InputFile(str(path), "skipped", reason))
 
     remaining: list[Path] = []
-    # MLflow runs own everything under their directory.
-    ml_runs: dict[Path, list[Path]] = {}
-    is_ml: dict[Path, bool] = {}
+    # An MLflow or W&B run directory owns everything under it.
+    owned_by: dict[Path, list[Path]] = {}
+    owner_kind: dict[Path, str | None] = {}
 
-    def ml_run_dir(f: Path) -> Path | None:
+    def owner(f: Path) -> Path | None:
         for p in f.parents:
             if p != root and root not in p.parents:
                 return None
-            if p not in is_ml:
-                is_ml[p] = mlflow.is_run_dir(p)
-            if is_ml[p]:
+            if p not in owner_kind:
+                owner_kind[p] = next((kind for kind, test in _RUN_DIR_TESTS if test(p)), None)
+            if owner_kind[p] is not None:
                 return p
         return None
 
     for f in files:
-        run_dir = ml_run_dir(f)
+        run_dir = owner(f)
         if run_dir is not None:
-            ml_runs.setdefault(run_dir, []).append(f)
+            owned_by.setdefault(run_dir, []).append(f)
         else:
             remaining.append(f)
-    for run_dir, owned in sorted(ml_runs.items()):
-        metrics = [f for f in owned if (run_dir / "metrics") in f.parents]
-        others = tuple((f, "MLflow run metadata, params or artifacts") for f in owned if f not in metrics)
-        found.sources.append(RunSource(rid(run_dir), "mlflow", "mlflow", tuple(metrics), (),
-                                       run_dir, None, others))
+    for run_dir, owned in sorted(owned_by.items()):
+        kind = owner_kind[run_dir]
+        if kind == "mlflow":
+            data = [f for f in owned if (run_dir / "metrics") in f.parents]
+            why = "MLflow run metadata, params or artifacts"
+        else:
+            data = [f for f in owned if f.parent == run_dir and f.suffix == ".wandb"][:1]
+            why = "W&B run metadata, config or media (the history is read from the .wandb file)"
+        reader = registry.BY_NAME[kind or ""]
+        others = tuple((f, why) for f in owned if f not in data)
+        found.sources.append(RunSource(rid(run_dir), reader.format, reader.name, tuple(data), (), run_dir, None,
+                                       others))
 
     by_dir: dict[Path, list[Path]] = {}
     for f in remaining:
         by_dir.setdefault(f.parent, []).append(f)
     tb_dirs = {d for d, fs in by_dir.items() if any("tfevents" in f.name for f in fs)}
     hf_groups: dict[Path, list[Path]] = {}
-    tb_exports: dict[tuple[Path, str], list[Path]] = {}
+    loose: dict[tuple[str, Hashable], tuple[registry.Claim, list[Path]]] = {}  # (reader, group) -> its files
     side_candidates: list[Path] = []
 
     hparam_dirs: dict[Path, list[Path]] = {}  # run dir -> its add_hparams sub-directories
@@ -201,34 +210,21 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
                 hf_groups.setdefault(key, []).append(f)
             elif name in SIDE_FILE_NAMES:
                 side_candidates.append(f)
-            elif f.suffix.lower() == ".csv":
-                try:
-                    shape = csv_logs.sniff(f)
-                except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
-                    skip(f, f"CSV that is not a usable log: {_why(exc)}")
-                    continue
-                if shape.kind == "tb_export":
-                    run_part, _ = csv_logs.tb_export_tag(f)
-                    tb_exports.setdefault((directory, run_part), []).append(f)
-                elif shape.kind == "lightning":
-                    found.sources.append(RunSource(rid(directory), "lightning_csv", "csv", (f,), (), directory, shape))
-                else:
-                    found.sources.append(RunSource(rid(f), "csv", "csv", (f,), (), directory, shape))
-            elif f.suffix.lower() in _JSONISH:
-                try:
-                    step_key = jsonl.sniff(f)
-                except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
-                    skip(f, _why(exc))
-                    continue
-                found.sources.append(RunSource(rid(f), "jsonl", "jsonl", (f,), (), directory, step_key))
             elif name == "meta.yaml" and _holds_mlflow_runs(directory):
                 skip(f, "MLflow experiment metadata (its runs are read from their own directories)")
             else:
-                skip(f, f"not a recognised log format ({f.suffix or 'no extension'})")
+                try:
+                    found_as = registry.recognise(f)
+                except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
+                    skip(f, _why(exc))
+                    continue
+                for claim in registry.claims(f, found_as):
+                    loose.setdefault((found_as.reader.name, claim.group), (claim, []))[1].append(f)
 
-    for (directory, run_part), exported in sorted(tb_exports.items()):
-        target = directory / run_part if run_part and run_part != "." else directory
-        found.sources.append(RunSource(rid(target), "csv", "tb_export", tuple(sorted(exported)), (), directory))
+    for (reader_name, _), (claim, claimed) in loose.items():
+        reader = registry.BY_NAME[reader_name]
+        found.sources.append(RunSource(rid(claim.target), reader.format, reader.name, tuple(sorted(claimed)), (),
+                                       claimed[0].parent, claim.detail))
 
     for key, states in sorted(hf_groups.items()):
         _add_hf_run(rid(key), key, states, found)

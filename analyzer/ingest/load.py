@@ -23,7 +23,7 @@ import polars as pl
 from analyzer.errors import InputError, LogFormatError
 from analyzer.frame import RawPoints, RestartPolicy, apply_restart_policy, nonfinite_note
 from analyzer.hparams import lr_from_hparams, lr_from_name, read_side_file
-from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow
+from analyzer.ingest import identity, registry
 from analyzer.ingest.cache import DecodeCache, default_cache_dir
 from analyzer.ingest.discover import RunSource, discover
 from analyzer.ingest.run_cache import RunCache, run_key
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 _PARALLEL_MIN_BYTES = 48 << 20
 
 T = TypeVar("T")
+
+#: Readers whose file is a run of its own (not a run directory): such runs may be copies or parts of another.
+_PER_FILE = frozenset(r.name for r in registry.LOOSE_FILE_READERS)
 
 
 @dataclass(frozen=True)
@@ -125,76 +128,25 @@ def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cac
         out.read.append(InputFile(str(path), "read", reason, src.id))
         out.data_files.append(str(path))
 
-    if src.reader == "tensorboard":
-        cache = decode_cache or (DecodeCache(options.cache_dir) if options.cache_dir else None)
-        for f in src.files:
-            size = attempt(f, lambda f=f: f.stat().st_size)  # type: ignore[misc]
-            if size is None:
-                continue
-            if size == 0:
-                out.skipped.append(InputFile(str(f), "skipped", "empty event file (0 bytes): nothing was written "
-                                             "to it", src.id))
-                continue
-            got = attempt(f, lambda f=f: _read_events_cached(f, options, cache))  # type: ignore[misc]
-            if got is None:
-                continue
-            pts, more, hp, skipped_values = got
-            corrupt = [n for n in more if n.kind == "corrupt"]
-            if not len(pts) and not hp and corrupt:
-                out.skipped.append(InputFile(str(f), "skipped", "no valid TensorBoard record: " + corrupt[0].message,
-                                             src.id))
-                continue
-            took(f, "tensorboard events", pts, more)
-            out.hparams.update(hp)
-            if skipped_values:
-                out.notes.append(Note("non_scalar", f"{f.name}: {skipped_values} non-scalar summary value(s) "
-                                      "(histograms, images, text, ...) not read: this tool reads scalars",
-                                      count=skipped_values))
-        for f in src.side_files:
-            if "tfevents" in f.name:
-                content = attempt(f, lambda f=f: read_event_file(f, verify_crc=options.verify_crc))  # type: ignore[misc]
-                if content is not None:
-                    out.hparams.update(content.hparams)
-                    out.read.append(InputFile(str(f), "read", "tensorboard hparams (add_hparams)", src.id))
-    elif src.reader == "csv":
-        f = src.files[0]
-        got_csv = attempt(f, lambda: csv_logs.read_csv_log(f, src.detail))
-        if got_csv is not None:
-            took(f, f"CSV ({src.detail.kind})", *got_csv)
-    elif src.reader == "tb_export":
-        for f in src.files:
-            got_tb = attempt(f, lambda f=f: csv_logs.read_tb_export(f))  # type: ignore[misc]
-            if got_tb is not None:
-                took(f, "TensorBoard-exported CSV (one tag)", *got_tb)
-    elif src.reader == "hf":
-        f = src.files[0]
-        got_hf = attempt(f, lambda: hf_trainer.read_trainer_state(f, src.detail))
-        if got_hf is not None:
-            pts, notes, info = got_hf
-            took(f, "HF trainer_state.json", pts, notes)
-            out.hparams.update(info)
-            if src.merged:
-                out.notes.append(Note("merged", f"{len(src.merged)} checkpoint copy(ies) of trainer_state.json merged "
-                                      f"into this run; the most complete one ({f.parent.name}) was read",
-                                      count=len(src.merged)))
-    elif src.reader == "jsonl":
-        f = src.files[0]
-        got_js = attempt(f, lambda: jsonl.read_jsonl(f, src.detail))
-        if got_js is not None:
-            took(f, "JSONL log", *got_js)
-    elif src.reader == "mlflow":
-        for f in src.files:
-            got_ml = attempt(f, lambda f=f: mlflow.read_metric_file(src.directory, f))  # type: ignore[misc]
-            if got_ml is not None:
-                took(f, "MLflow metric", *got_ml)
+    reader = registry.BY_NAME[src.reader]
+    ctx = registry.ReadContext(src.detail, src.directory, options.verify_crc,
+                               decode_cache or (DecodeCache(options.cache_dir) if options.cache_dir else None))
+    for f in src.files:
+        got = attempt(f, lambda f=f: reader.read(f, ctx))  # type: ignore[misc]
+        if got is not None:
+            took(f, reader.what, got.points, list(got.notes))
+            out.hparams.update(got.hparams)
+    if reader.run_hparams is not None:
         try:
-            out.hparams.update(mlflow.read_params(src.directory))
-        except Exception as exc:  # noqa: BLE001 - params are a nicety; the metrics still count
-            log.debug("reading the params of %s failed", src.directory, exc_info=exc)
-            out.notes.append(Note("params_unreadable", f"params/ could not be read ({type(exc).__name__}: "
-                                  f"{_short(exc)}); no hyperparameters from it"))
-    else:  # pragma: no cover - discovery only produces the readers above
-        raise AssertionError(src.reader)
+            out.hparams.update(reader.run_hparams(src.directory))
+        except Exception as exc:  # noqa: BLE001 - settings are a nicety; the metrics still count
+            log.debug("reading the settings of %s failed", src.directory, exc_info=exc)
+            out.notes.append(Note("params_unreadable", f"the run's settings could not be read ({type(exc).__name__}: "
+                                  f"{_short(exc)}); no hyperparameters from them"))
+    if src.merged and out.data_files and reader.name == "hf":
+        out.notes.append(Note("merged", f"{len(src.merged)} checkpoint copy(ies) of trainer_state.json merged "
+                              f"into this run; the most complete one ({src.files[0].parent.name}) was read",
+                              count=len(src.merged)))
     has_data = bool(out.data_files)
     for f, why in src.merged:
         if has_data:
@@ -203,11 +155,15 @@ def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cac
             out.skipped.append(InputFile(str(f), "skipped", f"{why}; not used: the run's log could not be read",
                                          src.id))
     for f in src.side_files:
-        if "tfevents" in f.name:
-            continue
         if not has_data:
             out.skipped.append(InputFile(str(f), "skipped", "configuration of a run whose log could not be read",
                                          src.id))
+            continue
+        if "tfevents" in f.name:
+            content = attempt(f, lambda f=f: read_event_file(f, verify_crc=options.verify_crc))  # type: ignore[misc]
+            if content is not None:
+                out.hparams.update(content.hparams)
+                out.read.append(InputFile(str(f), "read", "tensorboard hparams (add_hparams)", src.id))
             continue
         values = attempt(f, lambda f=f: read_side_file(f))  # type: ignore[misc]
         if values is not None:
@@ -215,38 +171,6 @@ def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cac
             out.read.append(InputFile(str(f), "read", "hparams" if values else "hparams (empty)",
                                       src.id))
     out.points = RawPoints.concat(parts)
-
-
-def _read_events_cached(path: Path, options: LoadOptions, cache: DecodeCache | None
-                        ) -> tuple[RawPoints, list[Note], dict[str, Any], int]:
-    cached = cache.load(path) if cache else None
-    if cached is not None:
-        meta, old = cached
-        if meta["unchanged"] and (meta["crc_checked"] or not options.verify_crc):
-            return old, meta["notes"], meta["hparams"], meta["skipped_values"]
-        if meta["crc_checked"] or not options.verify_crc:
-            content = read_event_file(path, verify_crc=options.verify_crc, begin=meta["end_offset"])
-            points = RawPoints.concat([old, content.points])
-            notes = [n for n in meta["notes"] if n.kind != "truncated"] + content.notes
-            hparams = {**meta["hparams"], **content.hparams}
-            skipped = meta["skipped_values"] + content.skipped_values
-            _store(cache, path, points, content.end_offset, notes, hparams, skipped, options)
-            return points, notes, hparams, skipped
-    content = read_event_file(path, verify_crc=options.verify_crc)
-    _store(cache, path, content.points, content.end_offset, content.notes, content.hparams, content.skipped_values,
-           options)
-    return content.points, content.notes, content.hparams, content.skipped_values
-
-
-def _store(cache: DecodeCache | None, path: Path, points: RawPoints, end: int, notes: list[Note],
-           hparams: dict[str, Any], skipped: int, options: LoadOptions) -> None:
-    if cache:
-        cache.store(path, points, end_offset=end, notes=notes,
-                    extra={"hparams": _json_safe(hparams), "crc_checked": options.verify_crc, "skipped_values": skipped})
-
-
-def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in values.items()}
 
 
 def _build_run(src: RunSource, data: SourceData, options: LoadOptions, cache: RunCache | None = None,
@@ -357,6 +281,9 @@ def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -
                                   [unreadable(i.path, exc, src.id) for i in data.read] + data.skipped)
         inputs += data.read + data.skipped
         _log_inputs(data.read + data.skipped)
+    home = {s.id: s for s in found.sources}
+    runs = identity.resolve([identity.Member(r, str(home[r.id].directory), home[r.id].reader in _PER_FILE)
+                             for r in runs], inputs, options.roles)
     if not runs:
         where = ", ".join(str(p) for p in paths)
         if found.files_seen == 0:

@@ -1,0 +1,189 @@
+"""One training = one run: folding together what discovery found as several runs of one folder.
+
+Two cases, both decided from the points read, never from a file's name, so that they hold for
+layouts this module has never seen:
+- *copies*: two logs in one folder that hold the same history (LLaMA-Factory's trainer_log.jsonl
+  beside its trainer_state.json, Detectron2's metrics.json beside its event files): their
+  training losses agree at the steps both logged. The richer copy (more metrics with a curve,
+  then more points) is the run; the other is listed as folded into it, with the evidence.
+- *parts*: several metric files of one run folder (metrics.jsonl plus diagnostics.jsonl, a
+  train.csv and an eval.csv) that each hold different metrics over the same steps: one run
+  with all their tags. A tag both hold is kept from the part with the training loss and
+  prefixed with its file's name in the others. Runs of a sweep written to one folder share their
+  metrics, so they never merge.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from analyzer.frame import SCHEMA
+from analyzer.roles import assign_roles
+from analyzer.types import InputFile, Note, Run
+
+#: Two train-loss values are the same logged value when they agree to this relative precision (one copy may
+#: round to 4 decimals, as LLaMA-Factory's trainer_log does).
+_SAME_VALUE_RTOL = 1e-3
+#: Copies need this many common steps, and this share of them equal.
+_MIN_COMMON_STEPS = 3
+_MIN_EQUAL_SHARE = 0.9
+#: Parts must overlap in steps by this share of the shorter one's range.
+_MIN_STEP_OVERLAP = 0.5
+#: Tags that any log of a run may carry beside its own metrics: they do not make two files the same metrics.
+_BOOKKEEPING = {"epoch", "step", "global_step", "iteration", "iter", "lr", "learning_rate", "time", "timestamp",
+                "elapsed_time", "remaining_time", "percentage", "total_steps", "current_steps", "data_time",
+                "eta_seconds", "samples", "tokens", "wall_time"}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A run as read, with the folder it belongs to (a checkpoint copy's run folder, a file's directory)."""
+
+    run: Run
+    home: str
+    per_file: bool  # a log file that is a run of its own (JSONL, CSV, text), not a run directory
+
+
+def _train_loss(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    series = run.role_series("train_loss")
+    if series is None or series.steps.size < _MIN_COMMON_STEPS:
+        return None
+    return series.steps, series.values
+
+
+def same_history(a: Run, b: Run) -> tuple[int, int] | None:
+    """(equal, common) train-loss points when ``a`` and ``b`` are copies of one history, else None."""
+    la, lb = _train_loss(a), _train_loss(b)
+    if la is None or lb is None:
+        return None
+    common, ia, ib = np.intersect1d(la[0], lb[0], assume_unique=False, return_indices=True)
+    if common.size < _MIN_COMMON_STEPS:
+        return None
+    va, vb = la[1][ia], lb[1][ib]
+    equal = int(np.sum(np.isclose(va, vb, rtol=_SAME_VALUE_RTOL, atol=0.0) | (np.isnan(va) & np.isnan(vb))))
+    return (equal, int(common.size)) if equal >= _MIN_EQUAL_SHARE * common.size else None
+
+
+def _richness(run: Run) -> tuple[int, int]:
+    counts = run.points.group_by("tag").len()
+    return int((counts.get_column("len") >= 2).sum()), run.n_points
+
+
+def _metric_tags(run: Run) -> set[str]:
+    return {t for t in run.tags if t.rsplit("/", 1)[-1].lower() not in _BOOKKEEPING}
+
+
+def _overlap(a: Run, b: Run) -> bool:
+    ra, rb = a.step_range(), b.step_range()
+    if ra is None or rb is None:
+        return False
+    inter = min(ra[1], rb[1]) - max(ra[0], rb[0])
+    shorter = min(ra[1] - ra[0], rb[1] - rb[0])
+    return inter >= _MIN_STEP_OVERLAP * shorter if shorter > 0 else inter >= 0
+
+
+def _stem(run: Run) -> str:
+    name = Path(run.sources[0]).name if run.sources else posixpath.basename(run.id)
+    return name.split(".")[0] or name
+
+
+def _merge_parts(parts: list[Run], roles: Mapping[str, str]) -> Run:
+    """One run from the parts of one; the part with the train loss first (its tags stay as they are)."""
+    parts = sorted(parts, key=lambda r: (r.roles.train_loss is None, r.id))
+    seen: set[str] = set()
+    frames = []
+    for part in parts:
+        frame = part.points.with_columns(pl.col("tag").cast(pl.String))
+        clash = seen & set(part.tags)
+        if clash:
+            prefix = _stem(part)
+            frame = frame.with_columns(pl.when(pl.col("tag").is_in(sorted(clash)))
+                                       .then(pl.lit(prefix + "/") + pl.col("tag")).otherwise(pl.col("tag"))
+                                       .alias("tag"))
+        seen |= set(frame.get_column("tag").unique().to_list())
+        frames.append(frame)
+    merged = pl.concat(frames).sort(["tag", "step"], maintain_order=True)
+    tags = sorted(merged.get_column("tag").unique().to_list())
+    merged = merged.with_columns(pl.col("tag").cast(pl.Enum(tags))).select(list(SCHEMA))
+    counts = dict(merged.group_by("tag").len().iter_rows())
+    first = parts[0]
+    others = ", ".join(Path(p.sources[0]).name if p.sources else p.id for p in parts[1:])
+    note = Note("merged", f"{len(parts) - 1} more log file(s) of this run folder ({others}) hold other metrics over "
+                f"the same steps: read as parts of this run, not as runs of their own", count=len(parts) - 1)
+    hparams: dict = {}
+    for p in reversed(parts):
+        hparams.update(p.hparams)
+    return Run(id=first.id, format=first.format, sources=tuple(s for p in parts for s in p.sources), points=merged,
+               hparams=hparams, notes=tuple(n for p in parts for n in p.notes) + (note,),
+               roles=assign_roles({str(k): int(v) for k, v in counts.items()}, roles))
+
+
+def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[str, str]) -> list[Run]:
+    """The runs, one per training; ``inputs`` entries of files folded or merged are rewritten in place."""
+    by_home: dict[str, list[Member]] = {}
+    for m in members:
+        by_home.setdefault(m.home, []).append(m)
+    renamed: dict[str, tuple[str, str | None]] = {}  # old run id -> (new run id, reason for its files or None)
+    out: list[Run] = []
+    for group in by_home.values():
+        if len(group) < 2 or not any(m.per_file for m in group):
+            out.extend(m.run for m in group)
+            continue
+        runs = [m.run for m in group]
+        per_file = {m.run.id for m in group if m.per_file}
+        # copies: fold the poorer into the richer (one of the two a per-file log: a folder holds one run directory)
+        folded: set[str] = set()
+        extra_notes: dict[str, list[Note]] = {}
+        for copy in sorted(runs, key=_richness):
+            if copy.id in folded:
+                continue
+            for keeper in sorted(runs, key=_richness, reverse=True):
+                if (keeper.id == copy.id or keeper.id in folded or _richness(keeper) < _richness(copy)
+                        or not ({copy.id, keeper.id} & per_file)):
+                    continue
+                agree = same_history(copy, keeper)
+                if agree is None:
+                    continue
+                folded.add(copy.id)
+                files = ", ".join(Path(s).name for s in copy.sources)
+                why = (f"the same history as run {keeper.id} ({agree[0]} of {agree[1]} train-loss values at common "
+                       f"steps equal), which has more metrics or points: folded into it, not read as a second run")
+                renamed[copy.id] = (keeper.id, why)
+                extra_notes.setdefault(keeper.id, []).append(Note(
+                    "merged", f"{files} holds the same history ({agree[0]} of {agree[1]} common train-loss points "
+                    f"equal); this run's richer copy was read", count=1))
+                break
+        kept = [r if r.id not in extra_notes else replace(r, notes=r.notes + tuple(extra_notes[r.id]))
+                for r in runs if r.id not in folded]
+        # parts: per-file logs of the folder holding different metrics over the same steps
+        loose = [r for r in kept if r.id in per_file]
+        clusters: list[list[Run]] = []
+        for r in loose:
+            for cluster in clusters:
+                if all(not (_metric_tags(r) & _metric_tags(c)) and _overlap(r, c) for c in cluster):
+                    cluster.append(r)
+                    break
+            else:
+                clusters.append([r])
+        out.extend(r for r in kept if r.id not in per_file)
+        for cluster in clusters:
+            if len(cluster) == 1:
+                out.append(cluster[0])
+                continue
+            merged = _merge_parts(cluster, roles)
+            for part in cluster:
+                if part.id != merged.id:
+                    renamed[part.id] = (merged.id, None)
+            out.append(merged)
+    for i, entry in enumerate(inputs):
+        if entry.run is not None and entry.run in renamed:
+            new_id, reason = renamed[entry.run]
+            inputs[i] = InputFile(entry.path, entry.status,
+                                  reason if (reason and entry.status == "read") else entry.reason, new_id)
+    return out

@@ -1,0 +1,266 @@
+"""Every log format steadytrain reads, in one table: how each is recognised and which function reads it.
+
+Two kinds of reader:
+- *loose-file* readers claim single files by name (cheap, no I/O) and then by content (`sniff`,
+  which reads only the head of the file and raises LogFormatError saying why a file is not its
+  format). The first reader, in table order, whose name test and sniff both pass owns the file;
+  when none does, the file is skipped with the reason of the last (most general) reader that
+  wanted it. Readers that must win over a more general one (a Lightning metrics.csv over a
+  generic CSV) come first.
+- *layout* readers (TensorBoard run directories, HF trainer_state.json with its checkpoint
+  copies, MLflow file-store runs, W&B offline run folders) are found by the directory layout in
+  `discover`; they have no sniff.
+
+Either way, a run's files are read here, one file at a time through `Reader.read`, so that
+`load` handles failures in one place: whatever one file raises makes that file a skipped
+input with the reason.
+
+Adding a format: write its module (a sniff and a read function) and add one `Reader` line below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterable, Mapping
+
+from analyzer.errors import LogFormatError
+from analyzer.frame import RawPoints
+from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow, textlog, wandb_logs
+from analyzer.ingest.cache import DecodeCache, read_events_cached
+from analyzer.types import Format, Note
+
+
+@dataclass(frozen=True)
+class FileData:
+    """What reading one data file produced."""
+
+    points: RawPoints
+    notes: tuple[Note, ...] = ()
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What a reader may need beyond the file: what its sniff found, the run's directory, read options."""
+
+    detail: Any = None
+    directory: Path = Path(".")
+    verify_crc: bool = True
+    decode_cache: DecodeCache | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A loose file's place in a run: files whose claims share ``group`` are one run, named after ``target``."""
+
+    target: Path
+    group: Hashable
+    detail: Any = None
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One format.
+
+    Attributes:
+        name: the key runs carry (RunSource.reader).
+        format: the format label of the JSON contract.
+        what: how a file read by it is listed among the report's inputs.
+        recognised_by: how a file or folder is recognised, for README's format table and `--help`.
+        read: reads one data file of a run.
+        wants: loose-file readers: whether a file's name could be this format (no I/O).
+        sniff: loose-file readers: by content, what reading needs to know (LogFormatError if not this format).
+        claim: loose-file readers: which run(s) a sniffed file belongs to (default: a run of its own).
+        run_hparams: settings read once per run (MLflow params/), beside the data files.
+        family: loose-file readers of one kind of file ("csv", "json", "text"): when none reads a file, the
+            reason given is the last of each family's (the most general reader of a family speaks for it).
+    """
+
+    name: str
+    format: Format
+    what: str
+    recognised_by: str
+    read: Callable[[Path, ReadContext], FileData]
+    wants: Callable[[Path], bool] | None = None
+    sniff: Callable[[Path], Any] | None = None
+    claim: Callable[[Path, Any], Iterable[Claim]] | None = None
+    run_hparams: Callable[[Path], Mapping[str, Any]] | None = None
+    family: str = ""
+
+
+# ---- reading functions of each format (thin adapters onto the format modules) ----
+
+def _read_tensorboard(path: Path, ctx: ReadContext) -> FileData:
+    if path.stat().st_size == 0:
+        raise LogFormatError("empty event file (0 bytes): nothing was written to it")
+    got = read_events_cached(path, ctx.verify_crc, ctx.decode_cache)
+    corrupt = [n for n in got.notes if n.kind == "corrupt"]
+    if not len(got.points) and not got.hparams and corrupt:
+        raise LogFormatError("no valid TensorBoard record: " + corrupt[0].message)
+    notes = list(got.notes)
+    if got.skipped_values:
+        notes.append(Note("non_scalar", f"{path.name}: {got.skipped_values} non-scalar summary value(s) "
+                          "(histograms, images, text, ...) not read: this tool reads scalars",
+                          count=got.skipped_values))
+    return FileData(got.points, tuple(notes), got.hparams)
+
+
+def _read_csv(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = csv_logs.read_csv_log(path, ctx.detail)
+    return FileData(pts, tuple(notes))
+
+
+def _read_tb_export(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = csv_logs.read_tb_export(path)
+    return FileData(pts, tuple(notes))
+
+
+def _read_hf(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes, info = hf_trainer.read_trainer_state(path, ctx.detail)
+    return FileData(pts, tuple(notes), info)
+
+
+def _read_jsonl(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = jsonl.read_jsonl(path, ctx.detail)
+    return FileData(pts, tuple(notes))
+
+
+def _read_mlflow(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = mlflow.read_metric_file(ctx.directory, path)
+    return FileData(pts, tuple(notes))
+
+
+def _read_text(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = textlog.read_text_log(path, ctx.detail)
+    return FileData(pts, tuple(notes))
+
+
+def _read_panel(path: Path, ctx: ReadContext) -> FileData:
+    panel, run_name = ctx.detail
+    pts, notes = wandb_logs.read_panel_csv(path, panel, run_name)
+    return FileData(pts, tuple(notes))
+
+
+def _read_wandb(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes, config = wandb_logs.read_wandb_run(ctx.directory)
+    return FileData(pts, tuple(notes), config)
+
+
+# ---- how loose files are recognised ----
+
+def _suffix(*suffixes: str) -> Callable[[Path], bool]:
+    return lambda path: path.suffix.lower() in suffixes
+
+
+_JSONISH = (".jsonl", ".json", ".ndjson", ".log", ".txt")
+#: stdout captures: Slurm's slurm-<id>.out, nohup.out, train.log, *.err; also names without an extension.
+_TEXTISH = (".log", ".txt", ".out", ".err", "")
+
+
+def _csv_of_kind(*kinds: str) -> Callable[[Path], csv_logs.CsvShape]:
+    def sniff(path: Path) -> csv_logs.CsvShape:
+        shape = csv_logs.sniff(path)
+        if shape.kind not in kinds:
+            raise LogFormatError(f"a {shape.kind} CSV")
+        return shape
+    return sniff
+
+
+def _claim_directory(path: Path, detail: Any) -> Iterable[Claim]:
+    return (Claim(path.parent, path.parent, detail),)
+
+
+def _claim_tb_export(path: Path, detail: Any) -> Iterable[Claim]:
+    run_part, _ = csv_logs.tb_export_tag(path)
+    target = path.parent / run_part if run_part and run_part != "." else path.parent
+    return (Claim(target, ("tb_export", path.parent, run_part), detail),)
+
+
+def _claim_panel_runs(path: Path, panel: Any) -> Iterable[Claim]:
+    # One panel export holds several runs; exports of other panels of the same runs join them by run name.
+    return tuple(Claim(path.parent / name, ("wandb_panel", path.parent, name), (panel, name)) for name in panel.runs)
+
+
+_CSV_REASON_PREFIX = "CSV that is not a usable log: "
+
+
+def _generic_csv_sniff(path: Path) -> csv_logs.CsvShape:
+    try:
+        return _csv_of_kind("keras", "long", "wide")(path)
+    except LogFormatError as exc:
+        raise LogFormatError(_CSV_REASON_PREFIX + str(exc)) from None
+
+
+READERS: tuple[Reader, ...] = (
+    # layout readers (found by `discover` from the directory layout)
+    Reader("tensorboard", "tensorboard", "tensorboard events",
+           "files named *tfevents* (one run per directory; add_hparams sub-directories folded in)",
+           _read_tensorboard),
+    Reader("hf", "hf_trainer_state", "HF trainer_state.json",
+           "trainer_state.json with a log_history list (checkpoint-*/ copies folded into the most complete one)",
+           _read_hf),
+    Reader("mlflow", "mlflow", "MLflow metric",
+           "an MLflow file store run: a directory with metrics/ and meta.yaml or params/",
+           _read_mlflow, run_hparams=mlflow.read_params),
+    Reader("wandb", "wandb", "W&B offline run",
+           "a W&B run folder holding run-*.wandb (wandb/offline-run-*/); needs the [wandb] extra", _read_wandb),
+    # loose-file readers, most specific first
+    Reader("tb_export", "csv", "TensorBoard-exported CSV (one tag)",
+           "a CSV whose header is Wall time,Step,Value (TensorBoard's download; one file per tag)",
+           _read_tb_export, wants=_suffix(".csv"), sniff=_csv_of_kind("tb_export"), claim=_claim_tb_export,
+           family="csv"),
+    Reader("wandb_panel", "wandb_csv", "W&B panel CSV export",
+           "a CSV whose header is Step, then '<run> - <metric>' columns (W&B panel export; one run per name)",
+           _read_panel, wants=_suffix(".csv"), sniff=wandb_logs.sniff_panel_csv, claim=_claim_panel_runs,
+           family="csv"),
+    Reader("lightning", "lightning_csv", "CSV (lightning)",
+           "metrics.csv with a step or epoch column (Lightning's CSVLogger; hparams.yaml beside it)",
+           _read_csv, wants=lambda p: p.name == "metrics.csv", sniff=_csv_of_kind("lightning"),
+           claim=_claim_directory, family="csv"),
+    Reader("csv", "csv", "CSV",
+           "any other comma-separated file with a header: Keras CSVLogger (epoch first), long (tag,value,step) "
+           "or wide (a step column and metric columns)",
+           _read_csv, wants=_suffix(".csv"), sniff=_generic_csv_sniff, family="csv"),
+    Reader("jsonl", "jsonl", "JSONL log",
+           "one JSON object per line with a step key (step, global_step, iteration, num_updates, ...), "
+           "by content; a split/phase/mode field separates train and val records",
+           _read_jsonl, wants=_suffix(*_JSONISH), sniff=jsonl.sniff, family="json"),
+    Reader("text", "text_log", "text log",
+           "a job's printed output (stdout, Slurm .out): Megatron-LM/NeMo/GPT-NeoX iteration lines, nanoGPT, "
+           "the HF Trainer's printed dicts, fairseq; by content, noise between the lines tolerated",
+           _read_text, wants=_suffix(*_TEXTISH), sniff=textlog.sniff, family="text"),
+)
+
+BY_NAME: dict[str, Reader] = {r.name: r for r in READERS}
+LOOSE_FILE_READERS: tuple[Reader, ...] = tuple(r for r in READERS if r.sniff is not None)
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """A loose file and the reader that claimed it (with what its sniff found)."""
+
+    reader: Reader
+    detail: Any
+
+
+def recognise(path: Path) -> Recognised:
+    """The reader of a loose file, or LogFormatError with why none reads it."""
+    reasons: dict[str, str] = {}
+    for reader in LOOSE_FILE_READERS:
+        assert reader.wants is not None and reader.sniff is not None
+        if not reader.wants(path):
+            continue
+        try:
+            return Recognised(reader, reader.sniff(path))
+        except LogFormatError as exc:
+            reasons[reader.family] = str(exc)
+    if not reasons:
+        raise LogFormatError(f"not a recognised log format ({path.suffix or 'no extension'})")
+    raise LogFormatError("; ".join(reasons.values()))
+
+
+def claims(path: Path, found: Recognised) -> Iterable[Claim]:
+    if found.reader.claim is not None:
+        return found.reader.claim(path, found.detail)
+    return (Claim(path, path, found.detail),)
