@@ -179,6 +179,28 @@ class CountEvidence(Evidence):
 
 
 @dataclass(frozen=True, slots=True)
+class MessageEvidence(Evidence):
+    """What a text log printed about the run's stability (overflow skips, NaN warnings, loss-scale drops).
+
+    Attributes:
+        counts: (kind, how many) pairs: overflow_skip, nan_warning, oom, skipped_iterations, nan_iterations,
+            loss_scale (reductions of the loss scale).
+        first_step: the first step at which one was printed.
+        loss_scale_first: the first loss scale logged, if any.
+        loss_scale_last: the last.
+    """
+
+    counts: tuple[tuple[str, int], ...]
+    first_step: int
+    loss_scale_first: float | None = None
+    loss_scale_last: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "first_step": self.first_step,
+                "loss_scale_first": self.loss_scale_first, "loss_scale_last": self.loss_scale_last}
+
+
+@dataclass(frozen=True, slots=True)
 class ClippedNormEvidence(Evidence):
     """A logged gradient norm that sits at its maximum: it is the clipped norm.
 

@@ -13,6 +13,9 @@ from typing import Callable, Mapping
 from analyzer.errors import ConfigError
 from analyzer.types import ROLE_NAMES, Roles
 
+#: Tags under which a text log's printed messages are counted (analyzer/ingest/textlog.py): never a metric role.
+MESSAGE_TAG_PREFIX = "log_events/"
+
 _EVAL_WORDS = frozenset({"val", "valid", "validation", "eval", "evaluation", "dev", "test", "holdout"})
 _TRAIN_WORDS = frozenset({"train", "training", "trn"})
 
@@ -21,15 +24,19 @@ def _tokens(tag: str) -> list[str]:
     return [t for t in re.split(r"[^a-z0-9]+", tag.lower()) if t]
 
 
+#: Not metrics: the AMP loss scaler's scale, and the counts of messages a text log printed (log_events/...).
+_NOT_A_LOSS = frozenset({"scale", "scaler"})
+
+
 def _score_train_loss(tokens: list[str]) -> int:
-    if "loss" not in tokens and "losses" not in tokens or _EVAL_WORDS & set(tokens):
+    if "loss" not in tokens and "losses" not in tokens or _EVAL_WORDS & set(tokens) or _NOT_A_LOSS & set(tokens):
         return 0
     rest = [t for t in tokens if t not in {"loss", "losses"} | _TRAIN_WORDS]
     if not rest:
         return 100
     if rest == ["step"]:
         return 95
-    if rest in (["total"], ["avg"], ["mean"], ["smoothed"]):
+    if rest in (["total"], ["avg"], ["mean"], ["smoothed"], ["lm"]):  # Megatron/NeMo print "lm loss"
         return 85
     if rest == ["epoch"]:
         return 60
@@ -100,6 +107,8 @@ def assign_roles(tag_counts: Mapping[str, int], overrides: Mapping[str, str] | N
             continue
         best: tuple[int, int, str] | None = None
         for tag, count in tag_counts.items():
+            if tag.startswith(MESSAGE_TAG_PREFIX):
+                continue
             score = scorer(_tokens(tag))
             if score > 0 and (best is None or (score, count, tag) > best):
                 best = (score, count, tag)

@@ -13,6 +13,7 @@ from analyzer.detect.checks.divergence import check_divergence
 from analyzer.detect.checks.eval_loss import check_eval_instability
 from analyzer.detect.checks.info import check_grad_norm, check_overfit, check_progress
 from analyzer.detect.checks.instability import check_early, check_mid
+from analyzer.detect.checks.messages import check_messages, quote_messages
 from analyzer.detect.checks.nonfinite import check_nonfinite
 from analyzer.detect.context import RunContext
 from analyzer.types import CheckFailure, Finding
@@ -27,6 +28,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("mid", check_mid),
     ("eval_instability", check_eval_instability),
     ("divergence", check_divergence),
+    ("messages", check_messages),
     ("progress", check_progress),
     ("grad_norm", check_grad_norm),
     ("overfit", check_overfit),
@@ -47,7 +49,12 @@ def run_checks(ctx: RunContext) -> tuple[list[Finding], list[CheckFailure]]:
         findings += found
         if check_id == "data" and any(f.verdict == "insufficient_data" for f in found):
             break  # nothing else can be judged without a usable loss
-    return _without_divergence_aftermath(findings), failures
+    findings = _without_divergence_aftermath(findings)
+    try:
+        findings = quote_messages(findings, ctx)
+    except Exception as exc:  # noqa: BLE001 - the findings stand without the quotes
+        failures.append(CheckFailure("messages", ctx.run.id, type(exc).__name__, str(exc)))
+    return findings, failures
 
 
 def _without_divergence_aftermath(findings: list[Finding]) -> list[Finding]:
