@@ -16,7 +16,7 @@ from typing import Any, Hashable, Sequence
 
 from analyzer.errors import InputError
 from analyzer.hparams import SIDE_FILE_NAMES
-from analyzer.ingest import hf_trainer, mlflow, registry, wandb_logs
+from analyzer.ingest import hf_trainer, mlflow, registry, wandb_run
 from analyzer.types import Format, InputFile
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
@@ -58,7 +58,7 @@ class Discovery:
 _HIDDEN = "hidden or cache directory, not searched"
 
 #: Directories that are one run each and own every file under them (layout readers).
-_RUN_DIR_TESTS = (("mlflow", mlflow.is_run_dir), ("wandb", wandb_logs.is_wandb_run_dir))
+_RUN_DIR_TESTS = (("mlflow", mlflow.is_run_dir), ("wandb", wandb_run.is_wandb_run_dir))
 
 
 def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow, textlog, wandb_logs
+from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow, textlog, wandb_logs, wandb_run
 from analyzer.ingest.cache import DecodeCache, read_events_cached
 from analyzer.types import Format, Note
 
@@ -143,7 +143,7 @@ def _read_panel(path: Path, ctx: ReadContext) -> FileData:
 
 
 def _read_wandb(path: Path, ctx: ReadContext) -> FileData:
-    pts, notes, config = wandb_logs.read_wandb_run(ctx.directory)
+    pts, notes, config = wandb_run.read_wandb_run(ctx.directory)
     return FileData(pts, tuple(notes), config)
 
 
