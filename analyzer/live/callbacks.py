@@ -1,0 +1,260 @@
+"""The Monitor inside Lightning and the HF Trainer: a `Callback` and a `TrainerCallback`.
+
+    from analyzer.live.callbacks import LightningCallback, HFTrainerCallback
+    trainer = lightning.Trainer(callbacks=[LightningCallback(stop_on="mid", checkpoint_on="mid")])
+    trainer = transformers.Trainer(..., callbacks=[HFTrainerCallback(stop_on="divergence")])
+
+Lightning and transformers are imported only when one of these names is first used: the classes
+are made then, from the framework's own base class (the trainers check isinstance against it), so
+`import analyzer.live` stays free of both. The hooks themselves live in plain mixins below.
+
+What each records, with no device sync of its own:
+- Lightning: the training step's loss (the tensor itself; with gradient accumulation the mean over
+  the micro-batches of an optimizer step), the LR of the first param group (a float), and with
+  ``grad_norm=True`` the unclipped global gradient norm (measured in ``on_before_optimizer_step``,
+  after AMP unscaling and before Lightning clips: one fused norm per step, left on the device), plus
+  the validation loss after each validation. Steps count optimizer steps from 0.
+- HF Trainer: what the Trainer logs (``on_log``: loss, grad_norm, learning_rate, eval_loss), which it
+  has already turned into floats every ``logging_steps``; steps are the Trainer's global_step.
+On a finding: a warning through the framework's own logger ("lightning.pytorch" / "transformers"),
+the verdict level as a metric to Lightning's experiment loggers (``steadytrain/verdict_level``:
+0 stable .. 3 divergence), then the actions: ``stop_on`` stops the run (``trainer.should_stop`` /
+``control.should_training_stop``); ``checkpoint_on`` saves a checkpoint (Lightning:
+``trainer.save_checkpoint`` to ``checkpoint_dir/steadytrain-step=S-last_good=G.ckpt``; HF: the
+Trainer's own ``checkpoint-S`` save) with a restart plan and the probe spec beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from analyzer.config import AnalysisConfig
+from analyzer.live.finding import FailOn, LiveFinding
+from analyzer.live.monitor import Monitor, write_hand_over
+
+_LEVEL = {"insufficient_data": 0, "stable": 0, "early_instability": 1, "mid_instability": 2, "divergence": 3}
+PLAN_NAME = "steadytrain_restart.json"
+SPEC_NAME = "steadytrain_probe.yaml"
+
+
+class _Options:
+    """The settings both adapters take (see `Monitor` for each)."""
+
+    def __init__(self, *, every_n_steps: int = 50, max_overhead: float | None = 0.01, stop_on: FailOn | None = None,
+                 checkpoint_on: FailOn | None = None, checkpoint_dir: str | Path | None = None,
+                 config: AnalysisConfig | None = None, hparams: Mapping[str, Any] | None = None,
+                 roles: Mapping[str, str] | None = None, run_id: str | None = None,
+                 on_finding: Callable[[LiveFinding], object] | None = None) -> None:
+        self.st_options: dict[str, Any] = dict(
+            every_n_steps=every_n_steps, max_overhead=max_overhead, stop_on=stop_on, checkpoint_on=checkpoint_on,
+            config=config, roles=roles, on_finding=on_finding)
+        self.st_checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.st_hparams = dict(hparams or {})
+        self.st_run_id = run_id
+        self.monitor: Monitor | None = None
+        Monitor(**self.st_options)  # one-line errors for bad settings now, not at the first step
+
+    def _make_monitor(self, run_id: str, hparams: Mapping[str, Any], logger: logging.Logger,
+                      checkpoint_dir: Path) -> Monitor:
+        self.monitor = Monitor(run_id=self.st_run_id or run_id, hparams={**hparams, **self.st_hparams},
+                               logger=logger, checkpoint_dir=self.st_checkpoint_dir or checkpoint_dir,
+                               **self.st_options)
+        return self.monitor
+
+    @property
+    def finding(self) -> LiveFinding | None:
+        """The latest change found (None while nothing was found)."""
+        return self.monitor.finding if self.monitor is not None else None
+
+
+class LightningHooks(_Options):
+    """The Lightning hooks (mixed into ``lightning.pytorch.Callback`` by `LightningCallback`)."""
+
+    def __init__(self, *, grad_norm: bool = True, **options: Any) -> None:
+        super().__init__(**options)
+        self.st_grad_norm = grad_norm
+        self._norm: Any = None
+        self._loss_sum: Any = None
+        self._seen_step = -1
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        hp: dict[str, Any] = {}
+        if getattr(trainer, "max_steps", -1) and trainer.max_steps > 0:
+            hp["max_steps"] = trainer.max_steps
+        elif getattr(trainer, "estimated_stepping_batches", None):
+            try:
+                steps = float(trainer.estimated_stepping_batches)
+                if steps != float("inf"):
+                    hp["max_steps"] = int(steps)
+            except (TypeError, ValueError):
+                pass
+        if trainer.optimizers:
+            opt = trainer.optimizers[0]
+            hp["optimizer"] = type(opt).__name__.lower()
+            hp["lr"] = opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"])
+        module_hp = getattr(pl_module, "hparams", None)
+        if isinstance(module_hp, Mapping):
+            hp.update({k: v for k, v in module_hp.items() if isinstance(v, (int, float, str, bool))})
+        log_dir = str(getattr(trainer, "log_dir", None) or getattr(trainer, "default_root_dir", None) or ".")
+        name = getattr(getattr(trainer, "logger", None), "name", None) or "lightning"
+        self._make_monitor(str(name), hp, logging.getLogger("lightning.pytorch.steadytrain"),
+                           Path(log_dir) / "steadytrain")
+        assert self.monitor is not None
+        self.monitor.saver = lambda finding: self._save(trainer, finding)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if not self.st_grad_norm:
+            return
+        import torch
+
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            # Unclipped (Lightning clips after this hook) and unscaled (AMP unscales before it); on the device.
+            self._norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if loss is not None and hasattr(loss, "detach"):
+            loss = loss.detach()
+            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+        step = int(trainer.global_step) - 1  # optimizer steps taken, counted from 0
+        if step <= self._seen_step or self.monitor is None:
+            return  # a micro-batch of gradient accumulation: its loss joins the sum
+        self._seen_step = step
+        # Lightning divides each micro-batch loss by accumulate_grad_batches: their sum is the step's mean.
+        loss, self._loss_sum = self._loss_sum, None
+        opt = trainer.optimizers[0] if trainer.optimizers else None
+        lr = opt.param_groups[0]["lr"] if opt is not None else None
+        norm, self._norm = self._norm, None
+        finding = self.monitor.update(step, loss=loss, grad_norm=norm, lr=lr)
+        if finding is not None:
+            for lg in getattr(trainer, "loggers", []) or []:
+                lg.log_metrics({"steadytrain/verdict_level": float(_LEVEL[finding.verdict])}, step=step)
+        if self.monitor.should_stop and not trainer.should_stop:
+            trainer.should_stop = True
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.monitor is None or getattr(trainer, "sanity_checking", False):
+            return
+        from analyzer.roles import assign_roles
+
+        metrics = getattr(trainer, "callback_metrics", {}) or {}
+        key = assign_roles({k: 1 for k in metrics}).eval_loss
+        if key is not None:
+            self.monitor.update(max(int(trainer.global_step) - 1, 0), eval_loss=metrics[key])
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.monitor is not None and self.monitor.last_step is not None:
+            self.monitor.judge()  # the last steps since the last judgement
+
+    def _save(self, trainer: Any, finding: LiveFinding) -> Path:
+        assert self.monitor is not None
+        good = finding.last_good_step
+        stem = f"steadytrain-step={finding.step}-last_good={good if good is not None else 'none'}"
+        directory = self.monitor.checkpoint_dir
+        path = directory / f"{stem}.ckpt"
+        trainer.save_checkpoint(str(path))
+        write_hand_over(finding, directory / f"{stem}.restart.json", directory / f"{stem}.probe.yaml",
+                        self.monitor.log)
+        self.monitor.log.warning("steadytrain: saved %s; restart from a checkpoint at or before step %s and skip "
+                                 "the batches after it (plan: %s.restart.json)", path, good, stem)
+        return path
+
+
+class HFHooks(_Options):
+    """The HF Trainer hooks (mixed into ``transformers.TrainerCallback`` by `HFTrainerCallback`)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._save_for: LiveFinding | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from transformers.utils import logging as hf_logging
+
+        hp: dict[str, Any] = {"lr": args.learning_rate, "optimizer": str(getattr(args, "optim", "adamw")),
+                              "batch_size": args.per_device_train_batch_size}
+        if getattr(state, "max_steps", 0):
+            hp["max_steps"] = state.max_steps
+        if getattr(args, "max_grad_norm", None):
+            hp["max_grad_norm"] = args.max_grad_norm
+        if getattr(args, "warmup_steps", None):
+            hp["warmup_steps"] = args.warmup_steps
+        output = Path(args.output_dir or ".")
+        logger: Any = hf_logging.get_logger("transformers.steadytrain")  # a logging.Logger under HF's handler
+        self._make_monitor(getattr(args, "run_name", None) or output.name, hp, logger, output)
+        assert self.monitor is not None
+        self.monitor.saver = self._ask_to_save
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        if self.monitor is None or not logs:
+            return
+        values = {k: logs.get(src) for k, src in (("loss", "loss"), ("grad_norm", "grad_norm"),
+                                                    ("lr", "learning_rate"), ("eval_loss", "eval_loss"))}
+        if all(v is None for v in values.values()):
+            return  # e.g. the run's closing summary (train_runtime, train_loss averaged over the whole run)
+        self.monitor.update(int(state.global_step), **values)
+        if self.monitor.should_stop:
+            control.should_training_stop = True
+        if self._save_for is not None:
+            control.should_save = True  # the Trainer saves checkpoint-<global_step> right after this log
+
+    def _ask_to_save(self, finding: LiveFinding) -> Path | None:
+        self._save_for = finding
+        return None  # saved by the Trainer; on_save writes the plan into that checkpoint
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._save_for is None or self.monitor is None:
+            return
+        finding, self._save_for = self._save_for, None
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        write_hand_over(finding, folder / PLAN_NAME, folder / SPEC_NAME, self.monitor.log)
+        self.monitor.checkpoints.append(folder)
+        self.monitor.log.warning("steadytrain: saved %s (last good step %s; restart from a checkpoint at or before "
+                                 "it and skip the batches after it: %s)", folder, finding.last_good_step, PLAN_NAME)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.monitor is None or self.monitor.last_step is None:
+            return
+        self.monitor.judge()
+        if self._save_for is not None:  # found at the very end: no checkpoint follows, the plan still does
+            finding, self._save_for = self._save_for, None
+            out = Path(args.output_dir or ".")
+            write_hand_over(finding, out / PLAN_NAME, out / SPEC_NAME, self.monitor.log)
+
+
+@functools.cache
+def lightning_callback_class(base: type | None = None) -> type:
+    """`LightningHooks` on ``base`` (default: ``lightning.pytorch.Callback``, else ``pytorch_lightning.Callback``)."""
+    if base is None:
+        try:
+            from lightning.pytorch import Callback as base
+        except ImportError:
+            try:
+                from pytorch_lightning import Callback as base
+            except ImportError:
+                raise ImportError("LightningCallback needs Lightning: pip install lightning") from None
+    assert base is not None
+    return type("LightningCallback", (LightningHooks, base), {"__module__": __name__,
+                                                               "__doc__": LightningHooks.__doc__})
+
+
+@functools.cache
+def hf_callback_class() -> type:
+    """`HFHooks` on ``transformers.TrainerCallback``."""
+    try:
+        from transformers import TrainerCallback
+    except ImportError:
+        raise ImportError("HFTrainerCallback needs transformers: pip install transformers") from None
+    return type("HFTrainerCallback", (HFHooks, TrainerCallback), {"__module__": __name__, "__doc__": HFHooks.__doc__})
+
+
+def __getattr__(name: str) -> type:
+    if name == "LightningCallback":
+        return lightning_callback_class()
+    if name == "HFTrainerCallback":
+        return hf_callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,352 @@
+"""Polling growing logs: what changed since the last poll, read incrementally, re-judged, compared.
+
+Each poll first lists and stats every file under the watched paths (one scandir per directory,
+one stat per file): a poll where nothing changed costs that and nothing else. Then:
+
+- a JSONL log that grew: only its new complete lines are parsed (`JsonlTail`) and appended to the
+  run's frame (`history.grown`);
+- any other log of a known run that grew (TensorBoard events, a CSV, a trainer_state.json): that
+  run alone is re-read with `load_runs`; for event files the decode cache decodes only the new bytes;
+- a new file, a removed file of a run, or a skipped file that changed: a new file is first tried
+  alone (a checkpoint or a stdout log is no run, and costs no reload); a possible new run, or a
+  run that lost a file, reloads every path (the run cache returns unchanged runs without decoding).
+
+Only runs whose files changed are judged again, with the same `diagnose_run` as `steadytrain report`,
+and compared with their last judgement (`compare`): a new verdict or a new finding is a `LiveFinding`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from analyzer.config import AnalysisConfig
+from analyzer.detect.context import RunContext
+from analyzer.errors import InputError
+from analyzer.ingest.load import LoadOptions, load_runs
+from analyzer.live.finding import LiveFinding, compare
+from analyzer.live.history import grown
+from analyzer.live.tail import JsonlTail
+from analyzer.pipeline import diagnose_run
+from analyzer.sweep import find_sweeps
+from analyzer.types import Diagnosis, InputFile, Note, Report, Run
+
+log = logging.getLogger(__name__)
+
+Stat = tuple[int, int]  # (size, mtime_ns)
+_STALE: Stat = (-1, -1)  # a file to look at again next poll
+
+
+@dataclass
+class _Tracked:
+    """One watched run: its latest points and judgement, and how to read what it appends."""
+
+    run: Run
+    diagnosis: Diagnosis
+    context: RunContext | None
+    files: tuple[str, ...]  # every file read for it (data and side files)
+    tail: JsonlTail | None = None
+    notes: list[Note] = field(default_factory=list)  # the run's notes but what the tail recounts
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll did.
+
+    Attributes:
+        changes: runs whose verdict changed or that have a new finding, one `LiveFinding` each.
+        judged: the runs judged again (their files changed).
+        runs: how many runs are watched.
+        new_points: points appended to the judged runs (the reloaded ones counted in full).
+        reloaded: "none", "runs" (only the changed runs re-read) or "all" (every path re-read).
+        seconds / list_seconds / read_seconds / judge_seconds: the poll's time and its parts.
+    """
+
+    changes: tuple[LiveFinding, ...]
+    judged: tuple[str, ...]
+    runs: int
+    new_points: int
+    reloaded: str
+    seconds: float
+    list_seconds: float
+    read_seconds: float
+    judge_seconds: float
+
+
+class Watcher:
+    """Poll log paths; each `poll()` reads what the logs appended and re-judges the runs that changed.
+
+    Parameters
+    ----------
+    paths : log directories or files, as for `analyze`.
+    config : thresholds (defaults otherwise).
+    load_options : how to read (restart policy, CRC, roles, cache); the cache is what makes a re-read
+        of a grown event file decode only its new bytes.
+    ignore : files and directories under the paths that are not logs (the live report itself).
+
+    Examples
+    --------
+    >>> from analyzer.live import Watcher
+    >>> w = Watcher(["runs/"])                       # doctest: +SKIP
+    >>> for change in w.poll().changes:              # doctest: +SKIP
+    ...     print(change.line())
+    """
+
+    def __init__(self, paths: Sequence[str | Path], *, config: AnalysisConfig | None = None,
+                 load_options: LoadOptions | None = None, ignore: Iterable[str | Path] = ()) -> None:
+        if not paths:
+            raise InputError("no path given: name a log directory or file, e.g. `steadytrain watch runs/`")
+        self.paths = [Path(p) for p in paths]
+        for p in self.paths:
+            if not p.exists():
+                raise InputError(f"{p}: no such file or directory")
+        self.config = config or AnalysisConfig()
+        self.options = load_options or LoadOptions()
+        self._ignore = {os.path.abspath(p) for p in ignore}
+        self._runs: dict[str, _Tracked] = {}
+        self._owner: dict[str, str] = {}  # file -> run id
+        self._inputs: list[InputFile] = []
+        self._snap: dict[str, Stat] = {}
+        self._first = True
+        self.polls = 0
+
+    # -- listing ---------------------------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Stat]:
+        """(size, mtime) of every regular file under the paths, as discovery walks them (hidden and cache
+        directories skipped, directory links followed once)."""
+        out: dict[str, Stat] = {}
+        seen: set[str] = set()
+        for given in self.paths:
+            root = given.absolute()
+            if root.is_file():
+                self._stat_into(out, str(root))
+                continue
+            stack = [str(root)]
+            while stack:
+                d = stack.pop()
+                real = os.path.realpath(d)
+                if real in seen or d in self._ignore:
+                    continue
+                seen.add(real)
+                try:
+                    with os.scandir(d) as listing:
+                        for e in listing:
+                            try:
+                                if e.is_dir():
+                                    if not e.name.startswith(".") and e.name != "__pycache__":
+                                        stack.append(e.path)
+                                elif e.is_file() and e.path not in self._ignore and not e.name.endswith(".tmp"):
+                                    st = e.stat()
+                                    out[e.path] = (st.st_size, st.st_mtime_ns)
+                            except OSError:
+                                continue
+                except OSError:
+                    continue
+        return out
+
+    @staticmethod
+    def _stat_into(out: dict[str, Stat], path: str) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        out[path] = (st.st_size, st.st_mtime_ns)
+
+    # -- polling -----------------------------------------------------------------------------------------
+    def poll(self) -> PollResult:
+        """Look once: read what changed, judge the runs it changed, return what their judgement says."""
+        t0 = time.perf_counter()
+        snap = self._snapshot()
+        t_list = time.perf_counter() - t0
+        changed = {p for p, st in snap.items() if self._snap.get(p) != st}
+        removed = set(self._snap) - set(snap)
+        judge_s = 0.0
+        changes: list[LiveFinding] = []
+        judged: list[str] = []
+        new_points = 0
+        reloaded = "none"
+        full = self._first or any(p in self._owner for p in removed)
+        if not full:
+            unowned = [p for p in changed if p not in self._owner]
+            full = any(self._could_be_a_run(p) for p in unowned)
+        if full:
+            reloaded = "all"
+            j, new_points = self._reload_all(snap, changes, judged)
+            judge_s += j
+        else:
+            by_run: dict[str, list[str]] = {}
+            for p in changed:
+                if p in self._owner:
+                    by_run.setdefault(self._owner[p], []).append(p)
+            for rid, files in sorted(by_run.items()):
+                reloaded = "runs"
+                got = self._refresh(rid, files, snap)
+                if got is None:  # the run's files are not what they were: read everything again
+                    reloaded = "all"
+                    j, new_points = self._reload_all(snap, changes, judged)
+                    judge_s += j
+                    break
+                j, n, change = got
+                judge_s += j
+                new_points += n
+                judged.append(rid)
+                if change is not None:
+                    changes.append(change)
+        self._snap = snap
+        self._first = False
+        self.polls += 1
+        total = time.perf_counter() - t0
+        return PollResult(tuple(changes), tuple(judged), len(self._runs), new_points, reloaded, total, t_list,
+                          max(0.0, total - t_list - judge_s), judge_s)
+
+    def _could_be_a_run(self, path: str) -> bool:
+        """Whether a new or changed file that belongs to no run may start one (tried alone: cheap for a
+        checkpoint or a stdout log, which discovery turns down by name or by its first lines)."""
+        try:
+            runs, _ = load_runs([path], replace(self.options, progress=False, workers=1))
+        except InputError:
+            return False
+        except OSError:
+            return False
+        return bool(runs)
+
+    def _judge(self, run: Run, previous: Diagnosis | None) -> tuple[Diagnosis, RunContext | None, LiveFinding | None]:
+        d, ctx = diagnose_run(run, self.config)
+        rng = run.step_range()
+        return d, ctx, compare(previous, d, rng[1] if rng else 0, run.id)
+
+    def _reload_all(self, snap: dict[str, Stat], changes: list[LiveFinding], judged: list[str]) -> tuple[float, int]:
+        try:
+            runs, inputs = load_runs(self.paths, replace(self.options, progress=False))
+        except InputError as exc:  # no log yet (watching before training starts), or none left
+            log.info("watch: %s", exc)
+            runs, inputs = [], []
+        self._inputs = inputs
+        files: dict[str, list[str]] = {}
+        for i in inputs:
+            if i.status == "read" and i.run is not None:
+                files.setdefault(i.run, []).append(i.path)
+        after = self._snapshot_of([p for r in runs if r.format == "jsonl" for p in files.get(r.id, [])])
+        judge_s = 0.0
+        new_points = 0
+        kept: dict[str, _Tracked] = {}
+        self._owner = {}
+        for run in runs:
+            mine = tuple(sorted(files.get(run.id, [])))
+            for p in mine:
+                self._owner[p] = run.id
+            old = self._runs.get(run.id)
+            same = old is not None and old.files == mine and old.run.n_points == run.n_points \
+                and old.run.sources == run.sources and all(self._snap.get(p) == snap.get(p) for p in mine)
+            tail = self._tail_for(run, snap, after)
+            if same and old is not None:
+                old.tail = old.tail or tail
+                kept[run.id] = old
+                continue
+            started = time.perf_counter()
+            d, ctx, change = self._judge(run, old.diagnosis if old else None)
+            judge_s += time.perf_counter() - started
+            new_points += run.n_points - (old.run.n_points if old else 0)
+            judged.append(run.id)
+            if change is not None:
+                changes.append(change)
+            kept[run.id] = _Tracked(run, d, ctx, mine, tail, [n for n in run.notes if n.kind != "truncated"])
+            if run.format == "jsonl" and tail is None:
+                for p in mine:  # it grew while being read: read it again next poll, and make a tail then
+                    snap[p] = _STALE
+        self._runs = kept
+        return judge_s, max(new_points, 0)
+
+    def _snapshot_of(self, paths: list[str]) -> dict[str, Stat]:
+        out: dict[str, Stat] = {}
+        for p in paths:
+            self._stat_into(out, p)
+        return out
+
+    def _tail_for(self, run: Run, before: dict[str, Stat], after: dict[str, Stat]) -> JsonlTail | None:
+        """A tail after what the loader read of a JSONL run: only when the file did not change while it
+        was read (then what it read is exactly the file as listed before)."""
+        if run.format != "jsonl" or len(run.sources) != 1:
+            return None
+        path = run.sources[0]
+        st = before.get(path)
+        if st is None or st == _STALE or after.get(path) != st:
+            return None
+        try:
+            return JsonlTail.at(Path(path), st[0])
+        except OSError:
+            return None
+
+    def _refresh(self, rid: str, files: list[str], snap: dict[str, Stat]
+                 ) -> tuple[float, int, LiveFinding | None] | None:
+        """Read what run ``rid`` appended and judge it again; None when it must be found afresh."""
+        tracked = self._runs[rid]
+        run = tracked.run
+        new_run: Run | None = None
+        if tracked.tail is not None and files == [str(tracked.tail.path)]:
+            got = tracked.tail.read_new()
+            if got is not None:
+                points, _lines = got
+                known = set(run.tags)
+                new_run = grown(run, points, tracked.notes + tracked.tail.notes(known), roles=self.options.roles,
+                                restarts=self.options.restarts)
+                tracked.notes += [n for n in new_run.notes if n.kind in ("restart", "duplicate_steps")]
+        if new_run is None:
+            new_run = self._reread(tracked, snap)
+            if new_run is None:
+                return None
+        started = time.perf_counter()
+        d, ctx, change = self._judge(new_run, tracked.diagnosis)
+        judge_s = time.perf_counter() - started
+        n = new_run.n_points - run.n_points
+        tracked.run, tracked.diagnosis, tracked.context = new_run, d, ctx
+        return judge_s, max(n, 0), change
+
+    def _reread(self, tracked: _Tracked, snap: dict[str, Stat]) -> Run | None:
+        """Run ``tracked`` read again alone, matched by its source files; None when that fails."""
+        run = tracked.run
+        if not run.sources:
+            return None
+        sources = [Path(s) for s in run.sources]
+        one_file = run.format in ("jsonl", "csv") and len(sources) == 1
+        target = sources[0] if one_file else Path(os.path.commonpath([str(s.parent) for s in sources]))
+        try:
+            runs, _ = load_runs([target], replace(self.options, progress=False, workers=1))
+        except InputError:
+            return None
+        match = [r for r in runs if set(r.sources) == set(run.sources)]
+        if len(match) != 1:
+            return None
+        # Side files beside a one-file run are not found when the file is read alone: keep what they gave.
+        new = replace(match[0], id=run.id, hparams={**run.hparams, **match[0].hparams})
+        after = self._snapshot_of(list(new.sources))
+        tracked.tail = self._tail_for(new, snap, after)
+        tracked.notes = [n for n in new.notes if n.kind != "truncated"]
+        if new.format == "jsonl" and tracked.tail is None:
+            for p in new.sources:
+                snap[p] = _STALE
+        return new
+
+    # -- the state -------------------------------------------------------------------------------------
+    @property
+    def diagnoses(self) -> list[Diagnosis]:
+        return [t.diagnosis for _, t in sorted(self._runs.items())]
+
+    def report(self) -> Report:
+        """Every watched run's latest judgement, and the LR sweeps among them, as a `Report`."""
+        diagnoses = self.diagnoses
+        contexts = {rid: t.context for rid, t in self._runs.items() if t.context is not None}
+        sweeps = find_sweeps(diagnoses, contexts, self.config)
+        try:
+            version = metadata.version("steadytrain")
+        except metadata.PackageNotFoundError:
+            version = "0+unknown"
+        return Report(roots=tuple(str(p) for p in self.paths), inputs=tuple(sorted(self._inputs, key=lambda i: i.path)),
+                      diagnoses=tuple(diagnoses), sweeps=tuple(sweeps), config=self.config.as_dict(),
+                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=version)
