@@ -16,6 +16,9 @@ from analyzer.types import ROLE_NAMES, Roles
 #: Tags under which a text log's printed messages are counted (analyzer/ingest/textlog.py): never a metric role.
 MESSAGE_TAG_PREFIX = "log_events/"
 
+#: A W&B panel export's bucket envelope beside the metric's line (analyzer/ingest/wandb_logs.py).
+_ENVELOPE = ("__MIN", "__MAX")
+
 _EVAL_WORDS = frozenset({"val", "valid", "validation", "eval", "evaluation", "dev", "test", "holdout"})
 _TRAIN_WORDS = frozenset({"train", "training", "trn"})
 
@@ -107,7 +110,7 @@ def assign_roles(tag_counts: Mapping[str, int], overrides: Mapping[str, str] | N
             continue
         best: tuple[int, int, str] | None = None
         for tag, count in tag_counts.items():
-            if tag.startswith(MESSAGE_TAG_PREFIX):
+            if tag.startswith(MESSAGE_TAG_PREFIX) or tag.endswith(_ENVELOPE):
                 continue
             score = scorer(_tokens(tag))
             if score > 0 and (best is None or (score, count, tag) > best):

@@ -107,3 +107,11 @@ def test_registry_recognises_each_loose_format_by_content(tmp_path):
         raise AssertionError("plain notes were recognised as a log")
     names = [r.name for r in registry.READERS]
     assert len(names) == len(set(names)) and all(r.recognised_by for r in registry.READERS)
+
+
+def test_deterministic_reruns_in_one_folder_are_two_runs(tmp_path):
+    loss = curve(100, seed=1)
+    for name in ("run1.jsonl", "run2.jsonl"):  # the same script run twice with the same seed
+        write_jsonl(tmp_path / name, ({"step": s, "loss": float(loss[s])} for s in range(100)))
+    runs, _ = load_runs([tmp_path], OPTS)
+    assert sorted(r.id for r in runs) == ["run1.jsonl", "run2.jsonl"]

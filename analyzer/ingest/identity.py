@@ -2,9 +2,10 @@
 
 Two cases, both decided from the points read, never from a file's name, so that they hold for
 layouts this module has never seen:
-- *copies*: two logs in one folder that hold the same history (LLaMA-Factory's trainer_log.jsonl
-  beside its trainer_state.json, Detectron2's metrics.json beside its event files): their
-  training losses agree at the steps both logged. The richer copy (more metrics with a curve,
+- *copies*: two logs of different formats in one folder that hold the same history (LLaMA-Factory's
+  trainer_log.jsonl beside its trainer_state.json, Detectron2's metrics.json beside its event files,
+  Lightning's CSV and TensorBoard loggers sharing a version folder): their training losses agree at
+  the steps both logged. Two logs of one format with one history are two runs (a deterministic rerun). The richer copy (more metrics with a curve,
   then more points) is the run; the other is listed as folded into it, with the evidence.
 - *parts*: several metric files of one run folder (metrics.jsonl plus diagnostics.jsonl, a
   train.csv and an eval.csv) that each hold different metrics over the same steps: one run
@@ -145,7 +146,7 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
                 continue
             for keeper in sorted(runs, key=_richness, reverse=True):
                 if (keeper.id == copy.id or keeper.id in folded or _richness(keeper) < _richness(copy)
-                        or not ({copy.id, keeper.id} & per_file)):
+                        or not ({copy.id, keeper.id} & per_file) or keeper.format == copy.format):
                     continue
                 agree = same_history(copy, keeper)
                 if agree is None:
