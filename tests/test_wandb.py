@@ -356,3 +356,35 @@ def test_missing_extra_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.stdout == MISSING_EXTRA + "\n"
     assert MISSING_EXTRA == ("W&B offline run: reading it needs the wandb package: "
                              "pip install 'steadytrain[wandb]'")
+
+
+# ---- through discovery: what `steadytrain report DIR` sees ----
+
+def test_offline_runs_are_found_and_own_their_folder(wandb_runs: dict[str, Path]) -> None:
+    from analyzer.ingest.load import LoadOptions, load_runs
+
+    root = wandb_runs["plainrun01"].parent.parent  # the folder holding wandb/
+    runs, inputs = load_runs([root], LoadOptions(cache_dir=None))
+    assert sorted(r.id.rsplit("-", 1)[1] for r in runs) == ["plainrun01", "stepmetric1"]
+    plain = next(r for r in runs if r.id.endswith("plainrun01"))
+    assert plain.format == "wandb" and plain.roles.train_loss == "train/loss" and plain.roles.grad_norm == "grad_norm"
+    assert plain.hparams["lr"] == 3e-4
+    # the run folder's other files (config, metadata, debug logs) are accounted for, not read as runs
+    under = [i for i in inputs if wandb_runs["plainrun01"].as_posix() in i.path]
+    assert sum(i.reason == "W&B offline run" for i in under) == 1
+    assert all(i.run == plain.id for i in under if i.status == "read")
+
+
+def test_panel_exports_give_one_run_per_run_name_and_join_by_name(tmp_path: Path) -> None:
+    from analyzer.ingest.load import LoadOptions, load_runs
+
+    loss = _write_panel(tmp_path / "loss.csv", ["Step", *_triple("run-a", "train/loss"), *_triple("run-b", "train/loss")],
+                        [[s, 2.0 / (s + 1), 2.0 / (s + 1), 2.0 / (s + 1), 3.0 / (s + 1), 3.0 / (s + 1), 3.0 / (s + 1)]
+                         for s in range(40)])
+    _write_panel(tmp_path / "gnorm.csv", ["Step", *_triple("run-a", "grad_norm")], [[s, 1.0, 1.0, 1.0] for s in range(40)])
+    runs, inputs = load_runs([tmp_path], LoadOptions(cache_dir=None))
+    assert sorted(r.id for r in runs) == ["run-a", "run-b"]
+    a = next(r for r in runs if r.id == "run-a")
+    assert a.format == "wandb_csv" and a.tags == ["grad_norm", "train/loss"]  # both panels' files joined by run name
+    assert a.series("train/loss").values[:2].tolist() == [2.0, 1.0]
+    assert {i.path for i in inputs if i.run == "run-a"} == {str(loss), str(tmp_path / "gnorm.csv")}

@@ -68,8 +68,9 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
     files: list[Path] = []
     seen: set[str] = set()  # real paths of directories walked: symlinked runs are followed, cycles are not
     stack = [str(root)]
-    while stack:
-        dirpath = stack.pop()
+    linked: list[str] = []  # links to directories, walked last: a link to a run beside it (W&B's latest-run) is
+    while stack or linked:  # then the second path to it, and the run keeps its own name
+        dirpath = stack.pop() if stack else linked.pop(0)
         real = os.path.realpath(dirpath)
         if real in seen:
             skipped.append(InputFile(dirpath, "skipped", "directory already searched (a symlink loop or a second "
@@ -92,6 +93,8 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
             if is_dir:
                 if entry.name.startswith(".") or entry.name == "__pycache__":
                     skipped.append(InputFile(entry.path, "skipped", _HIDDEN))
+                elif entry.is_symlink():
+                    linked.append(entry.path)
                 else:
                     subdirs.append(entry.path)
             elif is_file:
@@ -185,7 +188,7 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
         by_dir.setdefault(f.parent, []).append(f)
     tb_dirs = {d for d, fs in by_dir.items() if any("tfevents" in f.name for f in fs)}
     hf_groups: dict[Path, list[Path]] = {}
-    loose: dict[tuple[str, Hashable], tuple[registry.Claim, list[Path]]] = {}  # (reader, group) -> its files
+    loose: dict[tuple[str, Hashable], tuple[registry.Claim, dict[Path, Any]]] = {}  # (reader, group) -> files
     side_candidates: list[Path] = []
 
     hparam_dirs: dict[Path, list[Path]] = {}  # run dir -> its add_hparams sub-directories
@@ -219,12 +222,15 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
                     skip(f, _why(exc))
                     continue
                 for claim in registry.claims(f, found_as):
-                    loose.setdefault((found_as.reader.name, claim.group), (claim, []))[1].append(f)
+                    loose.setdefault((found_as.reader.name, claim.group), (claim, {}))[1][f] = claim.detail
 
     for (reader_name, _), (claim, claimed) in loose.items():
         reader = registry.BY_NAME[reader_name]
-        found.sources.append(RunSource(rid(claim.target), reader.format, reader.name, tuple(sorted(claimed)), (),
-                                       claimed[0].parent, claim.detail))
+        files = tuple(sorted(claimed))
+        # each file keeps what its own sniff found (two panel exports of one run have different columns)
+        detail = claim.detail if len(files) == 1 else registry.PerFile(claimed)
+        found.sources.append(RunSource(rid(claim.target), reader.format, reader.name, files, (), files[0].parent,
+                                       detail))
 
     for key, states in sorted(hf_groups.items()):
         _add_hf_run(rid(key), key, states, found)

@@ -146,7 +146,8 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
                 continue
             for keeper in sorted(runs, key=_richness, reverse=True):
                 if (keeper.id == copy.id or keeper.id in folded or _richness(keeper) < _richness(copy)
-                        or not ({copy.id, keeper.id} & per_file) or keeper.format == copy.format):
+                        or not ({copy.id, keeper.id} & per_file) or keeper.format == copy.format
+                        or set(keeper.sources) & set(copy.sources)):
                     continue
                 agree = same_history(copy, keeper)
                 if agree is None:
@@ -167,7 +168,8 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
         clusters: list[list[Run]] = []
         for r in loose:
             for cluster in clusters:
-                if all(not (_metric_tags(r) & _metric_tags(c)) and _overlap(r, c) for c in cluster):
+                if all(not (_metric_tags(r) & _metric_tags(c)) and _overlap(r, c)
+                       and not (set(r.sources) & set(c.sources)) for c in cluster):  # one file, several runs
                     cluster.append(r)
                     break
             else:

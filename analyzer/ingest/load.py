@@ -12,7 +12,7 @@ import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
@@ -132,7 +132,9 @@ def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cac
     ctx = registry.ReadContext(src.detail, src.directory, options.verify_crc,
                                decode_cache or (DecodeCache(options.cache_dir) if options.cache_dir else None))
     for f in src.files:
-        got = attempt(f, lambda f=f: reader.read(f, ctx))  # type: ignore[misc]
+        if isinstance(src.detail, registry.PerFile):
+            ctx = replace(ctx, detail=src.detail.by_path[f])
+        got = attempt(f, lambda f=f, ctx=ctx: reader.read(f, ctx))  # type: ignore[misc]
         if got is not None:
             took(f, reader.what, got.points, list(got.notes))
             out.hparams.update(got.hparams)

@@ -51,6 +51,13 @@ class ReadContext:
 
 
 @dataclass(frozen=True)
+class PerFile:
+    """A run of several loose files: what each file's sniff found, by path."""
+
+    by_path: Mapping[Path, Any]
+
+
+@dataclass(frozen=True)
 class Claim:
     """A loose file's place in a run: files whose claims share ``group`` are one run, named after ``target``."""
 
