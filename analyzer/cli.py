@@ -413,5 +413,149 @@ def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, 
     click.echo(outcome.summary)
 
 
+# -- watch: judging runs while they train (analyzer.live) -------------------------------------------------------
+
+def _live_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write through a hidden temp file and os.replace: a browser reloading the page never reads half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_live_report(report: Any, output: Path | None, json_out: Path | None, refresh_s: int) -> None:
+    if output is not None:
+        from reporters.html import render_html
+
+        specs = _write_specs(report, output.parent / f"{output.stem}_files" / "probes")
+        html = render_html(report, probe_specs=specs, report_dir=output.parent)
+        # The page reloads itself: a <meta refresh> as the first thing in <head> (CSP does not govern it).
+        html = html.replace("<head>", f'<head>\n<meta http-equiv="refresh" content="{refresh_s}">', 1)
+        _written("live HTML report", output, lambda: _live_write(output, lambda t: t.write_text(html, "utf-8")))
+    if json_out is not None:
+        from reporters.json_report import write_json
+
+        _written("live JSON report", json_out, lambda: _live_write(json_out, lambda t: write_json(report, t)))
+
+
+def _watch_setup(roles: tuple[str, ...], restarts: str, no_verify_crc: bool, settings: tuple[str, ...],
+                 config_file: Path | None, cache_dir: Path | None, no_cache: bool, workers: int) -> tuple[Any, Any]:
+    from analyzer.ingest.cache import default_cache_dir
+    from analyzer.ingest.load import LoadOptions
+    from analyzer.roles import parse_overrides
+
+    cfg = AnalysisConfig()
+    if config_file is not None:
+        try:
+            cfg = cfg.with_overrides(_read_settings_file(config_file))
+        except ConfigError as exc:
+            raise ConfigError(f"--config {config_file}: {exc}") from None
+    pairs = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set spike_z=6 (see `steadytrain settings`)")
+        pairs[name] = value
+    options = LoadOptions(restarts=restarts, verify_crc=not no_verify_crc,  # type: ignore[arg-type]
+                          roles=parse_overrides(roles), workers=workers,
+                          cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+    return cfg.with_overrides(pairs), options
+
+
+@main.command()
+@debug_option
+@analysis_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("live.html"),
+              show_default=True, help="The live HTML report, rewritten as verdicts change; the page reloads itself.")
+@click.option("--no-html", is_flag=True, help="Print changes only; write no HTML report.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds between polls of the logs.")
+@click.option("--html-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Rewrite the live report at most this often (seconds) while only data changes; a new verdict "
+                   "or finding rewrites it at once.")
+@click.option("--once", is_flag=True, help="Poll once, print every flagged run, write the report, exit.")
+@click.option("--max-polls", type=click.IntRange(min=1), help="Stop after this many polls (default: until Ctrl-C).")
+def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
+          no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
+          fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
+          output: Path, no_html: bool, interval: float, html_every: float, once: bool, max_polls: int | None) -> None:
+    """Judge runs while they train: re-read growing logs, print each change of verdict or finding.
+
+    Each poll reads only what the logs appended (new event-file bytes, new JSONL lines) and judges
+    again only the runs that changed, with the same rules as `report`. One line per change: the run,
+    its verdict, where (step), the evidence and the fix. The live HTML report reloads itself in the
+    browser. Ctrl-C stops (exit 0); with --fail-on, the first run at or above it exits 1.
+    """
+    import datetime as dt
+    import time
+
+    from analyzer.live.watch import Watcher
+
+    if strict_crc:
+        click.echo("steadytrain: note: --strict-crc is deprecated and does nothing", err=True)
+    html = None if no_html else output
+    for out, opt in ((html, "-o/--output"), (json_out, "--json")):
+        if out is not None:
+            _check_output(out, opt)
+    cfg, options = _watch_setup(roles, restarts, no_verify_crc, settings, config_file, cache_dir, no_cache, workers)
+    ignore = [p for p in (html, json_out) if p is not None]
+    if html is not None:
+        ignore.append(html.parent / f"{html.stem}_files")
+    watcher = Watcher(list(paths), config=cfg, load_options=options, ignore=ignore)
+    refresh = max(2, round(interval))
+    started = time.monotonic()
+    last_write, render_s = -float("inf"), 0.0
+    writing = False  # a Ctrl-C inside a write (e.g. inside matplotlib's import) leaves no state to write again with
+    polls = 1 if once else max_polls
+
+    def stamp() -> str:
+        return dt.datetime.now().strftime("%H:%M:%S")
+
+    def write(report: Any) -> None:
+        nonlocal last_write, render_s, writing
+        t = time.monotonic()
+        writing = True
+        with context("writing the live report"):
+            _write_live_report(report, html, json_out, refresh)
+        writing = False
+        render_s, last_write = time.monotonic() - t, time.monotonic()
+
+    def summary() -> str:
+        from collections import Counter
+
+        counts = Counter(d.verdict for d in watcher.diagnoses)
+        parts = ", ".join(f"{n} {v}" for v, n in counts.most_common()) or "no runs yet"
+        return (f"watched {len(watcher.diagnoses)} run(s) for {time.monotonic() - started:.0f} s, {watcher.polls} "
+                f"poll(s): {parts}" + (f"; live report: {html}" if html is not None else ""))
+
+    try:
+        while True:
+            result = watcher.poll()
+            if watcher.polls == 1:
+                click.echo(_printable(f"[{stamp()}] watching {result.runs} run(s) under "
+                                      f"{', '.join(str(p) for p in paths)}, polling every {interval:g} s"
+                                      + (f"; live report: {html}" if html is not None else "")))
+            for change in result.changes:
+                click.echo(f"[{stamp()}] {change.line()}")
+            now = time.monotonic()
+            due = watcher.polls == 1 or (result.judged and now - last_write >= max(
+                0.0 if result.changes else html_every, 4 * render_s))
+            bad = fail_on is not None and any(d.verdict in FAIL_ON[fail_on] for d in watcher.diagnoses)
+            last = polls is not None and watcher.polls >= polls
+            if (due or bad or last) and (html is not None or json_out is not None):
+                write(watcher.report())
+            if bad:
+                _gate(watcher.report(), fail_on)
+            if last:
+                click.echo(summary())
+                return
+            time.sleep(max(0.0, interval - (time.monotonic() - now) - result.seconds))
+    except KeyboardInterrupt:
+        if (html is not None or json_out is not None) and not writing and watcher.polls:
+            write(watcher.report())  # the last state; the file from the last complete write stays otherwise
+        click.echo(summary())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

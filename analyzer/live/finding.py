@@ -133,18 +133,25 @@ class LiveFinding:
 
     def line(self) -> str:
         """One line: the run, what it is now (and was), where, the evidence, the fix."""
-        was = f" (was {_BADGE[self.previous]})" if self.previous is not None and self.previous != self.verdict else ""
-        head = self.new[0] if self.new else self.diagnosis.headline
-        where = ""
-        what = ""
+        changed = self.previous != self.verdict
+        was = f" (was {_BADGE[self.previous]})" if self.previous is not None and changed else ""
+        if changed:  # the finding that makes the verdict, else the first new one
+            head = next((f for f in self.diagnosis.findings if f.verdict == self.verdict and f.severity >= Severity.WARN),
+                        self.new[0] if self.new else self.diagnosis.headline)
+        else:
+            head = self.new[0] if self.new else None
+        text = f"{self.run_id}: {_BADGE[self.verdict]}{was}" + ("" if changed else ", new finding")
         if head is not None:
             end = f"-{head.end_step:,}" if head.end_step is not None and head.end_step != head.start_step else ""
-            where = f" at step {head.start_step:,}{end}"
-            what = f": {head.kind}: {' '.join(head.message.split())}"
+            text += f" at step {head.start_step:,}{end} [judged to step {self.step:,}]: {head.kind}: "
+            text += " ".join(head.message.split())
+        else:
+            text += f" [judged to step {self.step:,}]"
+        others = len(self.new) - (1 if head in self.new else 0)
+        if others > 0:
+            text += f" (+{others} more new finding(s))"
         fix = self.fix() if self.unstable else ""
-        more = f" (+{len(self.new) - 1} more new)" if len(self.new) > 1 else ""
-        return clean(f"{self.run_id}: {_BADGE[self.verdict]}{was}{where} [judged to step {self.step:,}]{what}{more}"
-                     + (f" | fix: {fix}" if fix else ""))
+        return clean(text + (f" | fix: {fix}" if fix else ""))
 
     def restart_plan(self) -> dict[str, Any]:
         """The PaLM recipe as data: restart from a checkpoint at or before ``last_good_step`` and skip the
