@@ -115,3 +115,16 @@ def test_deterministic_reruns_in_one_folder_are_two_runs(tmp_path):
         write_jsonl(tmp_path / name, ({"step": s, "loss": float(loss[s])} for s in range(100)))
     runs, _ = load_runs([tmp_path], OPTS)
     assert sorted(r.id for r in runs) == ["run1.jsonl", "run2.jsonl"]
+
+
+def test_readme_format_table_names_every_reader_format():
+    from pathlib import Path
+    from typing import get_args
+
+    from analyzer.types import Format
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("| source | `format` in the JSON |"):readme.index("How each is recognised and read")]
+    rows = [ln for ln in table.splitlines() if ln.startswith("| ") and not ln.startswith("| source")]
+    listed = {ln.split("|")[2].strip().strip("`") for ln in rows}
+    assert listed == set(get_args(Format)) == {r.format for r in registry.READERS}
