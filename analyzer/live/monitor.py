@@ -72,7 +72,9 @@ class _Transfer:
             groups.setdefault((t.device, t.dtype), []).append(k)
         for (device, _dtype), ks in groups.items():
             # one stack and one cast per device and dtype, however many steps: a handful of kernels
-            stacked = torch.stack([tensors[k].detach().reshape(()) for k in ks]).float()
+            stacked = torch.stack([tensors[k].detach().reshape(()) for k in ks])
+            if stacked.dtype != torch.float64:  # half/bfloat16/int values read as float32; float64 kept exact
+                stacked = stacked.float()
             slots = where[np.asarray(ks)]
             if device.type == "cuda":
                 host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
