@@ -1,0 +1,398 @@
+"""Text logs: a training job's stdout (a Slurm .out file, a console capture), recognised by content.
+
+`sniff` reads the head of a file (and a window from its middle) and names the dialects whose
+metric lines it holds; `read_text_log` reads every line of the file. The dialects and their line
+patterns are in `analyzer.ingest.text_patterns` (megatron, nemo, nanogpt, hf_trainer_print,
+fairseq_text); adding one is one entry there.
+
+Every line is accounted for: read as a metric line, read as an instability message, ignored as
+noise (warnings, progress bars, tracebacks, other prints: counted in a note), or reported (a line
+a pattern claimed but that could not be read: counted as dropped). Progress bars that redraw
+with ``\\r`` are split into their redraws, ANSI colour codes are removed, CRLF is LF, bytes that are
+not UTF-8 become U+FFFD, and a cut-off last line is not read (a cut number would be a wrong value).
+
+Instability messages in the same output become points on dedicated tags: at each step where at
+least one appeared, the number of such message lines placed there (every rank that prints one
+counts), or for the loss scale the last scale announced:
+
+- ``log_events/overflow_skip``: mixed-precision gradient overflows that skipped the optimizer step
+  (apex "Gradient overflow.  Skipping step", DeepSpeed "OVERFLOW! ... Skipping step" and "Grad
+  overflow on iteration", fairseq "gradient overflow detected").
+- ``log_events/loss_scale``: the new loss scale a message announces ("reducing loss scale to X",
+  "Attempted loss scale: X, reducing to Y" -> Y, fairseq "setting loss scale to: X").
+- ``log_events/nan_warning``: NaN/inf warnings about a loss, a gradient or a tensor.
+- ``log_events/oom``: out-of-memory errors.
+
+A message's step is the step of the last metric line before it (the next one for messages before
+the first metric line); the note says how many were placed either way.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "job.out"
+>>> _ = p.write_text("".join(f"iter {i}: loss {3 - i / 10:.4f}, time 10.00ms, mfu 30.00%\\n" for i in range(4)))
+>>> dialect = sniff(p)
+>>> dialect.name
+'nanogpt'
+>>> points, notes = read_text_log(p, dialect)
+>>> sorted(points.tags), points.steps.tolist()[:4]
+(['loss', 'mfu_percent', 'time_ms'], [0, 1, 2, 3])
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from analyzer.errors import LogFormatError
+from analyzer.frame import RawPoints
+from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, non_numeric_notes, step_out_of_range
+from analyzer.ingest.text_items import LineItems, items_of
+from analyzer.ingest.text_patterns import DIALECTS, EVENT_PATTERNS, LINE_PATTERNS, LinePattern
+from analyzer.types import Note
+
+#: sniff reads this much of the head, and a window this big from the middle of a larger file
+#: (a job's preamble -- argument dumps, NCCL chatter -- can fill the head without one metric line).
+SNIFF_HEAD_BYTES = 1 << 20
+SNIFF_MIDDLE_BYTES = 1 << 18
+#: A dialect is claimed when this many sampled lines are its metric lines, or at least 2 are and
+#: they are half the non-blank sampled lines (a short log).
+SNIFF_MIN_LINES = 3
+
+_ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+@dataclass(frozen=True)
+class TextDialect:
+    """What `sniff` found in a text log.
+
+    Attributes:
+        names: the dialects whose metric lines the sample holds, most lines first.
+        matched_lines: sampled lines that are metric lines of those dialects.
+        sampled_lines: non-blank lines sampled.
+    """
+
+    names: tuple[str, ...]
+    matched_lines: int
+    sampled_lines: int
+
+    @property
+    def name(self) -> str:
+        """The main dialect (the one with the most sampled lines)."""
+        return self.names[0]
+
+
+def _clean(data: bytes) -> bytes:
+    """ANSI codes removed; CRLF -> LF; a lone CR (a progress bar redrawing itself) ends a line."""
+    if b"\x1b" in data:
+        data = _ANSI.sub(b"", data)
+    first_cr = data.find(b"\r")
+    if first_cr >= 0:
+        # A file written with CRLF ends its lines that way throughout (checking the first line spares a scan
+        # of the whole file); elsewhere a CR is a redraw, and a stray CRLF only adds a blank line.
+        if data.startswith(b"\r\n", first_cr) and data.find(b"\n") == first_cr + 1:
+            data = data.replace(b"\r\n", b"\n")
+        data = data.replace(b"\r", b"\n")
+    return data
+
+
+def _lines(data: bytes) -> pl.Series:
+    """The lines of ``data`` (row i = line i + 1; blank lines are null or whitespace), decoded leniently."""
+    if not data:
+        return pl.Series("line", [], dtype=pl.String)
+    try:
+        # polars' CSV reader splits lines in Rust; a separator no log prints makes each line one cell.
+        return pl.read_csv(data, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
+                           encoding="utf8-lossy", infer_schema=False, truncate_ragged_lines=True).get_column("line")
+    except pl.exceptions.PolarsError:  # never seen; the plain split is slower but takes anything
+        text = data.decode("utf-8", errors="replace").split("\n")
+        return pl.Series("line", text[:-1] if data.endswith(b"\n") else text, dtype=pl.String)
+
+
+def _claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple[LinePattern, pl.DataFrame]],
+                                                                      pl.DataFrame]:
+    """Each pattern's lines (first pattern wins) and the lines none claimed."""
+    claimed = []
+    rest = lines
+    for p in patterns:
+        col = rest.get_column("line")
+        if p.marker:
+            candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy()
+            mask = np.zeros(len(col), dtype=bool)
+            where = np.flatnonzero(candidates)
+            mask[where] = col.gather(where).str.contains(p.find).fill_null(False).to_numpy()
+            keep = pl.Series(mask)
+        else:
+            keep = col.str.contains(p.find).fill_null(False)
+        claimed.append((p, rest.filter(keep)))
+        rest = rest.filter(~keep)
+    return claimed, rest
+
+
+def _sample(path: Path) -> bytes:
+    """The head of the file and, for a larger file, a window from its middle (whole lines only)."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(0)
+        if size <= SNIFF_HEAD_BYTES + SNIFF_MIDDLE_BYTES:
+            return fh.read()
+        head = fh.read(SNIFF_HEAD_BYTES)
+        fh.seek(size // 2)
+        middle = fh.read(SNIFF_MIDDLE_BYTES)
+    # The cut ends of both windows could read as half a metric line.
+    return head[: head.rfind(b"\n") + 1] + middle[middle.find(b"\n") + 1: middle.rfind(b"\n") + 1]
+
+
+def sniff(path: Path) -> TextDialect:
+    """The dialects of a text log, from its head; LogFormatError saying why when it is not one.
+
+    Cheap: reads at most ~1.25 MB. A dialect needs `SNIFF_MIN_LINES` metric lines in the sample
+    (or 2 that are half of a short file), so JSONL, CSV and prose are not claimed.
+    """
+    data = _clean(_sample(path))
+    if b"\x00" in data[:4096]:
+        raise LogFormatError("binary content (NUL bytes in its head): not a text log")
+    lines = _lines(data).to_frame().with_row_index("row")
+    nonblank = lines.filter(pl.col("line").str.contains(r"\S"))
+    counts = {d: 0 for d in DIALECTS}
+    claimed, _ = _claim(nonblank, list(LINE_PATTERNS))
+    for p, got in claimed:
+        counts[p.dialect] += got.height
+    total = nonblank.height
+    found = sorted((d for d, k in counts.items() if k >= SNIFF_MIN_LINES or (k >= 2 and 2 * k >= total)),
+                   key=lambda d: -counts[d])
+    if not found:
+        best = max(counts, key=lambda d: counts[d])
+        if counts[best] == 0:
+            raise LogFormatError(f"no metric line of a known training log ({', '.join(DIALECTS)}) in its first "
+                                 f"{total:,} non-blank line(s): not a text training log")
+        raise LogFormatError(f"only {counts[best]} {best} metric line(s) in its first {total:,} non-blank line(s): "
+                             f"too few to tell a training log from other text (at least {SNIFF_MIN_LINES} needed)")
+    return TextDialect(tuple(found), sum(counts[d] for d in found), total)
+
+
+def _steps(lines: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, int64 steps) of the lines whose step is known; LogFormatError for a step outside int64."""
+    df = lines.filter(pl.col("step").is_not_null())
+    step_f = df.get_column("step").cast(pl.Float64, strict=False)
+    outside = step_f.is_not_null() & ((step_f < STEP_MIN) | (step_f >= STEP_MAX))
+    if bool(outside.any()):
+        i = int(outside.arg_true()[0])
+        raise step_out_of_range(float(step_f[i]), f"{where} line {int(df.get_column('row')[i]) + 1}")
+    ok = step_f.is_not_null() & step_f.is_finite()
+    return (df.get_column("row").filter(ok).to_numpy().astype(np.int64),
+            step_f.filter(ok).cast(pl.Int64).to_numpy())
+
+
+def _place(rows: np.ndarray, known_rows: np.ndarray, known_steps: np.ndarray, *, after: bool) -> tuple[np.ndarray,
+                                                                                                        int]:
+    """Steps for lines at ``rows`` from the metric lines around them: the one before (``after``=False: the
+    one after), falling back to the other side; also how many fell back."""
+    if after:
+        idx = np.searchsorted(known_rows, rows, side="left")
+        fallback = idx >= len(known_rows)
+        idx = np.where(fallback, len(known_rows) - 1, idx)
+    else:
+        idx = np.searchsorted(known_rows, rows, side="right") - 1
+        fallback = idx < 0
+        idx = np.where(fallback, 0, idx)
+    return known_steps[idx], int(fallback.sum())
+
+
+class _Values:
+    """The points of every pattern and message, one tag column at a time, counting what is not a number."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.tags: dict[str, int] = {}
+        self.parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # code, rows, steps, values
+        self.non_numeric: Counter[str] = Counter()
+        self.placeholders: Counter[str] = Counter()
+
+    def add(self, parsed: LineItems, rows: np.ndarray, steps: np.ndarray, p: LinePattern) -> None:
+        """The values of one pattern's lines; ``rows``/``steps``: the lines whose step is known (ascending rows)."""
+        placed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # the columns of a layout share rows
+        for c in parsed.columns:
+            if id(c.rows) not in placed:
+                placed[id(c.rows)] = self._place(c.rows, rows)
+            at, idx, found = placed[id(c.rows)]
+            values = c.values if found.all() else c.values.filter(pl.Series(found))
+            self.add_column(c.tag, at, steps[idx], values, p.missing.get(c.tag))
+        if parsed.items.height:
+            for (tag,), part in parsed.items.partition_by("tag", as_dict=True, maintain_order=True).items():
+                at, idx, found = self._place(part.get_column("row"), rows)
+                values = part.get_column("value")
+                values = values if found.all() else values.filter(pl.Series(found))
+                self.add_column(str(tag), at, steps[idx], values, p.missing.get(str(tag)))
+
+    @staticmethod
+    def _place(at: pl.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lines ``at`` that have a step (rows[idx] == line): (those lines, their index in rows, mask over ``at``)."""
+        at_np = at.to_numpy().astype(np.int64)
+        idx = np.searchsorted(rows, at_np)
+        found = idx < len(rows)
+        found[found] = rows[idx[found]] == at_np[found]
+        return at_np[found], idx[found], found
+
+    def add_column(self, tag: str, rows: np.ndarray, steps: np.ndarray, values: pl.Series,
+                   missing: float | None = None) -> None:
+        """Points of one tag at ``steps`` (written at line ``rows``) from values as printed (or as numbers)."""
+        as_float = values if values.dtype == pl.Float64 else values.cast(pl.Float64, strict=False)
+        is_null = as_float.is_null().to_numpy()
+        keep = ~is_null
+        n_bad = int(is_null.sum()) - (values.null_count() if values.dtype != pl.Float64 else 0)
+        if n_bad:
+            self.non_numeric[tag] += n_bad
+        x = as_float.fill_null(np.nan).to_numpy()
+        if missing is not None:
+            placeholder = keep & (x == missing)
+            if placeholder.any():
+                self.placeholders[f"{tag} {missing:g}"] += int(placeholder.sum())
+                keep &= ~placeholder
+        if keep.any():
+            code = self.tags.setdefault(tag, len(self.tags))
+            self.parts.append((code, rows[keep], steps[keep], x[keep]))
+
+    def points(self) -> tuple[RawPoints, list[Note]]:
+        """All points grouped by tag (tags in the order of their first line), write order within each."""
+        dropped = {t: n for t, n in self.non_numeric.items() if t in self.tags}
+        ignored = sorted(t for t in self.non_numeric if t not in self.tags)
+        notes = non_numeric_notes(self.source, dropped, ignored, "value(s) of metric items", "item(s)")
+        if self.placeholders:
+            total = sum(self.placeholders.values())
+            notes.append(Note("ignored_fields", f"{self.source}: {total} placeholder value(s) printed before anything "
+                              f"was measured ({', '.join(sorted(self.placeholders))}) were not used", count=total))
+        if not self.parts:
+            return RawPoints.empty(), notes
+        first_row: dict[int, int] = {}
+        for code, rows, _, _ in self.parts:
+            first_row[code] = min(first_row.get(code, 1 << 62), int(rows[0]))
+        old = sorted(first_row, key=lambda c: (first_row[c], c))
+        remap = np.empty(len(self.tags), np.int32)
+        remap[old] = np.arange(len(old), dtype=np.int32)
+        names = {c: t for t, c in self.tags.items()}
+        codes = np.concatenate([np.full(len(r), remap[c], np.int32) for c, r, _, _ in self.parts])
+        rows = np.concatenate([r for _, r, _, _ in self.parts])
+        steps = np.concatenate([s for _, _, s, _ in self.parts]).astype(np.int64)
+        values = np.concatenate([v for _, _, _, v in self.parts])
+        d_code, d_row = np.diff(codes), np.diff(rows)
+        if not bool(np.all((d_code > 0) | ((d_code == 0) & (d_row >= 0)))):
+            order = np.lexsort((rows, codes))
+            codes, steps, values = codes[order], steps[order], values[order]
+        return RawPoints(tuple(names[c] for c in old), codes, steps, np.full(len(steps), np.nan), values), notes
+
+
+def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Note]]:
+    """Points and notes of one text log in the given dialect(s); LogFormatError when a step does not fit an int64."""
+    name = path.name
+    data = _clean(path.read_bytes())
+    unterminated = bool(data) and not data.endswith(b"\n")
+    lines = _lines(data).to_frame().with_row_index("row")
+    n_lines = lines.height
+    nonblank = lines.filter(pl.col("line").str.contains(r"\S"))
+    notes: list[Note] = []
+    patterns = [p for p in LINE_PATTERNS if p.dialect in dialect.names]
+    claimed, rest = _claim(nonblank, patterns)
+    values = _Values(name)
+    known_rows: list[np.ndarray] = []
+    known_steps: list[np.ndarray] = []
+    deferred: list[tuple[LinePattern, LineItems]] = []  # lines that take a neighbour's step
+    claimed_lines = 0
+    for p, got in claimed:
+        if got.is_empty():
+            continue
+        claimed_lines += got.height
+        if unterminated and int(got.get_column("row")[-1]) == n_lines - 1:
+            got = got.head(got.height - 1)
+            notes.append(Note("truncated", f"{name}: the last line is cut off (an interrupted write); it was not "
+                              "read", count=1))
+        parsed = items_of(p, got, name)
+        notes += parsed.notes
+        if p.step_from in ("previous", "next"):
+            deferred.append((p, parsed))
+            continue
+        rows, steps = _steps(parsed.lines, name)
+        without = parsed.lines.height - len(rows)
+        if without:
+            notes.append(Note("dropped", f"{name}: {without} {p.name} line(s) without a readable step were not read",
+                              count=without))
+        known_rows.append(rows)
+        known_steps.append(steps)
+        values.add(parsed, rows, steps, p)
+
+    k_rows = np.concatenate(known_rows) if known_rows else np.zeros(0, np.int64)
+    k_steps = np.concatenate(known_steps) if known_steps else np.zeros(0, np.int64)
+    order = np.argsort(k_rows, kind="stable")
+    k_rows, k_steps = k_rows[order], k_steps[order]
+    for p, parsed in deferred:
+        n = parsed.lines.height
+        if not len(k_rows):
+            notes.append(Note("dropped", f"{name}: {n} {p.name} line(s) with no metric line to take a step from were "
+                              "not read", count=n))
+            continue
+        rows = parsed.lines.get_column("row").to_numpy().astype(np.int64)
+        steps, _ = _place(rows, k_rows, k_steps, after=p.step_from == "next")
+        values.add(parsed, rows, steps, p)
+        side = "after" if p.step_from == "next" else "before"
+        notes.append(Note("derived_step", f"{name}: {n} {p.name} line(s) print no step; each took the step of the "
+                          f"metric line {side} it", count=n))
+
+    event_rows, event_notes = _events(rest, k_rows, k_steps, values)
+    notes += event_notes
+    noise = nonblank.height - claimed_lines - event_rows
+    if noise:
+        notes.append(Note("noise", f"{name}: {noise:,} of {n_lines:,} line(s) are no metric line of "
+                          f"{'/'.join(dialect.names)} and were ignored (warnings, progress bars, tracebacks, other "
+                          f"prints; {n_lines - nonblank.height:,} more are blank)", count=noise))
+    points, value_notes = values.points()
+    return points, notes + value_notes
+
+
+def _events(rest: pl.DataFrame, k_rows: np.ndarray, k_steps: np.ndarray, values: _Values) -> tuple[int, list[Note]]:
+    """Instability messages among the unclaimed lines -> log_events points in ``values``; (lines used, notes)."""
+    name = values.source
+    seen: list[np.ndarray] = []
+    counts: dict[str, int] = {}
+    before_first = 0
+    col = rest.get_column("line")
+    for ev in EVENT_PATTERNS:
+        hits = rest.filter(col.str.contains(ev.find))
+        if hits.is_empty():
+            continue
+        if ev.value_group is not None:
+            idx = re.compile(ev.find).groupindex[ev.value_group]
+            hits = hits.with_columns(pl.col("line").str.extract(ev.find, idx).alias("value"))
+        rows = hits.get_column("row").to_numpy().astype(np.int64)
+        seen.append(rows)
+        counts[ev.tag.rsplit("/", 1)[-1]] = len(rows)
+        if not len(k_rows):
+            continue
+        steps, fell_back = _place(rows, k_rows, k_steps, after=False)
+        before_first = max(before_first, fell_back)
+        # One point per step: the number of messages placed there (several between two metric lines, or one
+        # per rank), or for a loss scale the last one announced.
+        last_of_step = np.append(steps[1:] != steps[:-1], True)
+        if ev.value_group is None:
+            ends = np.flatnonzero(last_of_step)
+            per_step = np.diff(np.concatenate([[-1], ends])).astype(np.float64)
+            value = pl.Series("value", per_step)
+        else:
+            value = hits.get_column("value").filter(pl.Series(last_of_step))
+        values.add_column(ev.tag, rows[last_of_step], steps[last_of_step], value)
+    used = int(np.unique(np.concatenate(seen)).size) if seen else 0
+    notes = []
+    if used:
+        detail = ", ".join(f"{k} x{n}" for k, n in counts.items())
+        if len(k_rows):
+            first = f"; {before_first} before the first metric line took its step" if before_first else ""
+            notes.append(Note("log_events", f"{name}: {used} instability message line(s) read as log_events/* points "
+                              f"({detail}), each at the step of the last metric line before it{first}", count=used))
+        else:
+            notes.append(Note("dropped", f"{name}: {used} instability message line(s) ({detail}) with no metric line "
+                              "to take a step from were not read", count=used))
+    return used, notes
