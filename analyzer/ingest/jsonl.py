@@ -1,18 +1,24 @@
 """JSONL logs: one JSON object per line with a step-like key (step, global_step, iteration, ...).
 
-Values may be numbers or numeric strings ("2.31"); nested objects become '/'-joined tags. The
-format is recognised by content, not by extension: `sniff` reads the first lines only. A line
-that is not JSON, or is nested too deeply for the JSON parser, is counted and skipped.
+Values may be numbers or numeric strings ("2.31", as fairseq writes them with its ``num_updates``
+step); nested objects become '/'-joined tags. The format is recognised by content, not by
+extension: `sniff` reads the first lines only. A line that is not JSON, or is nested too deeply
+for the JSON parser, is counted and skipped. Dialects that interleave train and validation
+records (a ``split``/``mode``/... field, MMEngine's scalars.json, per-epoch iteration counters)
+are read as `analyzer.ingest.jsonl_dialects` describes.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import STEP_KEYS, RepeatedKeys, RowCollector, find_key, flatten, loads, to_float
+from analyzer.ingest.jsonl_dialects import plan, prefixed
+from analyzer.ingest.tabular import (NON_METRIC_KEYS, STEP_KEYS, RepeatedKeys, RowCollector, find_key, flatten, loads,
+                                     to_float)
 from analyzer.types import Note
 
 _SNIFF_LINES = 20
@@ -62,6 +68,7 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
         data = fh.read()
     lines = data.split(b"\n")
     last_unterminated = bool(data) and not data.endswith(b"\n")
+    records: list[tuple[int, dict[str, Any]]] = []  # (line index, flattened object)
     for i, raw in enumerate(lines):
         obj = _parse_line(raw)
         if obj is _BLANK:
@@ -82,9 +89,16 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
         if not isinstance(obj, dict):
             bad_lines += 1
             continue
-        flat = flatten(obj)
+        records.append((i, flatten(obj)))
+    # How records are read can depend on the whole file (a split field is one only if records of two
+    # kinds share a metric), so the plan is made once every line is parsed.
+    how = plan([flat for _, flat in records], step_key, path.name)
+    skip = NON_METRIC_KEYS | how.skip
+    for j, (i, flat) in enumerate(records):
         key = step_key if step_key in flat else find_key(flat, STEP_KEYS)
-        rows.add_row(flat, key, where=f"line {i + 1}")
+        prefix = how.prefixes.get(j)
+        row = prefixed(flat, prefix, key, skip) if prefix else flat
+        rows.add_row(row, key, where=f"line {i + 1}", skip=skip, step=how.steps.get(j))
     if bad_lines:
         notes.append(Note("dropped", f"{path.name}: {bad_lines} line(s) that are not JSON objects were not used",
                           count=bad_lines))
@@ -94,4 +108,4 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
     if too_deep:
         notes.append(Note("dropped", f"{path.name}: {too_deep} line(s) nested too deeply to parse were not used",
                           count=too_deep))
-    return rows.points(), notes + rows.notes()
+    return rows.points(), notes + list(how.notes) + rows.notes()

@@ -19,9 +19,11 @@ from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.types import Note
 
-#: Keys that count steps, most specific first. `_step` is what W&B exports write.
+#: Keys that count steps, most specific first. `_step` is what W&B exports write; `num_updates` is
+#: fairseq's (``train_``/``valid_`` prefixed in its end-of-epoch JSON records).
 STEP_KEYS = ("global_step", "step", "_step", "iteration", "iter", "current_steps", "Step", "it", "steps",
-             "global_steps", "num_steps", "trainer/global_step")
+             "global_steps", "num_steps", "trainer/global_step", "num_updates", "train_num_updates",
+             "valid_num_updates")
 EPOCH_KEYS = ("epoch", "Epoch", "epochs")
 WALL_KEYS = ("wall_time", "Wall time", "timestamp", "time", "_timestamp")
 #: Columns that describe a row rather than measure something.
@@ -125,19 +127,22 @@ class RowCollector:
     rows_without_step: int = 0
 
     def add_row(self, row: Mapping[str, Any], step_key: str | None, *, fallback_step: int | None = None,
-                wall_key: str | None = None, skip: frozenset[str] = NON_METRIC_KEYS, where: str = "a row") -> None:
-        """Add one row's metric values at its step; LogFormatError when the step cannot be an int64."""
-        raw_step = row.get(step_key) if step_key else None
-        step_f = to_float(raw_step) if raw_step is not None else None
-        if step_f is None or not math.isfinite(step_f):
-            if fallback_step is None:
-                self.rows_without_step += 1
-                return
-            step = fallback_step
-        elif not STEP_MIN <= step_f < STEP_MAX:
-            raise step_out_of_range(step_f, where)
-        else:
-            step = int(step_f)
+                wall_key: str | None = None, skip: frozenset[str] = NON_METRIC_KEYS, where: str = "a row",
+                step: int | None = None) -> None:
+        """Add one row's metric values at its step (``step``: one derived by the caller, used instead of
+        the row's); LogFormatError when the step cannot be an int64."""
+        if step is None:
+            raw_step = row.get(step_key) if step_key else None
+            step_f = to_float(raw_step) if raw_step is not None else None
+            if step_f is None or not math.isfinite(step_f):
+                if fallback_step is None:
+                    self.rows_without_step += 1
+                    return
+                step = fallback_step
+            elif not STEP_MIN <= step_f < STEP_MAX:
+                raise step_out_of_range(step_f, where)
+            else:
+                step = int(step_f)
         wall = to_float(row.get(wall_key)) if wall_key else None
         for key, value in row.items():
             if key in skip or key == step_key or key == wall_key or value is None:
