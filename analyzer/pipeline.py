@@ -5,15 +5,29 @@ from __future__ import annotations
 import datetime as _dt
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Collection, Literal, Sequence
 
 from analyzer.config import AnalysisConfig
 from analyzer.detect.checks import run_checks
 from analyzer.detect.context import RunContext, measure_run
+from analyzer.errors import ConfigError
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.recommend.rules import recommend
 from analyzer.sweep import find_sweeps
-from analyzer.types import VERDICT_ORDER, CheckFailure, Diagnosis, Finding, Report, Run, Severity, Verdict
+from analyzer.types import (
+    VERDICT_ORDER,
+    CheckFailure,
+    Diagnosis,
+    Finding,
+    Report,
+    Run,
+    Severity,
+    SweepDiagnosis,
+    Verdict,
+)
+
+#: Where runs are read and judged: in this process (its reading may use local worker processes), or as Ray tasks.
+Executor = Literal["local", "ray"]
 
 
 def verdict_of(findings: Sequence[Finding]) -> Verdict:
@@ -59,8 +73,16 @@ def _version() -> str:
 
 
 def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig | None = None,
-            load_options: LoadOptions | None = None, progress: bool = False) -> Report:
+            load_options: LoadOptions | None = None, progress: bool = False, executor: Executor = "local",
+            address: str | None = None,
+            figure_runs: Callable[[Sequence[Diagnosis], Sequence[SweepDiagnosis]], Collection[str]] | None = None
+            ) -> Report:
     """Read every run under ``paths`` and judge each, plus the LR sweeps among them.
+
+    ``paths`` may name object stores (``s3://bucket/runs``; analyzer.ingest.remote). ``executor="ray"`` reads
+    and judges the runs as Ray tasks (on the cluster at ``address``, else a local instance) and keeps only
+    what the report needs of each run (analyzer.distributed); ``figure_runs`` names the runs whose role series
+    must come back whole (those the HTML report draws in full).
 
     Examples
     --------
@@ -72,6 +94,12 @@ def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig 
         paths = [paths]
     cfg = config or AnalysisConfig()
     opts = load_options or LoadOptions(progress=progress)
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor {executor!r}: expected one of (local, ray)")
+    if executor == "ray":
+        from analyzer.distributed import analyze_on_ray
+
+        return analyze_on_ray(list(paths), config=cfg, load_options=opts, address=address, figure_runs=figure_runs)
     runs, inputs = load_runs(paths, opts)
     diagnoses: list[Diagnosis] = []
     contexts: dict[str, RunContext] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -118,36 +119,62 @@ def _progress(ctx: RunContext) -> tuple[float, float] | None:
     return c.start, float(np.min(c.level_raw))
 
 
-def find_sweeps(diagnoses: Sequence[Diagnosis], contexts: Mapping[str, RunContext],
+@dataclass(frozen=True)
+class SweepFacts:
+    """What LR-sweep analysis needs of one run: a few numbers, measured where the run was judged (a Ray
+    worker sends these back instead of the run's curves; `find_sweeps` gives the same answer from either).
+
+    Attributes:
+        lr: the run's LR (`run_lr`), None when it has none.
+        has_eval: whether the run logged an eval loss.
+        eval_score / train_score: (best, final, initial) of the eval loss and of the judged train loss.
+        progress: (start, best level) of the judged curve.
+    """
+
+    lr: float | None
+    has_eval: bool
+    eval_score: tuple[float | None, float | None, float | None]
+    train_score: tuple[float | None, float | None, float | None]
+    progress: tuple[float, float] | None
+
+
+def sweep_facts(ctx: RunContext) -> SweepFacts | None:
+    """The facts of a measured run; None when it has no judged curve (it can be no sweep's trial)."""
+    if ctx.curve is None:
+        return None
+    return SweepFacts(run_lr(ctx), ctx.eval_loss is not None, _score(ctx, True), _score(ctx, False), _progress(ctx))
+
+
+def find_sweeps(diagnoses: Sequence[Diagnosis], contexts: Mapping[str, RunContext | SweepFacts],
                 cfg: AnalysisConfig) -> list[SweepDiagnosis]:
+    facts = {rid: c if isinstance(c, SweepFacts) else sweep_facts(c) for rid, c in contexts.items()}
     groups: dict[tuple, list[tuple[float, Diagnosis]]] = {}
     for d in diagnoses:
-        ctx = contexts.get(d.run.id)
-        if ctx is None or ctx.curve is None:
+        fact = facts.get(d.run.id)
+        if fact is None or fact.lr is None:
             continue
-        lr = run_lr(ctx)
-        if lr is None:
-            continue
-        key, evident = _signature(d, lr)
+        key, evident = _signature(d, fact.lr)
         if evident:
-            groups.setdefault(key, []).append((lr, d))
+            groups.setdefault(key, []).append((fact.lr, d))
     sweeps = []
     for members in groups.values():
         lrs = sorted({lr for lr, _ in members})
         if len(lrs) < cfg.min_sweep_runs:
             continue
-        sweeps.append(_judge_sweep(sorted(members, key=lambda m: (m[0], m[1].run.id)), contexts, cfg))
+        sweeps.append(_judge_sweep(sorted(members, key=lambda m: (m[0], m[1].run.id)),
+                                   {d.run.id: facts[d.run.id] for _, d in members}, cfg))  # type: ignore[misc]
     return sweeps
 
 
-def _judge_sweep(members: list[tuple[float, Diagnosis]], contexts: Mapping[str, RunContext],
+def _judge_sweep(members: list[tuple[float, Diagnosis]], facts: Mapping[str, SweepFacts],
                  cfg: AnalysisConfig) -> SweepDiagnosis:
-    use_eval = all(contexts[d.run.id].eval_loss is not None for _, d in members)
+    use_eval = all(facts[d.run.id].has_eval for _, d in members)
     metric = "eval_loss (best)" if use_eval else "train_loss (best smoothed)"
     rows = []
     for lr, d in members:
-        best, final, _ = _score(contexts[d.run.id], use_eval)
-        rows.append((lr, d, best, final, _progress(contexts[d.run.id])))
+        fact = facts[d.run.id]
+        best, final, _ = fact.eval_score if use_eval else fact.train_score
+        rows.append((lr, d, best, final, fact.progress))
     # abnormally high loss: learned far less than the best trial did (playbook §2, infeasible trials)
     top_progress = max((p[0] - p[1] for *_, p in rows if p is not None), default=0.0)
     ids, lrs, scores, infeasible, unstable = [], [], [], [], []

@@ -23,7 +23,7 @@ import polars as pl
 from analyzer.errors import InputError, LogFormatError
 from analyzer.frame import RawPoints, RestartPolicy, apply_restart_policy, nonfinite_note
 from analyzer.hparams import lr_from_hparams, lr_from_name, read_side_file
-from analyzer.ingest import identity, registry
+from analyzer.ingest import identity, registry, remote
 from analyzer.ingest.cache import DecodeCache, default_cache_dir
 from analyzer.ingest.discover import RunSource, discover
 from analyzer.ingest.run_cache import RunCache, run_key
@@ -56,6 +56,8 @@ class LoadOptions:
         workers: processes for reading; 1 = in this process (the API default: spawned workers
             re-import the caller's __main__), 0 = one per core when the logs are large (the CLI).
         progress: show a progress bar on stderr.
+        storage_options: options for the object store of remote paths (fsspec's storage_options, e.g.
+            endpoint_url, anon); credentials otherwise come from the store's own environment.
     """
 
     restarts: RestartPolicy = "latest"
@@ -64,6 +66,7 @@ class LoadOptions:
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     workers: int = 1
     progress: bool = False
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
 
 
 @dataclass
@@ -235,29 +238,30 @@ def _iter_read(sources: list[RunSource], options: LoadOptions) -> Iterator[tuple
         yield src, _read_source(src, options, cache)
 
 
-def _log_inputs(inputs: Sequence[InputFile]) -> None:
+def _log_inputs(inputs: Sequence[InputFile], name: Callable[[str], str] = str) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
     for i in inputs:
         if i.status == "read":
-            log.info("read %s (%s) -> run %s", i.path, i.reason, i.run)
+            log.info("read %s (%s) -> run %s", name(i.path), i.reason, i.run)
         else:
-            log.info("skipped %s: %s", i.path, i.reason)
+            log.info("skipped %s: %s", name(i.path), name(i.reason))
 
 
-def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -> tuple[list[Run], list[InputFile]]:
-    """Every run under ``paths`` and the accounting of every file met.
+def read_sources(sources: Sequence[RunSource], options: LoadOptions,
+                 name: Callable[[str], str] = str) -> tuple[list[Run], list[InputFile]]:
+    """The runs of discovered ``sources`` (run cache, readers, run identity) and the accounting of their files.
 
-    Raises InputError (one line, what to do) when a path does not exist or nothing could be read.
-    A file that cannot be read is never an error here: it is a skipped input with its reason.
+    Whether logs of one folder are one run is decided among the sources read together, so a caller that
+    splits the sources (the Ray executor) keeps each directory's sources in one call. ``name`` maps a path
+    to what the log shows (a mirrored object's URL).
     """
-    options = options or LoadOptions()
-    found = discover(paths)
-    inputs: list[InputFile] = list(found.skipped)
-    _log_inputs(found.skipped)
+    inputs: list[InputFile] = []
     runs: list[Run] = []
     cache = RunCache(options.cache_dir) if options.cache_dir else None
     keys: dict[str, str | None] = {}
     to_read: list[RunSource] = []
-    for src in found.sources:
+    for src in sources:
         key = run_key([*src.files, *src.side_files, *(f for f, _ in src.merged)], src.id, src.reader,
                       (options.restarts, options.verify_crc)) if cache else None
         hit = cache.load(key) if cache is not None and key is not None else None
@@ -268,7 +272,7 @@ def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -
         frame, meta = hit  # an unchanged run: nothing to decode, sort or purge
         log.info("run %s: unchanged since the last read, taken from the run cache", src.id)
         inputs += meta["read"] + meta["skipped"]
-        _log_inputs(meta["read"] + meta["skipped"])
+        _log_inputs(meta["read"] + meta["skipped"], name)
         runs.append(_finish_run(src, frame, meta["notes"], meta["hparams"], meta["counts"], options, meta["sources"]))
     stream = _iter_read(to_read, options)
     if options.progress and to_read:
@@ -282,18 +286,41 @@ def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -
                 data = SourceData(data.points, data.notes, data.hparams, [],
                                   [unreadable(i.path, exc, src.id) for i in data.read] + data.skipped)
         inputs += data.read + data.skipped
-        _log_inputs(data.read + data.skipped)
-    home = {s.id: s for s in found.sources}
+        _log_inputs(data.read + data.skipped, name)
+    home = {s.id: s for s in sources}
     runs = identity.resolve([identity.Member(r, str(home[r.id].directory), home[r.id].reader in _PER_FILE)
                              for r in runs], inputs, options.roles)
+    return runs, inputs
+
+
+def no_runs_error(paths: Sequence[str | Path], files_seen: int, inputs: Sequence[InputFile]) -> InputError:
+    """The one-line error when nothing under ``paths`` could be read."""
+    where = ", ".join(str(p) for p in paths)
+    if files_seen == 0:
+        return InputError(f"{where}: no files found (empty directory?); point at a directory of training logs")
+    reasons = sorted({i.reason for i in inputs if i.status == "skipped"})[:3]
+    return InputError(f"{where}: no readable training logs among {files_seen} file(s) "
+                      f"(e.g. {'; '.join(reasons)}); expected TensorBoard event files, metrics.csv, "
+                      "trainer_state.json, JSONL or an MLflow mlruns/ store")
+
+
+def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -> tuple[list[Run], list[InputFile]]:
+    """Every run under ``paths`` and the accounting of every file met.
+
+    ``paths`` may name object stores (``s3://bucket/runs``, any fsspec protocol): they are mirrored into
+    the cache directory first (analyzer.ingest.remote) and named by their URLs in what comes back.
+    Raises InputError (one line, what to do) when a path does not exist or nothing could be read.
+    A file that cannot be read is never an error here: it is a skipped input with its reason.
+    """
+    options = options or LoadOptions()
+    with remote.located(paths, options.cache_dir, options.storage_options) as where:
+        found = discover(where.paths)
+        _log_inputs(found.skipped + where.skipped, where.url)
+        runs, inputs = read_sources(found.sources, options, where.url)
+        inputs = where.inputs(found.skipped + inputs) + where.skipped
+        runs = [where.run(r) for r in runs]
     if not runs:
-        where = ", ".join(str(p) for p in paths)
-        if found.files_seen == 0:
-            raise InputError(f"{where}: no files found (empty directory?); point at a directory of training logs")
-        reasons = sorted({i.reason for i in inputs if i.status == "skipped"})[:3]
-        raise InputError(f"{where}: no readable training logs among {found.files_seen} file(s) "
-                         f"(e.g. {'; '.join(reasons)}); expected TensorBoard event files, metrics.csv, "
-                         "trainer_state.json, JSONL or an MLflow mlruns/ store")
+        raise no_runs_error(paths, found.files_seen + len(where.skipped), inputs)
     runs.sort(key=lambda r: r.id)
     inputs.sort(key=lambda i: i.path)
     return runs, inputs

@@ -1,0 +1,297 @@
+"""``--executor ray``: runs read and judged as Ray tasks; sweeps and the report built on the driver.
+
+The driver discovers the runs (after mirroring remote paths, analyzer.ingest.remote) and cuts them into
+batches: a directory's runs always in one batch (whether logs of one folder are one run is decided among
+them, analyzer.ingest.identity), and enough runs per batch that a tiny run does not drown in per-task
+overhead. Each batch is one Ray task running the local path's own code (`read_sources`, `diagnose_run`),
+and only what the report needs comes back: the Diagnosis with a `ReportRun` in place of the run (its role
+series thinned to a few hundred points by min/max buckets, so every spike survives, with the run's true
+point count and step range) and the run's `SweepFacts`. The driver's memory grows with the report, not
+with the points read.
+
+The runs whose full figures the HTML report draws (``figure_runs``, decided by the caller, who knows the
+report's rules) come back whole in a second round of tasks (their role series only, from the run cache the
+first round filled), so their figures are the ones the local path draws. The JSON is the local path's.
+
+Every path given must be readable on every node: a shared filesystem, or one machine (remote paths are
+mirrored on the driver, under --cache-dir).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Collection, Iterator, Sequence
+
+import numpy as np
+import polars as pl
+
+from analyzer.config import AnalysisConfig
+from analyzer.errors import ConfigError
+from analyzer.ingest import remote
+from analyzer.ingest.discover import RunSource, discover
+from analyzer.ingest.load import LoadOptions, no_runs_error, read_sources
+from analyzer.pipeline import _version, diagnose_run
+from analyzer.sweep import SweepFacts, find_sweeps, sweep_facts
+from analyzer.types import ROLE_NAMES, Diagnosis, InputFile, Report, Run, SweepDiagnosis
+
+log = logging.getLogger(__name__)
+
+#: Points kept per role series of a run that comes back without its full figures: the loss roles feed the
+#: report's sparkline (120 buckets), the others only their extremes (a probe spec's LR is the largest).
+SUMMARY_POINTS = {"train_loss": 240, "eval_loss": 240, "grad_norm": 64, "lr": 64}
+#: A batch holds at most this many runs, and at most this many bytes of logs (a directory may exceed both).
+MAX_BATCH_RUNS = 256
+MAX_BATCH_BYTES = 64 << 20
+#: Batches per CPU of the cluster: enough for the slow batches not to leave CPUs idle at the end.
+BATCHES_PER_CPU = 4
+
+FigureRuns = Callable[[Sequence[Diagnosis], Sequence[SweepDiagnosis]], Collection[str]]
+
+
+@dataclass(frozen=True, eq=False)
+class ReportRun(Run):
+    """A run as a Ray task sends it back: its role series only (thinned, or whole for a run whose full
+    figures are drawn), with the point count and step range of everything that was read.
+
+    Attributes:
+        total_points: points of the run as read (every tag).
+        full_step_range: (first, last) step of the run as read, None when it has no point.
+    """
+
+    total_points: int = 0
+    full_step_range: tuple[int, int] | None = None
+
+    @property
+    def n_points(self) -> int:
+        return self.total_points
+
+    def step_range(self) -> tuple[int, int] | None:
+        return self.full_step_range
+
+
+def _envelope(values: np.ndarray, budget: int) -> np.ndarray:
+    """Sorted indices of at most ~``budget`` finite points (each bucket's min and max, the first and the last)
+    and the two ends of every stretch of non-finite points (NaN/inf are the divergence signal)."""
+    n = values.size
+    finite = np.isfinite(values)
+    idx = np.flatnonzero(finite)
+    if idx.size > budget:
+        buckets = max(budget // 2, 1)
+        edges = np.linspace(0, idx.size, buckets + 1).astype(np.int64)
+        v = values[idx]
+        keep = [idx[0], idx[-1]]
+        for a, b in zip(edges[:-1], edges[1:]):
+            if b > a:
+                keep += [idx[a + int(np.argmin(v[a:b]))], idx[a + int(np.argmax(v[a:b]))]]
+        idx = np.asarray(keep, dtype=np.int64)
+    bad = ~finite
+    if bad.any():
+        change = np.flatnonzero(np.diff(bad.astype(np.int8))) + 1
+        bounds = np.concatenate([[0], change, [n]])
+        starts = [a for a, b in zip(bounds[:-1], bounds[1:]) if bad[a]]
+        ends = [b - 1 for a, b in zip(bounds[:-1], bounds[1:]) if bad[a]]
+        stretch = np.unique(np.asarray(starts + ends, dtype=np.int64))
+        if stretch.size > budget:
+            stretch = stretch[np.linspace(0, stretch.size - 1, budget).astype(np.int64)]
+        idx = np.concatenate([idx, stretch])
+    return np.unique(idx)
+
+
+def report_run(run: Run, *, whole: bool = False) -> ReportRun:
+    """``run`` as the report needs it: its role series only, thinned unless ``whole``."""
+    present = set(run.tags)
+    budget: dict[str, int] = {}  # tag -> points kept (a tag playing two roles is taken once, at the larger)
+    for role in ROLE_NAMES:
+        tag = getattr(run.roles, role)
+        if tag is not None and tag in present:
+            budget[tag] = max(budget.get(tag, 0), SUMMARY_POINTS[role])
+    tags = sorted(budget)
+    frames = []
+    for tag in tags:
+        sub = run.points.filter(pl.col("tag") == tag).with_columns(pl.col("tag").cast(pl.String))
+        if not whole:
+            keep = _envelope(sub.get_column("value").to_numpy(), budget[tag])
+            sub = sub[keep]
+        frames.append(sub)
+    points = (pl.concat(frames) if frames else run.points.head(0).with_columns(pl.col("tag").cast(pl.String)))
+    points = points.with_columns(pl.col("tag").cast(pl.Enum(tags)))
+    return ReportRun(id=run.id, format=run.format, sources=run.sources, points=points, hparams=run.hparams,
+                     notes=run.notes, roles=run.roles, total_points=run.n_points, full_step_range=run.step_range())
+
+
+# ---- what one Ray task does -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one task sends back: each run's diagnosis (with a `ReportRun`) and sweep facts, the batch's inputs."""
+
+    judged: tuple[tuple[Diagnosis, SweepFacts | None], ...]
+    inputs: tuple[InputFile, ...]
+    seconds: float
+    points: int
+
+
+def judge_batch(sources: Sequence[RunSource], options: LoadOptions, config: AnalysisConfig) -> BatchResult:
+    """Read and judge one batch of runs, as the local path does; keep only what the report needs."""
+    started = time.perf_counter()
+    runs, inputs = read_sources(sources, options)
+    judged = []
+    points = 0
+    for run in runs:
+        d, ctx = diagnose_run(run, config)
+        points += run.n_points
+        judged.append((replace(d, run=report_run(run)), sweep_facts(ctx) if ctx is not None else None))
+    return BatchResult(tuple(judged), tuple(inputs), time.perf_counter() - started, points)
+
+
+def whole_runs(sources: Sequence[RunSource], options: LoadOptions, wanted: frozenset[str]) -> list[ReportRun]:
+    """The role series of the ``wanted`` runs of a batch, every point (for the report's full figures)."""
+    runs, _ = read_sources(sources, options)
+    return [report_run(r, whole=True) for r in runs if r.id in wanted]
+
+
+# ---- the driver -------------------------------------------------------------------------------------------
+
+def _size(src: RunSource) -> int:
+    total = 0
+    for f in (*src.files, *src.side_files):
+        try:
+            total += os.stat(f).st_size
+        except OSError:
+            pass
+    return total
+
+
+def plan_batches(sources: Sequence[RunSource], cpus: int, *, max_runs: int = MAX_BATCH_RUNS,
+                 max_bytes: int = MAX_BATCH_BYTES) -> list[list[RunSource]]:
+    """Batches of whole directories, about ``BATCHES_PER_CPU`` per CPU, none over ``max_runs`` runs or
+    ``max_bytes`` bytes unless one directory alone is."""
+    groups: dict[str, list[RunSource]] = {}
+    for src in sources:
+        groups.setdefault(str(src.directory), []).append(src)
+    target = min(max_runs, max(1, math.ceil(len(sources) / max(1, BATCHES_PER_CPU * cpus))))
+    batches: list[list[RunSource]] = []
+    current: list[RunSource] = []
+    current_bytes = 0
+    for group in groups.values():
+        size = sum(_size(s) for s in group)
+        if current and (len(current) + len(group) > target or current_bytes + size > max_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.extend(group)
+        current_bytes += size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _ray(address: str | None) -> tuple[Any, bool]:
+    """The ray module, initialised (connecting to ``address``, or a local instance); whether we started it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'steadytrain[ray]'") from None
+    if ray.is_initialized():
+        return ray, False
+    try:
+        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    except ConnectionError as exc:
+        raise ConfigError(f"--address {address}: no Ray cluster there ({' '.join(str(exc).split())[:160]})") from None
+    return ray, True
+
+
+def _as_completed(ray: Any, refs: list[Any]) -> Iterator[tuple[Any, Any]]:
+    """(ref, result) as tasks finish, each result fetched once and then dropped by the caller."""
+    waiting = list(refs)
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.2)
+        for ref in done:
+            yield ref, ray.get(ref)
+
+
+def analyze_on_ray(paths: Sequence[str | Path], *, config: AnalysisConfig, load_options: LoadOptions,
+                   address: str | None = None, figure_runs: FigureRuns | None = None) -> Report:
+    """`analyze` with reading and judging as Ray tasks (see the module docstring). The same Report as the
+    local path, but each Diagnosis holds a `ReportRun`: role series only, thinned except for ``figure_runs``."""
+    ray, started_here = _ray(address)
+    try:
+        return _analyze(ray, paths, config, load_options, figure_runs)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _analyze(ray: Any, paths: Sequence[str | Path], cfg: AnalysisConfig, options: LoadOptions,
+             figure_runs: FigureRuns | None) -> Report:
+    t0 = time.perf_counter()
+    with remote.located(paths, options.cache_dir, options.storage_options) as where:
+        found = discover(where.paths)
+        cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
+        batches = plan_batches(found.sources, cpus)
+        log.info("ray: %d run(s) in %d batch(es) over %d CPU(s); discovery took %.2f s", len(found.sources),
+                 len(batches), cpus, time.perf_counter() - t0)
+        task_options = ray.put(replace(options, workers=1, progress=False))
+        judge = ray.remote(num_cpus=1)(judge_batch)
+        config = ray.put(cfg)
+        refs = [judge.remote(b, task_options, config) for b in batches]
+        index = {ref: i for i, ref in enumerate(refs)}
+        diagnoses: list[Diagnosis] = []
+        facts: dict[str, SweepFacts] = {}
+        inputs: list[InputFile] = list(found.skipped)
+        batch_of: dict[str, int] = {}
+        stream: Iterator[tuple[Any, Any]] = _as_completed(ray, refs)
+        if options.progress and batches:
+            from tqdm import tqdm
+            stream = tqdm(stream, total=len(batches), desc="reading and judging (ray)", unit="batch", leave=False)
+        busy = 0.0
+        for ref, result in stream:
+            busy += result.seconds
+            for d, fact in result.judged:
+                diagnoses.append(d)
+                batch_of[d.run.id] = index[ref]
+                if fact is not None:
+                    facts[d.run.id] = fact
+            inputs += result.inputs
+        del refs, index
+        log.info("ray: %d batch(es) read and judged in %.2f s (%.2f CPU-s in tasks)", len(batches),
+                 time.perf_counter() - t0, busy)
+        if not diagnoses:
+            inputs = where.inputs(inputs) + where.skipped
+            raise no_runs_error(paths, found.files_seen + len(where.skipped), inputs)
+        diagnoses.sort(key=lambda d: d.run.id)
+        sweeps = find_sweeps(diagnoses, facts, cfg)
+        if figure_runs is not None:
+            diagnoses = _with_whole_runs(ray, diagnoses, sweeps, figure_runs, batches, batch_of, task_options)
+        diagnoses = [replace(d, run=where.run(d.run)) for d in diagnoses]
+        inputs = where.inputs(inputs) + where.skipped
+    inputs.sort(key=lambda i: i.path)
+    return Report(roots=tuple(str(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
+                  sweeps=tuple(sweeps), config=cfg.as_dict(),
+                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=_version())
+
+
+def _with_whole_runs(ray: Any, diagnoses: list[Diagnosis], sweeps: Sequence[SweepDiagnosis], figure_runs: FigureRuns,
+                     batches: list[list[RunSource]], batch_of: dict[str, int], task_options: Any) -> list[Diagnosis]:
+    """The diagnoses with the runs of ``figure_runs`` whole (a second round of tasks over their batches)."""
+    wanted = set(figure_runs(diagnoses, sweeps))
+    by_batch: dict[int, set[str]] = {}
+    for rid in wanted:
+        if rid in batch_of:
+            by_batch.setdefault(batch_of[rid], set()).add(rid)
+    if not by_batch:
+        return diagnoses
+    t0 = time.perf_counter()
+    fetch = ray.remote(num_cpus=1)(whole_runs)
+    refs = [fetch.remote(batches[i], task_options, frozenset(ids)) for i, ids in sorted(by_batch.items())]
+    whole: dict[str, ReportRun] = {}
+    for _, runs in _as_completed(ray, refs):
+        whole.update((r.id, r) for r in runs)
+    log.info("ray: the role series of %d run(s) with full figures fetched whole in %.2f s", len(whole),
+             time.perf_counter() - t0)
+    return [replace(d, run=whole[d.run.id]) if d.run.id in whole else d for d in diagnoses]
