@@ -10,9 +10,10 @@ are made then, from the framework's own base class (the trainers check isinstanc
 
 What each records, with no device sync of its own:
 - Lightning: the training step's loss (the tensor itself; with gradient accumulation the mean over
-  the micro-batches of an optimizer step), the LR of the first param group (a float), and with
-  ``grad_norm=True`` the unclipped global gradient norm (measured in ``on_before_optimizer_step``,
-  after AMP unscaling and before Lightning clips: one fused norm per step, left on the device), plus
+  the micro-batches of an optimizer step), the LR of the first param group (a float), the unclipped
+  global gradient norm (measured in ``on_before_optimizer_step``, after AMP unscaling and before
+  Lightning clips, left on the device; ``grad_norm=None`` measures it on CUDA, where it is a fused
+  kernel, and not on CPU, where it costs a tiny model 2-8% of its step: True/False force it), and
   the validation loss after each validation. Steps count optimizer steps from 0.
 - HF Trainer: what the Trainer logs (``on_log``: loss, grad_norm, learning_rate, eval_loss), which it
   has already turned into floats every ``logging_steps``; steps are the Trainer's global_step.
@@ -73,7 +74,7 @@ class _Options:
 class LightningHooks(_Options):
     """The Lightning hooks (mixed into ``lightning.pytorch.Callback`` by `LightningCallback`)."""
 
-    def __init__(self, *, grad_norm: bool = True, **options: Any) -> None:
+    def __init__(self, *, grad_norm: bool | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.st_grad_norm = grad_norm
         self._norm: Any = None
@@ -106,14 +107,12 @@ class LightningHooks(_Options):
         self.monitor.saver = lambda finding: self._save(trainer, finding)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if not self.st_grad_norm:
+        if self.st_grad_norm is False:
             return
-        import torch
-
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads:
+        if grads and (self.st_grad_norm or grads[0].is_cuda):
             # Unclipped (Lightning clips after this hook) and unscaled (AMP unscales before it); on the device.
-            self._norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            self._norm = global_norm(grads)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
@@ -162,6 +161,19 @@ class LightningHooks(_Options):
         self.monitor.log.warning("steadytrain: saved %s; restart from a checkpoint at or before step %s and skip "
                                  "the batches after it (plan: %s.restart.json)", path, good, stem)
         return path
+
+
+def global_norm(grads: list[Any]) -> Any:
+    """The global L2 norm of ``grads`` as a 0-d tensor on their device, without a sync. CUDA: per-tensor
+    norms in one fused kernel, then one norm of those; CPU: one norm over a flat copy (cheaper there
+    than dispatching a norm per tensor); mixed devices or dtypes: torch's own get_total_norm."""
+    import torch
+
+    if len({(g.device, g.dtype) for g in grads}) != 1 or any(g.is_sparse for g in grads):
+        return torch.nn.utils.get_total_norm(grads)
+    if grads[0].is_cuda:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return torch.linalg.vector_norm(torch._utils._flatten_dense_tensors(grads))
 
 
 class HFHooks(_Options):

@@ -43,6 +43,9 @@ from analyzer.types import Diagnosis, Run
 
 log = logging.getLogger(__name__)
 
+#: The engine's cost floor for one judgement (a short history), before the first one is measured.
+_FIRST_COST = 0.005
+
 Saver = Callable[[LiveFinding], "Path | None"]
 
 
@@ -171,6 +174,7 @@ class Monitor:
         self._last_cost = 0.0
         self._judgements = 0
         self._deferred = 0
+        self._points = 0  # on the host
 
     # -- the loop's side: cheap, no device sync ------------------------------------------------------
     def update(self, step: int, *, loss: Any = None, grad_norm: Any = None, lr: Any = None, eval_loss: Any = None,
@@ -194,7 +198,7 @@ class Monitor:
             return None
         if self.max_overhead is not None:
             elapsed = time.perf_counter() - self._t0
-            if self._spent + self._last_cost > self.max_overhead * elapsed:
+            if self._spent + self._expected_cost() > self.max_overhead * elapsed:
                 self._deferred += 1
                 return None
         started = time.perf_counter()
@@ -214,6 +218,14 @@ class Monitor:
         return self.diagnosis
 
     # -- judgement ---------------------------------------------------------------------------------
+    def _expected_cost(self) -> float:
+        """What the next judgement will cost: the last one's, grown with the history (the engine reads all
+        of it); before any, the engine's floor (~5 ms), so even the first waits for its share of time."""
+        if not self._judgements:
+            return _FIRST_COST
+        points = self._points + sum(len(s) for s, _ in self._pending.values())
+        return self._last_cost * max(1.0, points / max(self._points, 1))
+
     def _start_transfer(self) -> _Transfer:
         pending, self._pending = self._pending, {}
         self._judged_step = self._last_step
@@ -228,6 +240,7 @@ class Monitor:
             col = self._columns.setdefault(tag, _Column())
             col.steps.append(steps)
             col.values.append(values)
+            self._points += len(steps)
         try:
             return self._judge()
         finally:
@@ -296,7 +309,7 @@ class Monitor:
         return {"judgements": self._judgements, "deferred": self._deferred, "seconds_judging": self._spent,
                 "last_judgement_seconds": self._last_cost, "wall_seconds": wall,
                 "overhead": self._spent / wall if wall > 0 else 0.0,
-                "points": sum(col.arrays()[0].shape[0] for col in self._columns.values())}
+                "points": self._points}
 
 
 def write_hand_over(finding: LiveFinding, plan: Path, spec: Path, logger: logging.Logger = log) -> None:
