@@ -102,15 +102,15 @@ def _mmengine(records: list[Mapping[str, Any]], source: str) -> RecordPlan | Non
         if epoch is not None and step is not None:
             last_of_epoch[epoch] = max(last_of_epoch.get(epoch, step), step)
     steps = {}
-    for i in val:
-        epoch = _int(records[i].get("step"))
-        if epoch is None or epoch not in last_of_epoch:
-            return None  # an iteration-based runner: validation steps are iterations already
-        steps[i] = last_of_epoch[epoch]
-    note = Note("derived_step", f"{source}: {len(steps)} MMEngine validation record(s) carry their epoch as the "
-                "step; each was placed at the last logged training iteration of that epoch, its tags under val/",
-                count=len(steps))
-    return RecordPlan(prefixes={i: "val" for i in steps}, steps=steps, notes=(note,))
+    epochs = [_int(records[i].get("step")) for i in val]
+    if last_of_epoch and all(e is not None and e in last_of_epoch for e in epochs):
+        steps = {i: last_of_epoch[e] for i, e in zip(val, epochs) if e is not None}
+        how = ("carry their epoch as the step; each was placed at the last logged training iteration of that "
+               "epoch, its tags")
+    else:  # an iteration-based runner: validation steps are iterations already
+        how = "are tagged"
+    note = Note("split_tags", f"{source}: {len(val)} MMEngine validation record(s) {how} under val/", count=len(val))
+    return RecordPlan(prefixes={i: "val" for i in val}, steps=steps, notes=(note,))
 
 
 def _epoch_counter(records: list[Mapping[str, Any]], step_key: str, split: str | None) -> dict[int, int] | None:

@@ -27,6 +27,8 @@ _LAST_WORD = r"^\s*(.*\S)\s+(\S+)\s*$"
 #: or a bare literal.
 _PY_ITEM = r"'[^']*': (?:'[^']*'|[A-Za-z_][\w.]*\([^()]*\)|[^,{}]*)"
 _PY_KV = r"^'([^']*)': (?:'([^']*)'|[A-Za-z_][\w.]*\(\s*([^,()]*)[^()]*\)|(.*))$"
+#: A tqdm bar's counter at the end of a line: "... 40%|####      | 40/100 [00:04<00:06, 9.9it/s]".
+_BAR_AT_END = r"\|\s*(\d+)/\d+ \[[^\]]*\]\s*$"
 _UNIT = re.compile(r"^(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)$")
 _UNIT_NAMES = {"ms": "ms", "s": "s", "%": "percent"}
 
@@ -207,7 +209,7 @@ def _json_items(base: pl.DataFrame) -> tuple[pl.DataFrame, int]:
 
 def _regular(counts: list[int]) -> bool:
     """Counters one logging interval apart (the first may be step 1: logging_first_step)."""
-    tail = counts[1:] if len(counts) > 2 and counts[0] < counts[1] else counts
+    tail = counts[1:] if len(counts) > 2 and counts[0] == 1 else counts
     if len(tail) < 2:
         return bool(tail)
     gap = tail[1] - tail[0]
@@ -280,9 +282,12 @@ def items_of(p: LinePattern, got: pl.DataFrame, name: str) -> LineItems:
         return found if found is not None else pl.Series(name_, [default] * n, dtype=pl.String)
 
     body = _group(col, p.find, "body")
+    bar = group_or("bar", None)
+    if "previous" in got.columns:  # the bar's last redraw on the line before (tqdm.write clears it first)
+        bar = pl.select(pl.coalesce(bar, got.get_column("previous").str.extract(_BAR_AT_END, 1))).to_series()
     base = pl.DataFrame({"row": got.get_column("row"), "body": col if body is None else body,
                          "step": group_or("step", None), "prefix": group_or("prefix", p.prefix or None),
-                         "bar": group_or("bar", None)})
+                         "bar": bar})
     notes: list[Note] = []
     columns: list[TagColumn] = []
     if p.split in ("pipe", "comma"):

@@ -311,6 +311,9 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
             got = got.head(got.height - 1)
             notes.append(Note("truncated", f"{name}: the last line is cut off (an interrupted write); it was not "
                               "read", count=1))
+        if p.step_from == "ordinal":  # a tqdm bar redrawn just before the line may hold the step
+            before = (got.get_column("row").cast(pl.Int64) - 1).clip(0, None)
+            got = got.with_columns(lines.get_column("line").gather(before).alias("previous"))
         parsed = items_of(p, got, name)
         notes += parsed.notes
         if p.step_from in ("previous", "next"):
