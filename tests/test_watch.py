@@ -134,6 +134,38 @@ def test_incremental_reads_match_a_fresh_read(tmp_path):
     assert {d.run.id: d.run.n_points for d in w.diagnoses}["a.jsonl"] == 50
 
 
+def test_jsonl_dialects_and_restarts_are_read_as_a_fresh_read_would(tmp_path):
+    logs = tmp_path / "logs"
+    log = logs / "m.jsonl"
+    loss = curve(400, seed=5)
+    write_jsonl(log, [{"step": s, "loss": float(loss[s])} for s in range(100)])  # plain so far: a tail
+    w = Watcher([logs], load_options=LoadOptions(cache_dir=None))
+    w.poll()
+
+    def same_as_fresh():
+        (fresh,) = analyze(logs, load_options=LoadOptions(cache_dir=None)).diagnoses
+        (live,) = w.diagnoses
+        assert live.run.points.equals(fresh.run.points) and live.run.roles == fresh.run.roles
+        return live.run
+
+    with open(log, "a") as fh:  # a step going back (a restart): read afresh, the latest attempt kept
+        fh.write("".join(json.dumps({"step": s, "loss": float(loss[s]) * 1.1}) + "\n" for s in range(80, 150)))
+    w.poll()
+    assert any(n.kind == "restart" for n in same_as_fresh().notes)
+    with open(log, "a") as fh:  # validation records interleaved by a split field: the loader re-tags every record
+        for s in range(150, 250):
+            fh.write(json.dumps({"step": s, "split": "train", "loss": float(loss[s])}) + "\n")
+            if s % 50 == 0:
+                fh.write(json.dumps({"step": s, "split": "val", "loss": float(loss[s]) + 0.1}) + "\n")
+    w.poll()
+    assert {"train/loss", "val/loss"} <= set(same_as_fresh().tags)
+    with open(log, "a") as fh:
+        fh.write("".join(json.dumps({"step": s, "split": "train", "loss": float(loss[s])}) + "\n"
+                         for s in range(250, 300)))
+    w.poll()
+    same_as_fresh()
+
+
 def _fail_on_training(tmp_path, monkeypatch, tail):
     """The CLI against a free-running training in a background thread (a few ms a step)."""
     import analyzer.cli as cli

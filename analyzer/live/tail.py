@@ -2,10 +2,17 @@
 
 The loader reads a JSONL file whole (a 1,000-line log costs ~25 ms, every time it grew). A log
 that a training process appends to is read from where the last read stopped instead: only new
-complete lines are parsed, with the loader's own helpers (`analyzer.ingest.tabular`), so a value
-means the same thing here as in `steadytrain report`. A line still being written (no newline yet)
-waits for the next look. A file that shrank, or whose head or last consumed byte changed, was
-rewritten: `read_new` says so (None) and the caller reads the run afresh.
+complete lines are parsed, with the loader's own helpers (`analyzer.ingest.tabular`, the step key
+`jsonl.sniff` finds), so a value means the same thing here as in `steadytrain report`. A line still
+being written (no newline yet) waits for the next look.
+
+Only plain logs are read this way. The loader reads some dialects from the whole file at once (a
+``split``/``mode``/... field that tags train and validation records, MMEngine's iter/step records,
+an iteration counter that restarts each epoch: `analyzer.ingest.jsonl_dialects`), and a new line
+can change how every earlier one is read. A tail is not made for such a file, and a new line that
+could make one (a split field, iter and step together, a step going back) stops the tail: `read_new`
+returns None, as for a file that shrank or whose head or last consumed byte changed (rewritten), and
+the caller reads the run afresh.
 """
 
 from __future__ import annotations
@@ -18,18 +25,29 @@ from pathlib import Path
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import STEP_KEYS, RepeatedKeys, RowCollector, find_key, flatten, loads, non_numeric_notes
+from analyzer.ingest.jsonl_dialects import SPLIT_FIELDS
+from analyzer.ingest.tabular import (NON_METRIC_KEYS, STEP_KEYS, RepeatedKeys, RowCollector, find_key, flatten, loads,
+                                     non_numeric_notes, to_float)
 from analyzer.types import Note
 
 _HEAD = 64
 _BACK = 1 << 16
+_SNIFF_LINES = 20
+#: Notes the loader writes when it read a file as a dialect (whole-file decisions).
+DIALECT_NOTES = frozenset({"split_tags", "derived_step"})
 
 
-def _is_object(raw: bytes) -> bool:
+def _object(raw: bytes) -> dict[str, object] | None:
     try:
-        return isinstance(loads(raw), dict)
+        obj = loads(raw)
     except (ValueError, RecursionError):
-        return False
+        return None
+    return flatten(obj) if isinstance(obj, dict) and not isinstance(obj, RepeatedKeys) else None
+
+
+def dialect_risk(flat: dict[str, object]) -> bool:
+    """Whether a record may make the loader read the file as a dialect (see the module doc)."""
+    return any(k in flat for k in SPLIT_FIELDS) or ("iter" in flat and "step" in flat)
 
 
 @dataclass
@@ -45,23 +63,32 @@ class JsonlTail:
         dropped: appended lines not used, by why (totals over every read, for the run's notes).
         non_numeric / rows_without_step: the row collector's counts, totals over every read.
         tags: every metric name seen in appended lines.
+        step_key: the step key the loader uses for this file (`jsonl.sniff`).
+        last_step: the step of the last record read (a later one below it is a restart or an epoch counter).
+        dialect: a new line may make the loader read the file as a dialect (no tail for it from then on).
     """
 
     path: Path
     offset: int
     head: bytes
+    step_key: str
+    last_step: float | None = None
     open_line: bool = False
+    dialect: bool = False  # set when a new line may make the loader read the file as a dialect
     dropped: Counter[str] = field(default_factory=Counter)
     non_numeric: Counter[str] = field(default_factory=Counter)
     rows_without_step: int = 0
     tags: set[str] = field(default_factory=set)
 
     @classmethod
-    def at(cls, path: Path, size: int) -> JsonlTail:
-        """A tail after the first ``size`` bytes, consumed as the loader does: complete lines, plus a last
-        line without a newline when it already is a whole JSON object."""
+    def at(cls, path: Path, size: int, step_key: str) -> JsonlTail | None:
+        """A tail after the first ``size`` bytes, consumed as the loader does (complete lines, plus a last line
+        without a newline when it already is a whole JSON object); None for a file the loader may read as a
+        dialect (its first lines or its last record say so)."""
         with open(path, "rb") as fh:
             head = fh.read(_HEAD)
+            fh.seek(0)
+            first = [_object(fh.readline(1 << 20)) for _ in range(_SNIFF_LINES)]
             end = size
             while end > 0:  # the last newline at or before size, read backwards in chunks
                 start = max(0, end - _BACK)
@@ -72,11 +99,26 @@ class JsonlTail:
                     end = start + cut + 1
                     break
                 end = start
-            fh.seek(end)
+            fh.seek(max(0, end - _BACK))
+            before = fh.read(end - max(0, end - _BACK))
             rest = fh.read(size - end)
-        if rest.strip() and _is_object(rest.strip()):
-            return cls(path, size, head, open_line=True)
-        return cls(path, end, head)
+        if any(f is not None and dialect_risk(f) for f in first):
+            return None
+        open_obj = _object(rest.strip()) if rest.strip() else None  # a whole record not yet ended by a newline
+        last = open_obj
+        if last is None:
+            lines = before.rstrip(b"\n").rsplit(b"\n", 1)
+            last = _object(lines[-1].strip()) if lines and lines[-1].strip() else None
+        tail = cls(path, size if open_obj is not None else end, head, step_key, open_line=open_obj is not None)
+        if last is not None:
+            if dialect_risk(last):
+                return None
+            tail.last_step = tail._step(last)
+        return tail
+
+    def _step(self, flat: dict[str, object]) -> float | None:
+        key = self.step_key if self.step_key in flat else find_key(flat, STEP_KEYS)
+        return to_float(flat.get(key)) if key is not None else None
 
     def read_new(self) -> tuple[RawPoints, int] | None:
         """(points, lines) appended since the last read; None when the file was rewritten."""
@@ -104,13 +146,16 @@ class JsonlTail:
         cut = data.rfind(b"\n")
         if cut < 0:
             return RawPoints.empty(), 0
-        start = self.offset
-        self.offset += cut + 1
-        return self._parse(data[: cut + 1], start)
+        got = self._parse(data[: cut + 1], self.offset)
+        if got is not None:
+            self.offset += cut + 1
+        return got
 
-    def _parse(self, data: bytes, start: int) -> tuple[RawPoints, int]:
+    def _parse(self, data: bytes, start: int) -> tuple[RawPoints, int] | None:
         rows = RowCollector(source=self.path.name)
         lines = 0
+        dropped: Counter[str] = Counter()
+        last = self.last_step
         for raw in data.split(b"\n"):
             text = raw.strip()
             if not text:
@@ -119,22 +164,32 @@ class JsonlTail:
             try:
                 obj = loads(text)
             except (UnicodeDecodeError, json.JSONDecodeError):
-                self.dropped["that are not JSON objects"] += 1
+                dropped["that are not JSON objects"] += 1
                 continue
             except RecursionError:
-                self.dropped["nested too deeply to parse"] += 1
+                dropped["nested too deeply to parse"] += 1
                 continue
             if isinstance(obj, RepeatedKeys):
-                self.dropped["repeating a key in one object"] += 1
+                dropped["repeating a key in one object"] += 1
                 continue
             if not isinstance(obj, dict):
-                self.dropped["that are not JSON objects"] += 1
+                dropped["that are not JSON objects"] += 1
                 continue
             flat = flatten(obj)
+            step = self._step(flat)
+            if dialect_risk(flat):
+                self.dialect = True  # the loader may read the whole file differently now: the caller reads it afresh
+                return None
+            if step is not None and last is not None and step < last:
+                return None  # a restart, or an epoch counter the loader turns into steps: read afresh
+            last = step if step is not None else last
+            key = self.step_key if self.step_key in flat else find_key(flat, STEP_KEYS)
             try:
-                rows.add_row(flat, find_key(flat, STEP_KEYS), where=f"a line appended after byte {start:,}")
+                rows.add_row(flat, key, where=f"a line appended after byte {start:,}", skip=NON_METRIC_KEYS)
             except LogFormatError:  # the loader refuses the whole file for this; a live tail drops the line
-                self.dropped["with a step outside the range of a 64-bit step counter"] += 1
+                dropped["with a step outside the range of a 64-bit step counter"] += 1
+        self.dropped.update(dropped)
+        self.last_step = last
         self.non_numeric.update(rows.non_numeric)
         self.rows_without_step += rows.rows_without_step
         self.tags.update(rows.tags)

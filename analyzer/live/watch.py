@@ -28,11 +28,12 @@ from typing import Iterable, Sequence
 
 from analyzer.config import AnalysisConfig
 from analyzer.detect.context import RunContext
-from analyzer.errors import InputError
+from analyzer.errors import InputError, LogFormatError
+from analyzer.ingest import jsonl
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.live.finding import LiveFinding, compare
 from analyzer.live.history import grown
-from analyzer.live.tail import JsonlTail
+from analyzer.live.tail import DIALECT_NOTES, JsonlTail
 from analyzer.pipeline import diagnose_run
 from analyzer.sweep import find_sweeps
 from analyzer.types import Diagnosis, InputFile, Note, Report, Run
@@ -53,6 +54,7 @@ class _Tracked:
     files: tuple[str, ...]  # every file read for it (data and side files)
     tail: JsonlTail | None = None
     notes: list[Note] = field(default_factory=list)  # the run's notes but what the tail recounts
+    no_tail: bool = False  # a JSONL log the loader reads as a dialect: read whole each time it grows
 
 
 @dataclass(frozen=True)
@@ -270,17 +272,20 @@ class Watcher:
         return out
 
     def _tail_for(self, run: Run, before: dict[str, Stat], after: dict[str, Stat]) -> JsonlTail | None:
-        """A tail after what the loader read of a JSONL run: only when the file did not change while it
+        """A tail after what the loader read of a plain JSONL run: only when the file did not change while it
         was read (then what it read is exactly the file as listed before)."""
-        if run.format != "jsonl" or len(run.sources) != 1:
+        if run.format != "jsonl" or len(run.sources) != 1 or any(n.kind in DIALECT_NOTES for n in run.notes):
+            return None
+        old = self._runs.get(run.id)
+        if old is not None and old.no_tail:
             return None
         path = run.sources[0]
         st = before.get(path)
         if st is None or st == _STALE or after.get(path) != st:
             return None
         try:
-            return JsonlTail.at(Path(path), st[0])
-        except OSError:
+            return JsonlTail.at(Path(path), st[0], jsonl.sniff(Path(path)))
+        except (OSError, LogFormatError):
             return None
 
     def _refresh(self, rid: str, files: list[str], snap: dict[str, Stat]
@@ -291,7 +296,10 @@ class Watcher:
         new_run: Run | None = None
         if tracked.tail is not None and files == [str(tracked.tail.path)]:
             got = tracked.tail.read_new()
-            if got is not None:
+            if got is None:  # rewritten (read afresh), or a line that may make it a dialect (read whole from now on)
+                tracked.no_tail = tracked.tail.dialect
+                tracked.tail = None
+            else:
                 points, _lines = got
                 known = set(run.tags)
                 new_run = grown(run, points, tracked.notes + tracked.tail.notes(known), roles=self.options.roles,
