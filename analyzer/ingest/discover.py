@@ -226,11 +226,11 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
 
     for (reader_name, _), (claim, claimed) in loose.items():
         reader = registry.BY_NAME[reader_name]
-        files = tuple(sorted(claimed))
+        run_files = tuple(sorted(claimed))
         # each file keeps what its own sniff found (two panel exports of one run have different columns)
-        detail = claim.detail if len(files) == 1 else registry.PerFile(claimed)
-        found.sources.append(RunSource(rid(claim.target), reader.format, reader.name, files, (), files[0].parent,
-                                       detail))
+        detail = claim.detail if len(run_files) == 1 else registry.PerFile(claimed)
+        found.sources.append(RunSource(rid(claim.target), reader.format, reader.name, run_files, (),
+                                       run_files[0].parent, detail))
 
     for key, states in sorted(hf_groups.items()):
         _add_hf_run(rid(key), key, states, found)
