@@ -67,11 +67,6 @@ class LineItems:
     notes: tuple[Note, ...]
 
 
-def _group(col: pl.Series, pattern: str, name: str) -> pl.Series | None:
-    index = re.compile(pattern).groupindex.get(name)
-    return None if index is None else col.str.extract(pattern, index)
-
-
 def tag_of(p: LinePattern, key: str, prefix: str | None) -> str:
     """The tag of an item: suffix dropped, renamed, prefixed."""
     key = key.strip()
@@ -152,7 +147,7 @@ def _split_lines(p: LinePattern, base: pl.DataFrame, name: str) -> tuple[list[Ta
                                                                            list[Note]]:
     """Columns and items of '|' or ',' separated lines."""
     notes: list[Note] = []
-    df = base.select("row", "prefix", pl.col("body").str.split("|" if p.split == "pipe" else ",").alias("item"))
+    df = base.select("row", "prefix", "item")
     columns: list[TagColumn] = []
     if df.height:
         prefixes = df.get_column("prefix").unique()
@@ -274,20 +269,22 @@ def _ordinal_steps(p: LinePattern, lines: pl.DataFrame, items: pl.DataFrame,
 
 def items_of(p: LinePattern, got: pl.DataFrame, name: str) -> LineItems:
     """The lines (row, step) and values of the lines ``p`` claimed (``got``: row, line)."""
-    col = got.get_column("line")
-    n = got.height
+    groups = re.compile(p.find).groupindex
+    line = pl.col("line")
 
-    def group_or(name_: str, default: str | None) -> pl.Series:
-        found = _group(col, p.find, name_)
-        return found if found is not None else pl.Series(name_, [default] * n, dtype=pl.String)
+    def group(name_: str, default: str | None = None) -> pl.Expr:
+        if name_ == "step" and p.step_find is not None:
+            return line.str.extract(p.step_find, re.compile(p.step_find).groupindex["step"]).alias(name_)
+        found = line.str.extract(p.find, groups[name_]) if name_ in groups else pl.lit(default, dtype=pl.String)
+        return found.alias(name_)
 
-    body = _group(col, p.find, "body")
-    bar = group_or("bar", None)
+    bar = group("bar")
     if "previous" in got.columns:  # the bar's last redraw on the line before (tqdm.write clears it first)
-        bar = pl.select(pl.coalesce(bar, got.get_column("previous").str.extract(_BAR_AT_END, 1))).to_series()
-    base = pl.DataFrame({"row": got.get_column("row"), "body": col if body is None else body,
-                         "step": group_or("step", None), "prefix": group_or("prefix", p.prefix or None),
-                         "bar": bar})
+        bar = pl.coalesce(bar, pl.col("previous").str.extract(_BAR_AT_END, 1)).alias("bar")
+    body = group("body") if "body" in groups else line.alias("body")
+    split = [body.str.split("|" if p.split == "pipe" else ",").alias("item")] if p.split in ("pipe", "comma") else []
+    # One select: polars runs the expressions side by side.
+    base = got.select(pl.col("row"), body, group("step"), group("prefix", p.prefix or None), bar, *split)
     notes: list[Note] = []
     columns: list[TagColumn] = []
     if p.split in ("pipe", "comma"):

@@ -58,6 +58,8 @@ class LinePattern:
         split: how the body splits into items.
         marker: a literal text every line this pattern claims contains: checked first, because a
             literal search costs a fraction of the expression's on lines that lack it.
+        step_find: a shorter expression whose ``step`` group reads the step from a claimed line
+            (a capture costs more the longer the expression it runs).
         key_sep: how an item splits into key and value.
         step_from: where the step comes from.
         step_keys: item keys holding the step (first present wins over the ``step`` group).
@@ -85,6 +87,7 @@ class LinePattern:
     find: str
     split: Split
     marker: str = ""
+    step_find: str | None = None
     key_sep: KeySep = ":"
     step_from: StepFrom = "line"
     step_keys: tuple[str, ...] = ()
@@ -116,7 +119,7 @@ LINE_PATTERNS: tuple[LinePattern, ...] = (
                 r"(?:validation|evaluation) (?:loss|results) at iteration (?P<step>\d+)[^|]*\|(?P<body>.*)$",
                 "pipe", marker=" at iteration ", terminated=True, prefix="validation", drop_suffix=" value"),
     LinePattern("megatron", "megatron.train", r"iteration\s+(?P<step>\d+)/\s*\d+\s*\|", "pipe", marker="iteration",
-                step_item=r"iteration\s+\d+/\s*\d+", terminated=True),
+                step_find=r"iteration\s+(?P<step>\d+)/", step_item=r"iteration\s+\d+/\s*\d+", terminated=True),
     # nanoGPT and build-nanogpt (Karpathy's GPT-2 reproduction).
     LinePattern("nanogpt", "nanogpt.iter", r"(?i)(?:^|\s)iter (?P<step>\d+): (?P<body>loss .*)$", "comma",
                 marker="ter ", key_sep=" ", units=True, missing={"mfu_percent": -100.0, "MFU_percent": -100.0}),

@@ -121,13 +121,13 @@ def _claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple
     rest = lines
     for p in patterns:
         col = rest.get_column("line")
-        if p.marker:
-            candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy()
+        candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy() if p.marker else None
+        if candidates is not None and candidates.sum() < len(col) // 2:
             mask = np.zeros(len(col), dtype=bool)
             where = np.flatnonzero(candidates)
             mask[where] = col.gather(where).str.contains(p.find).fill_null(False).to_numpy()
             keep = pl.Series(mask)
-        else:
+        else:  # most lines hold the marker: testing them twice would cost more than it saves
             keep = col.str.contains(p.find).fill_null(False)
         claimed.append((p, rest.filter(keep)))
         rest = rest.filter(~keep)
@@ -243,20 +243,24 @@ class _Values:
                    missing: float | None = None) -> None:
         """Points of one tag at ``steps`` (written at line ``rows``) from values as printed (or as numbers)."""
         as_float = values if values.dtype == pl.Float64 else values.cast(pl.Float64, strict=False)
-        is_null = as_float.is_null().to_numpy()
-        keep = ~is_null
-        n_bad = int(is_null.sum()) - (values.null_count() if values.dtype != pl.Float64 else 0)
+        n_null = as_float.null_count()
+        n_bad = n_null - (values.null_count() if values.dtype != pl.Float64 else 0)
         if n_bad:
             self.non_numeric[tag] += n_bad
-        x = as_float.fill_null(np.nan).to_numpy()
+        x = as_float.to_numpy() if not n_null else as_float.fill_null(np.nan).to_numpy()
+        keep = None if not n_null else ~as_float.is_null().to_numpy()
         if missing is not None:
-            placeholder = keep & (x == missing)
+            placeholder = x == missing if keep is None else keep & (x == missing)
             if placeholder.any():
                 self.placeholders[f"{tag} {missing:g}"] += int(placeholder.sum())
-                keep &= ~placeholder
-        if keep.any():
+                keep = ~placeholder if keep is None else keep & ~placeholder
+        if keep is not None:
+            if not keep.any():
+                return
+            rows, steps, x = rows[keep], steps[keep], x[keep]
+        if len(x):
             code = self.tags.setdefault(tag, len(self.tags))
-            self.parts.append((code, rows[keep], steps[keep], x[keep]))
+            self.parts.append((code, rows, steps, x))
 
     def points(self) -> tuple[RawPoints, list[Note]]:
         """All points grouped by tag (tags in the order of their first line), write order within each."""
@@ -276,12 +280,12 @@ class _Values:
         remap = np.empty(len(self.tags), np.int32)
         remap[old] = np.arange(len(old), dtype=np.int32)
         names = {c: t for t, c in self.tags.items()}
-        codes = np.concatenate([np.full(len(r), remap[c], np.int32) for c, r, _, _ in self.parts])
-        rows = np.concatenate([r for _, r, _, _ in self.parts])
-        steps = np.concatenate([s for _, _, s, _ in self.parts]).astype(np.int64)
-        values = np.concatenate([v for _, _, _, v in self.parts])
-        d_code, d_row = np.diff(codes), np.diff(rows)
-        if not bool(np.all((d_code > 0) | ((d_code == 0) & (d_row >= 0)))):
+        parts = sorted(self.parts, key=lambda part: remap[part[0]])  # stable: a tag's parts keep their order
+        codes = np.concatenate([np.full(len(r), remap[c], np.int32) for c, r, _, _ in parts])
+        steps = np.concatenate([s for _, _, s, _ in parts]).astype(np.int64)
+        values = np.concatenate([v for _, _, _, v in parts])
+        if len({c for c, _, _, _ in parts}) < len(parts):  # a tag read by two patterns: interleave by line
+            rows = np.concatenate([r for _, r, _, _ in parts])
             order = np.lexsort((rows, codes))
             codes, steps, values = codes[order], steps[order], values[order]
         return RawPoints(tuple(names[c] for c in old), codes, steps, np.full(len(steps), np.nan), values), notes

@@ -1,0 +1,151 @@
+"""Text-log reading speed: steadytrain's text reader vs a plain Python line loop, same file, same run.
+
+    python benchmarks/bench_text.py [--mb 200] [--repeat 3] [--data benchmarks/data/text]
+
+The file is a Megatron-LM job's stdout as its training_log prints it (timestamped iteration lines
+with 13 items, a validation box every 1,000 iterations) mixed with the noise a real .out file
+holds: NCCL/warning lines, tqdm bars redrawing with CR, gradient-overflow messages, a traceback.
+
+The reference is the loop anyone would write first: read the file line by line and pull the step
+and the LM loss out with one regular expression. steadytrain does more work on the same bytes: it
+reads every item of every line (13 tags), validation lines, instability messages, and accounts
+for every other line. Both run in this process on the page-cached file, interleaved, best of
+--repeat; the ratio (reference time / steadytrain time) is what to compare across machines. The
+LM-loss series of both must be equal (checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from analyzer.ingest.textlog import read_text_log, sniff  # noqa: E402
+
+_NOISE = (
+    "NCCL INFO Channel 00/02 :    0   1   2   3   4   5   6   7\n",
+    "[rank3]:[W501 12:00:00.000000000 ProcessGroupNCCL.cpp:1234] Warning: some collective took longer than expected\n",
+    "/usr/lib/python3/site-packages/torch/utils/checkpoint.py:91: UserWarning: None of the inputs have "
+    "requires_grad=True. Gradients will be None\n",
+    "  warnings.warn(\n",
+)
+_TRACEBACK = ("Traceback (most recent call last):\n  File \"pretrain_gpt.py\", line 232, in <module>\n"
+              "    pretrain(train_valid_test_datasets_provider, model_provider)\n"
+              "RuntimeError: NCCL communicator was aborted on rank 5.\n")
+
+
+def megatron_line(it: int, total: int, rng: random.Random) -> str:
+    loss = 2.0 + 8.0 / math.sqrt(it) + rng.random() * 0.1
+    s = f" [2024-05-01 {it // 3600 % 24:02d}:{it // 60 % 60:02d}:{it % 60:02d}]"
+    s += " iteration {:8d}/{:8d} |".format(it, total)
+    s += " consumed samples: {:12d} |".format(it * 512)
+    s += " elapsed time per iteration (ms): {:.1f} |".format(700 + rng.random() * 100)
+    s += f" throughput per GPU (TFLOP/s/GPU): {380 + rng.random() * 20:.1f} |"
+    s += f" learning rate: {3e-4 * min(1.0, it / 2000):.6E} |"
+    s += f" global batch size: {512:5d} |"
+    s += " {}: {:.6E} |".format("lm loss", loss)
+    s += f" loss scale: {65536.0:.1f} |"
+    s += f" grad norm: {0.5 + rng.random():.3f} |"
+    s += f" num zeros: {0:.1f} |"
+    s += f" params norm: {250 + it / 1000:.3f} |"
+    s += " number of skipped iterations: {:3d} |".format(0)
+    s += " number of nan iterations: {:3d} |".format(0)
+    return s + "\n"
+
+
+def make_log(path: Path, mb: int) -> None:
+    """A Megatron job's stdout of about ``mb`` MB, deterministic."""
+    rng = random.Random(0)
+    target = mb * 1_000_000
+    total = target // 480
+    parts: list[str] = []
+    size = 0
+    it = 0
+    with open(path, "w") as fh:
+        while size < target:
+            it += 1
+            chunk = megatron_line(it, total, rng)
+            r = rng.random()
+            if r < 0.02:
+                chunk += rng.choice(_NOISE)
+            elif r < 0.025:
+                chunk += "".join(f"\r{p:3d}%|{'#' * (p // 10):10s}| {p}/100 [00:{p % 60:02d}<00:10, 9.9it/s]"
+                                 for p in range(0, 101, 20)) + "\n"
+            elif r < 0.026:
+                chunk += "Gradient overflow.  Skipping step, loss scaler 0 reducing loss scale to 32768.0\n"
+            if it % 1000 == 0:
+                string = f" validation loss at iteration {it} | lm loss value: {2.5:.6E} | lm loss PPL: {12.18:.6E} | "
+                chunk += f"{'-' * (len(string) + 1)}\n{string}\n{'-' * (len(string) + 1)}\n"
+            if it == 5000:
+                chunk += _TRACEBACK
+            parts.append(chunk)
+            size += len(chunk)
+            if len(parts) >= 10_000:
+                fh.write("".join(parts))
+                parts = []
+        fh.write("".join(parts))
+
+
+_REFERENCE = re.compile(r"iteration\s+(\d+)/\s*\d+ \|.*?\| lm loss: ([^ |]+)")
+
+
+def reference(path: Path) -> tuple[list[int], list[float]]:
+    """The plain loop: every line, one regular expression, step and LM loss only."""
+    steps: list[int] = []
+    losses: list[float] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = _REFERENCE.search(line)
+            if m:
+                steps.append(int(m.group(1)))
+                losses.append(float(m.group(2)))
+    return steps, losses
+
+
+def steadytrain(path: Path) -> tuple[list[int], list[float], int, int]:
+    points, notes = read_text_log(path, sniff(path))
+    code = points.tags.index("lm loss")
+    sel = points.tag_codes == code
+    return points.steps[sel].tolist(), points.values[sel].tolist(), len(points), len(points.tags)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mb", type=int, default=200, help="size of the generated log in MB (default 200)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each reader; the best is kept (default 3)")
+    ap.add_argument("--data", type=Path, default=HERE / "data" / "text")
+    args = ap.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    path = args.data / f"megatron_{args.mb}mb.out"
+    if not path.exists():
+        t = time.perf_counter()
+        make_log(path, args.mb)
+        print(f"generated {path} in {time.perf_counter() - t:.1f} s")
+    size_mb = path.stat().st_size / 1e6
+    path.read_bytes()  # page cache warm for both readers
+    best = {"steadytrain": math.inf, "reference": math.inf}
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        ours = steadytrain(path)
+        best["steadytrain"] = min(best["steadytrain"], time.perf_counter() - t)
+        t = time.perf_counter()
+        ref = reference(path)
+        best["reference"] = min(best["reference"], time.perf_counter() - t)
+    assert ours[0] == ref[0] and ours[1] == ref[1], "the readers disagree on the LM loss series"
+    print(f"file: {path.name}, {size_mb:.1f} MB, {len(ref[0]):,} iteration lines")
+    print(f"steadytrain (every item: {ours[3]} tags, {ours[2]:,} points; events; every line accounted): "
+          f"{best['steadytrain']:.2f} s = {size_mb / best['steadytrain']:.0f} MB/s")
+    print(f"reference (line loop, one regex, step + LM loss): {best['reference']:.2f} s = "
+          f"{size_mb / best['reference']:.0f} MB/s")
+    print(f"ratio reference/steadytrain: {best['reference'] / best['steadytrain']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
