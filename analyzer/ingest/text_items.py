@@ -85,15 +85,15 @@ def _split_key(item: str, key_sep: str) -> tuple[str, str] | None:
     return None if m is None else (item[: m.start(2)], m.group(2))
 
 
-def _by_layout(p: LinePattern, df: pl.DataFrame, prefix: str | None) -> tuple[list[TagColumn], pl.Series]:
+def _by_layout(p: LinePattern, df: pl.DataFrame, prefix: str | None, sep: str) -> tuple[list[TagColumn], pl.Series]:
     """The tag columns (values as numbers) of the lines laid out like the first line of the most common item
     count, and a mask of the lines that are not (they take the general path)."""
-    lengths = df.get_column("item").list.len()
-    common = int(lengths.mode().sort()[-1])
-    first = df.filter(lengths == common).get_column("item")[0].to_list()
+    seps = df.get_column("seps")
+    common = int(seps.mode().sort()[-1])
+    first = str(df.filter(seps == common).get_column("body")[0]).split(sep)
     fields: list[tuple[int, str, str, str]] = []  # position, raw text up to the value, key, unit
     for j, item in enumerate(first):
-        last = p.terminated and j == common - 1
+        last = p.terminated and j == common
         if not item.strip() or last or (p.step_item is not None and re.search(p.step_item, item)):
             continue
         split = _split_key(item, p.key_sep)
@@ -104,23 +104,28 @@ def _by_layout(p: LinePattern, df: pl.DataFrame, prefix: str | None) -> tuple[li
         m = _UNIT.match(value.strip()) if p.units and to_float(value) is None else None
         unit = m.group("unit") if m is not None else ""
         fields.append((j, head, f"{key}_{_UNIT_NAMES[unit]}" if unit else key, unit))
-    item = pl.col("item")
-    checks = [item.list.len() == common]
-    checks += [item.list.get(j, null_on_oob=True).str.starts_with(head).fill_null(False) for j, head, _, _ in fields]
+    parts = df.select(pl.col("seps"), pl.col("body").str.split_exact(sep, common).alias("part")).unnest("part")
+
+    def part(j: int) -> pl.Expr:
+        return pl.col(f"field_{j}")
+
+    checks = [pl.col("seps") == common]
+    checks += [part(j).str.starts_with(head).fill_null(False) for j, head, _, _ in fields]
     if p.terminated:
-        checks.append(~item.list.last().str.contains(r"\S").fill_null(False))
-    ok = df.select(pl.all_horizontal(checks)).to_series()
-    good = df.filter(ok)
+        checks.append(~part(common).str.contains(r"\S").fill_null(False))
 
     def number(j: int, head: str, unit: str) -> pl.Expr:
-        text = item.list.get(j).str.slice(len(head)).str.strip_chars()
+        text = part(j).str.slice(len(head)).str.strip_chars()
         if unit:
             text = text.str.strip_suffix(unit).str.strip_chars()
         return text.cast(pl.Float64, strict=False).alias(str(j))
 
-    numbers = good.select([number(j, head, unit) for j, head, _, unit in fields])  # one column per thread
-    rows = good.get_column("row")
-    columns = [TagColumn(key, tag_of(p, key, prefix), rows, numbers.get_column(str(j))) for j, _, key, _ in fields]
+    # One select: the checks and every column's numbers side by side.
+    out = parts.select(pl.all_horizontal(checks).alias("ok"), *[number(j, head, unit) for j, head, _, unit in fields])
+    ok = out.get_column("ok")
+    rows = df.get_column("row").filter(ok)
+    columns = [TagColumn(key, tag_of(p, key, prefix), rows, out.get_column(str(j)).filter(ok))
+               for j, _, key, _ in fields]
     return columns, ~ok
 
 
@@ -147,13 +152,14 @@ def _split_lines(p: LinePattern, base: pl.DataFrame, name: str) -> tuple[list[Ta
                                                                            list[Note]]:
     """Columns and items of '|' or ',' separated lines."""
     notes: list[Note] = []
-    df = base.select("row", "prefix", "item")
+    sep = "|" if p.split == "pipe" else ","
     columns: list[TagColumn] = []
-    if df.height:
-        prefixes = df.get_column("prefix").unique()
+    if base.height:
+        prefixes = base.get_column("prefix").unique()
         if len(prefixes) == 1:  # a per-line prefix (fairseq's subset name) takes the general path
-            columns, other = _by_layout(p, df, prefixes[0])
-            df = df.filter(other)
+            columns, other = _by_layout(p, base, prefixes[0], sep)
+            base = base.filter(other)
+    df = base.select("row", "prefix", pl.col("body").str.split(sep).alias("item"))
     if p.terminated:
         damaged = int(df.get_column("item").list.last().str.contains(r"\S").sum())
         if damaged:
@@ -282,9 +288,10 @@ def items_of(p: LinePattern, got: pl.DataFrame, name: str) -> LineItems:
     if "previous" in got.columns:  # the bar's last redraw on the line before (tqdm.write clears it first)
         bar = pl.coalesce(bar, pl.col("previous").str.extract(_BAR_AT_END, 1)).alias("bar")
     body = group("body") if "body" in groups else line.alias("body")
-    split = [body.str.split("|" if p.split == "pipe" else ",").alias("item")] if p.split in ("pipe", "comma") else []
+    seps = ([body.str.count_matches("|" if p.split == "pipe" else ",", literal=True).alias("seps")]
+            if p.split in ("pipe", "comma") else [])
     # One select: polars runs the expressions side by side.
-    base = got.select(pl.col("row"), body, group("step"), group("prefix", p.prefix or None), bar, *split)
+    base = got.select(pl.col("row"), body, group("step"), group("prefix", p.prefix or None), bar, *seps)
     notes: list[Note] = []
     columns: list[TagColumn] = []
     if p.split in ("pipe", "comma"):

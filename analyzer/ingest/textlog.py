@@ -42,7 +42,6 @@ Examples
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +50,9 @@ import polars as pl
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, non_numeric_notes, step_out_of_range
+from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
 from analyzer.ingest.text_items import LineItems, items_of
+from analyzer.ingest.text_points import TextPoints
 from analyzer.ingest.text_patterns import DIALECTS, EVENT_PATTERNS, LINE_PATTERNS, LinePattern
 from analyzer.types import Note
 
@@ -88,30 +88,35 @@ class TextDialect:
 
 
 def _clean(data: bytes) -> bytes:
-    """ANSI codes removed; CRLF -> LF; a lone CR (a progress bar redrawing itself) ends a line."""
-    if b"\x1b" in data:
-        data = _ANSI.sub(b"", data)
-    first_cr = data.find(b"\r")
-    if first_cr >= 0:
-        # A file written with CRLF ends its lines that way throughout (checking the first line spares a scan
-        # of the whole file); elsewhere a CR is a redraw, and a stray CRLF only adds a blank line.
-        if data.startswith(b"\r\n", first_cr) and data.find(b"\n") == first_cr + 1:
-            data = data.replace(b"\r\n", b"\n")
-        data = data.replace(b"\r", b"\n")
-    return data
+    """ANSI colour and cursor codes removed."""
+    return _ANSI.sub(b"", data) if b"\x1b" in data else data
 
 
 def _lines(data: bytes) -> pl.Series:
-    """The lines of ``data`` (row i = line i + 1; blank lines are null or whitespace), decoded leniently."""
+    """The lines of ``data`` (row i = line i + 1; blank lines are null or whitespace), decoded leniently.
+
+    CRLF ends a line; so does a lone CR (a progress bar redrawing itself): each redraw is a line."""
     if not data:
         return pl.Series("line", [], dtype=pl.String)
     try:
-        # polars' CSV reader splits lines in Rust; a separator no log prints makes each line one cell.
-        return pl.read_csv(data, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
-                           encoding="utf8-lossy", infer_schema=False, truncate_ragged_lines=True).get_column("line")
+        # polars' CSV reader splits lines in Rust (and drops the CR of a CRLF); a separator no log prints
+        # makes each line one cell.
+        lines = pl.read_csv(data, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
+                            encoding="utf8-lossy", infer_schema=False, truncate_ragged_lines=True).get_column("line")
     except pl.exceptions.PolarsError:  # never seen; the plain split is slower but takes anything
-        text = data.decode("utf-8", errors="replace").split("\n")
-        return pl.Series("line", text[:-1] if data.endswith(b"\n") else text, dtype=pl.String)
+        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
+        lines = pl.Series("line", text[:-1] if data.endswith(b"\n") else text, dtype=pl.String)
+    has_cr = lines.str.contains("\r", literal=True).fill_null(False)
+    if not has_cr.any():
+        return lines
+    # Split only the lines holding a CR (few, in a file that is not all progress bars), then put the
+    # pieces back in place: order by (line, piece).
+    at = pl.Series("at", range(len(lines)), dtype=pl.UInt32)
+    pieces = (pl.DataFrame({"at": at.filter(has_cr), "line": lines.filter(has_cr).str.split("\r")})
+              .with_columns(pl.int_ranges(pl.col("line").list.len(), dtype=pl.UInt32).alias("piece")).explode("line", "piece"))
+    whole = pl.DataFrame({"at": at.filter(~has_cr), "line": lines.filter(~has_cr)}).with_columns(
+        pl.lit(0, dtype=pl.UInt32).alias("piece"))
+    return pl.concat([whole, pieces.select("at", "line", "piece")]).sort("at", "piece").get_column("line")
 
 
 def _claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple[LinePattern, pl.DataFrame]],
@@ -134,18 +139,19 @@ def _claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple
     return claimed, rest
 
 
-def _sample(path: Path) -> bytes:
-    """The head of the file and, for a larger file, a window from its middle (whole lines only)."""
+def _sample(path: Path) -> tuple[bytes, bool]:
+    """The head of the file and, for a larger file, a window from its middle (whole lines only); and
+    whether the middle was sampled."""
     with open(path, "rb") as fh:
         size = fh.seek(0, 2)
         fh.seek(0)
         if size <= SNIFF_HEAD_BYTES + SNIFF_MIDDLE_BYTES:
-            return fh.read()
+            return fh.read(), False
         head = fh.read(SNIFF_HEAD_BYTES)
         fh.seek(size // 2)
         middle = fh.read(SNIFF_MIDDLE_BYTES)
     # The cut ends of both windows could read as half a metric line.
-    return head[: head.rfind(b"\n") + 1] + middle[middle.find(b"\n") + 1: middle.rfind(b"\n") + 1]
+    return head[: head.rfind(b"\n") + 1] + middle[middle.find(b"\n") + 1: middle.rfind(b"\n") + 1], True
 
 
 def sniff(path: Path) -> TextDialect:
@@ -154,7 +160,8 @@ def sniff(path: Path) -> TextDialect:
     Cheap: reads at most ~1.25 MB. A dialect needs `SNIFF_MIN_LINES` metric lines in the sample
     (or 2 that are half of a short file), so JSONL, CSV and prose are not claimed.
     """
-    data = _clean(_sample(path))
+    sample, middle = _sample(path)
+    data = _clean(sample)
     if b"\x00" in data[:4096]:
         raise LogFormatError("binary content (NUL bytes in its head): not a text log")
     lines = _lines(data).to_frame().with_row_index("row")
@@ -168,11 +175,12 @@ def sniff(path: Path) -> TextDialect:
                    key=lambda d: -counts[d])
     if not found:
         best = max(counts, key=lambda d: counts[d])
+        where = f"the {total:,} non-blank line(s) sampled from its head" + (" and middle" if middle else "")
         if counts[best] == 0:
-            raise LogFormatError(f"no metric line of a known training log ({', '.join(DIALECTS)}) in its first "
-                                 f"{total:,} non-blank line(s): not a text training log")
-        raise LogFormatError(f"only {counts[best]} {best} metric line(s) in its first {total:,} non-blank line(s): "
-                             f"too few to tell a training log from other text (at least {SNIFF_MIN_LINES} needed)")
+            raise LogFormatError(f"no metric line of a known training log ({', '.join(DIALECTS)}) in {where}: "
+                                 "not a text training log")
+        raise LogFormatError(f"only {counts[best]} {best} metric line(s) in {where}: too few to tell a training "
+                             f"log from other text (at least {SNIFF_MIN_LINES} needed)")
     return TextDialect(tuple(found), sum(counts[d] for d in found), total)
 
 
@@ -204,93 +212,6 @@ def _place(rows: np.ndarray, known_rows: np.ndarray, known_steps: np.ndarray, *,
     return known_steps[idx], int(fallback.sum())
 
 
-class _Values:
-    """The points of every pattern and message, one tag column at a time, counting what is not a number."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.tags: dict[str, int] = {}
-        self.parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # code, rows, steps, values
-        self.non_numeric: Counter[str] = Counter()
-        self.placeholders: Counter[str] = Counter()
-
-    def add(self, parsed: LineItems, rows: np.ndarray, steps: np.ndarray, p: LinePattern) -> None:
-        """The values of one pattern's lines; ``rows``/``steps``: the lines whose step is known (ascending rows)."""
-        placed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # the columns of a layout share rows
-        for c in parsed.columns:
-            if id(c.rows) not in placed:
-                placed[id(c.rows)] = self._place(c.rows, rows)
-            at, idx, found = placed[id(c.rows)]
-            values = c.values if found.all() else c.values.filter(pl.Series(found))
-            self.add_column(c.tag, at, steps[idx], values, p.missing.get(c.tag))
-        if parsed.items.height:
-            for (tag,), part in parsed.items.partition_by("tag", as_dict=True, maintain_order=True).items():
-                at, idx, found = self._place(part.get_column("row"), rows)
-                values = part.get_column("value")
-                values = values if found.all() else values.filter(pl.Series(found))
-                self.add_column(str(tag), at, steps[idx], values, p.missing.get(str(tag)))
-
-    @staticmethod
-    def _place(at: pl.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Lines ``at`` that have a step (rows[idx] == line): (those lines, their index in rows, mask over ``at``)."""
-        at_np = at.to_numpy().astype(np.int64)
-        idx = np.searchsorted(rows, at_np)
-        found = idx < len(rows)
-        found[found] = rows[idx[found]] == at_np[found]
-        return at_np[found], idx[found], found
-
-    def add_column(self, tag: str, rows: np.ndarray, steps: np.ndarray, values: pl.Series,
-                   missing: float | None = None) -> None:
-        """Points of one tag at ``steps`` (written at line ``rows``) from values as printed (or as numbers)."""
-        as_float = values if values.dtype == pl.Float64 else values.cast(pl.Float64, strict=False)
-        n_null = as_float.null_count()
-        n_bad = n_null - (values.null_count() if values.dtype != pl.Float64 else 0)
-        if n_bad:
-            self.non_numeric[tag] += n_bad
-        x = as_float.to_numpy() if not n_null else as_float.fill_null(np.nan).to_numpy()
-        keep = None if not n_null else ~as_float.is_null().to_numpy()
-        if missing is not None:
-            placeholder = x == missing if keep is None else keep & (x == missing)
-            if placeholder.any():
-                self.placeholders[f"{tag} {missing:g}"] += int(placeholder.sum())
-                keep = ~placeholder if keep is None else keep & ~placeholder
-        if keep is not None:
-            if not keep.any():
-                return
-            rows, steps, x = rows[keep], steps[keep], x[keep]
-        if len(x):
-            code = self.tags.setdefault(tag, len(self.tags))
-            self.parts.append((code, rows, steps, x))
-
-    def points(self) -> tuple[RawPoints, list[Note]]:
-        """All points grouped by tag (tags in the order of their first line), write order within each."""
-        dropped = {t: n for t, n in self.non_numeric.items() if t in self.tags}
-        ignored = sorted(t for t in self.non_numeric if t not in self.tags)
-        notes = non_numeric_notes(self.source, dropped, ignored, "value(s) of metric items", "item(s)")
-        if self.placeholders:
-            total = sum(self.placeholders.values())
-            notes.append(Note("ignored_fields", f"{self.source}: {total} placeholder value(s) printed before anything "
-                              f"was measured ({', '.join(sorted(self.placeholders))}) were not used", count=total))
-        if not self.parts:
-            return RawPoints.empty(), notes
-        first_row: dict[int, int] = {}
-        for code, rows, _, _ in self.parts:
-            first_row[code] = min(first_row.get(code, 1 << 62), int(rows[0]))
-        old = sorted(first_row, key=lambda c: (first_row[c], c))
-        remap = np.empty(len(self.tags), np.int32)
-        remap[old] = np.arange(len(old), dtype=np.int32)
-        names = {c: t for t, c in self.tags.items()}
-        parts = sorted(self.parts, key=lambda part: remap[part[0]])  # stable: a tag's parts keep their order
-        codes = np.concatenate([np.full(len(r), remap[c], np.int32) for c, r, _, _ in parts])
-        steps = np.concatenate([s for _, _, s, _ in parts]).astype(np.int64)
-        values = np.concatenate([v for _, _, _, v in parts])
-        if len({c for c, _, _, _ in parts}) < len(parts):  # a tag read by two patterns: interleave by line
-            rows = np.concatenate([r for _, r, _, _ in parts])
-            order = np.lexsort((rows, codes))
-            codes, steps, values = codes[order], steps[order], values[order]
-        return RawPoints(tuple(names[c] for c in old), codes, steps, np.full(len(steps), np.nan), values), notes
-
-
 def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Note]]:
     """Points and notes of one text log in the given dialect(s); LogFormatError when a step does not fit an int64."""
     name = path.name
@@ -302,7 +223,7 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
     notes: list[Note] = []
     patterns = [p for p in LINE_PATTERNS if p.dialect in dialect.names]
     claimed, rest = _claim(nonblank, patterns)
-    values = _Values(name)
+    values = TextPoints(name)
     known_rows: list[np.ndarray] = []
     known_steps: list[np.ndarray] = []
     deferred: list[tuple[LinePattern, LineItems]] = []  # lines that take a neighbour's step
@@ -360,7 +281,7 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
     return points, notes + value_notes
 
 
-def _events(rest: pl.DataFrame, k_rows: np.ndarray, k_steps: np.ndarray, values: _Values) -> tuple[int, list[Note]]:
+def _events(rest: pl.DataFrame, k_rows: np.ndarray, k_steps: np.ndarray, values: TextPoints) -> tuple[int, list[Note]]:
     """Instability messages among the unclaimed lines -> log_events points in ``values``; (lines used, notes)."""
     name = values.source
     seen: list[np.ndarray] = []
