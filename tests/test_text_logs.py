@@ -426,3 +426,8 @@ def test_points_are_grouped_by_tag_in_write_order(tmp_path):
     assert bool(np.all(np.diff(pts.tag_codes) >= 0))
     frame, notes = apply_restart_policy(pts)
     assert not notes and frame.height == len(pts)
+
+
+def test_lines_split_at_lf_crlf_and_lone_cr_in_order():
+    got = textlog._lines(b"a\rb\r\nc\n\rd\re\nf\r\n").to_list()
+    assert got == ["a", "b", "c", "", "d", "e", "f"]

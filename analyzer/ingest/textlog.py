@@ -106,37 +106,44 @@ def _lines(data: bytes) -> pl.Series:
     except pl.exceptions.PolarsError:  # never seen; the plain split is slower but takes anything
         text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
         lines = pl.Series("line", text[:-1] if data.endswith(b"\n") else text, dtype=pl.String)
-    has_cr = lines.str.contains("\r", literal=True).fill_null(False)
+    has_cr = lines.str.contains("\r", literal=True).fill_null(False).to_numpy()
     if not has_cr.any():
         return lines
-    # Split only the lines holding a CR (few, in a file that is not all progress bars), then put the
-    # pieces back in place: order by (line, piece).
-    at = pl.Series("at", range(len(lines)), dtype=pl.UInt32)
-    pieces = (pl.DataFrame({"at": at.filter(has_cr), "line": lines.filter(has_cr).str.split("\r")})
-              .with_columns(pl.int_ranges(pl.col("line").list.len(), dtype=pl.UInt32).alias("piece")).explode("line", "piece"))
-    whole = pl.DataFrame({"at": at.filter(~has_cr), "line": lines.filter(~has_cr)}).with_columns(
-        pl.lit(0, dtype=pl.UInt32).alias("piece"))
-    return pl.concat([whole, pieces.select("at", "line", "piece")]).sort("at", "piece").get_column("line")
+    # Split only the lines holding a CR (few, unless the file is all progress bars) and gather every line or
+    # piece into its place.
+    at_cr = np.flatnonzero(has_cr)
+    pieces = lines.gather(at_cr).str.split("\r")
+    k = pieces.list.len().to_numpy().astype(np.int64)
+    counts = np.ones(len(lines), np.int64)
+    counts[at_cr] = k
+    starts = np.cumsum(counts) - counts
+    order = np.empty(int(counts.sum()), np.int64)
+    whole = np.flatnonzero(~has_cr)
+    order[starts[whole]] = whole
+    first_piece = np.repeat(np.cumsum(k) - k, k)
+    order[np.repeat(starts[at_cr], k) + np.arange(int(k.sum())) - first_piece] = len(lines) + np.arange(int(k.sum()))
+    return pl.concat([lines, pieces.explode()]).gather(order)
 
 
 def _claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple[LinePattern, pl.DataFrame]],
                                                                       pl.DataFrame]:
-    """Each pattern's lines (first pattern wins) and the lines none claimed."""
-    claimed = []
-    rest = lines
+    """Each pattern's lines (first pattern wins) and the non-blank lines none claimed."""
+    col = lines.get_column("line")
+    free = col.str.contains(r"\S").fill_null(False).to_numpy()  # blank lines are nobody's
+    masks = []
     for p in patterns:
-        col = rest.get_column("line")
-        candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy() if p.marker else None
-        if candidates is not None and candidates.sum() < len(col) // 2:
+        candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy() if p.marker else free
+        candidates = candidates & free
+        if candidates.sum() < len(col) // 2:
             mask = np.zeros(len(col), dtype=bool)
             where = np.flatnonzero(candidates)
             mask[where] = col.gather(where).str.contains(p.find).fill_null(False).to_numpy()
-            keep = pl.Series(mask)
-        else:  # most lines hold the marker: testing them twice would cost more than it saves
-            keep = col.str.contains(p.find).fill_null(False)
-        claimed.append((p, rest.filter(keep)))
-        rest = rest.filter(~keep)
-    return claimed, rest
+        else:  # most lines are candidates: testing them twice would cost more than it saves
+            mask = col.str.contains(p.find).fill_null(False).to_numpy() & free
+        free &= ~mask
+        masks.append((p, mask))
+    claimed = [(p, lines.filter(pl.Series(m)) if m.any() else lines.clear()) for p, m in masks]
+    return claimed, lines.filter(pl.Series(free))
 
 
 def _sample(path: Path) -> tuple[bytes, bool]:
@@ -165,12 +172,11 @@ def sniff(path: Path) -> TextDialect:
     if b"\x00" in data[:4096]:
         raise LogFormatError("binary content (NUL bytes in its head): not a text log")
     lines = _lines(data).to_frame().with_row_index("row")
-    nonblank = lines.filter(pl.col("line").str.contains(r"\S"))
     counts = {d: 0 for d in DIALECTS}
-    claimed, _ = _claim(nonblank, list(LINE_PATTERNS))
+    claimed, rest = _claim(lines, list(LINE_PATTERNS))
     for p, got in claimed:
         counts[p.dialect] += got.height
-    total = nonblank.height
+    total = rest.height + sum(counts.values())
     found = sorted((d for d, k in counts.items() if k >= SNIFF_MIN_LINES or (k >= 2 and 2 * k >= total)),
                    key=lambda d: -counts[d])
     if not found:
@@ -219,10 +225,9 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
     unterminated = bool(data) and not data.endswith(b"\n")
     lines = _lines(data).to_frame().with_row_index("row")
     n_lines = lines.height
-    nonblank = lines.filter(pl.col("line").str.contains(r"\S"))
     notes: list[Note] = []
     patterns = [p for p in LINE_PATTERNS if p.dialect in dialect.names]
-    claimed, rest = _claim(nonblank, patterns)
+    claimed, rest = _claim(lines, patterns)
     values = TextPoints(name)
     known_rows: list[np.ndarray] = []
     known_steps: list[np.ndarray] = []
@@ -272,11 +277,12 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
 
     event_rows, event_notes = _events(rest, k_rows, k_steps, values)
     notes += event_notes
-    noise = nonblank.height - claimed_lines - event_rows
+    noise = rest.height - event_rows
     if noise:
+        blank = n_lines - rest.height - claimed_lines
         notes.append(Note("noise", f"{name}: {noise:,} of {n_lines:,} line(s) are no metric line of "
                           f"{'/'.join(dialect.names)} and were ignored (warnings, progress bars, tracebacks, other "
-                          f"prints; {n_lines - nonblank.height:,} more are blank)", count=noise))
+                          f"prints; {blank:,} more are blank)", count=noise))
     points, value_notes = values.points()
     return points, notes + value_notes
 
