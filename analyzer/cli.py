@@ -150,10 +150,40 @@ def _written(what: str, path: Path, write: Callable[[], Path]) -> Path:
         raise SteadytrainError(f"{path}: cannot write the {what}: {exc.strerror or exc}") from None
 
 
+class _LogPath(click.ParamType):
+    """A log directory or file: a local path, or an object store URL (s3://bucket/runs, any fsspec protocol)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        from analyzer.ingest.remote import is_remote
+
+        text = str(value)
+        return text if is_remote(text) else Path(text)  # Path() would fold "s3://b" into "s3:/b"
+
+
+def scale_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of `inspect` and `report` for logs in object stores and analysis on a Ray cluster."""
+    options = [
+        click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                     help="An option of the object store's fsspec filesystem for s3://, gs://, ... paths (e.g. "
+                          "endpoint_url=http://localhost:9000, anon=true); credentials also come from the store's "
+                          "own environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). Values are never logged. "
+                          "Repeatable."),
+        click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True,
+                     help="Read and judge runs in this process (local) or as Ray tasks (ray; pip install "
+                          "'steadytrain[ray]'); the report is the same."),
+        click.option("--address", help="Ray cluster address for --executor ray (default: start a local instance)."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
 def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `inspect` and `report`, defined once."""
     options = [
-        click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        click.argument("paths", nargs=-1, required=True, type=_LogPath()),
         click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
                      help="Also write the JSON report (schema_version 1) to this file."),
         click.option("--role", "roles", multiple=True, metavar="ROLE=TAG",
@@ -184,13 +214,18 @@ def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, no_verify_crc: bool, strict_crc: bool,
-           settings: tuple[str, ...], config_file: Path | None, cache_dir: Path | None, no_cache: bool,
-           workers: int, progress: bool | None) -> Any:
+def _build(paths: tuple[Path | str, ...], roles: tuple[str, ...], restarts: str, no_verify_crc: bool,
+           strict_crc: bool, settings: tuple[str, ...], config_file: Path | None, cache_dir: Path | None, no_cache: bool,
+           workers: int, progress: bool | None, *, storage_options: tuple[str, ...] = (), executor: str = "local",
+           address: str | None = None, figures: bool = False) -> Any:
     from analyzer.ingest.cache import default_cache_dir
     from analyzer.ingest.load import LoadOptions
+    from analyzer.ingest.remote import parse_storage_options
     from analyzer.pipeline import analyze
     from analyzer.roles import parse_overrides
+
+    if address is not None and executor != "ray":
+        raise ConfigError("--address names a Ray cluster: use it with --executor ray")
 
     if strict_crc:
         click.echo("steadytrain: note: --strict-crc is deprecated and does nothing: every record's CRC is checked "
@@ -214,8 +249,23 @@ def _build(paths: tuple[Path, ...], roles: tuple[str, ...], restarts: str, no_ve
     show = sys.stderr.isatty() if progress is None else progress
     options = LoadOptions(restarts=restarts, verify_crc=not no_verify_crc,  # type: ignore[arg-type]
                           roles=parse_overrides(roles), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                          workers=workers, progress=show)
-    return analyze(list(paths), config=cfg, load_options=options, progress=show)
+                          workers=workers, progress=show, storage_options=parse_storage_options(storage_options))
+    return analyze(list(paths), config=cfg, load_options=options, progress=show,
+                   executor=executor,  # type: ignore[arg-type]
+                   address=address, figure_runs=_figure_runs if figures else None)
+
+
+def _figure_runs(diagnoses: Any, sweeps: Any) -> set[str]:
+    """The runs whose full figures the HTML report draws (reporters.html's rule): with --executor ray, only
+    these come back with every point of their role series."""
+    from reporters.html import ALL_PLOTS_UP_TO, MAX_FULL_PLOT_RUNS
+    from reporters.terminal import severity_key
+
+    ordered = sorted(diagnoses, key=severity_key)
+    if len(ordered) <= ALL_PLOTS_UP_TO:
+        return {d.run.id for d in ordered}
+    flagged = [d.run.id for d in ordered if d.verdict not in ("stable", "insufficient_data")]
+    return set(flagged[:MAX_FULL_PLOT_RUNS]) | {r for s in sweeps for r in s.runs}
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:
@@ -290,18 +340,19 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
 @main.command()
 @debug_option
 @analysis_options
+@scale_options
 @click.option("--verbose-runs", "-a", is_flag=True, help="Show every run's findings, notes and every input file.")
-def inspect(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
+def inspect(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
             no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
             fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
-            verbose_runs: bool) -> None:
+            storage_options: tuple[str, ...], executor: str, address: str | None, verbose_runs: bool) -> None:
     """Summarise runs, verdicts and findings in the terminal."""
     from reporters.terminal import render_inspect
 
     if json_out:
         _check_output(json_out, "--json")
     report = _build(paths, roles, restarts, no_verify_crc, strict_crc, settings, config_file, cache_dir, no_cache,
-                    workers, progress)
+                    workers, progress, storage_options=storage_options, executor=executor, address=address)
     click.echo(render_inspect(report, verbose=verbose_runs))
     if json_out:
         from reporters.json_report import write_json
@@ -313,13 +364,14 @@ def inspect(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ..
 @main.command()
 @debug_option
 @analysis_options
+@scale_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="The HTML report to write (probe specs go to <name>_files/probes/).")
 @click.option("--no-html", is_flag=True, help="Write only the JSON (--json) and the terminal summary.")
-def report(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
+def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
            no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
            fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
-           output: Path, no_html: bool) -> None:
+           storage_options: tuple[str, ...], executor: str, address: str | None, output: Path, no_html: bool) -> None:
     """Write the self-contained HTML diagnostic report (and JSON with --json)."""
     from reporters.terminal import runs_table, summary
 
@@ -328,7 +380,8 @@ def report(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...
     if not no_html:
         _check_output(output, "-o/--output")
     result = _build(paths, roles, restarts, no_verify_crc, strict_crc, settings, config_file, cache_dir, no_cache,
-                    workers, progress)
+                    workers, progress, storage_options=storage_options, executor=executor, address=address,
+                    figures=not no_html)
     if json_out:
         from reporters.json_report import write_json
 

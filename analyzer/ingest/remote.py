@@ -203,6 +203,7 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 def _list(fs: Any, url: str, root: str) -> list[_Object]:
     """Every object under ``root``; InputError (one line) when there is none or listing fails."""
     try:
+        fs.invalidate_cache(root)  # s3fs/gcsfs keep listings: a long-lived process must see new objects
         found = fs.find(root, detail=True)
         if not found and fs.isfile(root):
             found = {root: fs.info(root)}
