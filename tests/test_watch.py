@@ -88,7 +88,8 @@ def test_watch_flags_a_real_training_at_the_poll_its_logs_first_show_it(tmp_path
     for d in watcher.diagnoses:
         assert d.verdict == final[d.run.id].verdict
         assert _findings(d) == _findings(final[d.run.id])
-        assert d.run.n_points == final[d.run.id].run.n_points
+        assert d.run.points.equals(final[d.run.id].run.points)
+        assert {n.kind: n.count for n in d.run.notes} == {n.kind: n.count for n in final[d.run.id].run.notes}
 
 
 def _jsonl_lines(path, steps, values, *, end="\n"):
@@ -164,6 +165,47 @@ def test_jsonl_dialects_and_restarts_are_read_as_a_fresh_read_would(tmp_path):
                          for s in range(250, 300)))
     w.poll()
     same_as_fresh()
+
+
+def _event_records(steps, values) -> bytes:
+    """TensorBoard records (SummaryWriter's framing and protos) of one scalar tag."""
+    import io
+
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    sink = io.BytesIO()
+    writer = RecordWriter(sink)
+    for s, v in zip(steps, values):
+        writer.write(Event(wall_time=1.7e9 + s, step=s, summary=Summary(
+            value=[Summary.Value(tag="loss", simple_value=float(v))])).SerializeToString())
+    return sink.getvalue()
+
+
+def test_event_files_are_read_from_their_last_whole_record(tmp_path):
+    logs = tmp_path / "logs"
+    loss = curve(300, seed=4)
+    write_summarywriter(logs / "run", {"loss": loss[:100]})
+    (events,) = (logs / "run").iterdir()
+    w = Watcher([logs], load_options=LoadOptions(cache_dir=None))
+    w.poll()
+    more = _event_records(range(100, 200), loss[100:200])
+    with open(events, "ab") as fh:
+        fh.write(more[: len(more) - 7])  # the writer is in the middle of a record
+    r = w.poll()
+    assert r.reloaded == "runs" and r.new_points == 99
+    (fresh,) = analyze(logs, load_options=LoadOptions(cache_dir=None)).diagnoses
+    (live,) = w.diagnoses
+    assert live.run.points.equals(fresh.run.points) and [n.kind for n in live.run.notes] == ["truncated"]
+    with open(events, "ab") as fh:
+        fh.write(more[len(more) - 7:] + _event_records(range(50, 120), loss[50:120] * 1.2))  # then a restart
+    r = w.poll()
+    assert r.reloaded == "runs" and r.judged == ("run",)
+    (fresh,) = analyze(logs, load_options=LoadOptions(cache_dir=None)).diagnoses
+    (live,) = w.diagnoses
+    assert live.run.points.equals(fresh.run.points)
+    assert {n.kind: n.count for n in live.run.notes} == {n.kind: n.count for n in fresh.run.notes} == {"restart": 150}
 
 
 def _fail_on_training(tmp_path, monkeypatch, tail):

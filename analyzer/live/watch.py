@@ -33,7 +33,7 @@ from analyzer.ingest import jsonl
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.live.finding import LiveFinding, compare
 from analyzer.live.history import grown
-from analyzer.live.tail import DIALECT_NOTES, JsonlTail
+from analyzer.live.tail import DIALECT_NOTES, EventTail, JsonlTail, event_notes
 from analyzer.pipeline import diagnose_run
 from analyzer.sweep import find_sweeps
 from analyzer.types import Diagnosis, InputFile, Note, Report, Run
@@ -55,6 +55,7 @@ class _Tracked:
     tail: JsonlTail | None = None
     notes: list[Note] = field(default_factory=list)  # the run's notes but what the tail recounts
     no_tail: bool = False  # a JSONL log the loader reads as a dialect: read whole each time it grows
+    events: dict[str, EventTail] = field(default_factory=dict)  # event file -> where its last read stopped
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ class Watcher:
         for i in inputs:
             if i.status == "read" and i.run is not None:
                 files.setdefault(i.run, []).append(i.path)
-        after = self._snapshot_of([p for r in runs if r.format == "jsonl" for p in files.get(r.id, [])])
+        after = self._snapshot_of([p for r in runs if r.format in ("jsonl", "tensorboard") for p in files.get(r.id, [])])
         judge_s = 0.0
         new_points = 0
         kept: dict[str, _Tracked] = {}
@@ -249,6 +250,7 @@ class Watcher:
             tail = self._tail_for(run, snap, after)
             if same and old is not None:
                 old.tail = old.tail or tail
+                old.events = old.events or self._event_tails(run, snap, after)
                 kept[run.id] = old
                 continue
             started = time.perf_counter()
@@ -258,7 +260,9 @@ class Watcher:
             judged.append(run.id)
             if change is not None:
                 changes.append(change)
-            kept[run.id] = _Tracked(run, d, ctx, mine, tail, [n for n in run.notes if n.kind != "truncated"])
+            # A JSONL tail completes a cut-off last line; an event file's cut-off record note is replaced per file.
+            notes = [n for n in run.notes if n.kind != "truncated" or run.format == "tensorboard"]
+            kept[run.id] = _Tracked(run, d, ctx, mine, tail, notes, events=self._event_tails(run, snap, after))
             if run.format == "jsonl" and tail is None:
                 for p in mine:  # it grew while being read: read it again next poll, and make a tail then
                     snap[p] = _STALE
@@ -288,6 +292,25 @@ class Watcher:
         except (OSError, LogFormatError):
             return None
 
+    def _event_tails(self, run: Run, before: dict[str, Stat], after: dict[str, Stat]) -> dict[str, EventTail]:
+        """Tails after what the loader read of a TensorBoard run's event files (none when one changed while
+        it was read: then its next growth re-reads the run)."""
+        if run.format != "tensorboard":
+            return {}
+        out = {}
+        for path in run.sources:
+            st = before.get(path)
+            if st is None or st == _STALE or after.get(path) != st:
+                return {}
+            try:
+                tail = EventTail.at(Path(path))
+            except OSError:
+                return {}
+            if tail is None:
+                return {}
+            out[path] = tail
+        return out
+
     def _refresh(self, rid: str, files: list[str], snap: dict[str, Stat]
                  ) -> tuple[float, int, LiveFinding | None] | None:
         """Read what run ``rid`` appended and judge it again; None when it must be found afresh."""
@@ -303,6 +326,19 @@ class Watcher:
                 points, _lines = got
                 known = set(run.tags)
                 new_run = grown(run, points, tracked.notes + tracked.tail.notes(known), roles=self.options.roles,
+                                restarts=self.options.restarts)
+                tracked.notes += [n for n in new_run.notes if n.kind in ("restart", "duplicate_steps")]
+        last = run.sources[-1] if run.sources else None
+        if new_run is None and last is not None and files == [last] and last in tracked.events:
+            # Only the run's latest event file grew (the usual case): its new records, in write order after
+            # everything the run has. An earlier file growing would interleave: the run is re-read then.
+            content = tracked.events[last].read_new(self.options.verify_crc)
+            if content is None:
+                tracked.events = {}
+            else:
+                tracked.notes = event_notes(tracked.notes, Path(last).name, content)
+                base = replace(run, hparams={**run.hparams, **content.hparams}) if content.hparams else run
+                new_run = grown(base, content.points, tracked.notes, roles=self.options.roles,
                                 restarts=self.options.restarts)
                 tracked.notes += [n for n in new_run.notes if n.kind in ("restart", "duplicate_steps")]
         if new_run is None:
@@ -335,7 +371,8 @@ class Watcher:
         new = replace(match[0], id=run.id, hparams={**run.hparams, **match[0].hparams})
         after = self._snapshot_of(list(new.sources))
         tracked.tail = self._tail_for(new, snap, after)
-        tracked.notes = [n for n in new.notes if n.kind != "truncated"]
+        tracked.events = self._event_tails(new, snap, after)
+        tracked.notes = [n for n in new.notes if n.kind != "truncated" or new.format == "tensorboard"]
         if new.format == "jsonl" and tracked.tail is None:
             for p in new.sources:
                 snap[p] = _STALE
