@@ -247,12 +247,14 @@ class Watcher:
             old = self._runs.get(run.id)
             same = old is not None and old.files == mine and old.run.n_points == run.n_points \
                 and old.run.sources == run.sources and all(self._snap.get(p) == snap.get(p) for p in mine)
-            tail = self._tail_for(run, snap, after)
-            if same and old is not None:
-                old.tail = old.tail or tail
-                old.events = old.events or self._event_tails(run, snap, after)
+            if same and old is not None:  # unchanged: keep its judgement and where its reads stopped
+                if old.tail is None:
+                    old.tail = self._tail_for(run, snap, after)
+                if not old.events:
+                    old.events = self._event_tails(run, snap, after)
                 kept[run.id] = old
                 continue
+            tail = self._tail_for(run, snap, after)
             started = time.perf_counter()
             d, ctx, change = self._judge(run, old.diagnosis if old else None)
             judge_s += time.perf_counter() - started
@@ -358,8 +360,9 @@ class Watcher:
         if not run.sources:
             return None
         sources = [Path(s) for s in run.sources]
-        one_file = run.format in ("jsonl", "csv") and len(sources) == 1
-        target = sources[0] if one_file else Path(os.path.commonpath([str(s.parent) for s in sources]))
+        # A one-file run is read alone (side files beside it are not found then: their hparams are kept below);
+        # a run of several files (event files, MLflow metrics) from the directory that holds them all.
+        target = sources[0] if len(sources) == 1 else Path(os.path.commonpath([str(s.parent) for s in sources]))
         try:
             runs, _ = load_runs([target], replace(self.options, progress=False, workers=1))
         except InputError:
