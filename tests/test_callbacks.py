@@ -80,12 +80,12 @@ def test_tensors_and_floats_give_the_same_history():
 def test_a_due_judgement_waits_while_judging_would_exceed_the_overhead_budget():
     import time
 
-    mon = Monitor(every_n_steps=1, max_overhead=0.01)
-    for s in range(1000):  # 1 ms steps: judging every step (~5 ms each) would be ~80% of the time
+    mon = Monitor(every_n_steps=25, max_overhead=0.01)
+    for s in range(1000):  # 1 ms steps: judging every 25 steps (~5 ms each) would be a sixth of the time
         time.sleep(0.001)
         mon.update(s, loss=1.0 / (s + 1))
     stats = mon.stats
-    assert stats["deferred"] > 900 and 1 <= stats["judgements"] <= 3
+    assert stats["deferred"] > 50 and 1 <= stats["judgements"] <= 3
     assert stats["seconds_judging"] <= 0.01 * stats["wall_seconds"] + stats["last_judgement_seconds"]
 
 

@@ -57,6 +57,9 @@ class _Transfer:
         self.outs: dict[str, np.ndarray] = {}
         self._copies: list[tuple[str, np.ndarray, Any, Any]] = []  # (tag, slots, pinned host tensor, cuda event)
         for tag, vals in values.items():
+            if all(type(v) is float for v in vals):  # the common case of Python floats: one conversion
+                self.outs[tag] = np.array(vals, np.float64)
+                continue
             out = self.outs[tag] = np.empty(len(vals), np.float64)
             tensors = []
             for i, v in enumerate(vals):
@@ -75,7 +78,11 @@ class _Transfer:
             groups.setdefault((t.device, t.dtype), []).append(k)
         for (device, _dtype), ks in groups.items():
             # one stack and one cast per device and dtype, however many steps: a handful of kernels
-            stacked = torch.stack([tensors[k].detach().reshape(()) for k in ks])
+            group = [tensors[k] for k in ks]
+            try:
+                stacked = torch.stack(group).reshape(len(group))
+            except RuntimeError:  # one-element tensors of different shapes
+                stacked = torch.stack([t.reshape(()) for t in group])
             if stacked.dtype != torch.float64:  # half/bfloat16/int values read as float32; float64 kept exact
                 stacked = stacked.float()
             slots = where[np.asarray(ks)]
@@ -165,9 +172,13 @@ class Monitor:
         self.checkpoints: list[Path] = []
         self._pending: dict[str, tuple[list[int], list[Any]]] = {}
         self._columns: dict[str, _Column] = {}
-        self._inflight: _Transfer | None = None
+        self._transfers: list[_Transfer] = []  # on their way to the host
+        self._next_flush = 0
+        self._due = False
+        self._points_judged = 0
         self._last_step: int | None = None
         self._judged_step: int | None = None
+        self._next_check = 0  # the first step at which a judgement may be due
         self._checkpointed: set[str] = set()
         self._t0: float | None = None
         self._spent = 0.0
@@ -181,39 +192,55 @@ class Monitor:
                **metrics: Any) -> LiveFinding | None:
         """Record this step's values (floats or tensors; None = not logged this step). Returns a
         `LiveFinding` when a judgement made here changed the verdict or found something new."""
+        # Runs every step of the caller's loop: a few microseconds, no device work (tensors are only referenced).
         if self._t0 is None:
             self._t0 = time.perf_counter()
-        for name, value in (("loss", loss), ("grad_norm", grad_norm), ("lr", lr), ("eval_loss", eval_loss),
-                            *metrics.items()):
-            if value is None:
-                continue
-            steps, values = self._pending.get(name) or self._pending.setdefault(name, ([], []))
-            steps.append(step)
-            values.append(value)
+            self._next_flush = step + self.every_n_steps - 1
+        pending = self._pending
+        for name, value in (("loss", loss), ("grad_norm", grad_norm), ("lr", lr), ("eval_loss", eval_loss)):
+            if value is not None:
+                if getattr(value, "requires_grad", False):
+                    value = value.detach()  # holding it would keep the step's whole autograd graph alive
+                col = pending.get(name)
+                if col is None:
+                    col = pending[name] = ([], [])
+                col[0].append(step)
+                col[1].append(value)
+        for name, value in metrics.items():
+            if value is not None:
+                if getattr(value, "requires_grad", False):
+                    value = value.detach()
+                col = pending.get(name)
+                if col is None:
+                    col = pending[name] = ([], [])
+                col[0].append(step)
+                col[1].append(value)
         self._last_step = step
-        if self._inflight is not None:
-            return self._finish() if self._inflight.ready() else None
-        since = step - self._judged_step if self._judged_step is not None else step + 1
-        if since < self.every_n_steps or not self._pending:
+        if step >= self._next_flush:
+            # Every N steps the values go to the host (one stack per device and dtype, an async copy on
+            # CUDA), judged or not: a deferred judgement never leaves thousands of tensors alive.
+            started = time.perf_counter()
+            self._flush()
+            self._spent += time.perf_counter() - started
+            self._due = True
+        if not self._due or step < self._next_check:
             return None
+        if self._transfers and not all(t.ready() for t in self._transfers):
+            return None  # a copy is still on its way: judge at a later step, never wait for the device
         if self.max_overhead is not None:
             elapsed = time.perf_counter() - self._t0
             if self._spent + self._expected_cost() > self.max_overhead * elapsed:
                 self._deferred += 1
+                self._next_check = step + max(1, self.every_n_steps // 5)  # not a clock read every step
                 return None
-        started = time.perf_counter()
-        self._inflight = self._start_transfer()
-        self._spent += time.perf_counter() - started
-        return self._finish() if self._inflight.ready() else None
+        return self._timed_judge()
 
     def judge(self) -> Diagnosis:
         """Judge now on everything recorded (waits for outstanding copies): e.g. at the end of training."""
-        if self._inflight is None and self._pending:
-            self._inflight = self._start_transfer()
-        if self._inflight is not None:
-            self._finish()
-        elif self.diagnosis is None or self._judged_step != self._last_step:
-            self._judge()
+        if self._pending:
+            self._flush()
+        if self.diagnosis is None or self._transfers or self._judged_step != self._last_step:
+            self._timed_judge()
         assert self.diagnosis is not None
         return self.diagnosis
 
@@ -223,30 +250,47 @@ class Monitor:
         of it); before any, the engine's floor (~5 ms), so even the first waits for its share of time."""
         if not self._judgements:
             return _FIRST_COST
-        points = self._points + sum(len(s) for s, _ in self._pending.values())
-        return self._last_cost * max(1.0, points / max(self._points, 1))
+        points = (self._points + sum(len(s) for s, _ in self._pending.values())
+                  + sum(len(s) for t in self._transfers for s in t.steps.values()))
+        return self._last_cost * max(1.0, points / max(self._points_judged, 1))
 
-    def _start_transfer(self) -> _Transfer:
+    def _flush(self) -> None:
         pending, self._pending = self._pending, {}
-        self._judged_step = self._last_step
-        return _Transfer({t: np.asarray(s, np.int64) for t, (s, _) in pending.items()},
-                         {t: v for t, (_, v) in pending.items()})
+        if self._last_step is not None:
+            self._next_flush = self._last_step + self.every_n_steps
+        if pending:
+            self._transfers.append(_Transfer({t: np.asarray(s, np.int64) for t, (s, _) in pending.items()},
+                                             {t: v for t, (_, v) in pending.items()}))
+        self._collect(only_ready=True)
 
-    def _finish(self) -> LiveFinding | None:
+    def _collect(self, only_ready: bool = False) -> None:
+        """Fold transfers into the host history, in order; with ``only_ready``, those landed already (on
+        CPU: all of them), so that only copies in flight are ever held."""
+        n = len(self._transfers)
+        if only_ready:
+            n = next((i for i, t in enumerate(self._transfers) if not t.ready()), n)
+        transfers, self._transfers = self._transfers[:n], self._transfers[n:]
+        for transfer in transfers:
+            for tag, (steps, values) in transfer.result().items():
+                col = self._columns.setdefault(tag, _Column())
+                col.steps.append(steps)
+                col.values.append(values)
+                self._points += len(steps)
+
+    def _timed_judge(self) -> LiveFinding | None:
         started = time.perf_counter()
-        transfer, self._inflight = self._inflight, None
-        assert transfer is not None
-        for tag, (steps, values) in transfer.result().items():
-            col = self._columns.setdefault(tag, _Column())
-            col.steps.append(steps)
-            col.values.append(values)
-            self._points += len(steps)
+        self._collect()
+        self._due = False
+        self._judged_step = self._last_step
+        if self._last_step is not None:
+            self._next_check = self._last_step + self.every_n_steps
         try:
             return self._judge()
         finally:
             self._last_cost = time.perf_counter() - started
             self._spent += self._last_cost
             self._judgements += 1
+            self._points_judged = self._points
 
     def history(self) -> Run:
         """Everything recorded so far (already on the host) as a `Run`."""
