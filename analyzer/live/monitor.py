@@ -2,10 +2,10 @@
 
 The same engine as `steadytrain report` (`diagnose_run`) runs on the in-memory history every
 ``every_n_steps`` steps. It costs the loop no device sync: values may be Python floats or tensors;
-tensors are only referenced at each step and converted in one batch at judgement time (one stack
-per device and dtype, then one copy). On CUDA that copy is asynchronous into pinned memory and the
-judgement runs at the first later step whose copy has landed (a CUDA event query, which never
-blocks), so the loop never waits for the GPU on our account.
+tensors are only referenced at each step (a few microseconds) and sent to the host in one batch
+every N steps (one stack per device and dtype, then one copy). On CUDA that copy is asynchronous
+into pinned memory and the judgement runs at the first later step whose copy has landed (a CUDA
+event query, which never blocks), so the loop never waits for the GPU on our account.
 
 Judging costs ~6 ms plus ~1 ms per 1,000 points of history (the engine reads the whole curve:
 regimes, noise bands and the early/mid split are properties of all of it). A judgement that is
@@ -50,7 +50,7 @@ Saver = Callable[[LiveFinding], "Path | None"]
 
 
 class _Transfer:
-    """Pending values of one judgement on their way to the host. ``ready()`` never blocks."""
+    """N steps' values on their way to the host. ``ready()`` never blocks."""
 
     def __init__(self, steps: dict[str, np.ndarray], values: dict[str, list[Any]]) -> None:
         self.steps = steps
