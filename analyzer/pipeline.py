@@ -7,6 +7,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Collection, Literal, Sequence
 
+import numpy as np
+
 from analyzer.config import AnalysisConfig
 from analyzer.detect.checks import run_checks
 from analyzer.detect.context import RunContext, measure_run
@@ -41,6 +43,13 @@ def verdict_of(findings: Sequence[Finding]) -> Verdict:
 def diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext | None]:
     """Measure, judge and recommend for one run. A failure in measuring or recommending becomes this
     run's CheckFailure (and an insufficient_data verdict that says so), never a crash of the others."""
+    # Values near +-1e308 overflow to inf inside the measurements; the checks are written for inf (it
+    # compares as it should), so numpy's warnings would only print noise under the user's report.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _diagnose_run(run, cfg)
+
+
+def _diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext | None]:
     try:
         ctx = measure_run(run, cfg)
     except Exception as exc:  # noqa: BLE001 - one run's measurement must not stop the others

@@ -252,3 +252,19 @@ def test_runs_with_nothing_in_common_but_a_folder_or_trainer_bookkeeping_are_not
                              "logging_steps": 10, "learning_rate": lr}, curve(300, seed=k))
             for k, (proj, lr) in enumerate((("whisper", 1e-5), ("llama", 2e-4), ("bert", 5e-5)))}
     assert _sweep_report(tmp_path / "b", runs).sweeps == ()
+
+
+def test_values_near_the_float_limit_print_no_numpy_warnings(tmp_path):
+    import json
+    import warnings
+
+    from analyzer import diagnose
+    from analyzer.ingest.load import LoadOptions
+
+    with open(tmp_path / "a.jsonl", "w") as fh:
+        for s in range(100):
+            fh.write(json.dumps({"step": s, "loss": 1e308 if s % 7 == 0 else -1e308 if s % 5 == 0 else 2 / (s + 1)}) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an overflow warning would fail here
+        report = diagnose([tmp_path], load_options=LoadOptions(cache_dir=None))
+    assert len(report.diagnoses) == 1 and not report.diagnoses[0].failures  # judged, not a failed check
