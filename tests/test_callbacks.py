@@ -89,6 +89,16 @@ def test_a_due_judgement_waits_while_judging_would_exceed_the_overhead_budget():
     assert stats["seconds_judging"] <= 0.01 * stats["wall_seconds"] + stats["last_judgement_seconds"]
 
 
+def test_importing_the_live_package_loads_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, analyzer.live, analyzer.live.callbacks; print([m for m in ('torch', 'lightning', "
+            "'transformers', 'jinja2', 'matplotlib', 'probes', 'reporters') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(ValueError, match="stop_on='often': expected one of early, mid, divergence"):
         Monitor(stop_on="often")
