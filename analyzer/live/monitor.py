@@ -9,9 +9,10 @@ event query, which never blocks), so the loop never waits for the GPU on our acc
 
 Judging costs ~6 ms plus ~1 ms per 1,000 points of history (the engine reads the whole curve:
 regimes, noise bands and the early/mid split are properties of all of it). A judgement that is
-due is deferred while the time spent judging would exceed ``max_overhead`` of the wall time since
-the first update: the cost stays under that share by construction, and a long run is judged less
-often rather than slowed down.
+due is deferred while the monitor's own time (its thread's CPU time in copies and judgements: time
+the scheduler gave to other processes is not ours) would exceed ``max_overhead`` of the wall time
+since the first update: the cost stays under that share by construction, and a long run is judged
+less often rather than slowed down.
 
 Examples
 --------
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 #: The engine's cost floor for one judgement (a short history), before the first one is measured.
 _FIRST_COST = 0.005
+_FIELDS = ("loss", "grad_norm", "lr", "eval_loss")  # update's keyword metrics, in its row order
 
 Saver = Callable[[LiveFinding], "Path | None"]
 
@@ -108,13 +110,27 @@ class _Transfer:
 
 @dataclass
 class _Column:
-    steps: list[np.ndarray] = field(default_factory=list)
-    values: list[np.ndarray] = field(default_factory=list)
+    """One metric's history on the host: chunks (Python lists of floats as given, arrays from tensors)
+    joined into one array when judged. Floats are never converted between judgements: a flush of them
+    is a list extend."""
+
+    steps: list[Any] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+    def add(self, steps: Any, values: Any) -> None:
+        if self.steps and isinstance(self.steps[-1], list) and isinstance(steps, list) and isinstance(values, list):
+            self.steps[-1].extend(steps)
+            self.values[-1].extend(values)
+        else:
+            self.steps.append(list(steps) if isinstance(steps, list) else steps)
+            self.values.append(list(values) if isinstance(values, list) else values)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.steps) != 1:  # joined once, then kept joined: each judgement copies the history once at most
-            self.steps = [np.concatenate(self.steps) if self.steps else np.zeros(0, np.int64)]
-            self.values = [np.concatenate(self.values) if self.values else np.zeros(0)]
+        if len(self.steps) != 1 or isinstance(self.steps[0], list):  # joined once, then kept joined
+            self.steps = [np.concatenate([np.asarray(c, np.int64) for c in self.steps]) if self.steps
+                          else np.zeros(0, np.int64)]
+            self.values = [np.concatenate([np.asarray(c, np.float64) for c in self.values]) if self.values
+                           else np.zeros(0)]
         return self.steps[0], self.values[0]
 
 
@@ -170,7 +186,8 @@ class Monitor:
         self.findings: list[LiveFinding] = []
         self.should_stop = False
         self.checkpoints: list[Path] = []
-        self._pending: dict[str, tuple[list[int], list[Any]]] = {}
+        self._rows: list[tuple[int, Any, Any, Any, Any]] = []  # (step, loss, grad_norm, lr, eval_loss) since the flush
+        self._extra: list[tuple[int, dict[str, Any]]] = []  # other metrics given by name
         self._columns: dict[str, _Column] = {}
         self._transfers: list[_Transfer] = []  # on their way to the host
         self._next_flush = 0
@@ -179,6 +196,7 @@ class Monitor:
         self._last_step: int | None = None
         self._judged_step: int | None = None
         self._next_check = 0  # the first step at which a judgement may be due
+        _warm_up()
         self._checkpointed: set[str] = set()
         self._t0: float | None = None
         self._spent = 0.0
@@ -192,36 +210,24 @@ class Monitor:
                **metrics: Any) -> LiveFinding | None:
         """Record this step's values (floats or tensors; None = not logged this step). Returns a
         `LiveFinding` when a judgement made here changed the verdict or found something new."""
-        # Runs every step of the caller's loop: a few microseconds, no device work (tensors are only referenced).
+        # Runs every step of the caller's loop: one tuple appended (~1-3 us), no device work; tensors are only
+        # referenced, and split into columns every N steps.
         if self._t0 is None:
             self._t0 = time.perf_counter()
             self._next_flush = step + self.every_n_steps - 1
-        pending = self._pending
-        for name, value in (("loss", loss), ("grad_norm", grad_norm), ("lr", lr), ("eval_loss", eval_loss)):
-            if value is not None:
-                if getattr(value, "requires_grad", False):
-                    value = value.detach()  # holding it would keep the step's whole autograd graph alive
-                col = pending.get(name)
-                if col is None:
-                    col = pending[name] = ([], [])
-                col[0].append(step)
-                col[1].append(value)
-        for name, value in metrics.items():
-            if value is not None:
-                if getattr(value, "requires_grad", False):
-                    value = value.detach()
-                col = pending.get(name)
-                if col is None:
-                    col = pending[name] = ([], [])
-                col[0].append(step)
-                col[1].append(value)
+        if type(loss) is not float and getattr(loss, "requires_grad", False):
+            loss = loss.detach()  # holding it would keep the step's whole autograd graph alive
+        self._rows.append((step, loss, grad_norm, lr, eval_loss))
+        if metrics:
+            self._extra.append((step, {k: v.detach() if getattr(v, "requires_grad", False) else v
+                                       for k, v in metrics.items() if v is not None}))
         self._last_step = step
         if step >= self._next_flush:
             # Every N steps the values go to the host (one stack per device and dtype, an async copy on
             # CUDA), judged or not: a deferred judgement never leaves thousands of tensors alive.
-            started = time.perf_counter()
+            started = time.thread_time()
             self._flush()
-            self._spent += time.perf_counter() - started
+            self._spent += time.thread_time() - started
             self._due = True
         if not self._due or step < self._next_check:
             return None
@@ -237,7 +243,7 @@ class Monitor:
 
     def judge(self) -> Diagnosis:
         """Judge now on everything recorded (waits for outstanding copies): e.g. at the end of training."""
-        if self._pending:
+        if self._rows or self._extra:
             self._flush()
         if self.diagnosis is None or self._transfers or self._judged_step != self._last_step:
             self._timed_judge()
@@ -250,18 +256,36 @@ class Monitor:
         of it); before any, the engine's floor (~5 ms), so even the first waits for its share of time."""
         if not self._judgements:
             return _FIRST_COST
-        points = (self._points + sum(len(s) for s, _ in self._pending.values())
+        points = (self._points + 2 * len(self._rows) + len(self._extra)  # a row is ~2 points (loss, LR)
                   + sum(len(s) for t in self._transfers for s in t.steps.values()))
         return self._last_cost * max(1.0, points / max(self._points_judged, 1))
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, {}
+        rows, self._rows = self._rows, []
+        extra, self._extra = self._extra, []
+        pending: dict[str, tuple[list[int], list[Any]]] = {}
+        for i, name in enumerate(_FIELDS, 1):
+            steps = [r[0] for r in rows if r[i] is not None]
+            if steps:
+                pending[name] = (steps, [r[i] for r in rows if r[i] is not None])
+        for step, named in extra:
+            for name, value in named.items():
+                col = pending.setdefault(name, ([], []))
+                col[0].append(step)
+                col[1].append(value)
         if self._last_step is not None:
             self._next_flush = self._last_step + self.every_n_steps
-        if pending:
-            self._transfers.append(_Transfer({t: np.asarray(s, np.int64) for t, (s, _) in pending.items()},
-                                             {t: v for t, (_, v) in pending.items()}))
-        self._collect(only_ready=True)
+        tensors = {}
+        for name, (steps, values) in pending.items():
+            if self._transfers or not all(type(v) is float for v in values):
+                tensors[name] = (steps, values)  # behind a copy in flight, floats wait in line too (order)
+            else:
+                self._columns.setdefault(name, _Column()).add(steps, values)
+                self._points += len(steps)
+        if tensors:
+            self._transfers.append(_Transfer({t: np.asarray(s, np.int64) for t, (s, _) in tensors.items()},
+                                             {t: v for t, (_, v) in tensors.items()}))
+            self._collect(only_ready=True)
 
     def _collect(self, only_ready: bool = False) -> None:
         """Fold transfers into the host history, in order; with ``only_ready``, those landed already (on
@@ -272,13 +296,11 @@ class Monitor:
         transfers, self._transfers = self._transfers[:n], self._transfers[n:]
         for transfer in transfers:
             for tag, (steps, values) in transfer.result().items():
-                col = self._columns.setdefault(tag, _Column())
-                col.steps.append(steps)
-                col.values.append(values)
+                self._columns.setdefault(tag, _Column()).add(steps, values)
                 self._points += len(steps)
 
     def _timed_judge(self) -> LiveFinding | None:
-        started = time.perf_counter()
+        started = time.thread_time()
         self._collect()
         self._due = False
         self._judged_step = self._last_step
@@ -287,7 +309,7 @@ class Monitor:
         try:
             return self._judge()
         finally:
-            self._last_cost = time.perf_counter() - started
+            self._last_cost = time.thread_time() - started
             self._spent += self._last_cost
             self._judgements += 1
             self._points_judged = self._points
@@ -354,6 +376,25 @@ class Monitor:
                 "last_judgement_seconds": self._last_cost, "wall_seconds": wall,
                 "overhead": self._spent / wall if wall > 0 else 0.0,
                 "points": self._points}
+
+
+_WARM = False
+
+
+def _warm_up() -> None:
+    """Judge a small synthetic run once per process, when a Monitor is made (before training): the
+    engine's first judgement in a process costs ~70 ms of one-off work (then ~5 ms), which would
+    otherwise land on a training step and take a long run's budget for seconds."""
+    global _WARM
+    if _WARM:
+        return
+    _WARM = True
+    steps = np.arange(64)
+    raw = RawPoints.from_columns({"loss": (steps, np.full(64, math.nan), 2.0 / (steps + 1.0))})
+    try:
+        diagnose_run(build_run("warm-up", "jsonl", raw), AnalysisConfig())
+    except Exception as exc:  # noqa: BLE001 - a warm-up is only about speed
+        log.debug("warm-up judgement failed: %s", exc)
 
 
 def write_hand_over(finding: LiveFinding, plan: Path, spec: Path, logger: logging.Logger = log) -> None:
