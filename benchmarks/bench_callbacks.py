@@ -143,7 +143,7 @@ def main() -> None:
                "wall_overhead": 1 - best["monitor"] / best["bare"],
                "cpu_overhead": 1 - best_cpu["monitor"] / best_cpu["bare"],
                "judgements": mon["stats"]["judgements"], "deferred": mon["stats"]["deferred"],
-               "judging_share": mon["stats"]["overhead"],
+               "monitor_share": mon["stats"]["overhead"],
                "last_judgement_ms": 1e3 * mon["stats"]["last_judgement_seconds"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
