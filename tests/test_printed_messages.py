@@ -67,3 +67,20 @@ def test_skipping_every_iteration_to_the_end_is_divergence(tmp_path):
     assert d.verdict == "divergence"
     f = next(f for f in d.findings if f.kind == "skipping_to_the_end")
     assert f.start_step == 2410 and "no longer updates the weights" in f.message and "loss scale down to 1" in f.message
+
+
+def test_overflow_messages_printed_before_each_line_to_the_end_are_divergence_from_when_they_began(tmp_path):
+    # apex prints "Gradient overflow. Skipping step" before the iteration's own log line (nanoGPT-style prints)
+    loss, text, scale = _loss(300, 4), "", 65536.0
+    for s in range(300):
+        stuck = s >= 240
+        if stuck or s == 51:  # one isolated skip early, then every step skips from 240 on
+            scale = max(scale / 2, 1.0)
+            text += OVERFLOW.format(scale)
+        text += f"iter {s}: loss {float(loss[240] if stuck else loss[s]):.4f}, time 12.00ms, mfu 30.00%\n"
+    (tmp_path / "train.log").write_text(text)
+    report = diagnose([tmp_path], config=CFG, load_options=OPTS)
+    (d,) = report.diagnoses
+    assert d.verdict == "divergence"
+    f = next(f for f in d.findings if f.kind == "skipping_to_the_end")
+    assert f.start_step == 239  # the first of the unbroken skips sits at the line before it

@@ -128,3 +128,69 @@ def test_readme_format_table_names_every_reader_format():
     rows = [ln for ln in table.splitlines() if ln.startswith("| ") and not ln.startswith("| source")]
     listed = {ln.split("|")[2].strip().strip("`") for ln in rows}
     assert listed == set(get_args(Format)) == {r.format for r in registry.READERS}
+
+
+def _nanogpt(loss) -> str:
+    """nanoGPT's train.py print: iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {mfu*100:.2f}%."""
+    return "".join(f"iter {s}: loss {loss[s]:.4f}, time {100 + s:.2f}ms, mfu {30.0:.2f}%\n" for s in range(len(loss)))
+
+
+def test_two_jobs_printing_different_metrics_in_one_folder_stay_two_runs(tmp_path):
+    from tests.test_text_logs import megatron_line
+
+    loss = curve(100, seed=1)
+    (tmp_path / "slurm-100.out").write_text("".join(megatron_line(10 * (s + 1), float(loss[s])) for s in range(100)))
+    (tmp_path / "slurm-101.out").write_text(_nanogpt(curve(1000, seed=2)))  # another training: its own loss
+    runs, _ = load_runs([tmp_path], OPTS)
+    assert sorted(r.id for r in runs) == ["slurm-100.out", "slurm-101.out"]
+
+
+def test_a_run_that_took_a_copy_is_never_folded_itself(tmp_path):
+    loss = curve(100, seed=1)
+    write_jsonl(tmp_path / "a_rerun.jsonl", ({"step": s, "loss": round(float(loss[s]), 4)} for s in range(100)))
+    (tmp_path / "train.log").write_text(_nanogpt(loss))
+    write_jsonl(tmp_path / "c_metrics.jsonl", ({"step": s, "loss": float(loss[s]), "lr": 1e-3, "grad_norm": 1.0 + s % 3}
+                                               for s in range(100)))
+    runs, inputs = load_runs([tmp_path], OPTS)
+    ids = {r.id for r in runs}
+    assert ids == {"a_rerun.jsonl", "c_metrics.jsonl"}  # the JSONL rerun stays; the printed copy folds into the richest
+    assert all(i.run in ids for i in inputs)  # every file names a run that exists
+    log = next(i for i in inputs if i.path.endswith("train.log"))
+    assert log.run == "c_metrics.jsonl" and "the same history" in log.reason
+
+
+def test_panel_exports_of_different_runs_in_one_folder_never_merge(tmp_path):
+    from tests.test_wandb import _triple, _write_panel
+
+    la, lb, ga, gc = (curve(60, seed=k) for k in range(4))
+    _write_panel(tmp_path / "loss.csv", ["Step", *_triple("run-a", "train/loss"), *_triple("run-b", "train/loss")],
+                 [[s, la[s], la[s], la[s], lb[s], lb[s], lb[s]] for s in range(60)])
+    _write_panel(tmp_path / "gnorm.csv", ["Step", *_triple("run-a", "grad_norm"), *_triple("run-c", "grad_norm")],
+                 [[s, ga[s], ga[s], ga[s], gc[s], gc[s], gc[s]] for s in range(60)])
+    runs, _ = load_runs([tmp_path], OPTS)
+    assert {r.id: r.tags for r in runs} == {"run-a": ["grad_norm", "train/loss"], "run-b": ["train/loss"],
+                                            "run-c": ["grad_norm"]}
+
+
+def test_a_link_to_a_log_beside_it_is_not_a_second_run(tmp_path):
+    loss = curve(50, seed=1)
+    write_jsonl(tmp_path / "train_20241203.jsonl", ({"step": s, "loss": float(loss[s])} for s in range(50)))
+    (tmp_path / "latest.jsonl").symlink_to("train_20241203.jsonl")
+    runs, inputs = load_runs([tmp_path], OPTS)
+    assert [r.id for r in runs] == ["train_20241203.jsonl"]
+    link = next(i for i in inputs if i.path.endswith("latest.jsonl"))
+    assert link.status == "skipped" and "a link to train_20241203.jsonl" in link.reason
+
+
+def test_a_folded_copy_gives_its_settings_and_names_what_it_alone_held(tmp_path):
+    from tests.writers import write_lightning_csv
+
+    version = tmp_path / "lightning_logs" / "version_0"
+    loss = curve(200, seed=4)
+    write_lightning_csv(version, loss, val_every=50, hparams={"lr": 0.003, "batch_size": 64})
+    write_summarywriter(version, {"train_loss_step": loss})  # TensorBoardLogger into the same version folder
+    runs, inputs = load_runs([tmp_path], OPTS)
+    (run,) = runs
+    assert run.hparams["lr"] == 0.003 and run.roles.eval_loss == "val_loss"  # the CSV (it has val_loss) is kept
+    hp = next(i for i in inputs if i.path.endswith("hparams.yaml"))
+    assert hp.reason == "hparams"

@@ -66,6 +66,8 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
     cycles). Dangling links, FIFOs, sockets and devices are skipped inputs: opening a FIFO would block.
     One scandir per directory: a regular file costs no stat of its own."""
     files: list[Path] = []
+    real_files: set[str] = set()  # real paths of the regular files found (the directory's real path + name)
+    linked_files: list[str] = []  # links to files, taken last: a second path to a file read is not a second run
     seen: set[str] = set()  # real paths of directories walked: symlinked runs are followed, cycles are not
     stack = [str(root)]
     linked: list[str] = []  # links to directories, walked last: a link to a run beside it (W&B's latest-run) is
@@ -98,12 +100,24 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
                 else:
                     subdirs.append(entry.path)
             elif is_file:
-                files.append(Path(entry.path))
+                if entry.is_symlink():
+                    linked_files.append(entry.path)
+                else:
+                    files.append(Path(entry.path))
+                    real_files.add(os.path.join(real, entry.name))
             else:
                 why = ("a symbolic link to nothing (dangling link)" if entry.is_symlink() else
                        "not a regular file (a FIFO, socket or device): not read")
                 skipped.append(InputFile(str(Path(entry.path).absolute()), "skipped", why))
         stack.extend(reversed(subdirs))
+    for link in linked_files:  # e.g. latest.jsonl -> train_20241203.jsonl
+        target = os.path.realpath(link)
+        if target in real_files:
+            skipped.append(InputFile(str(Path(link).absolute()), "skipped",
+                                     f"a link to {Path(target).name}, which is read as itself"))
+        else:
+            real_files.add(target)
+            files.append(Path(link))
     return files
 
 

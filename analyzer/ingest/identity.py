@@ -71,9 +71,11 @@ def same_history(a: Run, b: Run) -> tuple[int, int] | None:
     return (equal, int(common.size)) if equal >= _MIN_EQUAL_SHARE * common.size else None
 
 
-def _richness(run: Run) -> tuple[int, int]:
+def _richness(run: Run) -> tuple[int, int, int]:
+    """Metric roles filled, then metrics with a curve (timing and progress columns do not count), then points."""
     counts = run.points.group_by("tag").len()
-    return int((counts.get_column("len") >= 2).sum()), run.n_points
+    curves = {str(t) for t, n in counts.iter_rows() if n >= 2} & _metric_tags(run)
+    return 4 - len(run.roles.missing), len(curves), run.n_points
 
 
 def _metric_tags(run: Run) -> set[str]:
@@ -91,7 +93,7 @@ def _overlap(a: Run, b: Run) -> bool:
 
 def _stem(run: Run) -> str:
     name = Path(run.sources[0]).name if run.sources else posixpath.basename(run.id)
-    return name.split(".")[0] or name
+    return Path(name).stem or name
 
 
 def _merge_parts(parts: list[Run], roles: Mapping[str, str]) -> Run:
@@ -101,12 +103,14 @@ def _merge_parts(parts: list[Run], roles: Mapping[str, str]) -> Run:
     frames = []
     for part in parts:
         frame = part.points.with_columns(pl.col("tag").cast(pl.String))
-        clash = seen & set(part.tags)
-        if clash:
-            prefix = _stem(part)
-            frame = frame.with_columns(pl.when(pl.col("tag").is_in(sorted(clash)))
-                                       .then(pl.lit(prefix + "/") + pl.col("tag")).otherwise(pl.col("tag"))
-                                       .alias("tag"))
+        rename = {}
+        for tag in sorted(seen & set(part.tags)):
+            new, k = f"{_stem(part)}/{tag}", 2
+            while new in seen or new in part.tags:
+                new, k = f"{_stem(part)}~{k}/{tag}", k + 1
+            rename[tag] = new
+        if rename:
+            frame = frame.with_columns(pl.col("tag").replace(rename))
         seen |= set(frame.get_column("tag").unique().to_list())
         frames.append(frame)
     merged = pl.concat(frames).sort(["tag", "step"], maintain_order=True)
@@ -120,8 +124,12 @@ def _merge_parts(parts: list[Run], roles: Mapping[str, str]) -> Run:
     hparams: dict = {}
     for p in reversed(parts):
         hparams.update(p.hparams)
+    # --role notes are said again of the whole run: a tag one part lacked may be in another
+    kept_notes = tuple(n for p in parts for n in p.notes if n.kind != "role_override")
+    missing = tuple(Note("role_override", f"--role {role}={tag}: no such tag in this run; picked by name instead")
+                    for role, tag in roles.items() if tag not in counts)
     return Run(id=first.id, format=first.format, sources=tuple(s for p in parts for s in p.sources), points=merged,
-               hparams=hparams, notes=tuple(n for p in parts for n in p.notes) + (note,),
+               hparams=hparams, notes=kept_notes + missing + (note,),
                roles=assign_roles({str(k): int(v) for k, v in counts.items()}, roles))
 
 
@@ -131,6 +139,7 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
     for m in members:
         by_home.setdefault(m.home, []).append(m)
     renamed: dict[str, tuple[str, str | None]] = {}  # old run id -> (new run id, reason for its files or None)
+    data_files: set[str] = set()  # the data files of folded copies (their side files keep their own reason)
     out: list[Run] = []
     for group in by_home.values():
         if len(group) < 2 or not any(m.per_file for m in group):
@@ -138,14 +147,19 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
             continue
         runs = [m.run for m in group]
         per_file = {m.run.id for m in group if m.per_file}
-        # copies: fold the poorer into the richer (one of the two a per-file log: a folder holds one run directory)
+        # copies: the richest run keeps, poorer copies of its history are folded into it. Keepers are taken
+        # richest first, so a run that received a copy is never folded itself (no chains), and a keeper takes at
+        # most one copy per format (two same-format copies of one history are reruns, not copies of each other).
         folded: set[str] = set()
         extra_notes: dict[str, list[Note]] = {}
-        for copy in sorted(runs, key=_richness):
-            if copy.id in folded:
+        extra_hparams: dict[str, dict] = {}
+        order = sorted(runs, key=_richness, reverse=True)
+        for i, keeper in enumerate(order):
+            if keeper.id in folded:
                 continue
-            for keeper in sorted(runs, key=_richness, reverse=True):
-                if (keeper.id == copy.id or keeper.id in folded or _richness(keeper) < _richness(copy)
+            took_formats: set[str] = set()
+            for copy in order[i + 1:]:
+                if (copy.id in folded or copy.id in extra_notes or copy.format in took_formats
                         or not ({copy.id, keeper.id} & per_file) or keeper.format == copy.format
                         or set(keeper.sources) & set(copy.sources)):
                     continue
@@ -153,23 +167,31 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
                 if agree is None:
                     continue
                 folded.add(copy.id)
+                took_formats.add(copy.format)
                 files = ", ".join(Path(s).name for s in copy.sources)
                 why = (f"the same history as run {keeper.id} ({agree[0]} of {agree[1]} train-loss values at common "
                        f"steps equal), which has more metrics or points: folded into it, not read as a second run")
                 renamed[copy.id] = (keeper.id, why)
+                unread = sorted(_metric_tags(copy) - set(keeper.tags))
+                lost = (f"; its metrics {', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''} are not in the "
+                        "richer copy and were not read") if unread else ""
                 extra_notes.setdefault(keeper.id, []).append(Note(
                     "merged", f"{files} holds the same history ({agree[0]} of {agree[1]} common train-loss points "
-                    f"equal); this run's richer copy was read", count=1))
-                break
-        kept = [r if r.id not in extra_notes else replace(r, notes=r.notes + tuple(extra_notes[r.id]))
+                    f"equal); this run's richer copy was read{lost}", count=1))
+                extra_hparams.setdefault(keeper.id, {}).update(copy.hparams)
+                data_files.update(copy.sources)
+        kept = [r if r.id not in extra_notes else
+                replace(r, notes=r.notes + tuple(extra_notes[r.id]), hparams={**extra_hparams[r.id], **r.hparams})
                 for r in runs if r.id not in folded]
         # parts: per-file logs of the folder holding different metrics over the same steps
         loose = [r for r in kept if r.id in per_file]
         clusters: list[list[Run]] = []
         for r in loose:
             for cluster in clusters:
-                if all(not (_metric_tags(r) & _metric_tags(c)) and _overlap(r, c)
-                       and not (set(r.sources) & set(c.sources)) for c in cluster):  # one file, several runs
+                # parts hold other metrics of one training: at most one of them a training of its own (a loss)
+                if (not (r.roles.train_loss and any(c.roles.train_loss for c in cluster))
+                        and all(not (_metric_tags(r) & _metric_tags(c)) and _overlap(r, c)
+                                and not (set(r.sources) & set(c.sources)) for c in cluster)):
                     cluster.append(r)
                     break
             else:
@@ -187,6 +209,7 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
     for i, entry in enumerate(inputs):
         if entry.run is not None and entry.run in renamed:
             new_id, reason = renamed[entry.run]
+            own_data = entry.path in data_files
             inputs[i] = InputFile(entry.path, entry.status,
-                                  reason if (reason and entry.status == "read") else entry.reason, new_id)
+                                  reason if (reason and own_data and entry.status == "read") else entry.reason, new_id)
     return out

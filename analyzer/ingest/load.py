@@ -39,7 +39,7 @@ _PARALLEL_MIN_BYTES = 48 << 20
 T = TypeVar("T")
 
 #: Readers whose file is a run of its own (not a run directory): such runs may be copies or parts of another.
-_PER_FILE = frozenset(r.name for r in registry.LOOSE_FILE_READERS)
+_PER_FILE = frozenset(r.name for r in registry.LOOSE_FILE_READERS if r.file_is_run)
 
 
 @dataclass(frozen=True)

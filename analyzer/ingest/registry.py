@@ -4,8 +4,8 @@ Two kinds of reader:
 - *loose-file* readers claim single files by name (cheap, no I/O) and then by content (`sniff`,
   which reads only the head of the file and raises LogFormatError saying why a file is not its
   format). The first reader, in table order, whose name test and sniff both pass owns the file;
-  when none does, the file is skipped with the reason of the last (most general) reader that
-  wanted it. Readers that must win over a more general one (a Lightning metrics.csv over a
+  when none does, the file is skipped with the reasons of the last (most general) reader of each
+  kind of file that wanted it (a .txt: why it is not JSONL and why it is not a printed log). Readers that must win over a more general one (a Lightning metrics.csv over a
   generic CSV) come first.
 - *layout* readers (TensorBoard run directories, HF trainer_state.json with its checkpoint
   copies, MLflow file-store runs, W&B offline run folders) are found by the directory layout in
@@ -81,7 +81,10 @@ class Reader:
         claim: loose-file readers: which run(s) a sniffed file belongs to (default: a run of its own).
         run_hparams: settings read once per run (MLflow params/), beside the data files.
         family: loose-file readers of one kind of file ("csv", "json", "text"): when none reads a file, the
-            reason given is the last of each family's (the most general reader of a family speaks for it).
+            reasons given are the last of each family's (the most general reader of a family speaks for it).
+        file_is_run: loose-file readers: a file is one whole run (False where a file holds several runs, a W&B
+            panel export, or a run is several files, TensorBoard's per-tag CSV export): only such runs can be
+            copies or parts of another run of their folder.
     """
 
     name: str
@@ -94,6 +97,7 @@ class Reader:
     claim: Callable[[Path, Any], Iterable[Claim]] | None = None
     run_hparams: Callable[[Path], Mapping[str, Any]] | None = None
     family: str = ""
+    file_is_run: bool = True
 
 
 # ---- reading functions of each format (thin adapters onto the format modules) ----
@@ -216,11 +220,11 @@ READERS: tuple[Reader, ...] = (
     Reader("tb_export", "csv", "TensorBoard-exported CSV (one tag)",
            "a CSV whose header is Wall time,Step,Value (TensorBoard's download; one file per tag)",
            _read_tb_export, wants=_suffix(".csv"), sniff=_csv_of_kind("tb_export"), claim=_claim_tb_export,
-           family="csv"),
+           family="csv", file_is_run=False),
     Reader("wandb_panel", "wandb_csv", "W&B panel CSV export",
            "a CSV whose header is Step, then '<run> - <metric>' columns (W&B panel export; one run per name)",
            _read_panel, wants=_suffix(".csv"), sniff=wandb_logs.sniff_panel_csv, claim=_claim_panel_runs,
-           family="csv"),
+           family="csv", file_is_run=False),
     Reader("lightning", "lightning_csv", "CSV (lightning)",
            "metrics.csv with a step or epoch column (Lightning's CSVLogger; hparams.yaml beside it)",
            _read_csv, wants=lambda p: p.name == "metrics.csv", sniff=_csv_of_kind("lightning"),

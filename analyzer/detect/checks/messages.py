@@ -28,8 +28,12 @@ from analyzer.types import Finding, Run, Series, Severity
 _WORDS = {"overflow_skip": "gradient-overflow skip(s)", "nan_warning": "NaN/inf warning(s)",
           "oom": "out-of-memory error(s)", "skipped_iterations": "skipped iteration(s)",
           "nan_iterations": "NaN iteration(s)", "loss_scale": "loss-scale change(s)"}
-#: The end of a run is "still skipping" when this many of its last logged message steps in a row are skips.
+#: The end of a run is "still skipping" when this many of its last logged intervals in a row skipped.
 _TAIL_INTERVALS = 3
+#: Kinds that are printed messages (placed at the metric line before them), not counters of a metric line.
+_PRINTED = frozenset({"overflow_skip", "nan_warning", "oom"})
+#: Kinds that are the loss scaler at work when the loss is unaffected (spec: fp16/AMP skipped steps are info).
+_SCALER = frozenset({"overflow_skip", "skipped_iterations", "loss_scale"})
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,18 @@ class Messages:
 
     by_kind: dict[str, Series]
     loss_scale: Series | None
+    announced: Series | None = None
 
     def counts(self) -> dict[str, int]:
         return {k: int(np.nansum(s.values)) for k, s in self.by_kind.items() if np.nansum(s.values) > 0}
 
-    def within(self, start: int, end: int) -> dict[str, int]:
+    def within(self, start: int, end: int, slack: int) -> dict[str, int]:
+        """How many of each kind between ``start`` and ``end``; a printed message is counted at the metric line
+        before it, so messages get ``slack`` steps on the left (counters of a metric line are at their step)."""
         out = {}
         for kind, s in self.by_kind.items():
-            sel = (s.steps >= start) & (s.steps <= end)
+            lo = start - (slack if kind in _PRINTED else 0)
+            sel = (s.steps >= lo) & (s.steps <= end)
             n = int(np.nansum(s.values[sel]))
             if n:
                 out[kind] = n
@@ -66,6 +74,7 @@ def _counter_kind(tag: str) -> str | None:
 def read_messages(run: Run) -> Messages | None:
     by_kind: dict[str, Series] = {}
     scale: Series | None = None
+    announced: Series | None = None  # the new scales reduction messages announced (the first scale unseen)
     for tag in run.tags:
         if tag.startswith(MESSAGE_TAG_PREFIX):
             kind = tag[len(MESSAGE_TAG_PREFIX):]
@@ -77,21 +86,29 @@ def read_messages(run: Run) -> Messages | None:
         if series is None:
             continue
         if kind == "loss_scale":
-            scale = series
+            if tag.startswith(MESSAGE_TAG_PREFIX):
+                announced = series
+            else:
+                scale = series  # the scale of every logged step: it shows rises as well as drops
         else:
             by_kind[kind] = series
-    if not by_kind and scale is None:
+    if not by_kind and scale is None and announced is None:
         return None
-    return Messages(by_kind, scale)
+    return Messages(by_kind, scale, announced)
 
 
-def _scale_drops(scale: Series | None) -> tuple[int, float | None, float | None]:
-    if scale is None or scale.values.size < 2:
-        return 0, None, None
-    v = scale.values[np.isfinite(scale.values)]
-    if v.size < 2:
-        return 0, None, None
-    return int(np.sum(np.diff(v) < 0)), float(v[0]), float(v[-1])
+def _scale_drops(msgs: Messages) -> tuple[int, float | None, float | None]:
+    """(reductions, first scale seen, last scale) from the logged scale, else from the announced ones (each
+    announcement is a reduction; the scale before the first is not printed)."""
+    if msgs.loss_scale is not None:
+        v = msgs.loss_scale.values[np.isfinite(msgs.loss_scale.values)]
+        if v.size >= 2:
+            return int(np.sum(np.diff(v) < 0)), float(v[0]), float(v[-1])
+    if msgs.announced is not None:
+        v = msgs.announced.values[np.isfinite(msgs.announced.values)]
+        if v.size:
+            return int(v.size), None, float(v[-1])
+    return 0, None, None
 
 
 def _describe(counts: dict[str, int]) -> str:
@@ -99,27 +116,29 @@ def _describe(counts: dict[str, int]) -> str:
 
 
 def _skipping_to_the_end(msgs: Messages, ctx: RunContext) -> tuple[str, int] | None:
-    """(kind, first step of the final unbroken run of skip/NaN intervals) when the log skips to its end."""
-    last = ctx.max_step
-    if last is None:
-        return None
-    for kind in ("nan_iterations", "skipped_iterations", "overflow_skip"):
+    """(kind, the step from which every logged interval skipped) when the log skips to its end."""
+    judged = ctx.judged.steps if ctx.judged is not None else np.zeros(0, np.int64)
+    for kind in ("nan_iterations", "skipped_iterations"):  # counters: a value on every metric line, zeros too
         s = msgs.by_kind.get(kind)
         if s is None or s.values.size < _TAIL_INTERVALS:
             continue
         positive = np.nan_to_num(s.values) > 0
-        if not positive[-_TAIL_INTERVALS:].all():
-            continue
-        if kind == "overflow_skip":
-            # messages carry no zero rows: they must reach the last logged step, at consecutive logged steps
-            steps = s.steps[-_TAIL_INTERVALS:]
-            judged_steps = ctx.judged.steps if ctx.judged is not None else np.zeros(0, np.int64)
-            tail_steps = judged_steps[-_TAIL_INTERVALS:]
-            if steps[-1] < (tail_steps[0] if tail_steps.size else last) or not np.array_equal(steps, tail_steps):
-                continue
-        run_start = int(np.flatnonzero(~positive)[-1]) + 1 if (~positive).any() else 0
-        return kind, int(s.steps[run_start])
-    return None
+        if positive[-_TAIL_INTERVALS:].all():
+            start = int(np.flatnonzero(~positive)[-1]) + 1 if (~positive).any() else 0
+            return kind, int(s.steps[start])
+    s = msgs.by_kind.get("overflow_skip")
+    if s is None or judged.size < _TAIL_INTERVALS + 1:
+        return None
+    # printed messages have no zero rows: which logged intervals had one? A message sits at the metric line
+    # before it, so an apex-style message printed before its iteration's line sits one line early: the
+    # last line may then have none after it
+    had = np.isin(judged, s.steps[np.nan_to_num(s.values) > 0])
+    end = judged.size if had[-1] else judged.size - 1
+    tail = had[:end]
+    if tail.size < _TAIL_INTERVALS or not tail[-_TAIL_INTERVALS:].all():
+        return None
+    start = int(np.flatnonzero(~tail)[-1]) + 1 if (~tail).any() else 0
+    return "overflow_skip", int(judged[start])
 
 
 def check_messages(ctx: RunContext) -> list[Finding]:
@@ -127,13 +146,14 @@ def check_messages(ctx: RunContext) -> list[Finding]:
     if msgs is None:
         return []
     counts = msgs.counts()
-    drops, scale_first, scale_last = _scale_drops(msgs.loss_scale)
+    drops, scale_first, scale_last = _scale_drops(msgs)
     if drops:
         counts["loss_scale"] = drops
     if not counts:
         return []
     steps = [int(s.steps[np.nan_to_num(s.values) > 0][0]) for s in msgs.by_kind.values() if np.nansum(s.values) > 0]
-    first = min(steps) if steps else int(msgs.loss_scale.steps[0]) if msgs.loss_scale is not None else 0
+    scale_series = msgs.loss_scale if msgs.loss_scale is not None else msgs.announced
+    first = min(steps) if steps else int(scale_series.steps[0]) if scale_series is not None else 0
     ev = MessageEvidence(tuple(sorted(counts.items())), first, scale_first, scale_last)
     out: list[Finding] = []
     tail = _skipping_to_the_end(msgs, ctx)
@@ -143,12 +163,20 @@ def check_messages(ctx: RunContext) -> list[Finding]:
                            f"From step {since:,} to the end every logged interval printed "
                            f"{_WORDS.get(kind, kind)}: the optimizer no longer updates the weights"
                            + (f" (loss scale down to {fmt(scale_last)})" if scale_last is not None else "") + ".", ev))
-    scale_text = (f"; loss scale {fmt(scale_first)} -> {fmt(scale_last)}" if drops and scale_first is not None
-                  else "")
+    if scale_first is not None:
+        scale_text = f"; loss scale {fmt(scale_first)} -> {fmt(scale_last)}" if drops else ""
+    else:
+        scale_text = f"; loss scale reduced {drops} time(s), to {fmt(scale_last)}" if drops else ""
+    if tail is not None:
+        meaning = "Before that they were the loss scaler at work."
+    elif set(counts) <= _SCALER:
+        meaning = ("Alone these are the loss scaler at work (isolated skipped steps are not instability); where "
+                   "they fall inside an instability below, they are quoted there.")
+    else:
+        meaning = "Where they fall inside an instability below, they are quoted there."
+    printed = _describe({k: v for k, v in counts.items() if k != "loss_scale"}) or "loss-scale reductions"
     out.append(Finding("printed_messages", Severity.INFO, "stable", first, None,
-                       f"The log printed {_describe({k: v for k, v in counts.items() if k != 'loss_scale'}) or 'loss-scale reductions'}"
-                       f"{scale_text}. Alone these are the loss scaler at work; where they fall inside an "
-                       "instability below, they are quoted there.", ev))
+                       f"The log printed {printed}{scale_text}. {meaning}", ev))
     return out
 
 
@@ -163,7 +191,7 @@ def quote_messages(findings: list[Finding], ctx: RunContext) -> list[Finding]:
     out = []
     for f in findings:
         if f.verdict in ("early_instability", "mid_instability", "divergence") and f.kind != "skipping_to_the_end":
-            inside = msgs.within(f.start_step - interval, f.end_step if f.end_step is not None else end_default)
+            inside = msgs.within(f.start_step, f.end_step if f.end_step is not None else end_default, interval)
             inside.pop("loss_scale", None)
             if inside:
                 f = replace(f, message=f"{f.message} The log printed {_describe(inside)} within it.")
