@@ -44,7 +44,7 @@ SPEC_NAME = "steadytrain_probe.yaml"
 class _Options:
     """The settings both adapters take (see `Monitor` for each)."""
 
-    def __init__(self, *, every_n_steps: int = 50, max_overhead: float | None = 0.01, stop_on: FailOn | None = None,
+    def __init__(self, *, every_n_steps: int = 50, max_overhead: float | None = 0.005, stop_on: FailOn | None = None,
                  checkpoint_on: FailOn | None = None, checkpoint_dir: str | Path | None = None,
                  config: AnalysisConfig | None = None, hparams: Mapping[str, Any] | None = None,
                  roles: Mapping[str, str] | None = None, run_id: str | None = None,

@@ -154,7 +154,7 @@ class Monitor:
     on_finding : called with each `LiveFinding` (after it is logged).
     """
 
-    def __init__(self, *, run_id: str = "live", every_n_steps: int = 50, max_overhead: float | None = 0.01,
+    def __init__(self, *, run_id: str = "live", every_n_steps: int = 50, max_overhead: float | None = 0.005,
                  config: AnalysisConfig | None = None, hparams: Mapping[str, Any] | None = None,
                  roles: Mapping[str, str] | None = None, stop_on: FailOn | None = None,
                  checkpoint_on: FailOn | None = None, save_checkpoint: Callable[[Path], object] | None = None,
