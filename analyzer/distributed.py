@@ -26,19 +26,20 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
-import polars as pl
 
 from analyzer.config import AnalysisConfig
 from analyzer.errors import ConfigError
+from analyzer.frame import build_frame
 from analyzer.ingest import remote
 from analyzer.ingest.discover import RunSource, discover
 from analyzer.ingest.load import LoadOptions, no_runs_error, read_sources
+from analyzer.ingest.load import _log_inputs as log_inputs
 from analyzer.pipeline import _version, diagnose_run
 from analyzer.sweep import SweepFacts, find_sweeps, sweep_facts
-from analyzer.types import ROLE_NAMES, Diagnosis, InputFile, Report, Run, SweepDiagnosis
+from analyzer.types import ROLE_NAMES, Diagnosis, InputFile, Report, Run, Series, SweepDiagnosis
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,14 @@ def _envelope(values: np.ndarray, budget: int) -> np.ndarray:
     idx = np.flatnonzero(finite)
     if idx.size > budget:
         buckets = max(budget // 2, 1)
-        edges = np.linspace(0, idx.size, buckets + 1).astype(np.int64)
+        size = -(-idx.size // buckets)
         v = values[idx]
-        keep = [idx[0], idx[-1]]
-        for a, b in zip(edges[:-1], edges[1:]):
-            if b > a:
-                keep += [idx[a + int(np.argmin(v[a:b]))], idx[a + int(np.argmax(v[a:b]))]]
-        idx = np.asarray(keep, dtype=np.int64)
+        pad = buckets * size - v.size
+        hi = np.concatenate([v, np.full(pad, -np.inf)]).reshape(buckets, size).argmax(axis=1)
+        lo = np.concatenate([v, np.full(pad, np.inf)]).reshape(buckets, size).argmin(axis=1)
+        base = np.arange(buckets) * size
+        at = np.concatenate([base + hi, base + lo, [0, idx.size - 1]])
+        idx = idx[at[at < idx.size]]
     bad = ~finite
     if bad.any():
         change = np.flatnonzero(np.diff(bad.astype(np.int8))) + 1
@@ -103,24 +105,29 @@ def _envelope(values: np.ndarray, budget: int) -> np.ndarray:
     return np.unique(idx)
 
 
-def report_run(run: Run, *, whole: bool = False) -> ReportRun:
-    """``run`` as the report needs it: its role series only, thinned unless ``whole``."""
-    present = set(run.tags)
+def report_run(run: Run, *, whole: bool = False, series: Mapping[str, Series | None] | None = None) -> ReportRun:
+    """``run`` as the report needs it: its role series only (steps and values; wall_time is not kept), thinned
+    unless ``whole``. ``series``: the role series already cut from the run (a RunContext's), role -> Series."""
     budget: dict[str, int] = {}  # tag -> points kept (a tag playing two roles is taken once, at the larger)
+    cut: dict[str, Series] = {}
     for role in ROLE_NAMES:
-        tag = getattr(run.roles, role)
-        if tag is not None and tag in present:
-            budget[tag] = max(budget.get(tag, 0), SUMMARY_POINTS[role])
-    tags = sorted(budget)
-    frames = []
+        got = series.get(role) if series is not None else run.role_series(role)
+        if got is None:
+            continue
+        cut[got.tag] = got
+        budget[got.tag] = max(budget.get(got.tag, 0), SUMMARY_POINTS[role])
+    tags = sorted(cut)
+    steps, values, names = [], [], []
     for tag in tags:
-        sub = run.points.filter(pl.col("tag") == tag).with_columns(pl.col("tag").cast(pl.String))
-        if not whole:
-            keep = _envelope(sub.get_column("value").to_numpy(), budget[tag])
-            sub = sub[keep]
-        frames.append(sub)
-    points = (pl.concat(frames) if frames else run.points.head(0).with_columns(pl.col("tag").cast(pl.String)))
-    points = points.with_columns(pl.col("tag").cast(pl.Enum(tags)))
+        s = cut[tag]
+        keep = slice(None) if whole else _envelope(s.values, budget[tag])
+        steps.append(s.steps[keep])
+        values.append(s.values[keep])
+        names.append(np.full(len(steps[-1]), tags.index(tag), dtype=np.uint32))
+    codes = np.concatenate(names) if names else np.zeros(0, dtype=np.uint32)
+    points = build_frame(tuple(tags), codes, np.concatenate(steps).astype(np.int64) if steps else np.zeros(0, np.int64),
+                         np.full(codes.size, np.nan),
+                         np.concatenate(values).astype(np.float64) if values else np.zeros(0))
     return ReportRun(id=run.id, format=run.format, sources=run.sources, points=points, hparams=run.hparams,
                      notes=run.notes, roles=run.roles, total_points=run.n_points, full_step_range=run.step_range())
 
@@ -133,21 +140,29 @@ class BatchResult:
 
     judged: tuple[tuple[Diagnosis, SweepFacts | None], ...]
     inputs: tuple[InputFile, ...]
-    seconds: float
+    seconds: float  # wall time of the task's work
     points: int
+    cpu_seconds: float = 0.0  # CPU time of the worker process meanwhile (all its threads)
 
 
 def judge_batch(sources: Sequence[RunSource], options: LoadOptions, config: AnalysisConfig) -> BatchResult:
     """Read and judge one batch of runs, as the local path does; keep only what the report needs."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     runs, inputs = read_sources(sources, options)
     judged = []
     points = 0
     for run in runs:
         d, ctx = diagnose_run(run, config)
         points += run.n_points
-        judged.append((replace(d, run=report_run(run)), sweep_facts(ctx) if ctx is not None else None))
-    return BatchResult(tuple(judged), tuple(inputs), time.perf_counter() - started, points)
+        cut = None if ctx is None else {"train_loss": ctx.loss, "eval_loss": ctx.eval_loss, "grad_norm": ctx.grad,
+                                        "lr": ctx.lr}
+        judged.append((replace(d, run=report_run(run, series=cut)), sweep_facts(ctx) if ctx is not None else None))
+    return BatchResult(tuple(judged), tuple(inputs), time.perf_counter() - started, points,
+                       time.process_time() - cpu)
+
+
+def warm_up() -> None:
+    """Nothing: a task that makes a worker start and import the analyzer while the driver lists and discovers."""
 
 
 def whole_runs(sources: Sequence[RunSource], options: LoadOptions, wanted: frozenset[str]) -> list[ReportRun]:
@@ -207,12 +222,26 @@ def _ray(address: str | None) -> tuple[Any, bool]:
 
 
 def _as_completed(ray: Any, refs: list[Any]) -> Iterator[tuple[Any, Any]]:
-    """(ref, result) as tasks finish, each result fetched once and then dropped by the caller."""
+    """(ref, result) as tasks finish, each result fetched once and then dropped by the caller; a task that
+    failed (its worker died, ran out of memory) gives its exception as the result."""
     waiting = list(refs)
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.2)
         for ref in done:
-            yield ref, ray.get(ref)
+            try:
+                yield ref, ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - one failed batch must not stop the others
+                yield ref, exc
+
+
+def _failed_batch(batch: Sequence[RunSource], exc: BaseException) -> list[InputFile]:
+    """Every file of a batch whose task failed, as skipped inputs saying so (the other batches still count)."""
+    log.debug("a Ray task failed", exc_info=exc)
+    text = " ".join(str(exc).split())
+    reason = (f"the Ray task reading it failed ({type(exc).__name__}: {text[:160]}); the other runs were read; "
+              "--debug shows the traceback")
+    return [InputFile(str(f), "skipped", reason, src.id) for src in batch
+            for f in (*src.files, *src.side_files, *(m for m, _ in src.merged))]
 
 
 def analyze_on_ray(paths: Sequence[str | Path], *, config: AnalysisConfig, load_options: LoadOptions,
@@ -230,9 +259,11 @@ def analyze_on_ray(paths: Sequence[str | Path], *, config: AnalysisConfig, load_
 def _analyze(ray: Any, paths: Sequence[str | Path], cfg: AnalysisConfig, options: LoadOptions,
              figure_runs: FigureRuns | None) -> Report:
     t0 = time.perf_counter()
+    cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
+    warm = ray.remote(num_cpus=1)(warm_up)
+    started = [warm.remote() for _ in range(cpus)]  # workers start (~seconds each) while the driver discovers
     with remote.located(paths, options.cache_dir, options.storage_options) as where:
         found = discover(where.paths)
-        cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
         batches = plan_batches(found.sources, cpus)
         log.info("ray: %d run(s) in %d batch(es) over %d CPU(s); discovery took %.2f s", len(found.sources),
                  len(batches), cpus, time.perf_counter() - t0)
@@ -249,18 +280,23 @@ def _analyze(ray: Any, paths: Sequence[str | Path], cfg: AnalysisConfig, options
         if options.progress and batches:
             from tqdm import tqdm
             stream = tqdm(stream, total=len(batches), desc="reading and judging (ray)", unit="batch", leave=False)
-        busy = 0.0
+        busy = cpu = 0.0
         for ref, result in stream:
+            if isinstance(result, BaseException):
+                inputs += _failed_batch(batches[index[ref]], result)
+                continue
+            log_inputs(result.inputs, where.url)
             busy += result.seconds
+            cpu += result.cpu_seconds
             for d, fact in result.judged:
                 diagnoses.append(d)
                 batch_of[d.run.id] = index[ref]
                 if fact is not None:
                     facts[d.run.id] = fact
             inputs += result.inputs
-        del refs, index
-        log.info("ray: %d batch(es) read and judged in %.2f s (%.2f CPU-s in tasks)", len(batches),
-                 time.perf_counter() - t0, busy)
+        del refs, index, started
+        log.info("ray: %d batch(es) read and judged in %.2f s (tasks busy %.2f s, %.2f CPU-s)", len(batches),
+                 time.perf_counter() - t0, busy, cpu)
         if not diagnoses:
             inputs = where.inputs(inputs) + where.skipped
             raise no_runs_error(paths, found.files_seen + len(where.skipped), inputs)
@@ -291,6 +327,10 @@ def _with_whole_runs(ray: Any, diagnoses: list[Diagnosis], sweeps: Sequence[Swee
     refs = [fetch.remote(batches[i], task_options, frozenset(ids)) for i, ids in sorted(by_batch.items())]
     whole: dict[str, ReportRun] = {}
     for _, runs in _as_completed(ray, refs):
+        if isinstance(runs, BaseException):  # those runs keep their thinned series: figures from fewer points
+            log.warning("the full series of some runs could not be fetched (%s); their figures use the report's "
+                        "thinned series", type(runs).__name__)
+            continue
         whole.update((r.id, r) for r in runs)
     log.info("ray: the role series of %d run(s) with full figures fetched whole in %.2f s", len(whole),
              time.perf_counter() - t0)

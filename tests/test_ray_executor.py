@@ -137,3 +137,61 @@ def test_batches_keep_each_directory_whole_and_tiny_runs_together(tmp_path):
     flat = [h for h in homes if str(tmp_path / "flat") in h]
     assert len(flat) == 1  # one folder's runs are one batch: run identity is decided among them
     assert 4 <= len(batches) <= 12  # ~4 per CPU, not 70 one-run tasks
+
+
+class _FakeRay:
+    """Ray's driver API as `analyze_on_ray` uses it, running each task when its result is asked for."""
+
+    def __init__(self):
+        self.tasks = 0
+
+    def is_initialized(self):
+        return True
+
+    def cluster_resources(self):
+        return {"CPU": 2}
+
+    def put(self, value):
+        return value
+
+    def remote(self, **_):
+        fake = self
+
+        class Remote:
+            def __init__(self, fn):
+                self.fn = fn
+
+            def remote(self, *args):
+                fake.tasks += 1
+                return lambda: self.fn(*args)
+        return Remote
+
+    def wait(self, refs, num_returns, timeout):
+        return refs, []
+
+    def get(self, ref):
+        return ref()
+
+
+def test_a_failed_task_skips_its_runs_files_and_keeps_the_others(tmp_path, monkeypatch):
+    import analyzer.distributed as dist
+    from analyzer.config import AnalysisConfig
+    from analyzer.ingest.load import LoadOptions
+
+    for d in range(12):
+        write_jsonl(tmp_path / f"d{d:02d}" / "log.jsonl", [{"step": s, "loss": 2.0 / (s + 1)} for s in range(40)])
+    real = dist.judge_batch
+
+    def judge(sources, options, config):
+        if any(s.id.startswith("d03") for s in sources):
+            raise MemoryError("the worker ran out of memory")
+        return real(sources, options, config)
+
+    monkeypatch.setattr(dist, "judge_batch", judge)
+    fake = _FakeRay()
+    monkeypatch.setattr(dist, "_ray", lambda address: (fake, False))
+    report = dist.analyze_on_ray([tmp_path], config=AnalysisConfig(), load_options=LoadOptions(cache_dir=None))
+    skipped = [i for i in report.inputs if i.status == "skipped"]
+    assert skipped and all("Ray task reading it failed (MemoryError" in i.reason for i in skipped)
+    assert {i.run for i in skipped} | {d.run.id for d in report.diagnoses} == {f"d{d:02d}/log.jsonl" for d in range(12)}
+    assert "d03/log.jsonl" in {i.run for i in skipped} and len(report.diagnoses) >= 9

@@ -114,6 +114,9 @@ class MirrorStats:
     bytes: int = 0
     seconds: float = 0.0
 
+    def __str__(self) -> str:
+        return self.line()
+
     def line(self) -> str:
         return (f"{self.objects} object(s) listed: {self.unchanged} unchanged, {self.downloaded} downloaded, "
                 f"{self.appended} grown (new bytes only), {self.failed} failed, {self.removed} removed; "
@@ -504,7 +507,7 @@ def located(paths: Sequence[str | Path], cache_dir: Path | None,
             if pair not in out.roots:
                 out.roots.append(pair)
         names = ", ".join(f"{k}=…" for k in sorted(mirror.storage_options)) or "none"
-        log.info("object store mirror: %s (storage options: %s)", out.stats.line(), names)
+        log.info("object store mirror: %s (storage options: %s)", out.stats, names)  # the stats object: tools read it
         yield out
     finally:
         if temp is not None:
