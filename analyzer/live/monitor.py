@@ -9,9 +9,10 @@ event query, which never blocks), so the loop never waits for the GPU on our acc
 
 Judging costs ~6 ms plus ~1 ms per 1,000 points of history (the engine reads the whole curve:
 regimes, noise bands and the early/mid split are properties of all of it). A judgement that is
-due is deferred while the monitor's own time (every call to it is timed: recording, copies and
-judgements) would exceed ``max_overhead`` of the wall time since the first update: the cost stays
-under that share by construction, and a long run is judged less often rather than slowed down.
+due is deferred while the time spent in copies and judgements would exceed ``max_overhead`` of the
+wall time since the first update: that cost stays under that share by construction, and a long run
+is judged less often rather than slowed down. Recording (~3 us a step) is not deferrable and is not
+counted there: counting it would starve the judgements of a loop whose steps are very short.
 
 Examples
 --------
@@ -140,8 +141,8 @@ class Monitor:
     ----------
     run_id : the name in messages and restart plans.
     every_n_steps : judge when this many steps passed since the last judgement (the detection latency).
-    max_overhead : defer a due judgement while the monitor's own time (recording, copies, judgements)
-        would exceed this share of the wall time since the first update (None: never defer).
+    max_overhead : defer a due judgement while copies and judgements would exceed this share of the wall
+        time since the first update (None: never defer).
     config : the thresholds (`steadytrain settings`); defaults otherwise.
     hparams : what the logs would carry beside them (lr, optimizer, max_steps, batch_size): used by the
         recommendations (warmup cap = 10% of max_steps) and the probe spec.
@@ -209,19 +210,10 @@ class Monitor:
                **metrics: Any) -> LiveFinding | None:
         """Record this step's values (floats or tensors; None = not logged this step). Returns a
         `LiveFinding` when a judgement made here changed the verdict or found something new."""
-        # Every call is timed (two clock reads, ~0.1 us): the budget covers recording, copies and judgements.
-        entered = time.perf_counter()
-        try:
-            return self._update(step, loss, grad_norm, lr, eval_loss, metrics, entered)
-        finally:
-            self._spent += time.perf_counter() - entered
-
-    def _update(self, step: int, loss: Any, grad_norm: Any, lr: Any, eval_loss: Any, metrics: dict[str, Any],
-                now: float) -> LiveFinding | None:
-        # Runs every step of the caller's loop: one tuple appended (~1-3 us), no device work; tensors are only
-        # referenced, and split into columns every N steps.
+        # Runs every step of the caller's loop: one tuple appended (~3 us), no device work, no clock read;
+        # tensors are only referenced, and sent to the host every N steps.
         if self._t0 is None:
-            self._t0 = now
+            self._t0 = time.perf_counter()
             self._next_flush = step + self.every_n_steps - 1
         if type(loss) is not float and getattr(loss, "requires_grad", False):
             loss = loss.detach()  # holding it would keep the step's whole autograd graph alive
@@ -233,14 +225,16 @@ class Monitor:
         if step >= self._next_flush:
             # Every N steps the values go to the host (one stack per device and dtype, an async copy on
             # CUDA), judged or not: a deferred judgement never leaves thousands of tensors alive.
+            started = time.perf_counter()
             self._flush()
+            self._spent += time.perf_counter() - started
             self._due = True
         if not self._due or step < self._next_check:
             return None
         if self._transfers and not all(t.ready() for t in self._transfers):
             return None  # a copy is still on its way: judge at a later step, never wait for the device
         if self.max_overhead is not None:
-            if self._spent + self._expected_cost() > self.max_overhead * (now - self._t0):
+            if self._spent + self._expected_cost() > self.max_overhead * (time.perf_counter() - self._t0):
                 self._deferred += 1
                 self._next_check = step + max(1, self.every_n_steps // 5)  # not a clock read every step
                 return None
@@ -248,14 +242,10 @@ class Monitor:
 
     def judge(self) -> Diagnosis:
         """Judge now on everything recorded (waits for outstanding copies): e.g. at the end of training."""
-        entered = time.perf_counter()
-        try:
-            if self._rows or self._extra:
-                self._flush()
-            if self.diagnosis is None or self._transfers or self._judged_step != self._last_step:
-                self._timed_judge()
-        finally:
-            self._spent += time.perf_counter() - entered
+        if self._rows or self._extra:
+            self._flush()
+        if self.diagnosis is None or self._transfers or self._judged_step != self._last_step:
+            self._timed_judge()
         assert self.diagnosis is not None
         return self.diagnosis
 
@@ -309,7 +299,7 @@ class Monitor:
                 self._points += len(steps)
 
     def _timed_judge(self) -> LiveFinding | None:
-        started = time.perf_counter()  # the cost the next judgement is expected from (the caller adds it to _spent)
+        started = time.perf_counter()
         self._collect()
         self._due = False
         self._judged_step = self._last_step
@@ -319,6 +309,7 @@ class Monitor:
             return self._judge()
         finally:
             self._last_cost = time.perf_counter() - started
+            self._spent += self._last_cost
             self._judgements += 1
             self._points_judged = self._points
 
@@ -378,9 +369,10 @@ class Monitor:
 
     @property
     def stats(self) -> dict[str, float | int]:
-        """How often it judged, how often it deferred, and its share of the wall time."""
+        """How often it judged, how often it deferred, and the share of the wall time its copies and
+        judgements took."""
         wall = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
-        return {"judgements": self._judgements, "deferred": self._deferred, "seconds_in_monitor": self._spent,
+        return {"judgements": self._judgements, "deferred": self._deferred, "seconds_judging": self._spent,
                 "last_judgement_seconds": self._last_cost, "wall_seconds": wall,
                 "overhead": self._spent / wall if wall > 0 else 0.0,
                 "points": self._points}
