@@ -1,11 +1,12 @@
 """Judge a run from inside its training loop: `Monitor.update(step, loss=..., grad_norm=..., lr=...)`.
 
 The same engine as `steadytrain report` (`diagnose_run`) runs on the in-memory history every
-``every_n_steps`` steps. It costs the loop no device sync: values may be Python floats or tensors;
-tensors are only referenced at each step (a few microseconds) and sent to the host in one batch
-every N steps (one stack per device and dtype, then one copy). On CUDA that copy is asynchronous
-into pinned memory and the judgement runs at the first later step whose copy has landed (a CUDA
-event query, which never blocks), so the loop never waits for the GPU on our account.
+``every_n_steps`` steps. It costs the loop no device sync: values may be Python floats or tensors.
+A CPU tensor becomes a float at once (nothing to wait for). A device tensor is only referenced at
+each step and sent to the host in one batch every N steps (one stack per device and dtype, then one
+copy); on CUDA that copy is asynchronous into pinned memory and the judgement runs at the first later
+step whose copy has landed (a CUDA event query, which never blocks), so the loop never waits for the
+GPU on our account.
 
 Judging costs ~6 ms plus ~1 ms per 1,000 points of history (the engine reads the whole curve:
 regimes, noise bands and the early/mid split are properties of all of it). A judgement that is
@@ -51,6 +52,18 @@ _FIELDS = ("loss", "grad_norm", "lr", "eval_loss")  # update's keyword metrics, 
 Saver = Callable[[LiveFinding], "Path | None"]
 
 
+def _held(value: Any) -> Any:
+    """What to keep of a value given to `Monitor.update`: a CPU tensor as its float now (~1 us, nothing to
+    wait for; stacking dozens of them later costs more), a device tensor as itself (detached: holding the
+    graph would keep the step's activations alive), anything else as given."""
+    device = getattr(value, "device", None)
+    if device is None:
+        return value
+    if device.type == "cpu":
+        return value.item()
+    return value.detach() if value.requires_grad else value
+
+
 class _Transfer:
     """N steps' values on their way to the host. ``ready()`` never blocks."""
 
@@ -63,9 +76,12 @@ class _Transfer:
                 self.outs[tag] = np.array(vals, np.float64)
                 continue
             out = self.outs[tag] = np.empty(len(vals), np.float64)
+            if all(hasattr(v, "detach") for v in vals):  # all tensors (duck-typed: torch is never imported for floats)
+                self._start(tag, vals, np.arange(len(vals)))
+                continue
             tensors = []
             for i, v in enumerate(vals):
-                if hasattr(v, "detach"):  # a tensor (duck-typed: torch is never imported for floats)
+                if hasattr(v, "detach"):
                     tensors.append(i)
                 else:
                     out[i] = float(v)
@@ -75,12 +91,17 @@ class _Transfer:
     def _start(self, tag: str, tensors: list[Any], where: np.ndarray) -> None:
         import torch  # the caller handed us tensors: torch is loaded already
 
-        groups: dict[tuple[Any, Any], list[int]] = {}
-        for k, t in enumerate(tensors):
-            groups.setdefault((t.device, t.dtype), []).append(k)
+        first = tensors[0]
+        device, dtype = first.device, first.dtype
+        if all(t.device == device and t.dtype == dtype for t in tensors[1:]):
+            groups: dict[tuple[Any, Any], list[int]] = {(device, dtype): list(range(len(tensors)))}
+        else:  # a device or dtype change mid-run (rare): one stack per kind
+            groups = {}
+            for k, t in enumerate(tensors):
+                groups.setdefault((t.device, t.dtype), []).append(k)
         for (device, _dtype), ks in groups.items():
             # one stack and one cast per device and dtype, however many steps: a handful of kernels
-            group = [tensors[k] for k in ks]
+            group = tensors if len(ks) == len(tensors) else [tensors[k] for k in ks]
             try:
                 stacked = torch.stack(group).reshape(len(group))
             except RuntimeError:  # one-element tensors of different shapes
@@ -215,12 +236,17 @@ class Monitor:
         if self._t0 is None:
             self._t0 = time.perf_counter()
             self._next_flush = step + self.every_n_steps - 1
-        if type(loss) is not float and getattr(loss, "requires_grad", False):
-            loss = loss.detach()  # holding it would keep the step's whole autograd graph alive
+        if loss is not None and type(loss) is not float:
+            loss = _held(loss)
+        if grad_norm is not None and type(grad_norm) is not float:
+            grad_norm = _held(grad_norm)
+        if lr is not None and type(lr) is not float:
+            lr = _held(lr)
+        if eval_loss is not None and type(eval_loss) is not float:
+            eval_loss = _held(eval_loss)
         self._rows.append((step, loss, grad_norm, lr, eval_loss))
         if metrics:
-            self._extra.append((step, {k: v.detach() if getattr(v, "requires_grad", False) else v
-                                       for k, v in metrics.items() if v is not None}))
+            self._extra.append((step, {k: _held(v) for k, v in metrics.items() if v is not None}))
         self._last_step = step
         if step >= self._next_flush:
             # Every N steps the values go to the host (one stack per device and dtype, an async copy on
