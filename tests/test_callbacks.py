@@ -86,14 +86,24 @@ def test_device_tensors_are_stacked_in_one_batch_in_step_order():
     assert got[0].tolist() == [0, 1, 2, 3, 4] and got[1].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5]
 
 
-def test_a_due_judgement_waits_while_judging_would_exceed_the_overhead_budget():
-    import time
+def test_a_due_judgement_waits_while_judging_would_exceed_the_overhead_budget(monkeypatch):
+    # A fake clock, so the test asserts the budget rule and not this machine's speed: 1 ms training steps,
+    # 5 ms judgements. Judging every 25 steps would be a sixth of the time; a 1% budget allows one judgement
+    # per ~500 steps.
+    from analyzer.live import monitor as monitor_mod
 
+    now = [0.0]
+    monkeypatch.setattr(monitor_mod.time, "perf_counter", lambda: now[0])
     mon = Monitor(every_n_steps=25, max_overhead=0.01)
-    for s in range(1000):  # 1 ms steps: judging every 25 steps (~5 ms each) would be a sixth of the time
-        t = time.perf_counter()
-        while time.perf_counter() - t < 0.001:  # busy, as a training step is (a sleeping core runs us cold)
-            pass
+    real_judge = mon._judge
+
+    def slow_judge():  # what a real judgement costs on this clock
+        now[0] += 0.005
+        return real_judge()
+
+    monkeypatch.setattr(mon, "_judge", slow_judge)
+    for s in range(1000):
+        now[0] += 0.001
         mon.update(s, loss=1.0 / (s + 1))
     stats = mon.stats
     assert stats["deferred"] > 50 and 1 <= stats["judgements"] <= 3
