@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, NoReturn, Sequence
 
 import click
 
@@ -233,19 +233,7 @@ def _build(paths: tuple[Path | str, ...], roles: tuple[str, ...], restarts: str,
         if no_verify_crc:
             raise ConfigError("--strict-crc and --no-verify-crc contradict each other; --no-verify-crc alone skips "
                               "the CRC checks")
-    cfg = AnalysisConfig()
-    if config_file is not None:
-        try:
-            cfg = cfg.with_overrides(_read_settings_file(config_file))
-        except ConfigError as exc:
-            raise ConfigError(f"--config {config_file}: {exc}") from None
-    pairs = {}
-    for item in settings:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set spike_z=6 (see `steadytrain settings`)")
-        pairs[name] = value
-    cfg = cfg.with_overrides(pairs)
+    cfg = _analysis_config(config_file, settings)
     show = sys.stderr.isatty() if progress is None else progress
     options = LoadOptions(restarts=restarts, verify_crc=not no_verify_crc,  # type: ignore[arg-type]
                           roles=parse_overrides(roles), cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
@@ -266,6 +254,23 @@ def _figure_runs(diagnoses: Any, sweeps: Any) -> set[str]:
         return {d.run.id for d in ordered}
     flagged = [d.run.id for d in ordered if d.verdict not in ("stable", "insufficient_data")]
     return set(flagged[:MAX_FULL_PLOT_RUNS]) | {r for s in sweeps for r in s.runs}
+
+
+def _analysis_config(config_file: Path | None, settings: Sequence[str]) -> AnalysisConfig:
+    """The settings: defaults, then --config FILE, then each --set NAME=VALUE."""
+    cfg = AnalysisConfig()
+    if config_file is not None:
+        try:
+            cfg = cfg.with_overrides(_read_settings_file(config_file))
+        except ConfigError as exc:
+            raise ConfigError(f"--config {config_file}: {exc}") from None
+    pairs = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set spike_z=6 (see `steadytrain settings`)")
+        pairs[name] = value
+    return cfg.with_overrides(pairs)
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:
@@ -498,22 +503,11 @@ def _watch_setup(roles: tuple[str, ...], restarts: str, no_verify_crc: bool, set
     from analyzer.ingest.load import LoadOptions
     from analyzer.roles import parse_overrides
 
-    cfg = AnalysisConfig()
-    if config_file is not None:
-        try:
-            cfg = cfg.with_overrides(_read_settings_file(config_file))
-        except ConfigError as exc:
-            raise ConfigError(f"--config {config_file}: {exc}") from None
-    pairs = {}
-    for item in settings:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set spike_z=6 (see `steadytrain settings`)")
-        pairs[name] = value
+    cfg = _analysis_config(config_file, settings)
     options = LoadOptions(restarts=restarts, verify_crc=not no_verify_crc,  # type: ignore[arg-type]
                           roles=parse_overrides(roles), workers=workers,
                           cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
-    return cfg.with_overrides(pairs), options
+    return cfg, options
 
 
 @main.command()

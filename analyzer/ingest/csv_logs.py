@@ -79,7 +79,9 @@ def sniff(path: Path) -> CsvShape:
     return CsvShape("wide", tuple(cols))
 
 
-def _read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
+def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
+    """Every cell as text (cast per column later); columns by position, the header row sets the width; a
+    cut-off last row is dropped and noted."""
     notes: list[Note] = []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
@@ -97,7 +99,7 @@ def _read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
 
 def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
     """Points of a wide, Lightning, Keras or long CSV (TensorBoard exports: see `read_tb_exports`)."""
-    df, notes = _read_text_frame(path)
+    df, notes = read_text_frame(path)
     if df.height == 0:
         raise LogFormatError("has a header but no rows")
     name = path.name
@@ -140,7 +142,7 @@ def tb_export_tag(path: Path) -> tuple[str, str]:
 
 def read_tb_export(path: Path) -> tuple[RawPoints, list[Note]]:
     """One tag from one TensorBoard-exported CSV ("Wall time,Step,Value"), named after the file."""
-    df, notes = _read_text_frame(path)
+    df, notes = read_text_frame(path)
     if df.height == 0:
         raise LogFormatError("has a header but no rows")
     _, tag = tb_export_tag(path)

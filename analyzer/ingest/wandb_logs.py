@@ -13,7 +13,6 @@ W&B offline run folders are read by `analyzer.ingest.wandb_run` (re-exported her
 from __future__ import annotations
 
 import csv
-import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import polars as pl
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
+from analyzer.ingest import csv_logs
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, non_numeric_notes
 from analyzer.ingest.wandb_run import MISSING_EXTRA, is_wandb_run_dir, read_wandb_run
 from analyzer.types import Note
@@ -185,24 +185,6 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
-def _read_cells(path: Path) -> tuple[pl.DataFrame, list[Note]]:
-    """Every data cell as text, columns by position (header names may repeat)."""
-    notes: list[Note] = []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        # A cut-off last row could read as a wrong number ("2.3" of "2.31"): drop it, say so.
-        cut = data.rfind(b"\n")
-        data = data[: cut + 1] if cut >= 0 else b""
-        notes.append(Note("truncated", f"{path.name}: the last line has no line end (an interrupted write); "
-                          "it was not used", count=1))
-    try:
-        # The header row sets the width (a short first row must not); columns are used by position.
-        df = pl.read_csv(io.BytesIO(data), infer_schema=False, truncate_ragged_lines=True)
-    except Exception as exc:  # noqa: BLE001 - polars raises several types for malformed CSV
-        raise LogFormatError(f"cannot be parsed as CSV ({type(exc).__name__})") from exc
-    return df, notes
-
-
 def _as_float(df: pl.DataFrame, col: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     """(values, present mask, non-numeric non-empty cells) of column ``col`` (all absent for None)."""
     if col is None or col >= df.width:
@@ -225,7 +207,7 @@ def read_panel_csv(path: Path, panel: PanelCsv, run_name: str) -> tuple[RawPoint
     if run_name not in panel.runs:
         allowed = ", ".join(map(repr, panel.runs))
         raise ValueError(f"run {run_name!r} is not in {path.name}; expected one of {allowed}")
-    df, notes = _read_cells(path)
+    df, notes = csv_logs.read_text_frame(path)  # every cell as text, by position
     if df.width != len(panel.columns):
         raise LogFormatError(f"its header has {df.width} columns, not the {len(panel.columns)} "
                              "it had when sniffed")
