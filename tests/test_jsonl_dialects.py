@@ -14,19 +14,14 @@ import json
 import pytest
 
 from analyzer.errors import LogFormatError
-from analyzer.frame import RawPoints, apply_restart_policy
+from analyzer.frame import apply_restart_policy
 from analyzer.ingest import textlog
 from analyzer.ingest.jsonl import read_jsonl, sniff
 from analyzer.ingest.load import LoadOptions, load_runs
-from tests.writers import write_jsonl
+from tests.writers import points_by_tag, write_jsonl
 
 
-def series(points: RawPoints) -> dict[str, tuple[list[int], list[float]]]:
-    out = {}
-    for i, tag in enumerate(points.tags):
-        m = points.tag_codes == i
-        out[tag] = (points.steps[m].tolist(), points.values[m].tolist())
-    return out
+series = points_by_tag
 
 
 def read(path):

@@ -16,20 +16,16 @@ import numpy as np
 import pytest
 
 from analyzer.errors import LogFormatError
-from analyzer.frame import RawPoints, apply_restart_policy
+from analyzer.frame import apply_restart_policy
 from analyzer.ingest import textlog
 from analyzer.ingest.textlog import read_text_log, sniff
 from analyzer.roles import assign_roles
+from tests.writers import points_by_tag
 
 TOTAL = 5000
 
 
-def series(points: RawPoints) -> dict[str, tuple[list[int], list[float]]]:
-    out = {}
-    for i, tag in enumerate(points.tags):
-        m = points.tag_codes == i
-        out[tag] = (points.steps[m].tolist(), points.values[m].tolist())
-    return out
+series = points_by_tag
 
 
 def read(path: Path) -> tuple[dict[str, tuple[list[int], list[float]]], dict[str, list]]:

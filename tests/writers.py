@@ -193,3 +193,12 @@ def finite(values: Iterable[float]) -> list[float]:
 
 
 Writer = Callable[..., Path]
+
+
+def points_by_tag(points) -> dict[str, tuple[list[int], list[float]]]:
+    """A reader's RawPoints as {tag: (steps, values)} in write order, for exact assertions."""
+    out = {}
+    for i, tag in enumerate(points.tags):
+        m = points.tag_codes == i
+        out[tag] = (points.steps[m].tolist(), points.values[m].tolist())
+    return out

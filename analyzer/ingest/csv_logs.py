@@ -30,15 +30,22 @@ class CsvShape:
     columns: tuple[str, ...]
 
 
-def read_header(path: Path) -> list[str]:
+def first_line(path: Path, limit: int = 65536) -> tuple[str, bool]:
+    """A CSV's first line as text (at most ``limit`` bytes) and whether it ended within them; LogFormatError
+    when it is not UTF-8 text."""
     with open(path, "rb") as fh:
-        first = fh.readline(65536)
+        first = fh.readline(limit)
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LogFormatError("not UTF-8 text") from exc
     if "\x00" in text:
         raise LogFormatError("binary content, not CSV")
+    return text, first.endswith(b"\n") or len(first) < limit
+
+
+def read_header(path: Path) -> list[str]:
+    text, _ = first_line(path)
     return [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
 
 

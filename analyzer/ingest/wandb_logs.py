@@ -83,16 +83,9 @@ class PanelCsv:
 
 
 def _read_header_row(path: Path) -> list[str]:
-    with open(path, "rb") as fh:
-        first = fh.readline(_MAX_HEADER_BYTES)
-    if not first.endswith(b"\n") and len(first) == _MAX_HEADER_BYTES:
+    text, whole = csv_logs.first_line(path, _MAX_HEADER_BYTES)
+    if not whole:
         raise LogFormatError("its first line is longer than 4 MiB: not a W&B panel export")
-    try:
-        text = first.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LogFormatError("not UTF-8 text") from exc
-    if "\x00" in text:
-        raise LogFormatError("binary content, not CSV")
     try:
         return next(csv.reader([text.rstrip("\r\n")]), [])
     except csv.Error as exc:
