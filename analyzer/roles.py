@@ -31,7 +31,16 @@ def _tokens(tag: str) -> list[str]:
 _NOT_A_LOSS = frozenset({"scale", "scaler"})
 
 
+#: Printed logs' short names: llm.c's ``-o`` log prints ``s:N trl:X`` and ``s:N tel:X`` (train and eval loss).
+_TRAIN_LOSS_ABBREVIATIONS = frozenset({"trl", "trloss"})
+_EVAL_LOSS_ABBREVIATIONS = frozenset({"tel", "vl", "vloss"})
+
+
 def _score_train_loss(tokens: list[str]) -> int:
+    if len(tokens) == 1 and tokens[0] in _TRAIN_LOSS_ABBREVIATIONS:
+        return 80
+    if len(tokens) == 1 and tokens[0] in _TRAIN_WORDS:
+        return 60  # build-nanogpt's log.txt: ``{step} train {loss}``: a split's name alone names its loss
     if "loss" not in tokens and "losses" not in tokens or _EVAL_WORDS & set(tokens) or _NOT_A_LOSS & set(tokens):
         return 0
     rest = [t for t in tokens if t not in {"loss", "losses"} | _TRAIN_WORDS]
@@ -49,6 +58,10 @@ def _score_train_loss(tokens: list[str]) -> int:
 
 
 def _score_eval_loss(tokens: list[str]) -> int:
+    if len(tokens) == 1 and tokens[0] in _EVAL_LOSS_ABBREVIATIONS:
+        return 80
+    if len(tokens) == 1 and tokens[0] in _EVAL_WORDS:
+        return 60 if tokens[0] != "test" else 40  # ``{step} val {loss}``
     if "loss" not in tokens or not (_EVAL_WORDS & set(tokens)):
         return 0
     return 50 if "test" in tokens and not ({"val", "valid", "validation", "eval"} & set(tokens)) else 90 - len(tokens)
@@ -63,6 +76,8 @@ def _score_grad_norm(tokens: list[str]) -> int:
         return 90 - len(tokens)
     if joined in ("total_norm", "global_norm", "gradient_global_norm"):
         return 70
+    if tokens == ["norm"]:
+        return 60  # llm.c and build-nanogpt print clip_grad_norm_'s return value as ``norm``
     return 0
 
 

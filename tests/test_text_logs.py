@@ -381,9 +381,12 @@ def test_a_restart_appended_to_the_same_output_is_kept_in_write_order(tmp_path):
 
 
 @pytest.mark.parametrize("content, reason", [
-    ("".join(json.dumps({"step": i, "loss": 1.0 / (i + 1)}) + "\n" for i in range(50)), "no metric line"),
-    ("step,loss,lr\n" + "".join(f"{i},{1 / (i + 1)},0.1\n" for i in range(50)), "no metric line"),
-    ("The quick brown fox.\n" * 40 + "iteration 5 of the plan | done\n", "no metric line"),
+    ("step,loss,lr\n" + "".join(f"{i},{1 / (i + 1)},0.1\n" for i in range(50)), "no line holds named numbers"),
+    ("The quick brown fox.\n" * 40 + "iteration 5 of the plan | done\n", "no line holds named numbers"),
+    ("".join(f"{i} {i * 2} {i * 3}\n" for i in range(50)), "no line holds named numbers"),  # numbers, no names
+    # a config dump: named numbers, a counter word, but one line
+    ("train_batch_tokens:524288 iterations:20000 warmup_steps:20 lr:0.04\n" + "loading shard 3\n" * 20,
+     "no line holds named numbers"),
     ("Some prose.\n" * 100 + megatron_line(1, 2.0) + megatron_line(2, 2.0), "only 2 megatron metric line"),
 ])
 def test_sniff_refuses_what_is_not_a_training_log(tmp_path, content, reason):

@@ -52,6 +52,7 @@ from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
 from analyzer.ingest.text_items import LineItems, items_of
+from analyzer.ingest.text_generic import read_generic
 from analyzer.ingest.text_points import TextPoints
 from analyzer.ingest.text_patterns import DIALECTS, EVENT_PATTERNS, LINE_PATTERNS, LinePattern
 from analyzer.types import Note
@@ -63,6 +64,8 @@ SNIFF_MIDDLE_BYTES = 1 << 18
 #: A dialect is claimed when this many sampled lines are its metric lines, or at least 2 are and
 #: they are half the non-blank sampled lines (a short log).
 SNIFF_MIN_LINES = 3
+#: The dialect name of lines read by their learned layout (analyzer.ingest.text_generic).
+GENERIC = "any layout"
 
 _ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
@@ -180,14 +183,31 @@ def sniff(path: Path) -> TextDialect:
     found = sorted((d for d, k in counts.items() if k >= SNIFF_MIN_LINES or (k >= 2 and 2 * k >= total)),
                    key=lambda d: -counts[d])
     if not found:
-        best = max(counts, key=lambda d: counts[d])
+        k_rows, _, _, _ = read_generic(rest, TextPoints(path.name), path.name)
+        counts[GENERIC] = len(k_rows)
+        if len(k_rows) >= SNIFF_MIN_LINES:
+            found = [GENERIC]
+    if not found:
         where = f"the {total:,} non-blank line(s) sampled from its head" + (" and middle" if middle else "")
-        if counts[best] == 0:
-            raise LogFormatError(f"no metric line of a known training log ({', '.join(DIALECTS)}) in {where}: "
-                                 "not a text training log")
-        raise LogFormatError(f"only {counts[best]} {best} metric line(s) in {where}: too few to tell a training "
-                             f"log from other text (at least {SNIFF_MIN_LINES} needed)")
+        best = max(DIALECTS, key=lambda d: counts[d])
+        if counts[best]:
+            raise LogFormatError(f"only {counts[best]} {best} metric line(s) in {where}: too few to tell a training "
+                                 f"log from other text (at least {SNIFF_MIN_LINES} needed)")
+        raise LogFormatError(f"no line holds named numbers over a step counter (like 'step 100 | loss 2.31') in {where}"
+                             f": not a text training log; sampled: {_show(rest)}")
     return TextDialect(tuple(found), sum(counts[d] for d in found), total)
+
+
+def _show(lines: pl.DataFrame, k: int = 3, width: int = 60) -> str:
+    """The first ``k`` non-blank lines of a sample, shortened, for a refusal."""
+    shown = []
+    for text in lines.get_column("line").head(50).to_list():
+        if text and text.strip():
+            text = text.strip()
+            shown.append(repr(text if len(text) <= width else text[: width - 3] + "..."))
+        if len(shown) == k:
+            break
+    return ", ".join(shown) or "(nothing but blank lines)"
 
 
 def _steps(lines: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -275,6 +295,15 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
         notes.append(Note("derived_step", f"{name}: {n} {p.name} line(s) print no step; each took the step of the "
                           f"metric line {side} it", count=n))
 
+    # A cut-off last line is not read (a cut number would be a wrong value).
+    g_rows, g_steps, g_taken, g_notes = read_generic(rest.filter(pl.col("row") < n_lines - 1) if unterminated
+                                                     else rest, values, name)
+    notes += g_notes
+    if len(g_taken):
+        rest = rest.filter(pl.Series(~np.isin(rest.get_column("row").to_numpy(), g_taken)))
+        claimed_lines += len(g_taken)
+        order = np.argsort(np.concatenate([k_rows, g_rows]), kind="stable")
+        k_rows, k_steps = np.concatenate([k_rows, g_rows])[order], np.concatenate([k_steps, g_steps])[order]
     event_rows, event_notes = _events(rest, k_rows, k_steps, values)
     notes += event_notes
     noise = rest.height - event_rows

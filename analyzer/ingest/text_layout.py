@@ -1,0 +1,382 @@
+"""How one kind of printed metric line is laid out, learned from one of its lines.
+
+A training script prints the same line again and again with new numbers in it: ``step:120/20000
+train_loss:3.2104 train_time:5300ms``, ``step  120/20000 | train loss 3.210400 | norm 1.2345 |
+lr 6.00e-04``, ``120 train 3.210400``, ``Epoch [3/10], Step [100/500], Loss: 2.31``. The lines of
+one kind share a *template*: the line with each number replaced by a placeholder
+(`analyzer.ingest.text_generic` groups lines by it). This module reads one example line of a
+template the way a person reads it and says what each number is:
+
+- a **counter**: the step (``step``, ``iter``, ``it``, ``s:``, ``global_step``, a leading integer,
+  a key-less ``N/M``), the epoch (``Epoch 3/10``), or a batch counter within the epoch;
+- a **metric** named by the words before it (``train loss 3.21``, ``loss=3.21``, ``'loss': 3.21``,
+  ``- loss: 3.21``), or after it when nothing names it before (``2000 tok/s``, ``40% bf16 MFU``), with
+  its unit (``ms``, ``s``, ``%``, ``BPC``) or multiplier (``12.3k``, ``124M``);
+- or **not a value**: a date or clock (``2024-05-01 12:00:01``, ``[00:10<00:12``), a version, the
+  total of a fraction (``/20000``), or a digit inside a name (``bf16``, ``Acc@1``, ``layers.0``).
+
+A line's kind word (``val``, ``eval``, ``test``, ``train``) in the words before its first number, or in
+a counter's key (``Epoch(val)``, ``Test: [ 10/50]``), prefixes the tags that do not already say it.
+
+Why by hand: log-template miners (Drain and its kin) group lines but do not name the numbers, and no
+library reads "a number and the words before it" with the units training scripts print.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+#: A number as the template marks it: it starts a word (not the 16 of ``bf16``), and the letters glued
+#: to it (its unit, or a word: ``12ms``, ``43.2it/s``) are kept beside it. NaN and infinity as printed
+#: by C, Python and numpy (``nan``, ``-inf``, ``NaN``, ``nanms``). Rust ``regex`` (polars) and Python
+#: ``re`` read it the same way.
+TOKEN = (r"(?:[-+]?\b(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?P<ua>[A-Za-z%]*)"
+         r"|[-+]?\b(?i:nan|inf(?:inity)?)(?P<ub>ms|s|%)?\b)")
+#: The number of a token, for the per-template expression.
+NUMBER = r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)"
+#: What a template holds in place of a number, and of a progress bar's glyphs (whose fill changes with every
+#: redraw): characters of Unicode's private use area, which no training script prints.
+NUM_MARK = "\ue000"
+BAR_MARK = "\ue001"
+
+_TOKEN = re.compile(TOKEN)
+
+#: Units glued to a number or printed after it: tag suffix (or None: a multiplier) and scale.
+_UNITS: dict[str, tuple[str | None, float]] = {
+    "ms": ("ms", 1.0), "s": ("s", 1.0), "sec": ("s", 1.0), "secs": ("s", 1.0), "us": ("us", 1.0),
+    "min": ("min", 1.0), "h": ("h", 1.0), "%": ("percent", 1.0), "x": ("x", 1.0),
+    "k": (None, 1e3), "K": (None, 1e3), "M": (None, 1e6), "B": (None, 1e9), "G": (None, 1e9), "T": (None, 1e12),
+    "KB": ("KB", 1.0), "MB": ("MB", 1.0), "GB": ("GB", 1.0), "TB": ("TB", 1.0),
+    "KiB": ("KiB", 1.0), "MiB": ("MiB", 1.0), "GiB": ("GiB", 1.0),
+}
+#: Units printed after a space (``3.21 BPC``, ``120.00 ms``).
+_SPACED_UNIT = re.compile(r"^ (ms|s|sec|%|BPC|bpc|bpb|bits|GB|MB|GiB|MiB)(?![\w/])")
+#: Where one item of a line ends and the next begins.
+_DELIMITER = re.compile(r"\||,|;|\t| - |\[|\]|\(|\)|\{|\}|<|>| {2,}")
+#: The same, but for the name before a bracket, which may hold parentheses (``Epoch(train) [1]``).
+_OUTER_DELIMITER = re.compile(r"\||,|;|\t| - |\[|\]|\{|\}| {2,}")
+#: A word of a key (``train_loss``, ``lr-Adam``, ``Acc@1``, ``time(ms)``, ``tok/s``).
+_WORD = r"(?:[A-Za-z_][\w@.\-/%]*(?:\([\w ]+\))?|\([A-Za-z/%]+\))"
+_KEY_AT_END = re.compile(rf"((?:{_WORD})(?: (?:{_WORD})){{0,4}})$")
+_PAREN_UNIT = re.compile(r" ?\([A-Za-z/%]+\)$")
+_KEY_AT_START = re.compile(rf"^((?:{_WORD})(?: (?:{_WORD})){{0,2}})")
+#: Log-record prefixes that are not part of a key (``09:59:53 INFO epoch 1``).
+_LOG_LEVELS = frozenset({"INFO", "DEBUG", "WARNING", "WARN", "ERROR", "CRITICAL", "TRACE", "NOTICE", "I", "W", "D"})
+#: How tokens are joined into one value that is not a metric: a date (``2024-05-01``: the sign of the
+#: next token is its joint), a clock (``12:00:01``), a version (``1.2.3``), an ETA (``00:10<00:12``).
+_GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
+_FRACTION = re.compile(r"^\s*/\s*$")
+
+#: Kind words: a line (or a key) holding one is a line of that kind.
+EVAL_WORDS = frozenset({"val", "valid", "validation", "eval", "evaluation", "dev", "test", "testing", "holdout"})
+TRAIN_WORDS = frozenset({"train", "training"})
+#: Counter keys, once qualifiers (``global_step``, ``train_step``, ``num_updates``) are set aside.
+_STEP_WORDS = frozenset({"step", "steps", "iter", "iters", "iteration", "iterations", "it", "update", "updates",
+                         "niter", "gstep", "globalstep"})
+_FIRST_ONLY_STEP_WORDS = frozenset({"s", "i"})  # llm.c's ``s:120 trl:3.21``; only as a line's first item
+_QUALIFIERS = frozenset({"global", "train", "training", "trainer", "num", "n", "cur", "current", "opt", "optimizer",
+                         "total", "optim"}) | EVAL_WORDS
+_EPOCH_WORDS = frozenset({"epoch", "epochs", "ep"})
+#: Keys that are bookkeeping, not metrics (Lightning's bar prints its logger version as v_num).
+_NOT_METRICS = frozenset({"v_num", "eta", "epoch", "epochs", "ep"})
+
+Counter = Literal["step", "epoch", "batch", "leading"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named number of a line kind.
+
+    Attributes:
+        position: the index of its number among the template's numbers.
+        tag: its tag (key as printed, kind prefix, unit suffix: ``val/loss``, ``train_time_ms``).
+        scale: the multiplier its suffix stands for (``12.3k`` -> 1e3).
+    """
+
+    position: int
+    tag: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class LineLayout:
+    """What the numbers of one line kind are.
+
+    Attributes:
+        metrics: the named numbers.
+        step: the position of the step counter (a training step, or a batch within the epoch when
+            ``within_epoch``), or None.
+        step_key: the counter's key as printed (``step``, ``s``) or how it was found (``leading integer``).
+        step_total: the position of the counter's fraction total (``step:120/20000`` -> 20000), or None.
+        epoch: the position of an epoch counter, or None.
+        within_epoch: the step counter counts batches within an epoch (a key-less ``N/M`` beside an
+            epoch, ``Epoch [3/10], Step [100/500]``): a global step needs the epoch.
+        kind: the line's kind word (``val``, ``train``, ...) or None.
+        counter: how the step counter was found.
+        measured: a metric of the example line is printed with a fraction or exponent (a measurement, not a
+            count: what tells ``100 train 3.2140`` from an nvidia-smi table's ``| 0 ... 80GB |``).
+    """
+
+    metrics: tuple[Metric, ...]
+    step: int | None
+    step_key: str
+    step_total: int | None
+    epoch: int | None
+    within_epoch: bool
+    kind: str | None
+    counter: Counter | None
+    measured: bool = False
+
+    @property
+    def is_metric_line(self) -> bool:
+        """Named numbers over a counter."""
+        return bool(self.metrics) and (self.step is not None or self.epoch is not None)
+
+    @property
+    def is_header(self) -> bool:
+        """An epoch counter alone (Keras' ``Epoch 3/10`` line): the epoch of the lines after it."""
+        return not self.metrics and self.epoch is not None and self.step is None
+
+
+@dataclass
+class _Token:
+    start: int  # where it starts (its sign included)
+    end: int  # where its number ends
+    stop: int  # where its glued suffix ends
+    text: str
+    suffix: str
+    role: str = "value"  # value | total | group | name
+    key: str | None = None
+    unit: tuple[str | None, float] | None = None
+
+
+def _words(key: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
+
+
+def _kind_of(words: list[str]) -> str | None:
+    for w in words:
+        if w in EVAL_WORDS or w in TRAIN_WORDS:
+            return w
+    return None
+
+
+def _is_integer(text: str) -> bool:
+    return re.fullmatch(r"[-+]?\d+", text) is not None
+
+
+def _clean_key(text: str) -> str | None:
+    """The key at the end of ``text`` (the words before a number), or None."""
+    text = text.rstrip(" \t:=\"'#")
+    text = text.rsplit(":", 1)[-1] if ":" in text else text
+    text = text.strip(" \t\"'")
+    m = _KEY_AT_END.search(text)
+    if m is None:
+        return None
+    words = m.group(1).split(" ")
+    while words and words[0] in _LOG_LEVELS:
+        words = words[1:]
+    return " ".join(words) or None
+
+
+def _key_before(line: str, boundary: int, start: int) -> tuple[str | None, str]:
+    """The key printed between ``boundary`` and a number at ``start``, and the text before that key."""
+    text = line[boundary:start]
+    body = text.rstrip(" \t:=\"'#")
+    unit = _PAREN_UNIT.search(body)  # ``elapsed time per iteration (ms): 812.3``
+    cut = 0
+    for m in _DELIMITER.finditer(body[: unit.start()] if unit else body):
+        cut = m.end()
+    seg = body[cut:]
+    key = _clean_key(seg) if seg.strip() else None
+    if key is None and cut and body[cut - 1] in "[(":
+        # ``Epoch [3/10]``, ``Epoch(train) [1][ 50/500]``, ``Test: [ 10/50]``: the name before the bracket.
+        before = body[: cut - 1].rstrip(" :")
+        inner = 0
+        for m in _OUTER_DELIMITER.finditer(before):
+            inner = m.end()
+        found = _KEY_AT_END.search(before[inner:])
+        if found is not None and (found.start() == 0 or before[inner:][found.start() - 1] in " \t"):
+            key = _clean_key(found.group(1))
+    return key, text[:cut]
+
+
+def _key_after(line: str, stop: int, next_start: int) -> str | None:
+    """A key printed after a number that nothing names before (``2000 tok/s)``, ``40% bf16 MFU |``): the words
+    up to the next delimiter, when they end at one (not at the next number, whose key they are)."""
+    after = line[stop:next_start]
+    m = _DELIMITER.search(after)
+    if m is None and next_start < len(line):
+        return None
+    piece = after[: m.start()] if m is not None else after
+    found = _KEY_AT_START.match(piece.strip(" :=\"'"))
+    return found.group(1) if found else None
+
+
+def _tokens(line: str) -> list[_Token]:
+    out = []
+    for m in _TOKEN.finditer(line):
+        suffix = m.group("ua") or m.group("ub") or ""
+        end = m.end() - len(suffix)
+        out.append(_Token(m.start(), end, m.end(), line[m.start():end], suffix))
+    return out
+
+
+def _mark_names_groups_and_totals(line: str, tokens: list[_Token]) -> None:
+    for j, t in enumerate(tokens):
+        before = line[t.start - 1] if t.start else ""
+        previous = tokens[j - 1] if j else None
+        glued_to_previous = previous is not None and previous.stop == t.start - 1
+        if before and (before.isalnum() or before in "_@#"):
+            t.role = "name"  # top-1, Acc@1, #3
+        elif before == "." and t.start >= 2 and line[t.start - 2].isalnum() and not glued_to_previous:
+            t.role = "name"  # layers.0
+        if previous is None or t.role == "name" or previous.role == "name":
+            continue
+        joint = line[previous.stop:t.start]
+        if _FRACTION.match(joint) and _is_integer(t.text) and not previous.suffix:
+            if previous.role == "total":  # 24/29/50, 2023/01/01: not a counter
+                tokens[j - 2].role = previous.role = t.role = "group"
+            elif previous.role == "value":
+                t.role = "total"
+        elif joint in _GROUP_JOINTS and not previous.suffix and previous.role in ("value", "group"):
+            if joint == "." and not _is_integer(previous.text):
+                continue
+            previous.role = t.role = "group"
+    for j, t in enumerate(tokens):  # the numerator of a fraction whose chain became a group
+        if t.role == "total" and tokens[j - 1].role == "group":
+            t.role = "group"
+
+
+def _units(line: str, tokens: list[_Token]) -> None:
+    for t in tokens:
+        if t.suffix:
+            t.unit = _UNITS.get(t.suffix)
+        elif t.role == "value":
+            m = _SPACED_UNIT.match(line[t.stop:])
+            if m is not None:
+                name = {"sec": "s", "%": "percent"}.get(m.group(1), m.group(1))
+                t.unit = (name, 1.0)
+                t.stop += m.end()
+
+
+def learn_layout(line: str) -> LineLayout:
+    """The layout of the line kind ``line`` is an example of."""
+    tokens = _tokens(line)
+    _mark_names_groups_and_totals(line, tokens)
+    _units(line, tokens)
+    boundary = 0
+    first_value: int | None = None
+    prefix_words: list[str] = []
+    previous_value: _Token | None = None
+    for j, t in enumerate(tokens):
+        if t.role != "value":
+            if t.role in ("total", "group"):
+                boundary = max(boundary, t.stop)
+            continue
+        key, before = _key_before(line, boundary, t.start)
+        if key is None and t.suffix and t.unit is None:
+            key = t.suffix + re.match(r"[\w/]*", line[t.stop:]).group(0)  # type: ignore[union-attr]  # 43.2it/s
+        if key is None:
+            nxt = next((u.start for u in tokens[j + 1:] if u.role != "name"), len(line))
+            key = _key_after(line, t.stop, nxt)
+            if key is not None and previous_value is not None and previous_value.key is not None \
+                    and line[boundary:t.start].strip() == "(" and line[t.stop:].lstrip().startswith(")"):
+                key = None
+            if key is None and previous_value is not None and previous_value.key is not None \
+                    and line[boundary:t.start].strip() == "(":
+                key = f"{previous_value.key}_avg"  # timm, fairseq: ``Loss: 2.31 (2.40)``, the running average
+        if first_value is None:
+            first_value = j
+            prefix_words = _words(before + (line[boundary:t.start] if key is None else ""))
+        t.key = key
+        boundary = t.stop
+        previous_value = t
+    return _assemble(line, tokens, first_value, prefix_words)
+
+
+def _counter_kind(key: str | None, first: bool) -> str | None:
+    if key is None:
+        return None
+    words = _words(key.rsplit(" ", 1)[-1])  # ``gen-val step 10``: the last word names the number
+    core = [w for w in words if w not in _QUALIFIERS]
+    if len(core) == 1 and (core[0] in _STEP_WORDS or (first and core[0] in _FIRST_ONLY_STEP_WORDS and len(words) == 1)):
+        return "step"
+    if len(core) == 1 and core[0] in _EPOCH_WORDS:
+        return "epoch"
+    if len(core) == 1 and core[0] == "batch":
+        return "batch"
+    if not core and words and all(w in EVAL_WORDS | TRAIN_WORDS for w in words):
+        return "kind"  # ``Train: 3 [...]``, ``Test: [ 10/50]``: a kind word naming a counter
+    return None
+
+
+def _assemble(line: str, tokens: list[_Token], first_value: int | None, prefix_words: list[str]) -> LineLayout:
+    values = [(j, t) for j, t in enumerate(tokens) if t.role == "value"]
+    has_total = {j for j, t in values if j + 1 < len(tokens) and tokens[j + 1].role == "total"}
+    step = epoch = None
+    step_key = ""
+    counter: Counter | None = None
+    within = False
+    kind = _kind_of(prefix_words)
+    used: set[int] = set()
+    kinds = {j: _counter_kind(t.key, j == first_value) for j, t in values}
+    integer = {j for j, t in values if _is_integer(t.text) and not t.suffix}
+    for j, t in values:
+        what = kinds[j]
+        if j not in integer:
+            continue
+        if what == "step" and step is None:
+            step, step_key, counter = j, t.key or "", "step"
+        elif what == "epoch" and epoch is None:
+            epoch = j
+        elif what == "kind":
+            kind = kind or _kind_of(_words(t.key or ""))
+            if j + 1 < len(tokens) and tokens[j + 1].role == "total" and step is None:
+                step, step_key, counter = j, t.key or "", "batch"
+            elif epoch is None and t.key is not None and any(k in has_total for k in integer if k > j):
+                epoch = j  # timm's ``Train: 3 [ 100/500 (20%)]``: the kind word names the epoch
+            else:
+                continue
+        else:
+            continue
+        used.add(j)
+    if step is None:
+        keyless = [j for j, t in values if j in integer and j in has_total and (t.key is None or kinds[j] == "batch")]
+        if keyless:
+            step, step_key, counter = keyless[0], "N/M", "batch"
+            used.add(step)
+            within = True
+        elif first_value is not None and first_value in integer and tokens[first_value].key is None:
+            step, step_key, counter = first_value, "leading integer", "leading"
+            used.add(step)
+    elif epoch is not None and step is not None and counter == "batch":
+        within = True
+    if step is None and epoch is not None:
+        counter = "epoch"
+    for j, t in values:  # a key naming the kind (Epoch(val), Test: [...]) sets it
+        if kind is None and t.key is not None and j in used:
+            kind = _kind_of(_words(t.key))
+    metrics = []
+    for j, t in values:
+        if j in used or t.key is None:
+            continue
+        if set(_words(t.key)) & _EPOCH_WORDS and j in integer:
+            continue
+        if t.key.lower() in _NOT_METRICS:
+            continue
+        metrics.append(Metric(j, _tag(t, kind), t.unit[1] if t.unit else 1.0))
+    step_total = step + 1 if step is not None and step in has_total else None
+    measured = any(not _is_integer(tokens[m.position].text) for m in metrics)
+    return LineLayout(tuple(metrics), step, step_key, step_total, epoch, within, kind, counter, measured)
+
+
+def _tag(t: _Token, kind: str | None) -> str:
+    key = t.key or ""
+    if t.unit is not None and t.unit[0] is not None and not _words(key)[-1:] == [t.unit[0].lower()]:
+        key = f"{key}_{t.unit[0]}"
+    if kind is not None and not (set(_words(key)) & (EVAL_WORDS | TRAIN_WORDS)):
+        key = f"{kind}/{key}"
+    return key
