@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from analyzer.ingest.text_layout import (BAR_MARK, EVAL_WORDS, NUM_MARK, NUMBER, TOKEN, LineLayout,
-                                         learn_layout)
+from analyzer.ingest.text_layout import BAR_MARK, EVAL_WORDS, NUM_MARK, TOKEN, LineLayout, learn_layout
 from analyzer.ingest.text_points import TextPoints
 from analyzer.types import Note
 
@@ -37,9 +36,9 @@ MIN_LINES = 3
 #: Progress-bar glyphs (block elements, box drawing, and Keras' ``[=====>....]``): they change with
 #: every redraw, so they are folded in the template.
 _BAR_GLYPHS = re.compile(r"[\u2580-\u259f\u2500-\u257f][\u2580-\u259f\u2500-\u257f ]*|\[[=>.]{3,}\]")
-_BAR_CLASS = r"(?:[\u2580-\u259f\u2500-\u257f][\u2580-\u259f\u2500-\u257f ]*|\[[=>.]{3,}\])"
 _SPACES = re.compile(r"\s+")
-_META = frozenset("\\.+*?()|[]{}^$#&-~")
+_TOKEN = re.compile(TOKEN)
+_DIGIT_RUN = re.compile("[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -63,71 +62,129 @@ def _fold(raw_template: str) -> str:
     return _SPACES.sub(" ", _BAR_GLYPHS.sub(BAR_MARK, raw_template)).strip()
 
 
-def _escape(text: str) -> str:
-    return "".join("\\" + c if c in _META else c for c in text)
+#: A number's text rebuilt from a shape's digit runs: literals (str) and run indices (int); or a constant
+#: (a NaN or infinity printed as a word).
+Recipe = tuple[tuple[str | int, ...], float | None]
 
 
-def _expression(template: str) -> str:
-    """The anchored expression that reads every line of ``template``: one group per number."""
-    out = []
-    for piece in re.split(f"({NUM_MARK}|{BAR_MARK}| )", template):
-        if piece == NUM_MARK:
-            out.append(f"(?P<n{len([o for o in out if o.startswith('(?P<n')])}>{NUMBER})")
-        elif piece == BAR_MARK:
-            out.append(_BAR_CLASS)
-        elif piece == " ":
-            out.append(r"\s+")
-        elif piece:
-            out.append(_escape(piece))
-    return r"^\s*" + "".join(out) + r"\s*$"
+def _recipes(example: str) -> list[Recipe]:
+    """How each number of ``example`` (in TOKEN order) is made of the line's digit runs."""
+    runs = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(example)]
+    out: list[Recipe] = []
+    k = 0
+    for m in _TOKEN.finditer(example):
+        end = m.end() - len(m.group("ua") or m.group("ub") or "")
+        while k < len(runs) and runs[k][1] <= m.start():
+            k += 1
+        parts: list[str | int] = []
+        at = m.start()
+        while k < len(runs) and runs[k][0] < end:
+            if runs[k][0] > at:
+                parts.append(example[at:runs[k][0]])
+            parts.append(k)
+            at = runs[k][1]
+            k += 1
+        if not any(isinstance(p, int) for p in parts):
+            out.append(((), float(example[m.start():end])))
+        else:
+            if end > at:
+                parts.append(example[at:end])
+            out.append((tuple(parts), None))
+    return out
 
 
-def line_kinds(lines: pl.DataFrame) -> tuple[list[LineKind], int, pl.DataFrame]:
+@dataclass(frozen=True)
+class _Shape:
+    """Lines whose text is the same but for their digits (one such example is read for the whole shape)."""
+
+    example: str
+    recipes: list[Recipe]
+    lines: pl.DataFrame  # row, line
+
+
+def line_kinds(lines: pl.DataFrame) -> tuple[list[LineKind], int, dict[int, list[_Shape]]]:
     """The metric line kinds and epoch-header kinds among ``lines`` (``row``, ``line``), most lines first; how
-    many lines hold named numbers but no counter (they are not read); and the lines of those kinds with the
-    index of their kind (``row``, ``line``, ``kind``)."""
-    candidates = lines.filter(pl.col("line").str.contains(r"\d").fill_null(False))
-    empty = pl.DataFrame(schema={"row": lines.schema["row"], "line": pl.String, "kind": pl.Int32})
+    many lines hold named numbers but no counter (they are not read); and the shapes of each kind's lines."""
+    candidates = lines.filter(pl.col("line").str.contains("[0-9]").fill_null(False))
     if candidates.is_empty():
-        return [], 0, empty
-    raw = candidates.with_columns(pl.col("line").str.replace_all(TOKEN, NUM_MARK + "${ua}${ub}").alias("raw"))
-    groups = raw.group_by("raw", maintain_order=True).agg(pl.len().alias("n"), pl.col("line").first().alias("example"))
+        return [], 0, {}
+    # Lines that differ only in their digits have one template: one cheap pass finds them, and the number
+    # tokens of one example per shape are read in Python.
+    shaped = candidates.with_columns(pl.col("line").str.replace_all("[0-9]+", NUM_MARK).alias("shape"))
+    groups = shaped.group_by("shape", maintain_order=True).agg(pl.len().alias("n"),
+                                                                pl.col("line").first().alias("example"))
     folded: dict[str, tuple[list[str], str, int]] = {}
-    for template, n, example in groups.iter_rows():
-        key = _fold(template)
-        raws, first, count = folded.get(key, ([], example, 0))
-        raws.append(template)
-        folded[key] = (raws, first, count + n)
+    for shape, n, example in groups.iter_rows():
+        template = _fold(_TOKEN.sub(lambda m: NUM_MARK + (m.group("ua") or m.group("ub") or ""), example))
+        shapes, first, count = folded.get(template, ([], example, 0))
+        shapes.append(shape)
+        folded[template] = (shapes, first, count + n)
     kinds: list[tuple[str, str, LineLayout, list[str], int]] = []
     no_counter = 0
-    for template, (raws, example, n) in folded.items():
+    for template, (shapes, example, n) in folded.items():
         if NUM_MARK not in template or not re.search(r"[A-Za-z]", template):
             continue
         layout = learn_layout(example)
         if layout.is_metric_line or layout.is_header:
-            kinds.append((template, example, layout, raws, n))
+            kinds.append((template, example, layout, shapes, n))
         elif layout.metrics:
             no_counter += n
     if not kinds:
-        return [], no_counter, empty
+        return [], no_counter, {}
     kinds.sort(key=lambda k: -k[4])
-    index = pl.DataFrame({"raw": [r for k in kinds for r in k[3]],
-                          "kind": [i for i, k in enumerate(kinds) for _ in k[3]]}, schema={"raw": pl.String,
-                                                                                          "kind": pl.Int32})
-    taken = raw.join(index, on="raw", how="inner", maintain_order="left").select("row", "line", "kind")
-    rows_of = {int(i): part.get_column("row").to_numpy().astype(np.int64)
-               for (i,), part in taken.partition_by("kind", as_dict=True).items()}
-    return ([LineKind(t, ex, lay, rows_of[i]) for i, (t, ex, lay, _, _) in enumerate(kinds)], no_counter, taken)
+    index = pl.DataFrame({"shape": [sh for k in kinds for sh in k[3]],
+                          "id": list(range(sum(len(k[3]) for k in kinds)))}, schema={"shape": pl.String,
+                                                                                      "id": pl.Int32})
+    taken = shaped.join(index, on="shape", how="inner", maintain_order="left")
+    parts = {int(i): part.select("row", "line") for (i,), part in taken.partition_by("id", as_dict=True).items()}
+    shapes_of: dict[int, list[_Shape]] = {}
+    out: list[LineKind] = []
+    shape_id = 0
+    for i, (template, example, layout, shapes, _) in enumerate(kinds):
+        mine = []
+        for _ in shapes:
+            part = parts[shape_id]
+            mine.append(_Shape(part.get_column("line")[0], _recipes(part.get_column("line")[0]), part))
+            shape_id += 1
+        shapes_of[i] = mine
+        rows = np.sort(np.concatenate([sh.lines.get_column("row").to_numpy().astype(np.int64) for sh in mine]))
+        out.append(LineKind(template, example, layout, rows))
+    return out, no_counter, shapes_of
 
 
-def _numbers(taken: pl.DataFrame, index: int, kind: LineKind) -> pl.DataFrame:
-    """The numbers of ``kind``'s lines as printed (columns ``n0``.. by position), in row order."""
-    got = taken.filter(pl.col("kind") == index)
-    return got.select(pl.col("line").str.extract_groups(_expression(kind.template)).alias("n")).unnest("n")
+def _runs_expression(example: str) -> str:
+    """An anchored expression with one group per digit run of ``example``; it matches every line of its shape."""
+    out = []
+    at = 0
+    for k, m in enumerate(_DIGIT_RUN.finditer(example)):
+        out.append(re.escape(example[at:m.start()]))
+        out.append(f"(?P<r{k}>[0-9]+)")
+        at = m.end()
+    out.append(re.escape(example[at:]))
+    return "^" + "".join(out) + "$"
+
+
+def _numbers(shapes: list[_Shape], n_numbers: int) -> pl.DataFrame:
+    """The numbers of a kind's lines (Float64 columns ``n0``.. by position), in row order."""
+    frames = []
+    for sh in shapes:
+        runs = sh.lines.select("row", pl.col("line").str.extract_groups(_runs_expression(sh.example)).alias("r"))
+        runs = runs.unnest("r")
+        columns = []
+        for j, (parts, constant) in enumerate(sh.recipes[:n_numbers]):
+            if constant is not None:
+                columns.append(pl.lit(constant, dtype=pl.Float64).alias(f"n{j}"))
+                continue
+            pieces = [pl.lit(p) if isinstance(p, str) else pl.col(f"r{p}") for p in parts]
+            text = pieces[0] if len(pieces) == 1 else pl.concat_str(pieces)
+            columns.append(text.cast(pl.Float64, strict=False).alias(f"n{j}"))
+        frames.append(runs.select("row", *columns))
+    got = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal")
+    return got.sort("row") if len(frames) > 1 else got
 
 
 def _as_int(column: pl.Series) -> np.ndarray:
-    x = column.cast(pl.Float64, strict=False).to_numpy()
+    x = column.to_numpy()
     return np.where(np.isfinite(x), x, np.nan)
 
 
@@ -143,9 +200,10 @@ class _Counted:
 
 def _advancing(counter: np.ndarray) -> bool:
     ok = counter[np.isfinite(counter)]
-    if len(ok) < MIN_LINES or len(np.unique(ok)) < 2:
+    if len(ok) < MIN_LINES:
         return False
-    return bool(np.mean(np.diff(ok) >= 0) >= 0.8)
+    step = np.diff(ok)
+    return bool(np.any(step != 0)) and bool(np.mean(step >= 0) >= 0.8)
 
 
 def _epoch_offsets(c: _Counted, header_rows: np.ndarray, header_epochs: np.ndarray,
@@ -180,10 +238,10 @@ def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np
     Returns the rows and steps of the lines read (for placing messages), the rows of every line
     taken (metric and epoch-header lines), and notes.
     """
-    kinds, no_counter, taken_lines = line_kinds(lines)
+    kinds, no_counter, shapes_of = line_kinds(lines)
     counted: list[_Counted] = []
     for index, kind in enumerate(kinds):
-        rows, numbers = kind.rows, _numbers(taken_lines, index, kind)
+        rows, numbers = kind.rows, _numbers(shapes_of[index], kind.template.count(NUM_MARK))
         lay = kind.layout
         pos = lay.step if lay.step is not None else lay.epoch
         counter = _as_int(numbers.get_column(f"n{pos}")) if pos is not None else np.full(len(rows), np.nan)
@@ -255,7 +313,7 @@ def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np
     if no_counter:
         notes.append(Note("no_step", f"{name}: {no_counter:,} line(s) hold named numbers but no step or epoch counter "
                           "(a final evaluation, a summary): not read as points", count=no_counter))
-    all_taken = np.unique(np.concatenate(taken)) if taken else np.zeros(0, np.int64)
+    all_taken = np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)  # kinds hold disjoint lines
     return k_rows, k_steps, all_taken, notes
 
 
@@ -283,5 +341,5 @@ def _add(values: TextPoints, c: _Counted, steps: np.ndarray) -> None:
         if not ok.all():
             col = col.filter(pl.Series(ok))
         if m.scale != 1.0:
-            col = col.cast(pl.Float64, strict=False) * m.scale
+            col = col * m.scale
         values.add_column(m.tag, rows, st, col)

@@ -34,8 +34,6 @@ from typing import Literal
 #: ``re`` read it the same way.
 TOKEN = (r"(?:[-+]?\b(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?P<ua>[A-Za-z%]*)"
          r"|[-+]?\b(?i:nan|inf(?:inity)?)(?P<ub>ms|s|%)?\b)")
-#: The number of a token, for the per-template expression.
-NUMBER = r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)"
 #: What a template holds in place of a number, and of a progress bar's glyphs (whose fill changes with every
 #: redraw): characters of Unicode's private use area, which no training script prints.
 NUM_MARK = "\ue000"

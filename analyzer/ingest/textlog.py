@@ -300,7 +300,9 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
                                                      else rest, values, name)
     notes += g_notes
     if len(g_taken):
-        rest = rest.filter(pl.Series(~np.isin(rest.get_column("row").to_numpy(), g_taken)))
+        taken = np.zeros(n_lines, dtype=bool)
+        taken[g_taken] = True
+        rest = rest.filter(pl.Series(~taken[rest.get_column("row").to_numpy()]))
         claimed_lines += len(g_taken)
         order = np.argsort(np.concatenate([k_rows, g_rows]), kind="stable")
         k_rows, k_steps = np.concatenate([k_rows, g_rows])[order], np.concatenate([k_steps, g_steps])[order]
