@@ -109,6 +109,12 @@ class AnalysisConfig:
     outputs a constant (collapse), when no grad norm is logged."""
     grad_floor_ratio: float = _setting(10.0, 1.0, lo_open=True)
     """Grad norm falling this many times below its pre-jump median with the loss flat: a dead network."""
+    chance_tolerance: float = _setting(0.01, 0.0, 0.1, lo_open=True)
+    """A loss within this relative distance of ln K (K classes or vocabulary tokens) sits at chance."""
+    chance_noise: float = _setting(0.002, 0.0, 1.0, lo_open=True)
+    """A loss at ln K whose relative batch-to-batch noise is at most this is pinned there (uniform
+    predictions give exactly ln K on every batch): with a blow-up, thrashing, progress below it or the grad
+    norm collapsed before, a dead network."""
     tail_fraction: float = _setting(0.1, 0.0, 0.5, lo_open=True)
     """The 'final loss' is the median of this last fraction of points (at least 3)."""
 

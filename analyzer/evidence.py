@@ -119,7 +119,9 @@ class DivergenceEvidence(Evidence):
     Attributes:
         signal: the series that decided.
         mode: "explosion" (ended far above its best or its start, not coming back), "collapse"
-            (jumped to a flat plateau near its initial/trivial level after learning: a dead network),
+            (jumped to a flat plateau near its initial/trivial level after learning: a dead network), "uniform"
+            (pinned at ln K, the loss of uniform predictions, after a blow-up, thrashing, learning below it or
+            with the grad norm collapsed),
             "dead_after_blowup" (exploded in the first steps, then learned nothing), "regression"
             (ended well above where it started without ever making progress).
         start_step: where the unrecovered stretch began.
@@ -130,10 +132,11 @@ class DivergenceEvidence(Evidence):
         tail_slope_share: the tail's change over its length as a share of the jump (near 0 = flat).
         grad_drop: grad norm before the jump / in the tail (a dead network's gradient floor), if logged.
         peak_over_initial: the largest value over the initial loss (for a blow-up).
+        chance_k: (mode "uniform") the K whose ln K the loss is pinned at: uniform predictions over K outcomes.
     """
 
     signal: Signal
-    mode: Literal["explosion", "collapse", "dead_after_blowup", "regression"]
+    mode: Literal["explosion", "collapse", "dead_after_blowup", "regression", "uniform"]
     start_step: int
     initial: float
     best: float
@@ -144,6 +147,7 @@ class DivergenceEvidence(Evidence):
     tail_slope_share: float
     grad_drop: float | None = None
     peak_over_initial: float | None = None
+    chance_k: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

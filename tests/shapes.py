@@ -89,6 +89,53 @@ def lm_blowup_to_unigram(seed: int = 0) -> Series:
     return _logged({"train/loss": loss})
 
 
+def binary_thrash_then_uniform(seed: int = 0, *, with_grad: bool = True) -> Series:
+    """A binary classifier at a far too high LR: from ln 2 it thrashes up to 2-15x for ~150 steps, then its
+    output saturates to a constant 0.5: the loss is ln 2 on every batch to the end (float rounding only)
+    and the grad norm falls to ~1e-7 (issue 16: this was called "early instability, recovered")."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    loss = np.log(2) * _noise(rng, n, 0.02)
+    loss[5:150] *= np.exp(np.abs(rng.normal(0.8, 0.9, 145)))
+    loss[150:] = np.log(2) + 1e-6 * rng.standard_normal(n - 150)
+    out = {"train/loss": loss}
+    if with_grad:
+        g = grad_norm(n, seed=seed + 1)
+        g[5:150] *= 20
+        g[150:] = 1e-7 * _noise(rng, n - 150, 0.1)
+        out["train/grad_norm"] = g
+    return _logged(out)
+
+
+def lm_collapse_to_uniform(seed: int = 0) -> Series:
+    """A GPT-2-vocabulary LM learns from ln(50257) = 10.8 to ~3.6, then at step 2,400 its logits collapse:
+    the loss is pinned at ln 50257 for the rest of the run."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    loss = lm_loss(n, start=10.8, floor=3.6, seed=seed)
+    loss[2400:] = np.log(50257) * _noise(rng, n - 2400, 2e-5)
+    return _logged({"train/loss": loss})
+
+
+def binary_never_learns(seed: int = 0) -> Series:
+    """A binary classifier on labels it cannot learn: at ln 2 from its first step to its last, the grad norm
+    alive; nothing happened to it (no_progress, not divergence)."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    loss = np.log(2) * _noise(rng, n, 5e-4)
+    return _logged({"train/loss": loss, "train/grad_norm": grad_norm(n, start=0.3, end=0.25, seed=seed + 1)})
+
+
+def binary_thrash_then_learns(seed: int = 0) -> Series:
+    """The same thrashing start, but the classifier then learns to ~0.25: early instability, not chance."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    t = np.arange(n)
+    loss = (0.25 + 0.44 * np.exp(-t / 400)) * _noise(rng, n, 0.03)
+    loss[5:150] *= np.exp(np.abs(rng.normal(0.8, 0.9, 145)))
+    return _logged({"train/loss": loss})
+
+
 # -- instability -------------------------------------------------------------------------------
 
 def lr_bump_step_change(at: int = 3000, seed: int = 0) -> Series:

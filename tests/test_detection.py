@@ -128,11 +128,31 @@ def test_not_flagged(name):
     ({"eval/loss": curve(5)}, "missing_train_loss"),
     ({"loss": [1.0]}, "too_few_points"),
     ({"loss": np.full(100, 0.7)}, "constant_loss"),
-    ({"loss": np.full(100, np.nan)}, "all_nonfinite"),
+    ({"loss": [np.nan]}, "all_nonfinite"),
 ])
 def test_bad_input_is_insufficient_data_not_a_fake_verdict(series, kind):
     d = verdict(series)
     assert d.verdict == "insufficient_data" and d.findings[0].kind == kind
+
+
+@pytest.mark.parametrize("values, first_bad", [
+    ([2.3] + [np.nan] * 40, 1),  # finite once, NaN from the 2nd logged point on
+    ([np.nan] * 40, 0),  # NaN at every point of a run whose steps advance
+    ([2.3, 2.2] + [np.inf] * 3, 2),  # a short log that ends in inf
+])
+def test_a_loss_that_turns_nonfinite_for_good_is_divergence_whatever_its_length(values, first_bad):
+    d = verdict({"loss": np.array(values, dtype=float)}, steps=np.arange(len(values)) * 10)
+    assert d.verdict == "divergence", [f.message for f in d.findings]
+    (f,) = [f for f in d.findings if f.kind == "divergence_nonfinite"]
+    assert f.start_step == first_bad * 10
+
+
+def test_a_train_loss_nan_after_two_points_diverges_even_when_the_eval_loss_is_judged():
+    n = 60
+    loss = np.full(n, np.nan)
+    loss[:2] = [2.3, 2.1]
+    d = verdict({"loss": loss, "eval_loss": curve(n, seed=3)})
+    assert d.verdict == "divergence" and d.findings[0].start_step == 2
 
 
 def test_lr_sweep_finds_lr_star_and_edge(tmp_path):

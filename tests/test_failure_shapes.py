@@ -42,6 +42,30 @@ def test_collapse_to_chance_after_learning_is_divergence_with_the_grad_floor():
     assert f.evidence.share_undone > 0.9 and "dead network" in f.message
 
 
+@pytest.mark.parametrize("with_grad", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pinned_at_ln_2_after_thrashing_is_divergence_that_names_k(seed, with_grad):
+    d = diagnose(shapes.binary_thrash_then_uniform(seed, with_grad=with_grad))
+    assert d.verdict == "divergence", [f.message for f in d.findings]
+    (f,) = [f for f in d.findings if f.verdict == "divergence"]
+    assert f.evidence.chance_k == 2 and "ln 2" in f.message and 5 <= f.start_step <= 160  # the blow-up or the plateau
+
+
+def test_an_lm_pinned_at_ln_vocab_names_its_vocabulary():
+    d = diagnose(shapes.lm_collapse_to_uniform(), hparams={"vocab_size": 50257})
+    assert d.verdict == "divergence", [f.message for f in d.findings]
+    (f,) = [f for f in d.findings if f.verdict == "divergence"]
+    assert f.evidence.chance_k == 50257 and "vocab_size" in f.message and 2390 <= f.start_step <= 2410
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_at_chance_from_the_start_is_no_progress_and_thrash_then_learning_is_early(seed):
+    never = diagnose(shapes.binary_never_learns(seed))
+    assert never.verdict == "stable" and "no_progress" in kinds(never), [f.message for f in never.findings]
+    learns = diagnose(shapes.binary_thrash_then_learns(seed))
+    assert learns.verdict == "early_instability", [f.message for f in learns.findings]
+
+
 def test_explode_in_the_first_steps_then_dead_is_divergence_not_settled():
     d = diagnose(shapes.explode_then_dead())
     assert d.verdict == "divergence", [f.message for f in d.findings]

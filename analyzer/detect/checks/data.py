@@ -24,9 +24,11 @@ def check_data(ctx: RunContext) -> list[Finding]:
     n_all, n_finite = int(s.values.size), int(finite.sum())
     if 0 < n_finite < n_all and finite[0]:
         return []  # finite, then NaN/inf: that is divergence however short the log (check_nonfinite)
+    if n_finite == 0 and np.unique(s.steps).size >= 2:
+        return []  # NaN/inf at every point of a run that advanced: divergence from its first step (check_nonfinite)
     if n_finite == 0 and n_all > 0:
         return [Finding("all_nonfinite", Severity.WARN, "insufficient_data", int(s.steps[0]), None,
-                        f"All {n_all} values of '{s.tag}' are NaN/inf: nothing to compare with.",
+                        f"The only value of '{s.tag}' is NaN/inf (at one step): nothing to compare with.",
                         DataEvidence(points=0, min_points=cfg.min_points))]
     if n_finite < cfg.min_points:
         return [Finding("too_few_points", Severity.WARN, "insufficient_data", int(s.steps[0]) if n_all else 0, None,

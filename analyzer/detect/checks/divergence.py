@@ -16,10 +16,13 @@ not, is an instability (instability.py), not a divergence.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
+from analyzer.detect.chance import ChancePlateau, chance_level, pinned_at_chance
 from analyzer.detect.checks.common import SIGNAL_WORDS, fmt
 from analyzer.detect.context import RunContext
 from analyzer.detect.curve import Curve
@@ -43,6 +46,40 @@ def _grad_drop(ctx: RunContext, start_step: int, tail_start_step: int, *, peak: 
 
 
 def check_divergence(ctx: RunContext) -> list[Finding]:
+    """How the run ended (`_ending`); a dead plateau that sits at ln K says K (uniform predictions), and a
+    loss pinned at ln K after a blow-up, thrashing, lost progress or a grad-norm collapse is divergence
+    even when no other shape fits."""
+    c, cfg = ctx.curve, ctx.cfg
+    if c is None or len(c) < cfg.min_points:
+        return []
+    found = _ending(ctx)
+    if found:
+        f = found[0]
+        ev = f.evidence
+        assert isinstance(ev, DivergenceEvidence)
+        named = chance_level(ev.final, ctx.run.hparams, tolerance=cfg.chance_tolerance) \
+            if ev.mode in ("collapse", "dead_after_blowup") and c.log_space else None
+        if named is not None:
+            k, source = named
+            text = (f.message.rstrip(".") + f"; it sits at ln {k:,} = {fmt(math.log(k))} ({source}): uniform "
+                    f"predictions over {k:,} outcomes.")
+            found = [replace(f, message=text, evidence=replace(ev, chance_k=k))] + found[1:]
+        return found
+    uniform = _uniform(ctx)
+    if uniform is None:
+        return []
+    plateau, why = uniform
+    best_i = int(np.argmin(c.level_raw))
+    ev = DivergenceEvidence(ctx.signal, "uniform", int(c.steps[plateau.start]), c.start, float(c.level_raw[best_i]),
+                            int(c.steps[best_i]), plateau.median, 1.0, 0.0, 0.0, chance_k=plateau.k)
+    return [Finding("divergence_uniform", Severity.FAIL, "divergence", ev.start_step, None,
+                    f"Divergence ({SIGNAL_WORDS[ctx.signal]}): from step {ev.start_step:,} to the end the loss sits "
+                    f"at {fmt(plateau.median)}, ln {plateau.k:,} = {fmt(plateau.level)} ({plateau.source}), with "
+                    f"next to no batch-to-batch noise ({plateau.noise:.2%}): the network predicts uniformly over "
+                    f"{plateau.k:,} outcomes (chance), {why}.", ev)]
+
+
+def _ending(ctx: RunContext) -> list[Finding]:
     c, cfg = ctx.curve, ctx.cfg
     if c is None or len(c) < cfg.min_points:
         return []
@@ -64,10 +101,11 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
     tail_change = float(np.median(c.raw[-tail:-tail + half]) - np.median(c.raw[-half:]))  # > 0: falling
 
     def finding(mode: str, start_i: int, text: str, share: float, rec: float, slope: float,
-                grad_drop: float | None = None, peak_over_initial: float | None = None) -> list[Finding]:
+                grad_drop: float | None = None, peak_over_initial: float | None = None,
+                chance_k: int | None = None) -> list[Finding]:
         ev = DivergenceEvidence(ctx.signal, mode, int(c.steps[start_i]), initial, best,  # type: ignore[arg-type]
                                 int(c.steps[best_i]), final, round(share, 4), round(rec, 3), round(slope, 3),
-                                grad_drop, peak_over_initial)
+                                grad_drop, peak_over_initial, chance_k)
         return [Finding(f"divergence_{mode}", Severity.FAIL, "divergence", int(c.steps[start_i]), None,
                         f"Divergence ({SIGNAL_WORDS[ctx.signal]}): {text}", ev)]
 
@@ -157,6 +195,31 @@ def _dead_network(ctx: RunContext, finding: Callable[..., list[Finding]], still_
                    f"the grad norm fell {fmt(grad_drop)}x to a floor while the loss sits at {fmt(final)}, no lower "
                    f"than where it started ({fmt(c.start)}): a dead network.", 1.0, 0.0,
                    tail_change / max(abs(final - best), 1e-300), grad_drop)
+
+
+def _uniform(ctx: RunContext) -> tuple[ChancePlateau, str] | None:
+    """The loss pinned at ln K to the end, reached through something that killed the network: a blow-up or
+    thrashing above ln K, progress below it that was lost, or the grad norm falling to a floor. A run that
+    starts at chance and never moves learned nothing (no_progress), which is not divergence."""
+    c, cfg = ctx.curve, ctx.cfg
+    assert c is not None
+    n = len(c)
+    plateau = pinned_at_chance(c.raw, ctx.run.hparams, tolerance=cfg.chance_tolerance, max_noise=cfg.chance_noise,
+                               min_points=max(cfg.min_points, int(n * cfg.tail_fraction)))
+    if plateau is None or plateau.start == 0:
+        return None
+    before = c.raw[: plateau.start]
+    peak = float(np.max(before))
+    if peak >= cfg.early_rise_ratio * plateau.level:
+        return plateau, f"after the loss went up to {fmt(peak)} at step {int(c.steps[int(np.argmax(before))]):,}"
+    low = float(np.min(c.level_raw[: plateau.start]))
+    if low <= (1 - cfg.dead_progress_share) * plateau.level:
+        return plateau, f"after it had learned down to {fmt(low)}"
+    at = int(c.steps[plateau.start])
+    drop = _grad_drop(ctx, at, at)
+    if drop is not None and drop >= cfg.grad_floor_ratio:
+        return plateau, f"with the grad norm fallen {fmt(drop)}x to a floor"
+    return None
 
 
 def _quieter(c: Curve, before: slice, tail: int) -> float:

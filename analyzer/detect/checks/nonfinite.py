@@ -7,14 +7,26 @@ import numpy as np
 
 from analyzer.detect.checks.common import fmt
 from analyzer.detect.context import RunContext
-from analyzer.evidence import NonfiniteEvidence
-from analyzer.types import Finding, Severity, Verdict
+from analyzer.evidence import NonfiniteEvidence, Signal
+from analyzer.types import Finding, Series, Severity, Verdict
+
+
+def _nonfinite_series(ctx: RunContext) -> Series | None:
+    """The loss whose NaN/inf is judged: the train loss when it holds any (a train loss that turned NaN after
+    a few points leaves too few finite ones to be the judged signal, and the eval loss then judged may never
+    have been evaluated after it), else the judged series."""
+    if ctx.loss is not None and ctx.loss.values.size and not np.isfinite(ctx.loss.values).all():
+        return ctx.loss
+    return ctx.judged
 
 
 def check_nonfinite(ctx: RunContext) -> list[Finding]:
+    """NaN/inf in the loss: divergence when it never becomes finite again, whatever the number of points (a
+    loss NaN from its second logged point on, or at every point of a run whose steps advanced); a
+    transient overflow when finite values follow."""
     out: list[Finding] = []
-    loss, grad = ctx.judged, ctx.grad
-    if loss is not None and ctx.curve is not None and len(ctx.curve):
+    loss, grad = _nonfinite_series(ctx), ctx.grad
+    if loss is not None and loss.values.size and (np.isfinite(loss.values).any() or np.unique(loss.steps).size >= 2):
         bad = ~np.isfinite(loss.values)
         if bad.any():
             first = int(np.argmax(bad))
@@ -23,13 +35,16 @@ def check_nonfinite(ctx: RunContext) -> list[Finding]:
             frac = float(after.mean())
             step = int(loss.steps[first])
             prev = loss.values[:first][np.isfinite(loss.values[:first])]
-            ev = NonfiniteEvidence(ctx.signal, step, int(bad.sum()), int(after.size), round(frac, 4),
+            signal: Signal = "train_loss" if loss is ctx.loss else ctx.signal
+            ev = NonfiniteEvidence(signal, step, int(bad.sum()), int(after.size), round(frac, 4),
                                    float(prev[-1]) if prev.size else None)
             if not last_ok or frac > 0.5:
                 how = "never recovered" if not last_ok else f"stayed non-finite for {frac:.0%} of later points"
-                out.append(Finding("divergence_nonfinite", Severity.FAIL, "divergence", step, None,
-                                   f"Loss became {loss.values[first]} at step {step:,} and {how} (last finite loss "
-                                   f"{fmt(ev.last_finite_value)}).", ev))
+                text = (f"Loss '{loss.tag}' became {loss.values[first]} at step {step:,} and {how} (last finite loss "
+                        f"{fmt(ev.last_finite_value)})." if prev.size else
+                        f"Loss '{loss.tag}' is {loss.values[first]} at every one of its {int(bad.sum())} logged points "
+                        f"(steps {step:,}-{int(loss.steps[-1]):,}): the run diverged before its first log.")
+                out.append(Finding("divergence_nonfinite", Severity.FAIL, "divergence", step, None, text, ev))
             else:
                 phase: Verdict = "early_instability" if step <= ctx.early_cut else "mid_instability"
                 out.append(Finding("nonfinite_loss_transient", Severity.WARN, phase, step, int(loss.steps[-1]),
