@@ -136,6 +136,45 @@ def binary_thrash_then_learns(seed: int = 0) -> Series:
     return _logged({"train/loss": loss})
 
 
+# -- where a log starts ----------------------------------------------------------------------------
+
+def resumed_log_with_resume_spike(seed: int = 0) -> Series:
+    """The log of a resumed job whose step counter starts again at 0: an LM at 3.45, the cosine LR already
+    at 60% of its configured 6e-4 and falling, and the resume transient (Adam's moments rebuilt) lifting
+    the loss 1.25x for ~20 logged points. Not a fresh start: no early phase, no early instability."""
+    rng = np.random.default_rng(seed)
+    n = 400  # every 10 steps
+    steps = np.arange(n) * 10
+    t = np.arange(n) / n
+    loss = (3.25 + 0.2 * np.exp(-t * 3)) * _noise(rng, n, 0.02)
+    loss[1:25] *= 1 + 0.25 * np.exp(-np.arange(24) / 8)
+    lr = 0.5 * 6e-4 * (1 + np.cos(np.pi * (0.35 + 0.65 * t)))
+    return _logged({"train/loss": loss, "train/lr": lr}, steps)
+
+
+def first_point_one_low_batch(seed: int = 0) -> Series:
+    """A fine-tune whose first logged loss is one easy batch (1.0) while training starts at ~2.3 and learns
+    to ~1.5: the first point is not the initial loss ("never got below its start" would be wrong)."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    t = np.arange(n)
+    loss = (1.5 + 0.8 * np.exp(-t / 150)) * _noise(rng, n, 0.03)
+    loss[0] = 1.0
+    return _logged({"train/loss": loss})
+
+
+def fine_tune_with_warmup_and_early_blip(seed: int = 0) -> Series:
+    """A fine-tune starts low (2.1, far below ln(50257)) at the bottom of its warmup, and the loss jumps 2.5x at
+    steps 3-5: its early phase is real (early instability), though its first loss is far below ln(vocab)."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    t = np.arange(n)
+    loss = (1.2 + 0.9 * np.exp(-t / 300)) * _noise(rng, n, 0.02)
+    loss[3:6] *= [2.5, 2.8, 2.2]
+    lr = np.minimum(1.0, (t + 1) / 100) * 2e-5
+    return _logged({"train/loss": loss, "train/lr": lr})
+
+
 # -- instability -------------------------------------------------------------------------------
 
 def lr_bump_step_change(at: int = 3000, seed: int = 0) -> Series:

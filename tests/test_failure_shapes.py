@@ -126,6 +126,39 @@ def test_early_blip_then_ordinary_noise_is_early_not_mid():
     assert d.findings[0].evidence.peak_step == 2
 
 
+# -- where a log starts ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hparams", [{"lr": 6e-4}, {"learning_rate": 6e-4, "warmup_steps": 2000},
+                                     {"warmup_steps": 2000}, {"vocab_size": 50257}])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_log_that_starts_mid_training_has_no_early_phase(seed, hparams):
+    d = diagnose(shapes.resumed_log_with_resume_spike(seed), hparams=hparams)
+    assert d.verdict == "stable", [f.message for f in d.findings]
+    assert "no_progress" not in kinds(d)
+
+
+def test_without_the_schedule_a_resumed_log_reads_as_a_fresh_start():
+    """The other side: with neither an LR nor settings, nothing says the log starts late."""
+    series = shapes.resumed_log_with_resume_spike(0)
+    del series["train/lr"]
+    from analyzer.detect.context import measure_run
+    ctx = measure_run(run_of(series), CFG)
+    assert not ctx.log_start.mid_training and ctx.early_cut >= 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_low_first_batch_is_not_the_initial_loss(seed):
+    d = diagnose(shapes.first_point_one_low_batch(seed))
+    assert d.verdict == "stable", [f.message for f in d.findings]
+    assert "no_progress" not in kinds(d)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_fine_tune_at_the_bottom_of_its_warmup_keeps_its_early_phase(seed):
+    d = diagnose(shapes.fine_tune_with_warmup_and_early_blip(seed), hparams={"vocab_size": 50257, "lr": 2e-5})
+    assert d.verdict == "early_instability", [f.message for f in d.findings]
+
+
 # -- must not flag ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [shapes.grad_only_spikes, shapes.fp16_skipped_steps, shapes.overfitting,

@@ -14,6 +14,7 @@ import numpy as np
 from analyzer.config import AnalysisConfig
 from analyzer.detect.curve import Curve, early_cut_step, make_curve
 from analyzer.detect.events import Event, find_regimes, find_spikes
+from analyzer.detect.start import LogStart, where_log_starts
 from analyzer.evidence import Signal
 from analyzer.types import Run, Series
 
@@ -33,6 +34,9 @@ class RunContext:
         grad_spikes: grad-norm outliers (>= grad_spike_ratio x the trailing level).
         eval_regimes: regimes of the eval loss (when the train loss is judged): an averaged eval loss
             shows a regime that a noisy per-batch train loss hides.
+        log_start: where in training the log starts; a log that starts mid-training has no early phase
+            (``early_cut`` is before its first step) and, when that was read off the schedule, no known
+            progress before it (a rise is then judged by its ratio alone).
     """
 
     run: Run
@@ -51,6 +55,7 @@ class RunContext:
     regimes: tuple[Event, ...] = ()
     grad_spikes: tuple[Event, ...] = ()
     eval_regimes: tuple[Event, ...] = ()
+    log_start: LogStart = LogStart(False)
 
     @property
     def max_step(self) -> int | None:
@@ -108,8 +113,12 @@ def measure_run(run: Run, cfg: AnalysisConfig) -> RunContext:
     spikes: tuple[Event, ...] = ()
     regimes: tuple[Event, ...] = ()
     early_cut = 0
+    log_start = LogStart(False)
     if curve is not None:
         early_cut = early_cut_step(curve.steps, cfg)
+        log_start = where_log_starts(curve.steps, curve.first, run.role_series("lr"), run.hparams, early_cut)
+        if log_start.mid_training:
+            early_cut = min(early_cut, int(curve.steps[0]) - 1)
         if len(curve) >= cfg.min_points:
             spikes = tuple(find_spikes(curve, cfg))
             regimes = tuple(find_regimes(curve, cfg))
@@ -121,4 +130,4 @@ def measure_run(run: Run, cfg: AnalysisConfig) -> RunContext:
     if eval_curve is not None and len(eval_curve) >= cfg.min_points:
         eval_regimes = tuple(find_regimes(eval_curve, cfg))
     return RunContext(run, cfg, loss, grad, run.role_series("lr"), eval_loss, signal, judged, curve, grad_curve,
-                      eval_curve, early_cut, spikes, regimes, grad_spikes, eval_regimes)
+                      eval_curve, early_cut, spikes, regimes, grad_spikes, eval_regimes, log_start)

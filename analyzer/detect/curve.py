@@ -92,8 +92,8 @@ class Curve:
         spread: how far the points scatter around the level (y units, interquartile range / 1.349, at
             least ``calm_sigma``): a point-to-point MAD understates skewed, heavy-tailed per-batch noise.
         start: the loss at the start of the log, in raw units (median of the first 3 points, or the first
-            if lower).
-        first: the first logged value.
+            if lower; one low first batch is passed over).
+        first: the first logged value (the start in its place when it is one low batch).
         window: the level's window in points.
     """
 
@@ -193,13 +193,32 @@ def make_curve(series: Series, cfg: AnalysisConfig, *, with_level: bool = True) 
     # it. Calm = the quieter quarter of the run's own noise estimates.
     calm = float(np.percentile(sigma, 25))
     level_sigma = np.maximum(_level_noise(level, win, calm), np.maximum(q_floor, 0.0))
-    # the loss at the start: the median of the first 3 points, unless the very first is lower (a blow-up
-    # at steps 1-2 must not become the reference it is measured against)
-    start = min(float(np.median(raw[:3])), float(raw[0]))
+    start, first = _start(raw, y, log_space, cfg)
     q25, q75 = np.percentile(y - level, [25, 75]) if with_level else (0.0, 0.0)
     spread = max(float(q75 - q25) / 1.349, calm)
-    return Curve(steps, raw, y, log_space, quantum, base, sigma, level, level_sigma, calm, spread, start,
-                 float(raw[0]), win)
+    return Curve(steps, raw, y, log_space, quantum, base, sigma, level, level_sigma, calm, spread, start, first, win)
+
+
+def _start(raw: np.ndarray, y: np.ndarray, log_space: bool, cfg: AnalysisConfig) -> tuple[float, float]:
+    """The loss at the start of the log: the median of its first 3 points, unless the very first is lower (a
+    blow-up at steps 1-2 must not become the reference it is measured against), or unless the first point is
+    one low batch: below each of the next nine points by more than ``spike_z`` of their own noise while those
+    agree with each other (a blow-up at steps 1-3 does not: it comes back down). An easy first batch is not
+    where training started. Returns (start, first): the first logged value, or for one low first batch the
+    start in its place."""
+    first = float(raw[0])
+    start = min(float(np.median(raw[:3])), first)
+    if raw.size < 20 or (log_space and first <= 0):
+        return start, first
+    ahead = y[1:min(raw.size, 31)]
+    noise = max(_MAD_TO_SIGMA * float(np.median(np.abs(np.diff(ahead)))) / np.sqrt(2.0), 1e-12)
+    y0 = float(y[0])
+    head, rest = float(np.median(y[1:4])), float(np.median(y[4:10]))
+    below_all = y0 < float(np.min(y[1:10])) and float(np.min(y[1:10])) - y0 > cfg.spike_z * noise
+    if below_all and abs(head - rest) <= cfg.spike_z * noise:
+        start = float(np.median(raw[1:4]))
+        return start, start
+    return start, first
 
 
 def _level_noise(level: np.ndarray, win: int, calm: float) -> float:

@@ -37,10 +37,13 @@ def fmt_x(ratio: float) -> str:
 
 def share_of(ctx: RunContext, ev: Event, curve: Curve | None = None) -> float:
     """The share of the progress learned before ``ev`` that it undid; NaN while the run had learned
-    next to nothing (less than ``min_progress_share`` of its start, or within 3 noise sigmas): a share of
-    almost no progress means nothing, and only the ratio counts then."""
+    next to nothing (less than ``min_progress_share`` of its start, or within 3 noise sigmas), or when the log
+    starts mid-training by its schedule (the progress before it is unknown): a share of almost no progress
+    means nothing, and only the ratio counts then."""
     c = curve if curve is not None else ctx.curve
     assert c is not None
+    if ctx.log_start.by_schedule:
+        return float("nan")  # the log starts mid-training: what the run had learned before it is unknown
     floor = 3.0 * float(c.calm_raw[min(ev.start, len(c) - 1)])
     if ev.progress_before < ctx.cfg.min_progress_share * abs(c.start) or ev.progress_before <= floor:
         return float("nan")

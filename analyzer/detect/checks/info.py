@@ -23,7 +23,7 @@ def check_progress(ctx: RunContext) -> list[Finding]:
         return []
     if not np.isfinite(ctx.judged.values).all():
         return []  # NaN/inf: check_nonfinite's and check_divergence's to judge
-    if int(c.steps[0]) > max(10, int(0.01 * int(c.steps[-1]))):
+    if int(c.steps[0]) > max(10, int(0.01 * int(c.steps[-1]))) or ctx.log_start.mid_training:
         return []
     initial = c.start
     best_i = int(np.argmin(c.level))
