@@ -49,6 +49,12 @@ class AnalysisConfig:
     """A point departs from the noise band when it is this many robust sigmas above the trailing level."""
     regime_z: float = _setting(6.0, 1.0)
     """A smoothed level departs from the best level when it is this many of its own sigmas above it."""
+    grok_train_share: float = _setting(0.05, 0.0, 1.0)
+    """An eval-loss hump while the train loss is at most this share of its first value, with the eval loss
+    falling back below where it was: grokking (memorisation, then generalisation), not instability."""
+    regime_spread_z: float = _setting(3.0, 0.0)
+    """A regime counts only when its height is at least this many times the run's point scatter around its
+    level: a noisy run's level wanders, and a patch of ordinary high points is not a regime."""
     recover_z: float = _setting(3.0, 0.0)
     """An event has recovered when the loss is back within this many sigmas of the earlier level..."""
     recover_height_fraction: float = _setting(0.2, 0.0, 1.0)
@@ -115,6 +121,11 @@ class AnalysisConfig:
     """A loss at ln K whose relative batch-to-batch noise is at most this is pinned there (uniform
     predictions give exactly ln K on every batch): with a blow-up, thrashing, progress below it or the grad
     norm collapsed before, a dead network."""
+    oscillation_ratio: float = _setting(2.0, 1.0, lo_open=True)
+    """How large an oscillation's swings are: the smoothed level's 95th percentile over its 5th."""
+    oscillation_min_swings: int = _setting(6, 2)
+    """A smoothed loss that swings between its lower and upper quarter at least this many times over the whole run
+    (by ``oscillation_ratio``, in both halves) and ends above where it started never learned: divergence."""
     tail_fraction: float = _setting(0.1, 0.0, 0.5, lo_open=True)
     """The 'final loss' is the median of this last fraction of points (at least 3)."""
 

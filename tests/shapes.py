@@ -175,6 +175,65 @@ def fine_tune_with_warmup_and_early_blip(seed: int = 0) -> Series:
     return _logged({"train/loss": loss, "train/lr": lr})
 
 
+# -- departures against the run's own noise band ------------------------------------------------------
+
+def slingshot_spikes(seed: int = 0, *, height: float = 3.0, decay: float = 1.2) -> Series:
+    """Recurring spikes at irregular intervals (the slingshot effect of Adam at a high LR): each a sharp peak
+    (1 + height)x the level that decays back over several logged points; only one or two points sit at half
+    the height, but the loss takes four or more to come back (issue 16: these were "one-point blips")."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    t = np.arange(n)
+    loss = (0.3 + 2.0 * np.exp(-t / 300)) * _noise(rng, n, 0.04)
+    at = 600
+    while at < n - 60:
+        k = np.arange(12)
+        loss[at:at + 12] *= 1 + height * np.exp(-k / decay)
+        at += int(rng.integers(250, 700))
+    return _logged({"train/loss": loss})
+
+
+def noisy_fine_tune(seed: int = 0, *, sigma: float = 0.15, n: int = 300) -> Series:
+    """A small fine-tune logged every 10 steps by the HF Trainer (4 decimals): heavy-tailed batch noise of
+    ~15%, with many ordinary high points and patches of them (stable)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    loss = (0.6 + 0.1 * np.exp(-t / 20)) * _noise(rng, n, sigma, heavy=True)
+    return _logged({"loss": np.round(loss, 4)}, np.arange(n) * 10 + 10)
+
+
+def grokking_curves(seed: int = 0, *, train_every: int = 1) -> Series:
+    """Grokking (modular arithmetic, weight decay): the train loss falls to ~1e-4 by step 2,000; the val loss
+    rises from 4.0 to ~12 while the model memorises, sits there, then falls to ~0.01 after step 30,000."""
+    rng = np.random.default_rng(seed)
+    n = 1000
+    steps = np.arange(n) * 100
+    t = steps.astype(float)
+    train = (4.6 * np.exp(-t / 300) + 1e-4) * _noise(rng, n, 0.1)
+    val = np.where(t < 1000, 4.6 - 0.6 * t / 1000, 4.0 + 8 * (1 - np.exp(-(t - 1000) / 1500)))
+    val = np.where(t > 30000, 12 * np.exp(-(t - 30000) / 2000) + 0.01, val) * _noise(rng, n, 0.02)
+    return {"train/loss": (steps[::train_every], train[::train_every]), "val/loss": (steps, val)}
+
+
+def oscillating_never_learns(seed: int = 0) -> Series:
+    """SGD at a far too high LR: the loss swings 1x-7x around chance (ln 10) for the whole run, its centre
+    drifting up: it ends above where it started (never learned)."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    t = np.arange(n)
+    loss = 2.3 * np.exp(np.sin(t / 37.0) + 0.4 * rng.standard_normal(n)) * np.exp(0.0002 * t)
+    return _logged({"train/loss": loss})
+
+
+def oscillating_but_learning(seed: int = 0) -> Series:
+    """The same swings, but their centre falls 2.3 -> 0.5: not a run that never learned."""
+    rng = np.random.default_rng(seed)
+    n = 2000
+    t = np.arange(n)
+    loss = (0.5 + 1.8 * np.exp(-t / 400)) * np.exp(0.5 * np.sin(t / 37.0) + 0.1 * rng.standard_normal(n))
+    return _logged({"train/loss": loss})
+
+
 # -- instability -------------------------------------------------------------------------------
 
 def lr_bump_step_change(at: int = 3000, seed: int = 0) -> Series:

@@ -159,6 +159,48 @@ def test_a_fine_tune_at_the_bottom_of_its_warmup_keeps_its_early_phase(seed):
     assert d.verdict == "early_instability", [f.message for f in d.findings]
 
 
+# -- departures against the run's own noise band ------------------------------------------------------------
+
+@pytest.mark.parametrize("height, decay", [(3.0, 1.2), (1.0, 2.0), (2.2, 2.5)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recurring_spikes_that_take_several_points_to_come_back_are_mid_instability(seed, height, decay):
+    d = diagnose(shapes.slingshot_spikes(seed, height=height, decay=decay))
+    assert d.verdict == "mid_instability", [f.message for f in d.findings]
+
+
+@pytest.mark.parametrize("sigma, n", [(0.08, 150), (0.15, 300), (0.25, 300), (0.15, 1000)])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_noisy_fine_tune_is_not_flagged_for_its_ordinary_high_points(seed, sigma, n):
+    d = diagnose(shapes.noisy_fine_tune(seed, sigma=sigma, n=n))
+    assert d.verdict == "stable", [f.message for f in d.findings]
+
+
+@pytest.mark.parametrize("train_every", [1, 200])  # dense train loss, or so sparse that the eval loss is judged
+@pytest.mark.parametrize("seed", [0, 1])
+def test_grokking_is_not_instability_and_is_said(seed, train_every):
+    d = diagnose(shapes.grokking_curves(seed, train_every=train_every))
+    assert d.verdict == "stable", [f.message for f in d.findings]
+    if train_every > 1:
+        assert "grokking" in kinds(d)
+
+
+def test_an_eval_hump_while_the_train_loss_is_still_high_is_still_instability():
+    """The other side: the same hump with the train loss not near zero is the eval loss's instability."""
+    series = shapes.grokking_curves(0, train_every=200)
+    steps, train = series["train/loss"]
+    series["train/loss"] = (steps, np.full(train.size, 3.5))
+    d = diagnose(series)
+    assert d.verdict != "stable" and "grokking" not in kinds(d), [f.message for f in d.findings]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_whole_run_oscillation_that_ends_above_its_start_is_divergence(seed):
+    d = diagnose(shapes.oscillating_never_learns(seed))
+    assert d.verdict == "divergence" and "swung up and down" in d.findings[0].message, [f.message for f in d.findings]
+    learns = diagnose(shapes.oscillating_but_learning(seed))
+    assert learns.verdict != "divergence", [f.message for f in learns.findings]
+
+
 # -- must not flag ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [shapes.grad_only_spikes, shapes.fp16_skipped_steps, shapes.overfitting,

@@ -11,7 +11,7 @@ from typing import Callable
 from analyzer.detect.checks.data import check_data
 from analyzer.detect.checks.divergence import check_divergence
 from analyzer.detect.checks.eval_loss import check_eval_instability
-from analyzer.detect.checks.info import check_grad_norm, check_overfit, check_progress
+from analyzer.detect.checks.info import check_grad_norm, check_grokking, check_overfit, check_progress
 from analyzer.detect.checks.instability import check_early, check_mid
 from analyzer.detect.checks.messages import check_messages, quote_messages
 from analyzer.detect.checks.nonfinite import check_nonfinite
@@ -32,6 +32,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("progress", check_progress),
     ("grad_norm", check_grad_norm),
     ("overfit", check_overfit),
+    ("grokking", check_grokking),
 )
 
 _INSTABILITY = ("early_instability", "mid_instability")

@@ -121,6 +121,17 @@ def _ending(ctx: RunContext) -> list[Finding]:
                        + f"its initial {fmt(initial)}.", (final - best) / max(learned, noise, 1e-300), 0.0,
                        tail_change / max(final - best, 1e-300))
 
+    swings = _swings(c, cfg.oscillation_ratio)
+    fifth = max(3, n // 5)  # with that many swings, a fifth of the run holds whole cycles: its median is their centre
+    head, end = float(np.median(c.raw[:fifth])), float(np.median(c.raw[-fifth:]))
+    if swings >= cfg.oscillation_min_swings and end > head + 2 * noise / np.sqrt(fifth):
+        lo, hi = np.percentile(c.level_raw, [5, 95])
+        return finding("regression", 0,
+                       f"the loss swung up and down across the whole run ({swings} swings of its smoothed level between "
+                       f"{fmt(float(lo))} and {fmt(float(hi))}), and the last fifth of it sits at {fmt(end)}, above the "
+                       f"first ({fmt(head)}): it never learned (an oscillation at a too-high LR).",
+                       0.0, 0.0, 0.0)
+
     made_progress = learned > max(cfg.min_progress_share * abs(initial), 3 * noise)
     grad_drop = _grad_drop(ctx, int(c.steps[-tail]), int(c.steps[-tail]), peak=True)
     still_at_start = final >= (1 - cfg.dead_progress_share) * initial if c.log_space else False
@@ -195,6 +206,30 @@ def _dead_network(ctx: RunContext, finding: Callable[..., list[Finding]], still_
                    f"the grad norm fell {fmt(grad_drop)}x to a floor while the loss sits at {fmt(final)}, no lower "
                    f"than where it started ({fmt(c.start)}): a dead network.", 1.0, 0.0,
                    tail_change / max(abs(final - best), 1e-300), grad_drop)
+
+
+def _swings(c: Curve, ratio: float) -> int:
+    """How many times the smoothed level swings from below the lower quarter of its range to above the upper
+    quarter or back, when the swings are large (the 95th percentile of the level at least ``ratio`` x its 5th,
+    or for a loss that is not positive, ``ratio`` x 3 of its point scatter) and fall in both halves of the run;
+    0 otherwise."""
+    level = c.level
+    lo, hi = np.percentile(level, [5, 95])
+    if hi - lo < (np.log(ratio) if c.log_space else 3 * ratio * c.spread):
+        return 0
+    q1, q3 = lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo)
+    state = 0
+    turns: list[int] = []
+    for i in np.flatnonzero((level <= q1) | (level >= q3)):
+        side = 1 if level[i] >= q3 else -1
+        if side != state:
+            if state != 0:
+                turns.append(int(i))
+            state = side
+    half = len(c) // 2
+    if not turns or min(turns) >= half or max(turns) < half:
+        return 0
+    return len(turns)
 
 
 def _uniform(ctx: RunContext) -> tuple[ChancePlateau, str] | None:

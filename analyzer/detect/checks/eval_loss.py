@@ -6,7 +6,7 @@ overfitting, check_overfit's), and only when the train loss itself shows no inst
 from __future__ import annotations
 
 from analyzer.detect.checks.common import describe, event_evidence, share_of, signal_words
-from analyzer.detect.checks.instability import early_rise, is_big, judge_events
+from analyzer.detect.checks.instability import early_rise, grokking, is_big, judge_events
 from analyzer.detect.context import RunContext
 from analyzer.types import Finding, Severity
 
@@ -20,7 +20,7 @@ def check_eval_instability(ctx: RunContext) -> list[Finding]:
     out: list[Finding] = []
     for ev in ctx.eval_regimes:
         share = share_of(ctx, ev, e)
-        if not is_big(ctx, ev, share) or ev.points < cfg.regime_min_points:
+        if not is_big(ctx, ev, share) or ev.points < cfg.regime_min_points or grokking(ctx, ev, e):
             continue
         start_step, peak_step = int(e.steps[ev.start]), int(e.steps[ev.peak])
         # the train loss over the same span: falling while the eval loss rises is overfitting

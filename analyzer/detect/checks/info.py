@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.detect.checks.common import fmt
+from analyzer.detect.checks.instability import grokking
 from analyzer.detect.context import RunContext
 from analyzer.evidence import ClippedNormEvidence, CountEvidence, OverfitEvidence, ProgressEvidence
 from analyzer.types import Finding, Severity
@@ -64,6 +65,26 @@ def check_grad_norm(ctx: RunContext) -> list[Finding]:
                            CountEvidence(len(ctx.grad_spikes), int(g.steps[ctx.grad_spikes[0].start]),
                                          round(worst.ratio, 3), int(g.steps[worst.peak]))))
     return out
+
+
+def check_grokking(ctx: RunContext) -> list[Finding]:
+    """An eval-loss hump while the train loss sat near zero, the eval loss falling back below where it was:
+    memorisation, then generalisation (info; the instability checks leave it out)."""
+    if ctx.signal == "eval_loss" and ctx.curve is not None:
+        curve, events = ctx.curve, (*ctx.spikes, *ctx.regimes)
+    elif ctx.eval_curve is not None:
+        curve, events = ctx.eval_curve, ctx.eval_regimes
+    else:
+        return []
+    for ev in sorted(events, key=lambda e: -e.height):
+        if ev.shape == "regime" and grokking(ctx, ev, curve):
+            start, back = int(curve.steps[ev.start]), int(curve.steps[ev.recovered or ev.last])
+            return [Finding("grokking", Severity.INFO, "stable", start, back,
+                            f"The eval loss rose from {fmt(ev.reference)} to {fmt(ev.peak_value)} (steps {start:,}-"
+                            f"{back:,}) while the train loss sat near zero, then fell back below where it was: "
+                            "memorisation, then generalisation (grokking), not instability.",
+                            CountEvidence(1, start))]
+    return []
 
 
 def check_overfit(ctx: RunContext) -> list[Finding]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from analyzer.detect.checks.common import SIGNAL_WORDS, describe, event_evidence, fmt, fmt_x, share_of
 from analyzer.detect.context import RunContext
-from analyzer.detect.curve import rolling_median
+from analyzer.detect.curve import Curve, rolling_median
 from analyzer.detect.events import Event
 from analyzer.evidence import CountEvidence, ExcursionEvidence, PatternEvidence
 from analyzer.types import Finding, Severity
@@ -59,11 +59,47 @@ def judge_events(ctx: RunContext) -> list[Judged]:
             lasting = ev.points >= cfg.regime_min_points
         else:
             led = ctx.grad_spike_near(int(c.steps[ev.start]), int(c.steps[ev.peak])) is not None
-            lasting = ev.points >= (cfg.grad_led_min_points if led else cfg.spike_min_points)
+            needed = cfg.grad_led_min_points if led else cfg.spike_min_points
+            # A spike lasts when it holds half its height for that many points, or when it takes that many
+            # points to come back (a sharp peak that decays over several points: a slingshot spike); a one-point
+            # blip is back at the next point.
+            back = ev.recovered if ev.recovered is not None else len(c)
+            lasting = ev.points >= needed or back - ev.start >= needed
         phase: Phase = "early" if int(c.steps[ev.start]) <= ctx.early_cut else "mid"
-        big = is_big(ctx, ev, share) and not _eval_disagrees(ctx, ev, share)
+        big = (is_big(ctx, ev, share) and _out_of_band(ctx, ev) and not _eval_disagrees(ctx, ev, share)
+               and not (ctx.signal == "eval_loss" and grokking(ctx, ev, c)))
         out.append(Judged(ev, phase, share, big, lasting))
     return out
+
+
+def grokking(ctx: RunContext, ev: Event, eval_curve: Curve) -> bool:
+    """An eval-loss hump while the train loss is near zero, after which the eval loss falls back below where it
+    was: memorisation, then generalisation (grokking), not instability. Near zero: the train loss logged during
+    the hump (else the last one before it) has a median of at most ``grok_train_share`` of its first value."""
+    if ctx.loss is None or ev.recovered is None:
+        return False
+    ok = np.isfinite(ctx.loss.values)
+    steps, values = ctx.loss.steps[ok], ctx.loss.values[ok]
+    lo, hi = int(eval_curve.steps[ev.start]), int(eval_curve.steps[ev.recovered])
+    during = values[(steps >= lo) & (steps <= hi)]
+    if during.size == 0:  # no train point inside the hump: the last one before it
+        during = values[steps <= lo][-1:]
+    if values.size < 2 or during.size == 0 or not values[0] > 0:
+        return False
+    memorised = float(np.median(during)) <= ctx.cfg.grok_train_share * float(values[0])
+    return memorised and ev.tail_level <= ev.reference
+
+
+def _out_of_band(ctx: RunContext, ev: Event) -> bool:
+    """A regime stands out of the run's own scatter: its height is at least ``regime_spread_z`` x how far the
+    run's points scatter around their level. A noisy run's level wanders; measured from the lowest it has
+    dipped to, a later patch of ordinary high points looks like a regime (issue 16)."""
+    c = ctx.curve
+    assert c is not None
+    if ev.shape != "regime":
+        return True
+    height_y = np.log(ev.peak_value / ev.reference) if c.log_space and ev.reference > 0 else ev.height
+    return bool(height_y >= ctx.cfg.regime_spread_z * c.spread)
 
 
 def _eval_disagrees(ctx: RunContext, ev: Event, share: float) -> bool:
