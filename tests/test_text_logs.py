@@ -430,3 +430,92 @@ def test_points_are_grouped_by_tag_in_write_order(tmp_path):
 def test_lines_split_at_lf_crlf_and_lone_cr_in_order():
     got = textlog._lines(b"a\rb\r\nc\n\rd\re\nf\r\n").to_list()
     assert got == ["a", "b", "c", "", "d", "e", "f"]
+
+
+# -- any layout: lines read by the layout learned from one of them (analyzer/ingest/text_generic.py) ----------
+
+def test_modded_nanogpt_stdout_with_its_source_code_and_torchrun_noise(tmp_path):
+    """modded-nanogpt / parameter-golf: the script's source is printed first, then
+    f"step:{step}/{n} val_loss:{v:.4f} train_time:{ms:.0f}ms step_avg:{avg:.2f}ms" and the train_loss lines."""
+    code = "".join(f"    x = layer_{i}(x)  # {i * 0.5}\n" for i in range(40)) + "lr = 0.02\nwarmup_steps = 20\n"
+    lines = ["W0318 14:37:59.159000 871689 torch/distributed/run.py:792] Setting OMP_NUM_THREADS\n",
+             "train_batch_tokens:524288 train_seq_len:1024 iterations:200 warmup_steps:20\n"]
+    lines += [f"warmup_step:{i}/20\n" for i in range(1, 21)]
+    for step in range(0, 201):
+        if step % 50 == 0:
+            lines.append(f"step:{step}/200 val_loss:{4 - step / 100:.4f} val_bpb:{2 - step / 200:.4f} "
+                         f"train_time:{step * 40}ms step_avg:{'nan' if step == 0 else f'{40.0:.2f}'}ms\n")
+        if step:
+            loss = float("nan") if step == 150 else 7 - step / 50
+            lines.append(f"step:{step}/200 train_loss:{loss:.4f} train_time:{step * 40}ms step_avg:40.00ms\n")
+    lines.append("final_int8_zlib_roundtrip val_loss:2.0727 val_bpb:1.2244 eval_time:1401ms\n")
+    p = tmp_path / "train.log"
+    p.write_text(code + "".join(lines))
+    got, notes = read(p)
+    assert got["train_loss"][0] == list(range(1, 201))
+    assert np.isnan(got["train_loss"][1][149]) and got["train_loss"][1][0] == 6.98
+    assert got["val_loss"] == ([0, 50, 100, 150, 200], [4.0, 3.5, 3.0, 2.5, 2.0])
+    assert "train_batch_tokens" not in got and "warmup_step" not in got  # a config line, a compile warm-up
+    assert assign_roles({t: len(v[0]) for t, v in got.items()}).eval_loss == "val_loss"
+    assert any("by their layout" in n.message for n in notes["layout"])
+    assert notes["no_step"][0].count >= 1  # the final evaluation has no step: counted, not read
+
+
+def test_llmc_main_log_and_its_short_keys(tmp_path):
+    p = tmp_path / "main.log"
+    p.write_text("s:0 tel:10.9588\n" + "".join(f"s:{i} trl:{10 - i / 100:.4f} lr:{i * 1e-6:.6f} norm:{1.5:.2f}\n"
+                                                for i in range(100)) + "s:100 tel:9.0000\ns:100 eval:0.2500\n")
+    got, _ = read(p)
+    roles = assign_roles({t: len(v[0]) for t, v in got.items()})
+    assert (roles.train_loss, roles.eval_loss, roles.grad_norm, roles.lr) == ("trl", "tel", "norm", "lr")
+    assert got["tel"] == ([0, 100], [10.9588, 9.0])
+
+
+def test_build_nanogpt_log_txt_leading_step(tmp_path):
+    p = tmp_path / "log.txt"
+    p.write_text("".join(f"{s} train {5 - s / 1000:.6f}\n" + (f"{s} val {5.1 - s / 1000:.4f}\n{s} hella 0.2500\n"
+                                                                if s % 250 == 0 else "") for s in range(0, 1000, 10)))
+    got, _ = read(p)
+    roles = assign_roles({t: len(v[0]) for t, v in got.items()})
+    assert (roles.train_loss, roles.eval_loss) == ("train", "val")
+    assert got["val"][0] == [0, 250, 500, 750]
+
+
+def test_keras_epochs_with_batch_redraws_become_global_steps(tmp_path):
+    out = []
+    for epoch in range(1, 4):
+        out.append(f"Epoch {epoch}/3\n")
+        redraws = "".join(f"\r {b:3d}/100 [{'=' * (b // 4)}>{'.' * (25 - b // 4)}] - ETA: 1s - loss: {2 / epoch:.4f}"
+                          for b in (10, 50, 90))
+        out.append(redraws + f"\r100/100 [==============================] - 2s 20ms/step - loss: {1.5 / epoch:.4f} - "
+                   f"val_loss: {1.6 / epoch:.4f}\n")
+    p = tmp_path / "fit.log"
+    p.write_text("".join(out))
+    got, _ = read(p)
+    assert got["val_loss"][0] == [100, 200, 300]
+    assert got["loss"][0] == [10, 50, 90, 100, 110, 150, 190, 200, 210, 250, 290, 300]
+
+
+def test_an_eval_line_counting_its_own_batches_takes_the_training_step(tmp_path):
+    """timm: "Train: {epoch} [{i}/{n} ...]  Loss: ..." then "Test: [{i}/{n}]  ... Loss: ...": the eval lines
+    count eval batches, not training steps."""
+    out = []
+    for epoch in range(3):
+        for b in (0, 50, 99):
+            out.append(f"Train: {epoch} [{b:4d}/100 ({b:3.0f}%)]  Loss: {3 - epoch - b / 200:#.3g} ({3 - epoch:#.3g})  "
+                       f"LR: 1.000e-03\n")
+        for b in (0, 9):
+            out.append(f"Test: [{b:4d}/10]  Loss:  {2.5 - epoch:.4f} ({2.5 - epoch:.4f})  Acc@1: 50.0000 (50.0000)\n")
+    p = tmp_path / "timm.log"
+    p.write_text("".join(out))
+    got, notes = read(p)
+    assert got["train/Loss"][0] == [0, 50, 99, 100, 150, 199, 200, 250, 299]
+    assert got["test/Loss"][0] == [99, 99, 199, 199, 299, 299]  # each at the training line before it
+    assert any("took the step of the training line before it" in n.message for n in notes["derived_step"])
+
+
+def test_a_list_of_numbers_or_a_one_line_config_is_not_a_training_log(tmp_path):
+    p = tmp_path / "table.txt"
+    p.write_text("".join(f"| {i} | GPU {i} | 80GB | {i * 10}% |\n" for i in range(8)))
+    with pytest.raises(LogFormatError, match="no line holds named numbers"):
+        sniff(p)

@@ -183,8 +183,11 @@ def _numbers(shapes: list[_Shape], n_numbers: int) -> pl.DataFrame:
     return got.sort("row") if len(frames) > 1 else got
 
 
-def _as_int(column: pl.Series) -> np.ndarray:
-    x = column.to_numpy()
+def _column(numbers: pl.DataFrame, position: int | None) -> np.ndarray | None:
+    """The numbers at ``position`` (NaN where not finite), or None without a position."""
+    if position is None:
+        return None
+    x = numbers.get_column(f"n{position}").to_numpy()
     return np.where(np.isfinite(x), x, np.nan)
 
 
@@ -196,6 +199,7 @@ class _Counted:
     counter: np.ndarray  # float: NaN where the line holds none readable
     epoch: np.ndarray | None
     total: np.ndarray | None
+    steps: np.ndarray | None = None  # global steps (the epoch's offset added to a batch counter)
 
 
 def _advancing(counter: np.ndarray) -> bool:
@@ -206,15 +210,37 @@ def _advancing(counter: np.ndarray) -> bool:
     return bool(np.any(step != 0)) and bool(np.mean(step >= 0) >= 0.8)
 
 
-def _epoch_offsets(c: _Counted, header_rows: np.ndarray, header_epochs: np.ndarray,
-                   first_epoch: float) -> np.ndarray | None:
-    """Global steps of a kind that counts batches within an epoch, or None when it does not."""
-    epoch = c.epoch
-    if epoch is None and len(header_rows):
-        at = np.searchsorted(header_rows, c.rows, side="right") - 1
-        epoch = np.where(at >= 0, header_epochs[np.maximum(at, 0)], np.nan)
+@dataclass(frozen=True)
+class _Epochs:
+    """The epoch of each line from the ``Epoch 3/10`` header lines before it, and the first epoch's number."""
+
+    header_rows: np.ndarray
+    header_epochs: np.ndarray
+    first: float
+
+    def at(self, rows: np.ndarray) -> np.ndarray | None:
+        if not len(self.header_rows):
+            return None
+        at = np.searchsorted(self.header_rows, rows, side="right") - 1
+        return np.where(at >= 0, self.header_epochs[np.maximum(at, 0)], np.nan)
+
+
+def _epochs(counted: list[_Counted]) -> _Epochs:
+    headers = [c for c in counted if c.kind.layout.is_header]
+    rows = np.concatenate([c.rows for c in headers]) if headers else np.zeros(0, np.int64)
+    epochs = np.concatenate([c.counter for c in headers]) if headers else np.zeros(0)
+    order = np.argsort(rows, kind="stable")
+    seen = np.concatenate([epochs] + [c.epoch for c in counted if c.epoch is not None])
+    seen = seen[np.isfinite(seen)]
+    return _Epochs(rows[order], epochs[order], 0.0 if len(seen) and seen.min() == 0 else 1.0)
+
+
+def _global_steps(c: _Counted, epochs: _Epochs) -> np.ndarray:
+    """The steps of a kind's lines: its counter, or for a batch counter within an epoch the epoch's offset
+    (``(epoch - first epoch) x batches per epoch``) plus the batch."""
+    epoch = c.epoch if c.epoch is not None else epochs.at(c.rows)
     if epoch is None or not np.isfinite(epoch).any():
-        return None
+        return c.counter
     within = c.kind.layout.within_epoch
     if not within:  # a keyed step counter: within the epoch when it starts again as the epoch changes
         ok = np.isfinite(c.counter) & np.isfinite(epoch)
@@ -222,13 +248,30 @@ def _epoch_offsets(c: _Counted, header_rows: np.ndarray, header_epochs: np.ndarr
         new_epoch = np.diff(epoch[ok]) > 0
         within = bool(back.any()) and bool(np.all(new_epoch[back]))
     if not within:
-        return None
+        return c.counter
     if c.total is not None and np.isfinite(c.total).any():
         per_epoch = np.where(np.isfinite(c.total), c.total, np.nanmax(c.total))
     else:
         ok = c.counter[np.isfinite(c.counter)]
         per_epoch = np.full(len(c.counter), float(ok.max() + (1 if ok.min() == 0 else 0)) if len(ok) else np.nan)
-    return (epoch - first_epoch) * per_epoch + c.counter
+    return (epoch - epochs.first) * per_epoch + c.counter
+
+
+def _count(kinds: list[LineKind], shapes_of: dict[int, list[_Shape]]) -> list[_Counted]:
+    counted: list[_Counted] = []
+    for index, kind in enumerate(kinds):
+        numbers = _numbers(shapes_of[index], kind.template.count(NUM_MARK))
+        lay = kind.layout
+        pos = lay.step if lay.step is not None else lay.epoch
+        counter = _column(numbers, pos)
+        counted.append(_Counted(kind, kind.rows, numbers, counter if counter is not None else
+                                np.full(len(kind.rows), np.nan),
+                                _column(numbers, lay.epoch) if lay.step is not None else None,
+                                _column(numbers, lay.step_total)))
+    epochs = _epochs(counted)
+    for c in counted:
+        c.steps = _global_steps(c, epochs)
+    return counted
 
 
 def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -239,59 +282,48 @@ def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np
     taken (metric and epoch-header lines), and notes.
     """
     kinds, no_counter, shapes_of = line_kinds(lines)
-    counted: list[_Counted] = []
-    for index, kind in enumerate(kinds):
-        rows, numbers = kind.rows, _numbers(shapes_of[index], kind.template.count(NUM_MARK))
-        lay = kind.layout
-        pos = lay.step if lay.step is not None else lay.epoch
-        counter = _as_int(numbers.get_column(f"n{pos}")) if pos is not None else np.full(len(rows), np.nan)
-        epoch = _as_int(numbers.get_column(f"n{lay.epoch}")) if lay.epoch is not None and lay.step is not None else None
-        total = _as_int(numbers.get_column(f"n{lay.step_total}")) if lay.step_total is not None else None
-        counted.append(_Counted(kind, rows, numbers, counter, epoch, total))
+    counted = _count(kinds, shapes_of)
     # Kinds that show a training log by themselves; other kinds are read when they share a counter with one
-    # (``step:1000 churn:0.0`` beside ``step:N/M train_loss:X``), never a config line whose key is a counter word.
+    # (``step:1000 churn:0.0`` beside ``step:N/M train_loss:X``, an evaluation counting its own batches), never a
+    # config line whose key is a counter word.
     confirmed = {_counter_name(c.kind.layout) for c in counted if _shows_a_log(c)}
     taken: list[np.ndarray] = []
-    headers = [c for c in counted if c.kind.layout.is_header]
-    if headers:
-        header_rows = np.concatenate([c.rows for c in headers])
-        header_epochs = np.concatenate([c.counter for c in headers])
-        order = np.argsort(header_rows, kind="stable")
-        header_rows, header_epochs = header_rows[order], header_epochs[order]
-    else:
-        header_rows = header_epochs = np.zeros(0)
-    epochs_seen = [header_epochs] + [c.epoch for c in counted if c.epoch is not None]
-    all_epochs = np.concatenate(epochs_seen) if epochs_seen else np.zeros(0)
-    all_epochs = all_epochs[np.isfinite(all_epochs)]
-    first_epoch = 0.0 if len(all_epochs) and all_epochs.min() == 0 else 1.0
-
     known_rows: list[np.ndarray] = []
     known_steps: list[np.ndarray] = []
     deferred: list[_Counted] = []
     read_kinds: list[tuple[LineKind, int]] = []
     for c in counted:
         lay = c.kind.layout
+        evaluation = lay.kind in EVAL_WORDS and lay.counter == "batch"
         if lay.is_header:
-            if confirmed or len(headers):
+            if confirmed:
                 taken.append(c.rows)
             continue
-        if not (_shows_a_log(c) or (lay.counter in ("step", "epoch") and _counter_name(lay) in confirmed)):
+        if not (_shows_a_log(c) or (confirmed and (evaluation or (lay.counter in ("step", "epoch")
+                                                                 and _counter_name(lay) in confirmed)))):
             continue
-        if lay.kind in EVAL_WORDS and lay.counter == "batch":
+        if evaluation:
             deferred.append(c)  # an evaluation's own batches: it belongs to the training step before it
             continue
-        steps = _epoch_offsets(c, header_rows, header_epochs, first_epoch)
-        steps = c.counter if steps is None else steps
-        _add(values, c, steps)
-        ok = np.isfinite(steps)
+        assert c.steps is not None
+        _add(values, c, c.steps)
+        ok = np.isfinite(c.steps)
         known_rows.append(c.rows[ok])
-        known_steps.append(steps[ok].astype(np.int64))
+        known_steps.append(c.steps[ok].astype(np.int64))
         taken.append(c.rows)
         read_kinds.append((c.kind, len(c.rows)))
     k_rows = np.concatenate(known_rows) if known_rows else np.zeros(0, np.int64)
     k_steps = np.concatenate(known_steps) if known_steps else np.zeros(0, np.int64)
     order = np.argsort(k_rows, kind="stable")
     k_rows, k_steps = k_rows[order], k_steps[order]
+    notes = _place_evaluations(deferred, k_rows, k_steps, values, taken, read_kinds, name)
+    notes += _notes(read_kinds, no_counter, name)
+    all_taken = np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)  # kinds hold disjoint lines
+    return k_rows, k_steps, all_taken, notes
+
+
+def _place_evaluations(deferred: list[_Counted], k_rows: np.ndarray, k_steps: np.ndarray, values: TextPoints,
+                       taken: list[np.ndarray], read_kinds: list[tuple[LineKind, int]], name: str) -> list[Note]:
     notes: list[Note] = []
     for c in deferred:
         if not len(k_rows):
@@ -304,6 +336,11 @@ def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np
         notes.append(Note("derived_step", f"{name}: {len(c.rows):,} {c.kind.layout.kind} line(s) count only their own "
                           f"batches (like {_quote(c.kind.example)}); each took the step of the training line before it",
                           count=len(c.rows)))
+    return notes
+
+
+def _notes(read_kinds: list[tuple[LineKind, int]], no_counter: int, name: str) -> list[Note]:
+    notes: list[Note] = []
     if read_kinds:
         n = sum(k for _, k in read_kinds)
         shown = "; ".join(f"{k:,} like {_quote(kind.example)} (step: {kind.layout.step_key or 'epoch'})"
@@ -313,15 +350,15 @@ def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np
     if no_counter:
         notes.append(Note("no_step", f"{name}: {no_counter:,} line(s) hold named numbers but no step or epoch counter "
                           "(a final evaluation, a summary): not read as points", count=no_counter))
-    all_taken = np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)  # kinds hold disjoint lines
-    return k_rows, k_steps, all_taken, notes
+    return notes
 
 
 def _shows_a_log(c: _Counted) -> bool:
     """Named numbers over an advancing counter in enough lines; a kind counted by a leading integer or a
     key-less N/M must also print a measurement (not only counts)."""
     lay = c.kind.layout
-    return lay.is_metric_line and _advancing(c.counter) and (lay.counter in ("step", "epoch") or lay.measured)
+    steps = c.steps if c.steps is not None else c.counter
+    return lay.is_metric_line and _advancing(steps) and (lay.counter in ("step", "epoch") or lay.measured)
 
 
 def _counter_name(layout: LineLayout) -> str:

@@ -57,7 +57,10 @@ _DELIMITER = re.compile(r"\||,|;|\t| - |\[|\]|\(|\)|\{|\}|<|>| {2,}")
 _OUTER_DELIMITER = re.compile(r"\||,|;|\t| - |\[|\]|\{|\}| {2,}")
 #: A word of a key (``train_loss``, ``lr-Adam``, ``Acc@1``, ``time(ms)``, ``tok/s``).
 _WORD = r"(?:[A-Za-z_][\w@.\-/%]*(?:\([\w ]+\))?|\([A-Za-z/%]+\))"
-_KEY_AT_END = re.compile(rf"((?:{_WORD})(?: (?:{_WORD})){{0,4}})$")
+#: The words before the last one of a key are plain words (``train loss``, ``elapsed time per iteration (ms)``):
+#: a word holding digits (``v1.2.3``, ``bf16``, ``top-1``) ends a key rather than starting one.
+_PLAIN_WORD = r"(?:[A-Za-z_][A-Za-z_\-/]*(?:\([\w ]+\))?|\([A-Za-z/%]+\))"
+_KEY_AT_END = re.compile(rf"((?:(?:{_PLAIN_WORD}) ){{0,4}}(?:{_WORD}))$")
 _PAREN_UNIT = re.compile(r" ?\([A-Za-z/%]+\)$")
 _KEY_AT_START = re.compile(rf"^((?:{_WORD})(?: (?:{_WORD})){{0,2}})")
 #: Log-record prefixes that are not part of a key (``09:59:53 INFO epoch 1``).
