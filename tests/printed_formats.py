@@ -390,6 +390,26 @@ def write_llmc_mainlog(path: Path, curve: Curve, *, negative_nan: bool = True, h
     return _write(path, "\n".join(out) + "\n")
 
 
+def write_llmc_cpu(path: Path, curve: Curve) -> Path:
+    """karpathy/llm.c train_gpt2.c (the CPU reference): `val loss %f` every 10 loop steps (no counter) and
+    `step %d: train loss %f (took %f ms)` with the 0-based loop step (updates done - 1)."""
+    rng = np.random.default_rng(18)
+    out = ["[GPT-2]", "max_seq_len: 1024", "vocab_size: 50257", "padded_vocab_size: 50304", "num_layers: 12",
+           "num_heads: 12", "channels: 768", "num_parameters: 124475904", "train dataset num_batches: 1192",
+           "val dataset num_batches: 128", "num_activations: 73347840"]
+    evals = curve.eval_at()
+    train = {s: i for i, s in enumerate(curve.steps)}
+    for step in range(curve.total_steps + 1):
+        if step in evals:
+            out.append("val loss %f" % evals[step])
+        if step > 0 and step % 20 == 0:
+            out += ["generating:", "---", "Being barren savour'd, and being frail, I cannot be the brave.", "---"]
+        i = train.get(step + 1)
+        if i is not None:
+            out.append("step %d: train loss %f (took %f ms)" % (step, curve.train_loss[i], _dt_ms(rng, 1400.0)))
+    return _write(path, "\n".join(out) + "\n")
+
+
 # ---- build-nanogpt ---------------------------------------------------------------------------------
 
 _SAMPLES = ["Hello, I'm a language model, and I've been working on a new project for a while now.",
@@ -1725,6 +1745,18 @@ FORMATS: dict[str, FormatSpec] = {
         oracle=_simple_oracle(r"^s:(\d+) trl:(\S+) ", r"^s:(\d+) tel:(\S+)$", gn=r"^s:(\d+) trl:.* norm:(\S+)$",
                               lr=r"^s:(\d+) trl:\S+ lr:(\S+) "),
         train_step_of=_s_minus_1, eval_step_of=_e),
+    "llmc_cpu": FormatSpec(
+        tool="llm.c (train_gpt2.c, CPU)",
+        source='karpathy/llm.c train_gpt2.c main(): printf("val loss %f\\n", val_loss); printf("step %d: train loss %f '
+               '(took %f ms)\\n", step, model.mean_loss, time_elapsed_s * 1000)',
+        roles={"train_loss": "train loss", "eval_loss": "val loss", "grad_norm": None, "lr": None},
+        step="'step %d:' = the 0-based loop step (updates done - 1); 'val loss' lines have no counter (printed at the "
+             "top of loop step s, before 'step s:')",
+        rounding={"train_loss": "%f", "eval_loss": "%f"}, nan_text="'nan' ('-nan' with the sign bit)", writer=write_llmc_cpu,
+        render={"train_loss": _cr("%f", False), "eval_loss": _cr("%f", False)},
+        oracle=_simple_oracle(r"^step (\d+): train loss (\S+) \(took", r"^val loss (\S+)$", eval_step=False),
+        train_step_of=_s_minus_1, eval_step_of=_no_step,
+        notes="'(took 1400.123456 ms)': the time sits in parentheses after the loss, its unit after the number."),
     "build_nanogpt_stdout": FormatSpec(
         tool="build-nanogpt",
         source='karpathy/build-nanogpt train_gpt2.py: print(f"step {step:5d} | loss: {loss_accum.item():.6f} | lr {lr:.4e} | '
@@ -2155,7 +2187,7 @@ def write(name: str, path: Path, curve: Curve) -> Path:
     return spec.writer(path, curve, **spec.options)
 
 
-_EVERY_STEP = {"llmc_stdout", "llmc_mainlog", "build_nanogpt_stdout", "build_nanogpt_logtxt", "modded_nanogpt_2024",
+_EVERY_STEP = {"llmc_stdout", "llmc_mainlog", "llmc_cpu", "build_nanogpt_stdout", "build_nanogpt_logtxt", "modded_nanogpt_2024",
                "modded_nanogpt_2025", "parameter_golf", "nanogpt"}
 _PER_EPOCH = {"keras_tf2", "keras3", "ultralytics_stdout", "ultralytics_csv_padded", "ultralytics_csv_plain"}
 
