@@ -616,7 +616,7 @@ def _megatron_eval_block(label: str, key: str, v: float, ppl_key: str, value_wor
     return ["-" * (len(s) + 1), s, "-" * (len(s) + 1)]
 
 
-def write_megatron_lm(path: Path, curve: Curve, *, log_interval: int | None = None) -> Path:
+def write_megatron_lm(path: Path, curve: Curve) -> Path:
     """NVIDIA/Megatron-LM megatron/training/training.py training_log (print_rank_last) and
     evaluate_and_print_results. A NaN average fails training_log's `if avg >= 0.0` and the 'lm loss' item
     is left out of the line (bf16: nothing is counted as a nan iteration)."""
