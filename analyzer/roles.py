@@ -2,7 +2,8 @@
 
 By name, over the spellings real tools write (SummaryWriter scripts, Lightning's train_loss_step
 and lr-Adam, HF's loss/grad_norm/learning_rate/eval_loss, ...); the user overrides any role with
---role ROLE=TAG. Ties go to the tag with more points (step-level beats epoch-level).
+--role ROLE=TAG. Ties go to the tag with more points (step-level beats epoch-level), then to the one logged
+first (YOLO logs box_loss, cls_loss and dfl_loss, and no total).
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ MESSAGE_TAG_PREFIX = "log_events/"
 #: A W&B panel export's bucket envelope beside the metric's line (analyzer/ingest/wandb_logs.py).
 _ENVELOPE = ("__MIN", "__MAX")
 
-_EVAL_WORDS = frozenset({"val", "valid", "validation", "eval", "evaluation", "dev", "test", "holdout"})
-_TRAIN_WORDS = frozenset({"train", "training", "trn"})
+#: Words that say a metric (or a printed line) is of an evaluation, or of training. The text-log reader
+#: uses the same words to tell a line's kind (analyzer/ingest/text_layout.py).
+EVAL_WORDS = frozenset({"val", "valid", "validation", "validate", "validating", "eval", "evaluation", "evaluate",
+                        "evaluating", "dev", "test", "testing", "holdout"})
+TRAIN_WORDS = frozenset({"train", "training", "trn"})
+_EVAL_WORDS = EVAL_WORDS
+_TRAIN_WORDS = TRAIN_WORDS
 
 
 def _tokens(tag: str) -> list[str]:
@@ -64,7 +70,11 @@ def _score_eval_loss(tokens: list[str]) -> int:
         return 60 if tokens[0] != "test" else 40  # ``{step} val {loss}``
     if "loss" not in tokens or not (_EVAL_WORDS & set(tokens)):
         return 0
-    return 50 if "test" in tokens and not ({"val", "valid", "validation", "eval"} & set(tokens)) else 90 - len(tokens)
+    # An evaluation's result is the average over its batches: timm prints ``Loss: 0.51 (0.60)`` per eval batch.
+    averaged = 5 if {"avg", "mean"} & set(tokens) else 0
+    if "test" in tokens and not ({"val", "valid", "validation", "eval"} & set(tokens)):
+        return 50 + averaged
+    return 90 - len(tokens) + averaged
 
 
 def _score_grad_norm(tokens: list[str]) -> int:
@@ -123,14 +133,15 @@ def assign_roles(tag_counts: Mapping[str, int], overrides: Mapping[str, str] | N
         if role in overrides and overrides[role] in tag_counts:
             chosen[role] = overrides[role]
             continue
-        best: tuple[int, int, str] | None = None
-        for tag, count in tag_counts.items():
+        best: tuple[int, int, int, str] | None = None
+        for order, (tag, count) in enumerate(tag_counts.items()):
             if tag.startswith(MESSAGE_TAG_PREFIX) or tag.endswith(_ENVELOPE):
                 continue
             score = scorer(_tokens(tag))
-            if score > 0 and (best is None or (score, count, tag) > best):
-                best = (score, count, tag)
-        chosen[role] = best[2] if best else None
+            # ties: more points, then the tag logged first (YOLO's box_loss before cls_loss and dfl_loss)
+            if score > 0 and (best is None or (score, count, -order) > best[:3]):
+                best = (score, count, -order, tag)
+        chosen[role] = best[3] if best else None
     if chosen["eval_loss"] is not None and chosen["eval_loss"] == chosen["train_loss"]:
         chosen["eval_loss"] = None
     return Roles(**chosen)

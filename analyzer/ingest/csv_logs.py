@@ -101,6 +101,10 @@ def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
         df = pl.read_csv(io.BytesIO(data), infer_schema=False, truncate_ragged_lines=True)
     except Exception as exc:  # noqa: BLE001 - polars raises several types for malformed CSV
         raise LogFormatError(f"cannot be parsed as CSV ({type(exc).__name__})") from exc
+    padded = [c for c in df.columns if c != c.strip()]
+    if padded and len({c.strip() for c in df.columns}) == len(df.columns):
+        # Fixed-width CSV (ultralytics 8.0-8.2 writes '%23s,' headers and '%23.5g,' values): names and cells padded.
+        df = df.rename({c: c.strip() for c in padded}).with_columns(pl.all().str.strip_chars())
     return df, notes
 
 

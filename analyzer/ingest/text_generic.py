@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from analyzer.ingest.text_layout import BAR_MARK, EVAL_WORDS, NUM_MARK, TOKEN, LineLayout, learn_layout
+from analyzer.ingest.text_layout import BAR_MARK, NUM_MARK, TOKEN, LineLayout, learn_layout
+from analyzer.roles import EVAL_WORDS
 from analyzer.ingest.text_points import TextPoints
 from analyzer.types import Note
 
@@ -38,6 +39,7 @@ MIN_LINES = 3
 _BAR_GLYPHS = re.compile(r"[\u2580-\u259f\u2500-\u257f][\u2580-\u259f\u2500-\u257f ]*|\[[=>.]{3,}\]")
 _SPACES = re.compile(r"\s+")
 _TOKEN = re.compile(TOKEN)
+_NONFINITE_WORD = r"(?i)\b(?:nan|inf|infinity)\b"
 _DIGIT_RUN = re.compile("[0-9]+")
 
 
@@ -105,7 +107,9 @@ class _Shape:
 def line_kinds(lines: pl.DataFrame) -> tuple[list[LineKind], int, dict[int, list[_Shape]]]:
     """The metric line kinds and epoch-header kinds among ``lines`` (``row``, ``line``), most lines first; how
     many lines hold named numbers but no counter (they are not read); and the shapes of each kind's lines."""
-    candidates = lines.filter(pl.col("line").str.contains("[0-9]").fill_null(False))
+    # lines with a number in them (a NaN printed as a word is a number: ``val loss nan``)
+    candidates = lines.filter((pl.col("line").str.contains("[0-9]") | pl.col("line").str.contains(_NONFINITE_WORD))
+                              .fill_null(False))
     if candidates.is_empty():
         return [], 0, {}
     # Lines that differ only in their digits have one template: one cheap pass finds them, and the number
@@ -125,7 +129,7 @@ def line_kinds(lines: pl.DataFrame) -> tuple[list[LineKind], int, dict[int, list
         if NUM_MARK not in template or not re.search(r"[A-Za-z]", template):
             continue
         layout = learn_layout(example)
-        if layout.is_metric_line or layout.is_header:
+        if layout.is_metric_line or layout.is_header or (layout.is_stepless_evaluation and n >= 2):
             kinds.append((template, example, layout, shapes, n))
         elif layout.metrics:
             no_counter += n
@@ -286,7 +290,9 @@ def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np
     # Kinds that show a training log by themselves; other kinds are read when they share a counter with one
     # (``step:1000 churn:0.0`` beside ``step:N/M train_loss:X``, an evaluation counting its own batches), never a
     # config line whose key is a counter word.
-    confirmed = {_counter_name(c.kind.layout) for c in counted if _shows_a_log(c)}
+    shown = [c for c in counted if _shows_a_log(c)]
+    confirmed = {_counter_name(c.kind.layout) for c in shown}
+    confirmed_tags = {m.tag for c in shown for m in c.kind.layout.metrics}
     taken: list[np.ndarray] = []
     known_rows: list[np.ndarray] = []
     known_steps: list[np.ndarray] = []
@@ -294,13 +300,16 @@ def read_generic(lines: pl.DataFrame, values: TextPoints, name: str) -> tuple[np
     read_kinds: list[tuple[LineKind, int]] = []
     for c in counted:
         lay = c.kind.layout
-        evaluation = lay.kind in EVAL_WORDS and lay.counter == "batch"
+        evaluation = (lay.kind in EVAL_WORDS and lay.counter == "batch" and lay.measured) or lay.is_stepless_evaluation
         if lay.is_header:
             if confirmed:
                 taken.append(c.rows)
             continue
-        if not (_shows_a_log(c) or (confirmed and (evaluation or (lay.counter in ("step", "epoch")
-                                                                 and _counter_name(lay) in confirmed)))):
+        same_counter = _counter_name(lay) in confirmed
+        # a rare variant of a confirmed kind (its NaN lines, its last line): the same counter and metric names
+        variant = same_counter and bool({m.tag for m in lay.metrics} & confirmed_tags)
+        if not (_shows_a_log(c) or (confirmed and (evaluation or variant or (lay.counter in ("step", "epoch")
+                                                                            and same_counter)))):
             continue
         if evaluation:
             deferred.append(c)  # an evaluation's own batches: it belongs to the training step before it
@@ -328,13 +337,15 @@ def _place_evaluations(deferred: list[_Counted], k_rows: np.ndarray, k_steps: np
     for c in deferred:
         if not len(k_rows):
             continue
+        # the training line before; before the first one, the first one's step (an evaluation at the start)
         at = np.searchsorted(k_rows, c.rows, side="right") - 1
-        steps = np.where(at >= 0, k_steps[np.maximum(at, 0)], np.nan).astype(np.float64)
+        steps = k_steps[np.maximum(at, 0)].astype(np.float64)
         _add(values, c, steps)
         taken.append(c.rows)
         read_kinds.append((c.kind, len(c.rows)))
-        notes.append(Note("derived_step", f"{name}: {len(c.rows):,} {c.kind.layout.kind} line(s) count only their own "
-                          f"batches (like {_quote(c.kind.example)}); each took the step of the training line before it",
+        what = "print no step" if c.kind.layout.is_stepless_evaluation else "count only their own batches"
+        notes.append(Note("derived_step", f"{name}: {len(c.rows):,} evaluation line(s) {what} (like "
+                          f"{_quote(c.kind.example)}); each took the step of the training line before it",
                           count=len(c.rows)))
     return notes
 

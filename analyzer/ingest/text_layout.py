@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from analyzer.roles import EVAL_WORDS, TRAIN_WORDS
+
 #: A number as the template marks it: it starts a word (not the 16 of ``bf16``), and the letters glued
 #: to it (its unit, or a word: ``12ms``, ``43.2it/s``) are kept beside it. NaN and infinity as printed
 #: by C, Python and numpy (``nan``, ``-inf``, ``NaN``, ``nanms``). Rust ``regex`` (polars) and Python
@@ -70,9 +72,7 @@ _LOG_LEVELS = frozenset({"INFO", "DEBUG", "WARNING", "WARN", "ERROR", "CRITICAL"
 _GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
 _FRACTION = re.compile(r"^\s*/\s*$")
 
-#: Kind words: a line (or a key) holding one is a line of that kind.
-EVAL_WORDS = frozenset({"val", "valid", "validation", "eval", "evaluation", "dev", "test", "testing", "holdout"})
-TRAIN_WORDS = frozenset({"train", "training"})
+
 #: Counter keys, once qualifiers (``global_step``, ``train_step``, ``num_updates``) are set aside.
 _STEP_WORDS = frozenset({"step", "steps", "iter", "iters", "iteration", "iterations", "it", "update", "updates",
                          "niter", "gstep", "globalstep"})
@@ -80,8 +80,9 @@ _FIRST_ONLY_STEP_WORDS = frozenset({"s", "i"})  # llm.c's ``s:120 trl:3.21``; on
 _QUALIFIERS = frozenset({"global", "train", "training", "trainer", "num", "n", "cur", "current", "opt", "optimizer",
                          "total", "optim"}) | EVAL_WORDS
 _EPOCH_WORDS = frozenset({"epoch", "epochs", "ep"})
-#: Keys that are bookkeeping, not metrics (Lightning's bar prints its logger version as v_num).
-_NOT_METRICS = frozenset({"v_num", "eta", "epoch", "epochs", "ep"})
+#: Keys that are bookkeeping, not metrics (Lightning's bar prints its logger version as v_num; every tqdm bar, a data
+#: loader's or an evaluation's too, prints its rate).
+_NOT_METRICS = frozenset({"v_num", "eta", "epoch", "epochs", "ep", "it/s", "s/it"})  # tqdm's rate: not a metric
 
 Counter = Literal["step", "epoch", "batch", "leading"]
 
@@ -134,6 +135,14 @@ class LineLayout:
     def is_metric_line(self) -> bool:
         """Named numbers over a counter."""
         return bool(self.metrics) and (self.step is not None or self.epoch is not None)
+
+    @property
+    def is_stepless_evaluation(self) -> bool:
+        """Named numbers of an evaluation with no counter (llm.c's ``val loss 3.2104``, build-nanogpt's
+        ``validation loss: 3.2104``): the line belongs to the training step printed before it."""
+        if not self.metrics or self.step is not None or self.epoch is not None:
+            return False
+        return self.kind in EVAL_WORDS or all(set(_words(m.tag)) & EVAL_WORDS for m in self.metrics)
 
     @property
     def is_header(self) -> bool:
@@ -298,6 +307,17 @@ def learn_layout(line: str) -> LineLayout:
     return _assemble(line, tokens, first_value, prefix_words)
 
 
+#: With several counters on a line, the optimizer's step wins: litgpt prints ``iter 80 step 20`` (micro-batches,
+#: optimizer steps), Megatron-DeepSpeed ``steps: 10`` beside ``iteration 10``.
+_STEP_PRIORITY = {"step": 0, "steps": 0, "gstep": 0, "globalstep": 0, "update": 1, "updates": 1, "iteration": 2,
+                  "iterations": 2, "iter": 2, "iters": 2, "niter": 2, "it": 3}
+
+
+def _step_priority(key: str | None) -> int:
+    words = [w for w in _words((key or "").rsplit(" ", 1)[-1]) if w not in _QUALIFIERS]
+    return _STEP_PRIORITY.get(words[0], 4) if len(words) == 1 else 4
+
+
 def _counter_kind(key: str | None, first: bool) -> str | None:
     if key is None:
         return None
@@ -325,11 +345,13 @@ def _assemble(line: str, tokens: list[_Token], first_value: int | None, prefix_w
     used: set[int] = set()
     kinds = {j: _counter_kind(t.key, j == first_value) for j, t in values}
     integer = {j for j, t in values if _is_integer(t.text) and not t.suffix}
+    steps_keyed = [j for j, t in values if kinds[j] == "step" and j in integer]
+    preferred = min(steps_keyed, key=lambda j: _step_priority(tokens[j].key), default=None)
     for j, t in values:
         what = kinds[j]
         if j not in integer:
             continue
-        if what == "step" and step is None:
+        if what == "step" and j == preferred:
             step, step_key, counter = j, t.key or "", "step"
         elif what == "epoch" and epoch is None:
             epoch = j

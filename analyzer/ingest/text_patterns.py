@@ -103,7 +103,7 @@ class LinePattern:
     summary_keys: tuple[str, ...] = ()
 
 
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_NUM = r"(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf))"
 _UPDATES = ("num_updates",)  # fairseq counts optimizer updates: its step
 
 LINE_PATTERNS: tuple[LinePattern, ...] = (
@@ -123,9 +123,11 @@ LINE_PATTERNS: tuple[LinePattern, ...] = (
     # nanoGPT and build-nanogpt (Karpathy's GPT-2 reproduction).
     LinePattern("nanogpt", "nanogpt.iter", r"(?i)(?:^|\s)iter (?P<step>\d+): (?P<body>loss .*)$", "comma",
                 marker="ter ", key_sep=" ", units=True, missing={"mfu_percent": -100.0, "MFU_percent": -100.0}),
-    LinePattern("nanogpt", "nanogpt.eval", r"(?:^|\s)step (?P<step>\d+): (?P<body>train loss .*)$", "comma",
+    LinePattern("nanogpt", "nanogpt.eval", r"(?:^|\s)step (?P<step>\d+): (?P<body>train loss [^,]+, val loss .*)$",
+                "comma",
                 marker="train loss", key_sep=" ", rename={"train loss": "eval/train_loss", "val loss": "val_loss"}),
-    LinePattern("nanogpt", "build_nanogpt.step", r"(?:^|\s)step:?\s+(?P<step>\d+) \| (?P<body>loss:? .*)$", "pipe",
+    LinePattern("nanogpt", "build_nanogpt.step", r"(?:^|\s)step:?\s+(?P<step>\d+) \| (?P<body>loss:? [-+.\w]+ \|.*)$",
+                "pipe",
                 marker="step", units=True, rename={"norm": "grad_norm"}),
     LinePattern("nanogpt", "build_nanogpt.validation", r"^\s*(?P<body>validation loss: " + _NUM + r")\s*$", "pipe",
                 marker="validation loss: ", step_from="next", rename={"validation loss": "val_loss"}),

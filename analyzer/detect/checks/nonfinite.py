@@ -30,6 +30,9 @@ def check_nonfinite(ctx: RunContext) -> list[Finding]:
         bad = ~np.isfinite(loss.values)
         if bad.any():
             first = int(np.argmax(bad))
+            if bad[-1]:  # a loss NaN to the end diverged where that last stretch began; an earlier inf was transient
+                good = np.flatnonzero(~bad)
+                first = int(good[-1]) + 1 if good.size else 0
             after = bad[first:]
             last_ok = bool(np.isfinite(loss.values[-1]))
             frac = float(after.mean())
