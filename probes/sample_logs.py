@@ -145,19 +145,30 @@ def generate(out: Path) -> None:
         # A stable run as detectron2-style JSONL, restarted from a checkpoint.
         st = _series(_trial("divergent_mlp", "momentum", 0.05, 400, tmp_p / "jsonl"))
         write_jsonl_with_restart(st, out / "jsonl" / "metrics.json", restart_at=260, resume_from=200)
-    (out / "README.md").write_text(
-        "# sample_logs\n\nReal training runs of steadytrain's built-in workloads (`python -m probes.sample_logs "
-        "sample_logs` regenerates them):\n\n"
-        "| path | format | what happened |\n|---|---|---|\n"
-        "| tensorboard/resmlp_preln_stable | TensorBoard | Pre-LN residual MLP, Adam 3e-3: stable |\n"
-        "| tensorboard/resmlp_early_unstable | TensorBoard | no-norm residual MLP, Adam 2e-2, no warmup: early "
-        "instability |\n"
-        "| tensorboard/resmlp_resumed | TensorBoard | a restarted run (second event file re-logs the steps) whose "
-        "first file's last record is truncated |\n"
-        "| lr_sweep/lr_* | TensorBoard | constant-LR sweep 1e-3..1e-1: lr* at the edge of instability |\n"
-        "| lightning_logs/version_0 | Lightning CSVLogger | rare outlier batches: mid-training spikes |\n"
-        "| hf_trainer/divergent_run | HF trainer_state.json (+ checkpoint copy) | SGD-momentum warming up to lr 30: trains, then diverges |\n"
-        "| jsonl/metrics.json | detectron2-style JSONL | stable, restarted from iteration 200 after dying at 260 |\n")
+    (out / "README.md").write_text(README)
+
+
+#: What each sample shows, with the verdict the report must give it (tests/test_sample_logs.py reads this table
+#: from sample_logs/README.md and checks every row against `steadytrain report sample_logs`).
+README = """# sample_logs
+
+Real training runs of steadytrain's built-in workloads (`python -m probes.sample_logs sample_logs` regenerates
+them). The verdict column is what `steadytrain report sample_logs` says of each run (a test keeps them equal).
+
+| path | format | verdict | what happened |
+|---|---|---|---|
+| tensorboard/resmlp_preln_stable | TensorBoard | stable | Pre-LN residual MLP, Adam 3e-3 |
+| tensorboard/resmlp_early_unstable | TensorBoard | early_instability | no-norm residual MLP, Adam 2e-2, no warmup: the loss doubles at step 1 (grad norm 10x) and sits above its start until step 5, then trains |
+| tensorboard/resmlp_resumed | TensorBoard | stable | a restarted run (a second event file re-logs the steps) whose first file's last record is truncated |
+| lr_sweep/lr_0.001 | TensorBoard | stable | constant-LR sweep (Adam, no-norm residual MLP): lr* = 1e-3, the smallest LR tried (the report says to extend the sweep downwards) |
+| lr_sweep/lr_0.003 | TensorBoard | stable | the sweep at 3e-3: trains as well as lr* |
+| lr_sweep/lr_0.01 | TensorBoard | stable | the sweep at 1e-2 |
+| lr_sweep/lr_0.03 | TensorBoard | early_instability | the sweep at 3e-2: blows up 4x at step 1, then trains |
+| lr_sweep/lr_0.1 | TensorBoard | divergence | the sweep at 1e-1: blows up ~600x at step 1 and never gets back below its start (infeasible) |
+| lightning_logs/version_0 | Lightning CSVLogger | mid_instability | rare outlier batches: a mid-training spike led by a 37x grad-norm outlier |
+| hf_trainer/divergent_run | HF trainer_state.json (+ checkpoint copy) | divergence | SGD-momentum warming up to lr 30: trains, then explodes |
+| jsonl/metrics.json | detectron2-style JSONL | stable | restarted from iteration 200 after dying at 260 |
+"""
 
 
 def main() -> None:

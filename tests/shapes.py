@@ -153,13 +153,14 @@ def resumed_log_with_resume_spike(seed: int = 0) -> Series:
 
 
 def first_point_one_low_batch(seed: int = 0) -> Series:
-    """A fine-tune whose first logged loss is one easy batch (1.0) while training starts at ~2.3 and learns
-    to ~1.5: the first point is not the initial loss ("never got below its start" would be wrong)."""
+    """A fine-tune whose first logged loss is one easy batch (1.7, the HF Trainer's logging_first_step logs one
+    batch where later logs average ten) while training starts at ~2.3 and learns to ~1.9: the first point is not
+    the initial loss ("never got below its start" would be wrong)."""
     rng = np.random.default_rng(seed)
     n = 600
     t = np.arange(n)
-    loss = (1.5 + 0.8 * np.exp(-t / 150)) * _noise(rng, n, 0.03)
-    loss[0] = 1.0
+    loss = (1.9 + 0.4 * np.exp(-t / 150)) * _noise(rng, n, 0.01)
+    loss[0] = 1.7
     return _logged({"train/loss": loss})
 
 

@@ -202,10 +202,10 @@ def make_curve(series: Series, cfg: AnalysisConfig, *, with_level: bool = True) 
 def _start(raw: np.ndarray, y: np.ndarray, log_space: bool, cfg: AnalysisConfig) -> tuple[float, float]:
     """The loss at the start of the log: the median of its first 3 points, unless the very first is lower (a
     blow-up at steps 1-2 must not become the reference it is measured against), or unless the first point is
-    one low batch: below each of the next nine points by more than ``spike_z`` of their own noise while those
-    agree with each other (a blow-up at steps 1-3 does not: it comes back down). An easy first batch is not
-    where training started. Returns (start, first): the first logged value, or for one low first batch the
-    start in its place."""
+    one low batch: below each of the next nine points by more than ``spike_z`` of their own noise, but by less
+    than ``early_rise_ratio`` x, while those agree with each other (a blip at steps 1-3 comes back down). An easy
+    first batch is not where training started. Returns (start, first): the first logged value, or for one low
+    first batch the start in its place."""
     first = float(raw[0])
     start = min(float(np.median(raw[:3])), first)
     if raw.size < 20 or (log_space and first <= 0):
@@ -215,7 +215,10 @@ def _start(raw: np.ndarray, y: np.ndarray, log_space: bool, cfg: AnalysisConfig)
     y0 = float(y[0])
     head, rest = float(np.median(y[1:4])), float(np.median(y[4:10]))
     below_all = y0 < float(np.min(y[1:10])) and float(np.min(y[1:10])) - y0 > cfg.spike_z * noise
-    if below_all and abs(head - rest) <= cfg.spike_z * noise:
+    # a batch, not a blow-up: the next points are less than early_rise_ratio x it (a rise at step 1 that large is
+    # the run's own early instability, measured from the first point)
+    modest = not log_space or head - y0 < np.log(cfg.early_rise_ratio)
+    if below_all and modest and abs(head - rest) <= cfg.spike_z * noise:
         start = float(np.median(raw[1:4]))
         return start, start
     return start, first

@@ -249,9 +249,9 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         early = early[early < cfg.early_blip_points]
         if early.size == 0:
             return None
-    # the start: the median of the first 3 points, unless the loss blew up within them
-    med3 = float(np.median(c.raw[:3]))
-    ref0 = c.first if (c.log_space and med3 > cfg.early_rise_ratio * c.first) else med3
+    # the start: the first point, or the median of the first 3 when it is lower (one low first batch is passed
+    # over by the curve): a rise at step 1 must not lift the reference it is measured against
+    ref0 = c.start
     # route 1: above the initial loss
     i = int(early[np.argmax(c.raw[early])])
     peak = float(c.raw[i])
@@ -276,7 +276,9 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         # route 2: above the best so far, by a real share of what the run learns. "Best so far" is the
         # running minimum of a trailing 3-point median: it follows a steep descent (a centred level runs
         # ahead of it) without taking one low, noisy batch as the best.
-        best_so_far = np.minimum.accumulate(rolling_median(c.raw[: early[-1] + 1], 3))
+        head = c.raw[: early[-1] + 1].copy()
+        head[0] = c.first  # one low first batch is passed over (Curve.first)
+        best_so_far = np.minimum.accumulate(rolling_median(head, 3))
         rise = c.raw[early] - best_so_far[early]
         k = int(np.argmax(rise))
         i, height = int(early[k]), float(rise[k])
