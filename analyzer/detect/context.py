@@ -7,7 +7,8 @@ say so (spec/failure-shapes.md, "Sparse logging").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from analyzer.detect.events import Event, find_regimes, find_spikes
 from analyzer.detect.start import LogStart, where_log_starts
 from analyzer.evidence import Signal
 from analyzer.types import Run, Series
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class RunContext:
         grad_spikes: grad-norm outliers (>= grad_spike_ratio x the trailing level).
         eval_regimes: regimes of the eval loss (when the train loss is judged): an averaged eval loss
             shows a regime that a noisy per-batch train loss hides.
+        memo: judgements several checks share (the judged events), computed once per run (`remember`).
         log_start: where in training the log starts; a log that starts mid-training has no early phase
             (``early_cut`` is before its first step) and, when that was read off the schedule, no known
             progress before it (a rise is then judged by its ratio alone).
@@ -56,6 +60,13 @@ class RunContext:
     grad_spikes: tuple[Event, ...] = ()
     eval_regimes: tuple[Event, ...] = ()
     log_start: LogStart = LogStart(False)
+    memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def remember(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per run: the checks share what they judge (e.g. every event's share and phase)."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]  # type: ignore[return-value]
 
     @property
     def max_step(self) -> int | None:

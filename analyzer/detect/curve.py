@@ -13,6 +13,7 @@ units throughout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -118,18 +119,20 @@ class Curve:
     def to_raw(self, y: np.ndarray | float) -> np.ndarray | float:
         return np.exp(y) if self.log_space else y
 
-    @property
+    # The raw-unit views are cached (the instance is frozen, so they never go stale): every judged event reads
+    # them, and a 1,000,000-point periodic curve has tens of thousands of events.
+    @cached_property
     def level_raw(self) -> np.ndarray:
         return np.asarray(self.to_raw(self.level), dtype=np.float64)
 
-    @property
+    @cached_property
     def calm_raw(self) -> np.ndarray:
         """The calm noise in the loss's own units at each point (delta method in log space)."""
         if self.log_space:
             return self.calm_sigma * self.level_raw
         return np.full(self.level.shape, self.calm_sigma)
 
-    @property
+    @cached_property
     def sigma_raw(self) -> np.ndarray:
         """The local noise in the loss's own units (delta method in log space)."""
         if self.log_space:

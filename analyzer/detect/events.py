@@ -24,6 +24,7 @@ from analyzer.config import AnalysisConfig
 from analyzer.detect.curve import Curve
 
 _SEARCH_CHUNK = 512
+_FIRST_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -92,43 +93,87 @@ def find_spikes(curve: Curve, cfg: AnalysisConfig, *, min_ratio: float = 1.0, z:
     best = np.minimum.accumulate(curve.level_raw)
     tail_level = _tail_level(curve, cfg)
     n = y.size
-    events: list[Event] = []
-    i = 0
-    while i < hits.size:
-        start = int(hits[i])
-        b, s = base[start], sigma[start]
-        stop = _recovery(y, start, b, s, cfg)
-        end = stop if stop is not None else n
-        seg = y[start:end]
-        peak = start + int(np.argmax(seg))
-        height_y = y[peak] - b
-        points = int(np.sum(seg - b >= 0.5 * height_y))
-        ref = float(curve.to_raw(b))
-        peak_raw = float(curve.raw[peak])
-        events.append(Event(
-            "spike", start, peak, end - 1, stop, ref, peak_raw, peak_raw - ref,
-            float(np.exp(height_y)) if curve.log_space else float("nan"), float(height_y / s),
-            float(curve.start - best[start - 1]), points, tail_level))
-        while i < hits.size and hits[i] < end:
-            i += 1
-    return events
+    recovered = _recoveries(y, hits, base[hits], sigma[hits], cfg)
+    # Events in order: a hit inside the span of the event before it belongs to that event.
+    starts: list[int] = []
+    stops: list[int | None] = []
+    covered_to = -1
+    for h, r in zip(hits.tolist(), recovered.tolist()):
+        if h < covered_to:
+            continue
+        stop = None if r < 0 else r
+        starts.append(h)
+        stops.append(stop)
+        covered_to = stop if stop is not None else n
+    first = np.array(starts)
+    end = np.array([st if st is not None else n for st in stops])
+    b, s = base[first], sigma[first]
+    # each event's peak (the first highest point of its span) and its points at half height or more, for all
+    # events at once: segment ids over the concatenated spans
+    lengths = end - first
+    seg = np.repeat(np.arange(first.size), lengths)
+    idx = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(first, lengths)
+    top = np.maximum.reduceat(y[idx], np.cumsum(lengths) - lengths)
+    at_top = np.flatnonzero(y[idx] == top[seg])
+    _, first_top = np.unique(seg[at_top], return_index=True)
+    peak = idx[at_top[first_top]]
+    height_y = y[peak] - b
+    points = np.bincount(seg, weights=(y[idx] - b[seg] >= 0.5 * height_y[seg]), minlength=first.size).astype(int)
+    ref = np.asarray(curve.to_raw(b), dtype=np.float64)
+    peak_raw = curve.raw[peak]
+    ratio = np.exp(height_y) if curve.log_space else np.full(first.size, np.nan)
+    progress = curve.start - best[first - 1]
+    return [Event("spike", st, pk, e - 1, stop, r, pv, pv - r, ra, z, pr, pt, tail_level)
+            for st, pk, e, stop, r, pv, ra, z, pr, pt in zip(
+                first.tolist(), peak.tolist(), end.tolist(), stops, ref.tolist(), peak_raw.tolist(), ratio.tolist(),
+                (height_y / s).tolist(), progress.tolist(), points.tolist())]
 
 
-def _recovery(y: np.ndarray, start: int, b: float, s: float, cfg: AnalysisConfig) -> int | None:
-    """First index after ``start`` back within max(recover_z sigmas, a fraction of the height so far)."""
+def _recoveries(y: np.ndarray, starts: np.ndarray, b: np.ndarray, s: np.ndarray, cfg: AnalysisConfig) -> np.ndarray:
+    """`_recovery` for many starts at once (-1: never back): the first points after each, in vector steps for
+    all, then point by point for the few still out after ``_SEARCH_CHUNK`` points."""
+    n = y.size
+    out = np.full(starts.size, -1, dtype=np.int64)
+    running = y[starts].copy()
+    open_ = np.arange(starts.size)
+    for k in range(1, _SEARCH_CHUNK + 1):
+        at = starts[open_] + k
+        inside = at < n
+        open_, at = open_[inside], at[inside]
+        if open_.size == 0:
+            break
+        running[open_] = np.maximum(running[open_], y[at])
+        band = np.maximum(cfg.recover_z * s[open_], cfg.recover_height_fraction * (running[open_] - b[open_]))
+        back = y[at] - b[open_] <= band
+        out[open_[back]] = at[back]
+        open_ = open_[~back]
+    for j in open_.tolist():  # still out after a long stretch: search on from there
+        st = int(starts[j]) + _SEARCH_CHUNK
+        if st < n - 1:
+            r = _recovery(y, st, float(b[j]), float(s[j]), cfg, peak=float(running[j]))
+            out[j] = -1 if r is None else r
+    return out
+
+
+def _recovery(y: np.ndarray, start: int, b: float, s: float, cfg: AnalysisConfig, *,
+              peak: float | None = None) -> int | None:
+    """First index after ``start`` back within max(recover_z sigmas, a fraction of the height so far); ``peak``:
+    the highest point before ``start`` of a search that began earlier."""
     n = y.size
     lo = start + 1
-    running_peak = y[start]
+    running_peak = float(y[start]) if peak is None else max(peak, float(y[start]))
+    chunk = _FIRST_CHUNK  # most departures are back within a few points: look there first, then further
     while lo < n:
-        hi = min(n, lo + _SEARCH_CHUNK)
+        hi = min(n, lo + chunk)
         seg = y[lo:hi]
-        peak_so_far = np.maximum.accumulate(np.r_[running_peak, seg])[1:]
+        peak_so_far = np.maximum(np.maximum.accumulate(seg), running_peak)
         band = np.maximum(cfg.recover_z * s, cfg.recover_height_fraction * (peak_so_far - b))
         back = np.flatnonzero(seg - b <= band)
         if back.size:
             return lo + int(back[0])
         running_peak = float(peak_so_far[-1])
         lo = hi
+        chunk = min(chunk * 4, _SEARCH_CHUNK)
     return None
 
 

@@ -44,7 +44,7 @@ def share_of(ctx: RunContext, ev: Event, curve: Curve | None = None) -> float:
     assert c is not None
     if ctx.log_start.by_schedule:
         return float("nan")  # the log starts mid-training: what the run had learned before it is unknown
-    floor = 3.0 * float(c.calm_raw[min(ev.start, len(c) - 1)])
+    floor = 3.0 * c.calm_sigma * float(c.level_raw[min(ev.start, len(c) - 1)]) if c.log_space else 3.0 * c.calm_sigma
     if ev.progress_before < ctx.cfg.min_progress_share * abs(c.start) or ev.progress_before <= floor:
         return float("nan")
     return float(ev.height / ev.progress_before)

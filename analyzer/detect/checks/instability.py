@@ -48,28 +48,63 @@ def is_big(ctx: RunContext, ev: Event, share: float) -> bool:
 
 
 def judge_events(ctx: RunContext) -> list[Judged]:
-    """Every spike and regime of the judged curve, judged (big? lasting? which phase?)."""
+    """Every spike and regime of the judged curve, judged (big? lasting? which phase?); once per run."""
+    return ctx.remember("judged_events", lambda: _judge_events(ctx))
+
+
+def _judge_events(ctx: RunContext) -> list[Judged]:
     c, cfg = ctx.curve, ctx.cfg
     if c is None:
         return []
+    events = (*ctx.spikes, *ctx.regimes)
+    steps = c.steps.tolist()
+    big_enough = _big_enough(ctx, events)
     out = []
-    for ev in (*ctx.spikes, *ctx.regimes):
+    for ev, maybe in zip(events, big_enough):
+        phase: Phase = "early" if steps[ev.start] <= ctx.early_cut else "mid"
+        if not maybe:  # the common case on a long noisy curve: judged in one vectorised pass
+            out.append(Judged(ev, phase, share_of(ctx, ev), False, False))
+            continue
         share = share_of(ctx, ev)
         if ev.shape == "regime":
             lasting = ev.points >= cfg.regime_min_points
         else:
-            led = ctx.grad_spike_near(int(c.steps[ev.start]), int(c.steps[ev.peak])) is not None
+            led = ctx.grad_spike_near(steps[ev.start], steps[ev.peak]) is not None
             needed = cfg.grad_led_min_points if led else cfg.spike_min_points
             # A spike lasts when it holds half its height for that many points, or when it takes that many
             # points to come back (a sharp peak that decays over several points: a slingshot spike); a one-point
             # blip is back at the next point.
             back = ev.recovered if ev.recovered is not None else len(c)
             lasting = ev.points >= needed or back - ev.start >= needed
-        phase: Phase = "early" if int(c.steps[ev.start]) <= ctx.early_cut else "mid"
         big = (is_big(ctx, ev, share) and _out_of_band(ctx, ev) and not _eval_disagrees(ctx, ev, share)
                and not (ctx.signal == "eval_loss" and grokking(ctx, ev, c)))
         out.append(Judged(ev, phase, share, big, lasting))
     return out
+
+
+def _big_enough(ctx: RunContext, events: tuple[Event, ...]) -> np.ndarray:
+    """Which events `is_big` could call big, for all of them at once (a 1,000,000-point periodic curve has tens
+    of thousands of spikes): the same share and ratio tests as `share_of` and `is_big`, vectorised."""
+    c, cfg = ctx.curve, ctx.cfg
+    assert c is not None
+    if not events:
+        return np.zeros(0, dtype=bool)
+    start = np.array([ev.start for ev in events])
+    height = np.array([ev.height for ev in events])
+    ratio = np.array([ev.ratio for ev in events])
+    progress = np.array([ev.progress_before for ev in events])
+    if ctx.log_start.by_schedule:
+        share = np.full(len(events), np.nan)
+    else:
+        calm = c.calm_sigma * c.level_raw[np.minimum(start, len(c) - 1)] if c.log_space else np.full(len(events),
+                                                                                                     c.calm_sigma)
+        known = (progress >= cfg.min_progress_share * abs(c.start)) & (progress > 3.0 * calm)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(known, height / np.where(known, progress, 1.0), np.nan)
+    finite = np.isfinite(share)
+    by_share = finite & (share >= cfg.min_undone_share)
+    by_ratio = np.isfinite(ratio) & (ratio >= cfg.spike_ratio) & (~finite | (share >= cfg.min_share_for_ratio))
+    return by_share | by_ratio
 
 
 def grokking(ctx: RunContext, ev: Event, eval_curve: Curve) -> bool:
@@ -357,7 +392,11 @@ def periodic_grid(ctx: RunContext) -> Grid | None:
 
 
 def _significant(ctx: RunContext) -> tuple[list[list[Judged]], int, list[Judged], Grid | None]:
-    """(episodes, one-point blips, events that are a per-epoch pattern, the pattern's grid)."""
+    """(episodes, one-point blips, events that are a per-epoch pattern, the pattern's grid); once per run."""
+    return ctx.remember("significant", lambda: _find_significant(ctx))
+
+
+def _find_significant(ctx: RunContext) -> tuple[list[list[Judged]], int, list[Judged], Grid | None]:
     c = ctx.curve
     assert c is not None
     judged = judge_events(ctx)
