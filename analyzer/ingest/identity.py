@@ -55,7 +55,8 @@ class Member:
     lineage: str | None = None  # an identity its writer gave it beyond the folder (a W&B run id)
 
 
-def _train_loss(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+def train_loss(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of the run's train loss, None when it has too few points to be compared."""
     series = run.role_series("train_loss")
     if series is None or series.steps.size < _MIN_COMMON_STEPS:
         return None
@@ -79,7 +80,12 @@ def agreement(sa: np.ndarray, va: np.ndarray, sb: np.ndarray, vb: np.ndarray,
 
 def same_history(a: Run, b: Run) -> tuple[int, int] | None:
     """(equal, compared) train-loss points when ``a`` and ``b`` are copies of one history, else None."""
-    la, lb = _train_loss(a), _train_loss(b)
+    return same_losses(train_loss(a), train_loss(b))
+
+
+def same_losses(la: tuple[np.ndarray, np.ndarray] | None,
+                lb: tuple[np.ndarray, np.ndarray] | None) -> tuple[int, int] | None:
+    """`same_history` of two train losses as (steps, values)."""
     if la is None or lb is None:
         return None
     equal, compared = agreement(la[0], la[1], lb[0], lb[1])

@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import posixpath
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -63,6 +63,22 @@ def resolve(members: Sequence[Member], runs: list[Run], inputs: list[InputFile],
     runs = fold_copies(runs, places, renames, roles)
     renames.apply(inputs)
     return runs
+
+
+def families(directories: Iterable[str]) -> dict[str, str]:
+    """A key per run directory such that runs this module may join or fold share it, for a caller that reads
+    the runs in parts (the Ray executor): a directory's parent (its siblings: restarts, W&B resumes), or
+    the family of a run directory at most two levels above it (``out/`` above ``out/runs/<date>_<host>/``).
+    Copies in cousin folders (``logs/csv/version_0`` and ``logs/tb/version_0``) are not one family: keys that
+    chained every folder near another would put a whole tree in one part."""
+    dirs = sorted({d.replace("\\", "/").rstrip("/") or "/" for d in directories}, key=lambda d: (d.count("/"), d))
+    known = set(dirs)
+    key: dict[str, str] = {}
+    for d in dirs:
+        parent = posixpath.dirname(d)
+        above = [a for a in (parent, posixpath.dirname(parent)) if a in known and a != d]
+        key[d] = key[above[0]] if above else parent
+    return key
 
 
 # ---- joining the parts of one training written into several folders ----

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from analyzer.frame import SCHEMA
-from analyzer.ingest.identity import SAME_VALUE_RTOL, agreement, metric_tags, same_history
+from analyzer.ingest.identity import SAME_VALUE_RTOL, agreement, metric_tags, same_losses, train_loss
 from analyzer.ingest.runparts import DECISION_NOTES, Place, Renames, rebuild, where
 from analyzer.types import Note, Run
 
@@ -33,6 +33,8 @@ _NEAR_LEVELS = 2
 _MIN_EQUAL_SHARE = 0.9
 #: Copies in two folders agree at the last this many train-loss steps both logged.
 _END_POINTS = 3
+#: Points of each run looked up among the others' to find the runs that share its values (`_sharing`).
+_PROBES = 64
 
 
 def _ancestors(home: str) -> list[str]:
@@ -40,6 +42,11 @@ def _ancestors(home: str) -> list[str]:
     for _ in range(_NEAR_LEVELS):
         out.append(posixpath.dirname(out[-1]))
     return out
+
+
+def _near(a: Place, b: Place) -> bool:
+    """Whether a folder of ``a`` and one of ``b`` share an ancestor at most ``_NEAR_LEVELS`` above each."""
+    return bool({x for h in a.homes for x in _ancestors(h)} & {x for h in b.homes for x in _ancestors(h)})
 
 
 def _richness(run: Run, place: Place) -> tuple[int, int, int, int, int]:
@@ -51,17 +58,67 @@ def _richness(run: Run, place: Place) -> tuple[int, int, int, int, int]:
     return 4 - len(run.roles.missing), len(curves), sum(n for _, n in curves), -place.depth, run.n_points
 
 
-def _same_to_the_end(a: Run, b: Run) -> bool:
+Loss = tuple[np.ndarray, np.ndarray]  # a run's train loss: (steps, values)
+
+
+def _same_to_the_end(la: Loss, lb: Loss) -> bool:
     """Whether the last train-loss values both logged agree: copies of one log agree to the end of the shorter,
     while two runs from one seed and one start (a control and its variant) agree until they part."""
-    sa, sb = a.role_series("train_loss"), b.role_series("train_loss")
-    if sa is None or sb is None:
-        return False
-    _, ia, ib = np.intersect1d(sa.steps, sb.steps, return_indices=True)
-    va, vb = sa.values[ia], sb.values[ib]
+    _, ia, ib = np.intersect1d(la[0], lb[0], return_indices=True)
+    va, vb = la[1][ia], lb[1][ib]
     compared = np.isfinite(va) | np.isfinite(vb)
     va, vb = va[compared][-_END_POINTS:], vb[compared][-_END_POINTS:]
     return bool(va.size) and bool(np.all(np.isclose(va, vb, rtol=SAME_VALUE_RTOL, atol=0.0)))
+
+
+def _value_keys(steps: np.ndarray, values: np.ndarray, grid: int) -> np.ndarray:
+    """One int64 key per (step, value to SAME_VALUE_RTOL): values in log-spaced buckets 4x that wide, on two grids
+    offset by half a bucket, so that two values within the tolerance share a bucket on at least one grid.
+    Keys may collide (the arithmetic wraps): a collision only adds a pair that is then compared in full."""
+    buckets = np.floor(np.log(np.abs(values) + 1e-300) / (4 * SAME_VALUE_RTOL) + 0.5 * grid).astype(np.int64)
+    buckets = buckets * 2 + (values < 0)
+    return steps.astype(np.int64) * np.int64(1_000_003) + buckets * np.int64(7_919) + np.int64(grid)
+
+
+def _sharing(losses: Mapping[str, Loss]) -> dict[str, set[str]]:
+    """For each run, the runs that logged most of a sample of its train-loss values at the same steps.
+
+    Copies share every value at the steps both logged, so only runs where at least half of a sample of
+    points of one (``_PROBES``) are found among the other's points need comparing in full: a folder of
+    hundreds of runs in two formats is not compared pair by pair. (Two runs of one recipe share a value at
+    one step now and then, by chance; not half of them.)"""
+    ids = sorted(losses)
+    keys, owners = [], []
+    for n, rid in enumerate(ids):
+        steps, values = losses[rid]
+        ok = np.isfinite(values)
+        for grid in (0, 1):
+            keys.append(_value_keys(steps[ok], values[ok], grid))
+            owners.append(np.full(int(ok.sum()), n))
+    all_keys, all_owners = np.concatenate(keys), np.concatenate(owners)
+    order = np.argsort(all_keys, kind="stable")
+    all_keys, all_owners = all_keys[order], all_owners[order]
+    out: dict[str, set[str]] = {rid: set() for rid in ids}
+    for n, rid in enumerate(ids):
+        steps, values = losses[rid]
+        ok = np.flatnonzero(np.isfinite(values))
+        pick = ok if ok.size <= _PROBES else np.sort(np.random.default_rng(n).choice(ok, _PROBES, replace=False))
+        if pick.size == 0:
+            continue
+        probe = np.concatenate([_value_keys(steps[pick], values[pick], grid) for grid in (0, 1)])
+        probe_of = np.tile(np.arange(pick.size), 2)
+        lo, hi = np.searchsorted(all_keys, probe, "left"), np.searchsorted(all_keys, probe, "right")
+        sizes = hi - lo
+        at = np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+        hit_owner, hit_probe = all_owners[at], np.repeat(probe_of, sizes)
+        other = hit_owner != n
+        # a probe found in another run on either grid counts once for that run
+        found = np.unique(hit_owner[other].astype(np.int64) * pick.size + hit_probe[other])
+        counts = np.bincount(found // pick.size, minlength=len(ids))
+        for o in np.flatnonzero(counts >= max(2, (pick.size + 1) // 2)).tolist():
+            out[rid].add(ids[o])
+            out[ids[o]].add(rid)
+    return out
 
 
 def _own_tags(copy: Run, keeper: Run) -> list[str]:
@@ -110,13 +167,10 @@ def fold_copies(runs: list[Run], places: dict[str, Place], renames: Renames, rol
     richest; the run is named after the outermost folder among them."""
     if len({r.format for r in runs}) < 2:
         return runs
-    near: dict[str, set[str]] = {}  # folder -> runs whose folders are at most _NEAR_LEVELS below it
-    for r in runs:
-        for h in places[r.id].homes:
-            for x in _ancestors(h):
-                near.setdefault(x, set()).add(r.id)
+    losses = {r.id: loss for r in runs for loss in [train_loss(r)] if loss is not None}
+    sharing = _sharing(losses)
     by_id = {r.id: r for r in runs}
-    order = sorted(runs, key=lambda r: _richness(r, places[r.id]), reverse=True)
+    order = sorted((r for r in runs if sharing.get(r.id)), key=lambda r: _richness(r, places[r.id]), reverse=True)
     folded: set[str] = set()
     names: dict[str, str] = {}  # keeper -> the run named after the outermost folder of those folded into it
     for keeper in order:
@@ -127,15 +181,14 @@ def fold_copies(runs: list[Run], places: dict[str, Place], renames: Renames, rol
         grew = True
         while grew:  # a copy's folder brings the folders near it (a W&B folder beside out/, out/ above runs/x/)
             grew = False
-            near_ids = sorted({c for h in place.homes for x in _ancestors(h) for c in near.get(x, ())})
-            for cid in near_ids:
+            for cid in sorted(sharing[keeper.id]):
                 copy = by_id[cid]
-                if cid == keeper.id or cid in folded or cid in names or copy.format in formats:
+                if cid in folded or cid in names or copy.format in formats or not _near(place, places[cid]):
                     continue
                 if places[cid].homes & place.homes and (places[cid].per_file or place.per_file):
                     continue  # one folder's log files are identity's to decide (reruns, copies, parts)
-                agree = same_history(copy, current)
-                if agree is None or not _same_to_the_end(copy, current):
+                agree = same_losses(losses[cid], losses[keeper.id])
+                if agree is None or not _same_to_the_end(losses[cid], losses[keeper.id]):
                     continue
                 current = _fold(current, copy, agree, where(copy, places), roles)
                 folded.add(cid)
