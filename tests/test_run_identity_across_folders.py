@@ -200,6 +200,12 @@ def test_a_lightning_run_resumed_with_ckpt_path_into_version_1_is_one_run(tmp_pa
     (note,) = _notes(run, "resumed")
     assert note.startswith("folder lightning_logs/version_1 resumed at step 41 from folder lightning_logs/version_0")
     assert all(i.run == run.id for i in inputs if i.status == "read")
+    # the same checkpoint resumed again at a lower LR: another trial, kept apart, and the report says why
+    lightning_fit(tmp_path, lr=3e-4, max_steps=80, ckpt_path=ckpt)
+    runs, _ = load_runs([tmp_path], OPTS)
+    assert sorted(r.id for r in runs) == ["lightning_logs/version_0", "lightning_logs/version_2"]
+    (apart,) = _notes(next(r for r in runs if r.id.endswith("version_2")), "kept_apart")
+    assert "starts at step 41" in apart and "lr=0.0003 vs 0.003" in apart
 
 
 def test_lightning_look_alikes_stay_apart_a_sweep_in_one_folder_and_two_seeds(tmp_path):

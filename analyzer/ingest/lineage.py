@@ -236,7 +236,7 @@ def _continues(a: _Span, b: _Span, where: str) -> _Verdict | None:
         a_head, a_tail = _median(finite_a[:3]), _median(finite_a[-3:])
         if head is None or a_head is None or a_tail is None or abs(head - a_tail) > abs(head - a_head):
             return None  # its loss starts nearer where ``a`` began than where it stopped
-        evidence = f"its loss starts at {head:.4g}, where {where} stopped ({a_tail:.4g} at step {a.end})"
+        evidence = f"its loss starts at {head:.4g}, where the other stopped: {a_tail:.4g} at step {a.end}"
         strength = (0.0, -abs(head - a_tail), float(a.end))
     if np.isfinite(a.last_wall) and np.isfinite(b.first_wall) and b.first_wall < a.last_wall - _CONCURRENT_S:
         return _Verdict(False, f"it was written while {where} still was (their times overlap)")
