@@ -1,7 +1,7 @@
 """Finding runs under the given paths and accounting for every file met on the way.
 
 A run is: a directory of TensorBoard event files; a Lightning metrics.csv (hparams.yaml beside
-it); an HF trainer_state.json (checkpoint-*/ copies of the same run merged into it); a JSONL
+it); an HF trainer_state.json (checkpoint-*/ copies merged into it: hf_trainer.choose_copy); a JSONL
 log (recognised by content); an MLflow file-store run; a set of TensorBoard-exported CSVs; a
 Keras or generic CSV. Every other file gets a skipped entry with the reason.
 """

@@ -260,8 +260,9 @@ def _join_restarts(runs: list[Run], places: dict[str, Place], renames: Renames, 
             continue
         spans = sorted((s for s in map(_span, group) if s is not None), key=lambda s: (s.start, s.run.id))
         heads: list[_Span] = []  # runs not joined into another, by start step (a join only moves a head's end)
+        starts: list[int] = []
         for b in spans:
-            earlier = heads[: bisect.bisect_left([h.start for h in heads], b.start)]
+            earlier = heads[: bisect.bisect_left(starts, b.start)]
             verdicts = [(v, a) for a in earlier for v in [_continues(a, b, where(a.run, places))] if v is not None]
             joins = [(v, a) for v, a in verdicts if v.joins]
             if not joins:
@@ -270,7 +271,9 @@ def _join_restarts(runs: list[Run], places: dict[str, Place], renames: Renames, 
                     result[b.run.id] = replace(result[b.run.id], notes=result[b.run.id].notes + (Note(
                         "kept_apart", f"starts at step {b.start}, inside or just after {where(a.run, places)}, as a "
                         f"resumed run would; kept as a run of its own: {v.why}", step=b.start),))
-                heads.insert(bisect.bisect_right([h.start for h in heads], b.start), _span(result[b.run.id]) or b)
+                at = bisect.bisect_right(starts, b.start)
+                heads.insert(at, b)
+                starts.insert(at, b.start)
                 continue
             v, a = max(joins, key=lambda va: va[0].strength)
             note = Note("resumed", f"{where(b.run, places)} resumed at step {b.start} from {where(a.run, places)} "
