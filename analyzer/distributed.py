@@ -2,7 +2,8 @@
 
 The driver discovers the runs (after mirroring remote paths, analyzer.ingest.remote) and cuts them into
 batches: a directory's runs always in one batch (whether logs of one folder are one run is decided among
-them, analyzer.ingest.identity), and enough runs per batch that a tiny run does not drown in per-task
+them, analyzer.ingest.identity), with their sibling and nested run folders when these fit in one batch
+(restarts and copies across folders, analyzer.ingest.lineage.families), and enough runs per batch that a tiny run does not drown in per-task
 overhead. Each batch is one Ray task running the local path's own code (`read_sources`, `diagnose_run`),
 and only what the report needs comes back: the Diagnosis with a `ReportRun` in place of the run (its role
 series thinned to a few hundred points by min/max buckets, so every spike survives, with the run's true
@@ -33,7 +34,7 @@ import numpy as np
 from analyzer.config import AnalysisConfig
 from analyzer.errors import ConfigError
 from analyzer.frame import build_frame
-from analyzer.ingest import remote
+from analyzer.ingest import lineage, remote
 from analyzer.ingest.discover import RunSource, discover
 from analyzer.ingest.load import LoadOptions, no_runs_error, read_sources
 from analyzer.ingest.load import _log_inputs as log_inputs
@@ -187,14 +188,24 @@ def plan_batches(sources: Sequence[RunSource], cpus: int, *, max_runs: int = MAX
                  max_bytes: int = MAX_BATCH_BYTES) -> list[list[RunSource]]:
     """Batches of whole directories, about ``BATCHES_PER_CPU`` per CPU, none over ``max_runs`` runs or
     ``max_bytes`` bytes unless one directory alone is."""
-    groups: dict[str, list[RunSource]] = {}
-    for src in sources:
-        groups.setdefault(str(src.directory), []).append(src)
     target = min(max_runs, max(1, math.ceil(len(sources) / max(1, BATCHES_PER_CPU * cpus))))
+    family_of = lineage.families(s.directory.as_posix() for s in sources)
+    families: dict[str, list[RunSource]] = {}
+    for src in sources:
+        families.setdefault(family_of[src.directory.as_posix().rstrip("/") or "/"], []).append(src)
+    groups: list[list[RunSource]] = []
+    for family in families.values():
+        if len(family) <= target and sum(_size(s) for s in family) <= max_bytes:
+            groups.append(family)  # runs that may be one training (restarts, nested copies) are read together
+            continue
+        by_dir: dict[str, list[RunSource]] = {}  # too many for one batch (a sweep): its directories in name order
+        for src in sorted(family, key=lambda s: str(s.directory)):
+            by_dir.setdefault(str(src.directory), []).append(src)
+        groups.extend(by_dir.values())
     batches: list[list[RunSource]] = []
     current: list[RunSource] = []
     current_bytes = 0
-    for group in groups.values():
+    for group in groups:
         size = sum(_size(s) for s in group)
         if current and (len(current) + len(group) > target or current_bytes + size > max_bytes):
             batches.append(current)

@@ -139,6 +139,24 @@ def test_batches_keep_each_directory_whole_and_tiny_runs_together(tmp_path):
     assert 4 <= len(batches) <= 12  # ~4 per CPU, not 70 one-run tasks
 
 
+def test_batches_keep_runs_of_one_training_in_sibling_and_nested_folders_together(tmp_path):
+    from tests.writers import curve, hf_log_history, write_lightning_csv, write_summarywriter, write_trainer_state
+
+    for d in range(40):
+        write_jsonl(tmp_path / f"d{d:02d}" / "log.jsonl", [{"step": s, "loss": 1.0} for s in range(5)])
+    out = tmp_path / "hf" / "out"  # the HF Trainer's output folder and its TensorBoard runs/<date>_<host>
+    write_trainer_state(out, hf_log_history(curve(50, seed=1)), max_steps=50)
+    write_summarywriter(out / "runs" / "Jan01_10-00-00_host", {"train/loss": curve(50, seed=1)})
+    for v in range(2):  # a Lightning run resumed into version_1
+        write_lightning_csv(tmp_path / "pl" / "lightning_logs" / f"version_{v}", curve(50, seed=v))
+    sources = discover([tmp_path]).sources
+    batches = plan_batches(sources, cpus=2)
+    home = {s.id: i for i, b in enumerate(batches) for s in b}
+    assert home["hf/out"] == home["hf/out/runs/Jan01_10-00-00_host"]
+    assert home["pl/lightning_logs/version_0"] == home["pl/lightning_logs/version_1"]
+    assert len(batches) >= 4  # the 40 sibling folders, one family too large for a batch, are still spread
+
+
 class _FakeRay:
     """Ray's driver API as `analyze_on_ray` uses it, running each task when its result is asked for."""
 

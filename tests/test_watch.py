@@ -39,7 +39,9 @@ def _findings(d):
 
 def test_watch_flags_a_real_training_at_the_poll_its_logs_first_show_it(tmp_path):
     logs = tmp_path / "logs"
-    training = UnstableTraining(tb=logs / "tb_run", jsonl=logs / "jsonl_run" / "log.jsonl")
+    training = UnstableTraining(tb=logs / "tb_run")
+    # another training (one logging the same history in both formats would be one run of two copies)
+    other = UnstableTraining(jsonl=logs / "jsonl_run" / "log.jsonl", seed=1)
     ready: queue.Queue[int] = queue.Queue()
     go = threading.Event()
     polls = 24  # 600 steps; the LR jumps at step 300
@@ -47,6 +49,7 @@ def test_watch_flags_a_real_training_at_the_poll_its_logs_first_show_it(tmp_path
     def train() -> None:  # a background training process, in lockstep with the polls
         for _ in range(polls):
             training.train(CHUNK)
+            other.train(CHUNK)
             ready.put(training.step)
             go.wait(30)
             go.clear()
@@ -65,6 +68,7 @@ def test_watch_flags_a_real_training_at_the_poll_its_logs_first_show_it(tmp_path
         go.set()
     thread.join(30)
     training.close()
+    other.close()
     assert set(seen[-1][1]) == {"tb_run", "jsonl_run/log.jsonl"}
     assert reloads[0] == "all" and set(reloads[1:]) == {"runs"}  # after the first poll: only what grew is read
 
@@ -101,10 +105,11 @@ def test_incremental_reads_match_a_fresh_read(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     loss = curve(400, seed=3)
+    other = curve(400, seed=4)  # the event files are another training's (the same history would be one run)
     log = logs / "a.jsonl"
     _jsonl_lines(log, range(100), loss[:100], end="")  # the last line has no newline yet (being written)
     (logs / "train.log").write_text("epoch 0 starting\n")  # a stdout log beside it: not a run
-    write_summarywriter(logs / "tb", {"loss": loss[:100]})
+    write_summarywriter(logs / "tb", {"loss": other[:100]})
     w = Watcher([logs], load_options=LoadOptions(cache_dir=tmp_path / "cache"))
     assert w.poll().reloaded == "all"
     assert w.poll().reloaded == "none"  # nothing changed: nothing read, nothing judged
@@ -117,7 +122,7 @@ def test_incremental_reads_match_a_fresh_read(tmp_path):
     assert result.reloaded == "runs" and result.judged == ("a.jsonl",) and result.new_points == 100
     with open(log, "a") as fh:
         fh.write('{"step": 200, "loss": "not a number"}\nnot json\n')
-    write_summarywriter(logs / "tb", {"loss": loss[100:300]}, start_step=100)  # a second event file: new file
+    write_summarywriter(logs / "tb", {"loss": other[100:300]}, start_step=100)  # a second event file: new file
     assert w.poll().reloaded == "all"
     _jsonl_lines(log, range(201, 300), loss[201:300])
     assert w.poll().judged == ("a.jsonl",)

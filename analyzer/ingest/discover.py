@@ -1,7 +1,7 @@
 """Finding runs under the given paths and accounting for every file met on the way.
 
 A run is: a directory of TensorBoard event files; a Lightning metrics.csv (hparams.yaml beside
-it); an HF trainer_state.json (checkpoint-*/ copies of the same run merged into it); a JSONL
+it); an HF trainer_state.json (checkpoint-*/ copies merged into it: hf_trainer.choose_copy); a JSONL
 log (recognised by content); an MLflow file-store run; a set of TensorBoard-exported CSVs; a
 Keras or generic CSV. Every other file gets a skipped entry with the reason.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
 from analyzer.errors import InputError
 from analyzer.hparams import SIDE_FILE_NAMES
 from analyzer.ingest import hf_trainer, mlflow, registry, wandb_run
-from analyzer.types import Format, InputFile
+from analyzer.types import Format, InputFile, Note
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 _TIMESTAMP_DIR = re.compile(r"^\d{9,}(\.\d+)?$")  # SummaryWriter.add_hparams writes to logdir/<time.time()>/
@@ -36,6 +36,9 @@ class RunSource:
         directory: the run's directory.
         detail: reader-specific facts found while sniffing (CSV shape, JSONL step key, ...).
         merged: (path, why) of files folded into this run without being read as data.
+        notes: what discovery decided that the run's report must say (an earlier run's stale copy).
+        lineage: an identity the writer gave the run beyond its folder (a W&B run id): runs that share it
+            are one run resumed into several folders (analyzer.ingest.lineage).
     """
 
     id: str
@@ -46,6 +49,8 @@ class RunSource:
     directory: Path = Path(".")
     detail: Any = None
     merged: tuple[tuple[Path, str], ...] = ()
+    notes: tuple[Note, ...] = ()
+    lineage: str | None = None
 
 
 @dataclass
@@ -194,8 +199,9 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
             why = "W&B run metadata, config or media (the history is read from the .wandb file)"
         reader = registry.BY_NAME[kind or ""]
         others = tuple((f, why) for f in owned if f not in data)
+        lineage = wandb_run.run_id(data[0]) if kind == "wandb" and data else None
         found.sources.append(RunSource(rid(run_dir), reader.format, reader.name, tuple(data), (), run_dir, None,
-                                       others))
+                                       others, lineage=lineage))
 
     by_dir: dict[Path, list[Path]] = {}
     for f in remaining:
@@ -258,8 +264,7 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
             skip(f, "configuration file with no log beside it")
             continue
         src = found.sources[i]
-        found.sources[i] = RunSource(src.id, src.format, src.reader, src.files, src.side_files + (f,),
-                                     src.directory, src.detail, src.merged)
+        found.sources[i] = replace(src, side_files=src.side_files + (f,))
     _dedupe_ids(found.sources)
 
 
@@ -288,27 +293,20 @@ def _event_file_order(path: Path) -> tuple[int, str]:
 
 
 def _add_hf_run(run_id: str, key: Path, states: list[Path], found: Discovery) -> None:
-    loaded: list[tuple[Path, dict[str, Any]]] = []
+    copies: list[hf_trainer.StateCopy] = []
     for f in states:
         try:
-            loaded.append((f, hf_trainer.load_state(f)))
+            state = hf_trainer.load_state(f)
+            mtime = f.stat().st_mtime
         except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
             found.skipped.append(InputFile(str(f), "skipped", _why(exc)))
-    if not loaded:
+            continue
+        copies.append(hf_trainer.StateCopy(f, state, mtime, top_level=f.parent == key))
+    if not copies:
         return
-    # The most complete copy: the furthest step, then the longest history (checkpoints are prefixes).
-    loaded.sort(key=lambda fs: hf_trainer.progress_key(fs[1]))
-    best_path, best = loaded[-1]
-    merged = []
-    for f, state in loaded[:-1]:
-        hist = state["log_history"]
-        prefix = best["log_history"][: len(hist)] == hist
-        why = ("checkpoint copy of the same run's trainer state (a prefix of the most complete copy, "
-               f"{best_path.parent.name}/trainer_state.json)") if prefix else (
-               "checkpoint copy whose history differs from the most complete copy (a restarted run?); "
-               "the most complete copy was used")
-        merged.append((f, why))
-    found.sources.append(RunSource(run_id, "hf_trainer_state", "hf", (best_path,), (), key, best, tuple(merged)))
+    chosen = hf_trainer.choose_copy(copies)
+    found.sources.append(RunSource(run_id, "hf_trainer_state", "hf", (chosen.read.path,), (), key, chosen.read.state,
+                                   chosen.merged, chosen.notes))
 
 
 def _dedupe_ids(sources: list[RunSource]) -> None:
@@ -316,7 +314,6 @@ def _dedupe_ids(sources: list[RunSource]) -> None:
     for i, src in enumerate(sources):
         if src.id in seen:
             seen[src.id] += 1
-            sources[i] = RunSource(f"{src.id} ({src.format})", src.format, src.reader, src.files, src.side_files,
-                                   src.directory, src.detail, src.merged)
+            sources[i] = replace(src, id=f"{src.id} ({src.format})")
         else:
             seen[src.id] = 0

@@ -1,12 +1,15 @@
 """One training = one run: folding together what discovery found as several runs of one folder.
 
-Two cases, both decided from the points read, never from a file's name, so that they hold for
-layouts this module has never seen:
+Three cases, all decided from the points read, never from a file's name, so that they hold for
+layouts this module has never seen (across folders: `lineage`):
 - *copies*: two logs of different formats in one folder that hold the same history (LLaMA-Factory's
   trainer_log.jsonl beside its trainer_state.json, Detectron2's metrics.json beside its event files,
   Lightning's CSV and TensorBoard loggers sharing a version folder): their training losses agree at
-  the steps both logged. Two logs of one format with one history are two runs (a deterministic rerun). The richer copy (more metrics with a curve,
-  then more points) is the run; the other is listed as folded into it, with the evidence.
+  the steps both logged (NaN never counts as agreement). Two logs of one format with one history
+  are two runs (a deterministic rerun). The richer copy (more metrics with a curve, then more
+  points) is the run; the other is listed as folded into it, with the evidence.
+- *summaries*: a log of one step whose metric values are another run's last values (W&B's
+  ``files/wandb-summary.json`` beside the run's printed output): a summary of that run.
 - *parts*: several metric files of one run folder (metrics.jsonl plus diagnostics.jsonl, a
   train.csv and an eval.csv) that each hold different metrics over the same steps: one run
   with all their tags. A tag both hold is kept from the part with the training loss and
@@ -30,7 +33,7 @@ from analyzer.types import InputFile, Note, Run
 
 #: Two train-loss values are the same logged value when they agree to this relative precision (one copy may
 #: round to 4 decimals, as LLaMA-Factory's trainer_log does).
-_SAME_VALUE_RTOL = 1e-3
+SAME_VALUE_RTOL = 1e-3
 #: Copies need this many common steps, and this share of them equal.
 _MIN_COMMON_STEPS = 3
 _MIN_EQUAL_SHARE = 0.9
@@ -49,36 +52,81 @@ class Member:
     run: Run
     home: str
     per_file: bool  # a log file that is a run of its own (JSONL, CSV, text), not a run directory
+    lineage: str | None = None  # an identity its writer gave it beyond the folder (a W&B run id)
 
 
-def _train_loss(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+def train_loss(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of the run's train loss, None when it has too few points to be compared."""
     series = run.role_series("train_loss")
     if series is None or series.steps.size < _MIN_COMMON_STEPS:
         return None
     return series.steps, series.values
 
 
+def agreement(sa: np.ndarray, va: np.ndarray, sb: np.ndarray, vb: np.ndarray,
+              rtol: float = SAME_VALUE_RTOL) -> tuple[int, int]:
+    """(equal, compared) values of two series at the steps both logged.
+
+    NaN never counts as agreement: two different runs that both diverged are NaN at the same steps.
+    A step where both are non-finite is no evidence either way and is not compared; a step where one
+    is finite and the other not is a disagreement."""
+    _, ia, ib = np.intersect1d(sa, sb, assume_unique=False, return_indices=True)
+    xa, xb = va[ia], vb[ib]
+    fa, fb = np.isfinite(xa), np.isfinite(xb)
+    compared = fa | fb
+    equal = fa & fb & np.isclose(xa, xb, rtol=rtol, atol=0.0)
+    return int(equal.sum()), int(compared.sum())
+
+
 def same_history(a: Run, b: Run) -> tuple[int, int] | None:
-    """(equal, common) train-loss points when ``a`` and ``b`` are copies of one history, else None."""
-    la, lb = _train_loss(a), _train_loss(b)
+    """(equal, compared) train-loss points when ``a`` and ``b`` are copies of one history, else None."""
+    return same_losses(train_loss(a), train_loss(b))
+
+
+def same_losses(la: tuple[np.ndarray, np.ndarray] | None,
+                lb: tuple[np.ndarray, np.ndarray] | None) -> tuple[int, int] | None:
+    """`same_history` of two train losses as (steps, values)."""
     if la is None or lb is None:
         return None
-    common, ia, ib = np.intersect1d(la[0], lb[0], assume_unique=False, return_indices=True)
-    if common.size < _MIN_COMMON_STEPS:
+    equal, compared = agreement(la[0], la[1], lb[0], lb[1])
+    if compared < _MIN_COMMON_STEPS:
         return None
-    va, vb = la[1][ia], lb[1][ib]
-    equal = int(np.sum(np.isclose(va, vb, rtol=_SAME_VALUE_RTOL, atol=0.0) | (np.isnan(va) & np.isnan(vb))))
-    return (equal, int(common.size)) if equal >= _MIN_EQUAL_SHARE * common.size else None
+    return (equal, compared) if equal >= _MIN_EQUAL_SHARE * compared else None
+
+
+def _summary_of(run: Run, others: Sequence[Run]) -> tuple[Run, int, int] | None:
+    """(the run, matched, compared) when ``run`` is one step of values of which at least two metric values (not
+    step, epoch or LR: those many runs share) equal the last values of one other run, and of no other."""
+    rng = run.step_range()
+    if rng is None or rng[0] != rng[1]:
+        return None
+    metrics = metric_tags(run)
+    mine = run.points.filter(pl.col("tag").cast(pl.String).is_in(list(metrics))).get_column("value").to_numpy()
+    mine = mine[np.isfinite(mine)]
+    if mine.size < 2:
+        return None
+    hits = []
+    for other in others:
+        if other is run or other.n_points <= run.n_points:
+            continue
+        last = other.points.group_by("tag").agg(pl.col("value").last())
+        theirs = last.filter(pl.col("tag").cast(pl.String).is_in(list(metric_tags(other)))).get_column("value")
+        theirs_np = theirs.to_numpy()
+        theirs_np = theirs_np[np.isfinite(theirs_np)]
+        matched = int(sum(bool(np.any(np.isclose(v, theirs_np, rtol=SAME_VALUE_RTOL, atol=0.0))) for v in mine))
+        if matched >= 2:
+            hits.append((other, matched, int(mine.size)))
+    return hits[0] if len(hits) == 1 else None
 
 
 def _richness(run: Run) -> tuple[int, int, int]:
     """Metric roles filled, then metrics with a curve (timing and progress columns do not count), then points."""
     counts = run.points.group_by("tag").len()
-    curves = {str(t) for t, n in counts.iter_rows() if n >= 2} & _metric_tags(run)
+    curves = {str(t) for t, n in counts.iter_rows() if n >= 2} & metric_tags(run)
     return 4 - len(run.roles.missing), len(curves), run.n_points
 
 
-def _metric_tags(run: Run) -> set[str]:
+def metric_tags(run: Run) -> set[str]:
     return {t for t in run.tags if t.rsplit("/", 1)[-1].lower() not in _BOOKKEEPING}
 
 
@@ -147,12 +195,27 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
             continue
         runs = [m.run for m in group]
         per_file = {m.run.id for m in group if m.per_file}
+        extra_notes: dict[str, list[Note]] = {}
+        extra_hparams: dict[str, dict] = {}
+        # summaries: one step of another run's final values (W&B's wandb-summary.json beside the run's output)
+        for r in [r for r in runs if r.id in per_file]:
+            found = _summary_of(r, runs)
+            if found is None:
+                continue
+            target, matched, total = found
+            runs.remove(r)
+            why = (f"the final values of run {target.id} ({matched} of its {total} metric values equal that run's last "
+                   "ones): a summary of it, not a run of its own")
+            renamed[r.id] = (target.id, why)
+            data_files.update(r.sources)
+            extra_notes.setdefault(target.id, []).append(Note(
+                "merged", f"{', '.join(Path(s).name for s in r.sources)} holds this run's final values ({matched} of "
+                f"{total} metric values equal its last ones): read as its summary, not as a run", count=1))
+            extra_hparams.setdefault(target.id, {}).update(r.hparams)
         # copies: the richest run keeps, poorer copies of its history are folded into it. Keepers are taken
         # richest first, so a run that received a copy is never folded itself (no chains), and a keeper takes at
         # most one copy per format (two same-format copies of one history are reruns, not copies of each other).
         folded: set[str] = set()
-        extra_notes: dict[str, list[Note]] = {}
-        extra_hparams: dict[str, dict] = {}
         order = sorted(runs, key=_richness, reverse=True)
         for i, keeper in enumerate(order):
             if keeper.id in folded:
@@ -172,7 +235,7 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
                 why = (f"the same history as run {keeper.id} ({agree[0]} of {agree[1]} train-loss values at common "
                        f"steps equal), which has more metrics or points: folded into it, not read as a second run")
                 renamed[copy.id] = (keeper.id, why)
-                unread = sorted(_metric_tags(copy) - set(keeper.tags))
+                unread = sorted(metric_tags(copy) - set(keeper.tags))
                 lost = (f"; its metrics {', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''} are not in the "
                         "richer copy and were not read") if unread else ""
                 extra_notes.setdefault(keeper.id, []).append(Note(
@@ -190,7 +253,7 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
             for cluster in clusters:
                 # parts hold other metrics of one training: at most one of them a training of its own (a loss)
                 if (not (r.roles.train_loss and any(c.roles.train_loss for c in cluster))
-                        and all(not (_metric_tags(r) & _metric_tags(c)) and _overlap(r, c)
+                        and all(not (metric_tags(r) & metric_tags(c)) and _overlap(r, c)
                                 and not (set(r.sources) & set(c.sources)) for c in cluster)):
                     cluster.append(r)
                     break

@@ -23,7 +23,7 @@ import polars as pl
 from analyzer.errors import InputError, LogFormatError
 from analyzer.frame import RawPoints, RestartPolicy, apply_restart_policy, nonfinite_note
 from analyzer.hparams import lr_from_hparams, lr_from_name, read_side_file
-from analyzer.ingest import identity, registry, remote
+from analyzer.ingest import identity, lineage, registry, remote
 from analyzer.ingest.cache import DecodeCache, default_cache_dir
 from analyzer.ingest.discover import RunSource, discover
 from analyzer.ingest.run_cache import RunCache, run_key
@@ -148,10 +148,8 @@ def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cac
             log.debug("reading the settings of %s failed", src.directory, exc_info=exc)
             out.notes.append(Note("params_unreadable", f"the run's settings could not be read ({type(exc).__name__}: "
                                   f"{_short(exc)}); no hyperparameters from them"))
-    if src.merged and out.data_files and reader.name == "hf":
-        out.notes.append(Note("merged", f"{len(src.merged)} checkpoint copy(ies) of trainer_state.json merged "
-                              f"into this run; the most complete one ({src.files[0].parent.name}) was read",
-                              count=len(src.merged)))
+    if out.data_files:  # what discovery decided about the run's files (checkpoint copies of a trainer state)
+        out.notes.extend(src.notes)
     has_data = bool(out.data_files)
     for f, why in src.merged:
         if has_data:
@@ -288,8 +286,10 @@ def read_sources(sources: Sequence[RunSource], options: LoadOptions,
         inputs += data.read + data.skipped
         _log_inputs(data.read + data.skipped, name)
     home = {s.id: s for s in sources}
-    runs = identity.resolve([identity.Member(r, str(home[r.id].directory), home[r.id].reader in _PER_FILE)
-                             for r in runs], inputs, options.roles)
+    members = [identity.Member(r, home[r.id].directory.as_posix(), home[r.id].reader in _PER_FILE,
+                               home[r.id].lineage) for r in runs]
+    runs = identity.resolve(members, inputs, options.roles)  # one folder's logs
+    runs = lineage.resolve(members, runs, inputs, options.restarts, options.roles)  # across folders
     return runs, inputs
 
 

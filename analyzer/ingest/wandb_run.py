@@ -55,6 +55,15 @@ def is_wandb_run_dir(directory: Path) -> bool:
     return bool(_run_files(directory))
 
 
+def run_id(path: Path) -> str | None:
+    """The W&B run id a ``run-<id>.wandb`` file is named with: the run's identity, the same in every folder
+    that a resumed run (``wandb.init(id=..., resume=...)``) writes."""
+    name = path.name
+    if not (name.startswith("run-") and name.endswith(".wandb")):
+        return None
+    return name[len("run-"): -len(".wandb")] or None
+
+
 @dataclass
 class _Framing:
     """What the chunk layer of one .wandb file met besides whole records."""
