@@ -235,6 +235,21 @@ def oscillating_but_learning(seed: int = 0) -> Series:
     return _logged({"train/loss": loss})
 
 
+def sparse_spike_eval_confirms(seed: int = 0, *, eval_spikes: bool = True) -> Series:
+    """A train loss logged every 200 steps and an eval loss every 100: at step 5,800 the train loss spikes 2.6x for
+    one logged point and the eval loss jumps 2.8x at 5,700-5,800 with it (a real spike: the held-out average moved),
+    or with ``eval_spikes=False`` the eval loss does not move (that train point was one batch's own loss)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, 10001, 100)
+    level = 1.4 + 9.4 * np.exp(-t / 900)
+    val = level * _noise(rng, t.size, 0.02)
+    train = level[::2] * _noise(rng, t[::2].size, 0.04)
+    train[29] *= 2.6  # step 5,800
+    if eval_spikes:
+        val[57:59] *= [2.8, 2.3]
+    return {"train_loss": (t[::2], train), "val_loss": (t, val)}
+
+
 # -- instability -------------------------------------------------------------------------------
 
 def lr_bump_step_change(at: int = 3000, seed: int = 0) -> Series:

@@ -201,6 +201,15 @@ def test_whole_run_oscillation_that_ends_above_its_start_is_divergence(seed):
     assert learns.verdict != "divergence", [f.message for f in learns.findings]
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_one_point_train_spike_the_eval_loss_shows_too_is_a_spike(seed):
+    d = diagnose(shapes.sparse_spike_eval_confirms(seed))
+    assert d.verdict == "mid_instability" and "eval loss rose with it" in d.findings[0].message, \
+        [f.message for f in d.findings]
+    blip = diagnose(shapes.sparse_spike_eval_confirms(seed, eval_spikes=False))
+    assert blip.verdict == "stable" and "one_point_blips" in kinds(blip), [f.message for f in blip.findings]
+
+
 # -- must not flag ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [shapes.grad_only_spikes, shapes.fp16_skipped_steps, shapes.overfitting,

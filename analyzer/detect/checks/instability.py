@@ -75,11 +75,29 @@ def _judge_events(ctx: RunContext) -> list[Judged]:
             # points to come back (a sharp peak that decays over several points: a slingshot spike); a one-point
             # blip is back at the next point.
             back = ev.recovered if ev.recovered is not None else len(c)
-            lasting = ev.points >= needed or back - ev.start >= needed
+            lasting = ev.points >= needed or back - ev.start >= needed or _eval_confirms(ctx, ev)
         big = (is_big(ctx, ev, share) and _out_of_band(ctx, ev) and not _eval_disagrees(ctx, ev, share)
                and not (ctx.signal == "eval_loss" and grokking(ctx, ev, c)))
         out.append(Judged(ev, phase, share, big, lasting))
     return out
+
+
+def _eval_confirms(ctx: RunContext, ev: Event) -> bool:
+    """A short train-loss spike the eval loss shows too: an evaluation between the logged point before the spike
+    and its recovery stands at least half the spike's height (log units) above the median of the three evaluations
+    before it, and ``spike_z`` of the eval loss's calm noise. One train point can be that batch's own loss; the
+    eval loss, averaged over many held-out batches at that moment, is the model's."""
+    c, e, cfg = ctx.curve, ctx.eval_curve, ctx.cfg
+    if c is None or e is None or ctx.signal != "train_loss" or not (c.log_space and e.log_space):
+        return False
+    lo = int(c.steps[max(ev.start - 1, 0)])
+    hi = int(c.steps[ev.recovered]) if ev.recovered is not None else int(c.steps[-1])
+    inside = np.flatnonzero((e.steps > lo) & (e.steps <= hi))
+    if inside.size == 0 or inside[0] < 3 or not np.isfinite(ev.ratio) or ev.ratio <= 1:
+        return False
+    before = float(np.median(e.y[inside[0] - 3:inside[0]]))
+    rise = float(np.max(e.y[inside])) - before
+    return rise >= 0.5 * np.log(ev.ratio) and rise >= cfg.spike_z * e.calm_sigma
 
 
 def _big_enough(ctx: RunContext, events: tuple[Event, ...]) -> np.ndarray:
@@ -466,6 +484,9 @@ def check_mid(ctx: RunContext) -> list[Finding]:
         main = _main(g)
         ev = _episode_evidence(ctx, g)
         more = f" ({len(g) - 1} more departure(s) inside it)" if len(g) > 1 else ""
+        if main.event.shape == "spike" and main.event.points < ctx.cfg.grad_led_min_points and _eval_confirms(ctx,
+                                                                                                         main.event):
+            more += "; the eval loss rose with it (not one batch's own loss)"
         kind = "an unstable regime" if main.event.shape == "regime" else "a loss spike"
         out.append(Finding("mid_instability", Severity.WARN, "mid_instability", ev.start_step, ev.recovered_step,
                            f"Mid-training instability, {kind} ({SIGNAL_WORDS[ctx.signal]}): {describe(ctx, ev)}"
