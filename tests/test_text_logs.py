@@ -519,3 +519,13 @@ def test_a_list_of_numbers_or_a_one_line_config_is_not_a_training_log(tmp_path):
     p.write_text("".join(f"| {i} | GPU {i} | 80GB | {i * 10}% |\n" for i in range(8)))
     with pytest.raises(LogFormatError, match="no line holds named numbers"):
         sniff(p)
+
+
+def test_a_fast_path_leaves_a_line_it_cannot_read_to_the_general_reader(tmp_path):
+    """A nanoGPT fork printing a unit after its loss ('loss 1.2345 bpc, time ...'): nanoGPT's own pattern does not
+    claim it (it would read no loss), the layout reader does."""
+    p = tmp_path / "out.log"
+    p.write_text("".join(f"iter {i}: loss {3 - i / 100:.4f} bpc, time 12.00ms, mfu 30.00%\n" for i in range(50)))
+    got, _ = read(p)
+    assert got["loss_bpc"][1][:2] == [3.0, 2.99]
+    assert assign_roles({t: len(v[0]) for t, v in got.items()}).train_loss == "loss_bpc"

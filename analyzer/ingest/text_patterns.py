@@ -121,7 +121,7 @@ LINE_PATTERNS: tuple[LinePattern, ...] = (
     LinePattern("megatron", "megatron.train", r"iteration\s+(?P<step>\d+)/\s*\d+\s*\|", "pipe", marker="iteration",
                 step_find=r"iteration\s+(?P<step>\d+)/", step_item=r"iteration\s+\d+/\s*\d+", terminated=True),
     # nanoGPT and build-nanogpt (Karpathy's GPT-2 reproduction).
-    LinePattern("nanogpt", "nanogpt.iter", r"(?i)(?:^|\s)iter (?P<step>\d+): (?P<body>loss .*)$", "comma",
+    LinePattern("nanogpt", "nanogpt.iter", r"(?i)(?:^|\s)iter (?P<step>\d+): (?P<body>loss [^\s,]+(?:,.*)?)$", "comma",
                 marker="ter ", key_sep=" ", units=True, missing={"mfu_percent": -100.0, "MFU_percent": -100.0}),
     LinePattern("nanogpt", "nanogpt.eval", r"(?:^|\s)step (?P<step>\d+): (?P<body>train loss [^,]+, val loss .*)$",
                 "comma",
