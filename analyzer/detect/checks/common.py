@@ -45,9 +45,14 @@ def share_of(ctx: RunContext, ev: Event, curve: Curve | None = None) -> float:
     if ctx.log_start.by_schedule:
         return float("nan")  # the log starts mid-training: what the run had learned before it is unknown
     floor = 3.0 * c.calm_sigma * float(c.level_raw[min(ev.start, len(c) - 1)]) if c.log_space else 3.0 * c.calm_sigma
-    if ev.progress_before < ctx.cfg.min_progress_share * abs(c.start) or ev.progress_before <= floor:
+    progress, start = ev.progress_before, c.start
+    if c is not ctx.curve and c.first > c.start:
+        # an eval loss beside the judged train loss: its first evaluation is the run's earliest held-out loss (the
+        # median of its first three spans hundreds of steps of learning)
+        progress, start = progress + (c.first - c.start), c.first
+    if progress < ctx.cfg.min_progress_share * abs(start) or progress <= floor:
         return float("nan")
-    return float(ev.height / ev.progress_before)
+    return float(ev.height / progress)
 
 
 def event_evidence(ctx: RunContext, ev: Event, *, curve: Curve | None = None,

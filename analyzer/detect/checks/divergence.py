@@ -124,8 +124,9 @@ def _ending(ctx: RunContext) -> list[Finding]:
     swings = _swings(c, cfg.oscillation_ratio)
     fifth = max(3, n // 5)  # with that many swings, a fifth of the run holds whole cycles: its median is their centre
     head, end = float(np.median(c.raw[:fifth])), float(np.median(c.raw[-fifth:]))
-    if swings >= cfg.oscillation_min_swings and end > head + 2 * noise / np.sqrt(fifth):
-        lo, hi = np.percentile(c.level_raw, [5, 95])
+    lo, hi = np.percentile(c.level_raw, [5, 95])
+    # never learned: the run starts inside its own swings (a run that learned first starts far above them)
+    if swings >= cfg.oscillation_min_swings and end > head + 2 * noise / np.sqrt(fifth) and initial <= hi:
         return finding("regression", 0,
                        f"the loss swung up and down across the whole run ({swings} swings of its smoothed level between "
                        f"{fmt(float(lo))} and {fmt(float(hi))}), and the last fifth of it sits at {fmt(end)}, above the "

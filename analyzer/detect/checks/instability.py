@@ -145,14 +145,31 @@ def grokking(ctx: RunContext, ev: Event, eval_curve: Curve) -> bool:
 
 def _out_of_band(ctx: RunContext, ev: Event) -> bool:
     """A regime stands out of the run's own scatter: its height is at least ``regime_spread_z`` x how far the
-    run's points scatter around their level. A noisy run's level wanders; measured from the lowest it has
-    dipped to, a later patch of ordinary high points looks like a regime (issue 16)."""
+    run's points scatter around their level, or the eval loss sat up with it. A noisy run's level wanders;
+    measured from the lowest it has dipped to, a later patch of ordinary high points looks like a regime (issue 16)."""
     c = ctx.curve
     assert c is not None
     if ev.shape != "regime":
         return True
     height_y = np.log(ev.peak_value / ev.reference) if c.log_space and ev.reference > 0 else ev.height
-    return bool(height_y >= ctx.cfg.regime_spread_z * c.spread)
+    return bool(height_y >= ctx.cfg.regime_spread_z * c.spread) or _eval_rose_with(ctx, ev, height_y)
+
+
+def _eval_rose_with(ctx: RunContext, ev: Event, height_y: float) -> bool:
+    """The eval loss sat up with a train-loss regime that the train loss's own scatter hides: its evaluations inside
+    the regime have a median at least half the regime's height (log units) and ``spike_z`` of its calm noise above
+    its best before the regime."""
+    c, e, cfg = ctx.curve, ctx.eval_curve, ctx.cfg
+    if c is None or e is None or ctx.signal != "train_loss" or not (c.log_space and e.log_space):
+        return False
+    lo = int(c.steps[ev.start])
+    hi = int(c.steps[ev.recovered]) if ev.recovered is not None else int(c.steps[-1])
+    inside = (e.steps >= lo) & (e.steps <= hi)
+    before = e.steps < lo
+    if inside.sum() < 2 or not before.any():
+        return False
+    rise = float(np.median(e.y[inside]) - np.min(e.y[before]))
+    return rise >= 0.5 * height_y and rise >= cfg.spike_z * e.calm_sigma
 
 
 def _eval_disagrees(ctx: RunContext, ev: Event, share: float) -> bool:
