@@ -1,5 +1,6 @@
 """python -m benchmarks.corpus build [OUT] [--families a,b] [--jobs 2] [--retrain]
-python -m benchmarks.corpus eval  [OUT] [--split tune|heldout|all] [--json report.json]"""
+python -m benchmarks.corpus eval  [OUT] [--split tune|heldout|all] [--json report.json]
+python -m benchmarks.corpus eval-printed [OUT] [--keep DIR] [--json report.json]"""
 
 from __future__ import annotations
 
@@ -23,11 +24,18 @@ def main() -> None:
     e.add_argument("--split", choices=("tune", "heldout", "all"), default=None,
                    help="print only this split (default: tune, heldout and all)")
     e.add_argument("--json", type=Path, help="also write the scores as JSON here")
+    p = sub.add_parser("eval-printed", help="re-print every run as a script's stdout, then score it as eval does")
+    p.add_argument("out", type=Path, nargs="?", default=DEFAULT_OUT)
+    p.add_argument("--keep", type=Path, help="write the printed runs here (default: a temporary directory)")
+    p.add_argument("--json", type=Path, help="also write the scores as JSON here")
     args = ap.parse_args()
     if args.action == "build":
         from benchmarks.corpus.build import build
         fams = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
         build(args.out, families=fams, jobs=args.jobs, retrain=args.retrain)
+    elif args.action == "eval-printed":
+        from benchmarks.corpus.printed import evaluate_printed
+        print(evaluate_printed(args.out, keep=args.keep, json_path=args.json))
     else:
         from benchmarks.corpus.evaluate import evaluate
         print(evaluate(args.out, split=args.split, json_path=args.json))
