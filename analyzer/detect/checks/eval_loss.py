@@ -6,7 +6,9 @@ overfitting, check_overfit's), and only when the train loss itself shows no inst
 from __future__ import annotations
 
 from analyzer.detect.checks.common import describe, event_evidence, share_of, signal_words
-from analyzer.detect.checks.instability import early_rise, grokking, is_big, judge_events
+from analyzer.detect.checks.early_rise import early_rise
+from analyzer.detect.checks.eval_agreement import grokking
+from analyzer.detect.checks.instability import is_big, judge_events
 from analyzer.detect.context import RunContext
 from analyzer.types import Finding, Severity
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.detect.checks.common import fmt
-from analyzer.detect.checks.instability import grokking
+from analyzer.detect.checks.eval_agreement import grokking
 from analyzer.detect.context import RunContext
 from analyzer.evidence import ClippedNormEvidence, CountEvidence, OverfitEvidence, ProgressEvidence
 from analyzer.types import Finding, Severity
