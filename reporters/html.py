@@ -18,7 +18,9 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from analyzer.config import AnalysisConfig
+from analyzer.display import shown
 from analyzer.errors import context
+from analyzer.outputs import write_atomic
 from analyzer.recommend.snippets import framework_for
 from analyzer.types import Diagnosis, Report, SweepDiagnosis
 from reporters import filters, plots
@@ -264,18 +266,17 @@ def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None,
     config_rows = [(k, v, docs.get(k, "")) for k, v in report.config.items()]
     inputs = [{"path": i.path, "status": i.status, "reason": i.reason, "run": i.run,
                "anchor": run_anchors.get(i.run) if i.run else None} for i in report.inputs]
-    return _env().get_template("report.html").render(
+    # The page as a whole passes through `shown`: no URL credentials and no unencodable name in any part of it.
+    return shown(_env().get_template("report.html").render(
         report=report, runs=runs, sweeps=sweeps, counts=counts, labels=_VERDICT_LABEL, config_rows=config_rows,
         inputs=inputs, skipped=sum(1 for i in inputs if i["status"] == "skipped"),
         partial_plots=len(full_ids) < len(runs), full_count=len(full_ids),
         css=_asset("report.css"), js=_asset("report.js"),
-    )
+    ))
 
 
 def write_html(report: Report, path: str | Path, *, probe_specs: Mapping[str, str] | None = None,
                progress: bool = False) -> Path:
+    """Render the whole page, then write it atomically: a failed render leaves the previous report intact."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(report, probe_specs=probe_specs, report_dir=out.parent, progress=progress),
-                   encoding="utf-8")
-    return out
+    return write_atomic(out, render_html(report, probe_specs=probe_specs, report_dir=out.parent, progress=progress))

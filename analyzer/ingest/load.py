@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 import polars as pl
 
+from analyzer.display import shown
 from analyzer.errors import InputError, LogFormatError
 from analyzer.frame import RawPoints, RestartPolicy, apply_restart_policy, nonfinite_note
 from analyzer.hparams import lr_from_hparams, lr_from_name, read_side_file
@@ -295,7 +296,7 @@ def read_sources(sources: Sequence[RunSource], options: LoadOptions,
 
 def no_runs_error(paths: Sequence[str | Path], files_seen: int, inputs: Sequence[InputFile]) -> InputError:
     """The one-line error when nothing under ``paths`` could be read."""
-    where = ", ".join(str(p) for p in paths)
+    where = ", ".join(shown(p) for p in paths)
     if files_seen == 0:
         return InputError(f"{where}: no files found (empty directory?); point at a directory of training logs")
     reasons = sorted({i.reason for i in inputs if i.status == "skipped"})[:3]
