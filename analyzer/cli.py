@@ -85,6 +85,13 @@ def _os_error_text(exc: OSError) -> str:
 class _Steadytrain(click.Group):
     """The command group that maps every outcome to the documented exit codes."""
 
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from analyzer.ingest.registry import formats_in_words
+
+        with formatter.section("Formats read"):  # from the registry's table: a new format is listed by itself
+            formatter.write_text(formats_in_words() + "; object stores (s3://, gs://, ...) too.")
+        super().format_epilog(ctx, formatter)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -365,8 +372,7 @@ def gate_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     """Diagnose training instability from training logs.
 
-    Point it at a directory of TensorBoard event files, Lightning metrics.csv, HF trainer_state.json,
-    JSONL or an MLflow store. It reads every point, tells early-training instability, mid-training
+    Point it at a directory of training logs (every format it reads is listed below). It reads every point, tells early-training instability, mid-training
     instability and divergence apart, analyses LR sweeps, and recommends warmup and clipping settings
     with the numbers behind them.
 
@@ -394,7 +400,10 @@ def inspect(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[s
             fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
             storage_options: tuple[str, ...], executor: str, address: str | None, fail_on_unjudged: bool,
             verbose_runs: bool) -> None:
-    """Summarise runs, verdicts and findings in the terminal (--json - : the JSON on stdout, this on stderr)."""
+    """Summarise runs, verdicts and findings in the terminal.
+
+    With --json - the JSON report goes to stdout and this summary to stderr.
+    """
     from analyzer.outputs import is_stdout
     from reporters.terminal import render_inspect
 
@@ -420,7 +429,11 @@ def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[st
            fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
            storage_options: tuple[str, ...], executor: str, address: str | None, output: Path, no_html: bool,
            fail_on_unjudged: bool) -> None:
-    """Write the self-contained HTML diagnostic report (and JSON with --json; --json - : on stdout)."""
+    """Write the self-contained HTML diagnostic report (and JSON with --json).
+
+    With --json - the JSON report goes to stdout and every other line to stderr. No output may be one of
+    the inputs, a device or the other output: that is refused before any work.
+    """
     from analyzer.outputs import is_stdout
     from reporters.terminal import runs_table, summary
 

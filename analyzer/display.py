@@ -16,6 +16,7 @@ escape must not rewrite the user's terminal).
 from __future__ import annotations
 
 import re
+import stat
 
 #: ``scheme://userinfo@``: the userinfo of a URL. A user part without ':' must hold no '/' (else the '@'
 #: belongs to a path: ``s3://bucket/dir@v2/x``); with a ':' (a password) it may, as AWS secrets often do, and
@@ -67,3 +68,13 @@ def strip_credentials(text: str) -> str:
     """``text`` with the credentials of every URL in it removed (``s3://bucket/x``): for names that must stay
     the same whatever the credentials, such as where an object store is mirrored on disk."""
     return _USERINFO.sub(r"\1", text) if "@" in text else text
+
+
+_KIND_OF_MODE = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                 (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str | None:
+    """A special file's kind in words ("a character device"), from its ``st_mode``; None for a regular file,
+    a directory or a symlink."""
+    return next((name for test, name in _KIND_OF_MODE if test(mode)), None)

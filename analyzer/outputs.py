@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from analyzer.display import file_kind
 from analyzer.errors import ConfigError
 
 #: The path that means stdout.
 STDOUT = "-"
 
-_KIND_OF_MODE = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                 (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 #: What an earlier report of ours starts with (read from its first bytes): it may be overwritten even
 #: inside an input directory (``steadytrain report runs/ -o runs/report.html`` twice).
 _OUR_REPORT = re.compile(rb'<meta name="generator" content="steadytrain|<title>steadytrain |'
@@ -53,10 +52,6 @@ class Output:
 def is_stdout(path: Path | str | None) -> bool:
     """Whether ``path`` is ``-``, stdout."""
     return path is not None and str(path) == STDOUT
-
-
-def _kind(mode: int) -> str | None:
-    return next((name for test, name in _KIND_OF_MODE if test(mode)), None)
 
 
 def _is_our_report(path: Path) -> bool:
@@ -88,7 +83,7 @@ def _check_one(out: Output, real: str, inputs: Sequence[tuple[Path, str]]) -> No
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise ConfigError(f"{where}: is a directory; name the file to write")
-        kind = _kind(st.st_mode)
+        kind = file_kind(st.st_mode)
         if kind is not None:
             hint = " (--json - writes the JSON to stdout)" if out.stdout_ok else ""
             raise ConfigError(f"{where}: is {kind}, not a regular file; name a file to write{hint}")
