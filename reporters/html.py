@@ -22,6 +22,7 @@ from analyzer.display import shown
 from analyzer.errors import context
 from analyzer.outputs import write_atomic
 from analyzer.recommend.snippets import framework_for
+from analyzer.recommend.summary import top_fix
 from analyzer.types import Diagnosis, Report, SweepDiagnosis
 from reporters import filters, plots
 from reporters.terminal import severity_key
@@ -164,12 +165,10 @@ def _run_figures(d: Diagnosis) -> list[Figure]:
     return figs
 
 
-def _top_fix(d: Diagnosis, kinds: list[str]) -> str:
-    """The overview's fix column: nothing for a stable run; else the first real fix (a "log_metric" only
-    when it is all there is, e.g. for insufficient data)."""
-    if d.verdict == "stable" or not kinds:
-        return ""
-    return next((k for k in kinds if k != "log_metric"), kinds[0])
+def _top_fix(d: Diagnosis) -> str:
+    """The overview's fix column: nothing for a stable run; else the first real fix with its number, worded
+    once for the report and `watch` (analyzer.recommend.summary)."""
+    return "" if d.verdict == "stable" else top_fix(d.recommendations)
 
 
 def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: Path, run_anchor: str) -> dict[str, Any]:
@@ -199,7 +198,7 @@ def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: P
         "notes": [{"kind": n.kind, "message": n.message, "count": n.count} for n in run.notes],
         "hparams": {k: v for k, v in list(run.hparams.items())[:40]}, "sources": list(run.sources),
         "top_finding": top.message if top else "", "top_finding_short": _short(top.message, 110) if top else "",
-        "top_rec": _top_fix(d, [r["kind"] for r in recs]),
+        "top_rec": _top_fix(d),
         "spark": _sparkline(loss.values) if loss is not None else "",
         "figures": run_figures(d, run_anchor) if full else [], "full": full,
         "probe_cmd": f"steadytrain probe {spec_rel}" if spec_rel else None,

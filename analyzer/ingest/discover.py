@@ -107,8 +107,9 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
                     files.append(Path(entry.path))
                     real_files.add(os.path.join(real, entry.name))
             else:
+                what = _not_regular(entry.path)
                 skipped.append(InputFile(str(Path(entry.path).absolute()), "skipped",
-                                         f"{_not_regular(entry.path)}: not read"))
+                                         what if "dangling" in what else f"{what}: not read"))
         stack.extend(reversed(subdirs))
     for link in linked_files:  # e.g. latest.jsonl -> train_20241203.jsonl
         target = os.path.realpath(link)
