@@ -78,7 +78,7 @@ def test_structure_and_self_contained(tmp_path):
 def _overview_rows(html):
     """(verdict, anchor, id, full finding, shown finding, fix) of each overview row, unescaped."""
     found = re.findall(r'<tr data-verdict="([^"]+)">.*?<a href="#([^"]+)">(.*?)</a>.*?'
-                       r'<td class="finding-cell" title="([^"]*)">(.*?)</td>\s*<td>(.*?)</td>', html, re.S)
+                       r'<td class="finding-cell" title="([^"]*)">(.*?)</td>\s*<td class="fix-cell">(.*?)</td>', html, re.S)
     keys = ("verdict", "anchor", "id", "finding", "shown", "fix")
     return [dict(zip(keys, (unescape(x) for x in row))) for row in found]
 
@@ -209,3 +209,36 @@ def test_report_in_headless_chromium(tmp_path):
         page.screenshot(path=str(shots / "report_full.png"), full_page=True)
         browser.close()
     assert (shots / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (CI installs it)")
+def test_overview_top_fix_shows_the_fix_with_its_number_readable_at_1400px(tmp_path):
+    """The overview answers "what do I do" at a laptop's 1,400 px: every flagged run's fix is on screen,
+    whole, on one line and with its number; the page does not scroll sideways (a screenshot is kept)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    root = Path(__file__).resolve().parents[1]
+    report = analyze([root / "sample_logs"], load_options=LoadOptions(cache_dir=None))
+    out = write_html(report, tmp_path / "report.html")
+    shots = Path(os.environ.get("STEADYTRAIN_ARTIFACTS", root / "artifacts"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400  # nothing off to the right
+        cells = page.evaluate("""Array.from(document.querySelectorAll('#overview-table tbody tr')).map(tr => {
+            const td = tr.querySelector('td.fix-cell'), box = td.getBoundingClientRect(), r = document.createRange();
+            r.selectNodeContents(td);
+            return {verdict: tr.dataset.verdict, text: td.innerText.trim(), right: box.right,
+                    clipped: td.scrollWidth > td.clientWidth, lines: r.getClientRects().length};
+        })""")
+        page.locator("#overview").screenshot(path=str(shots / "overview_1400.png"))
+        browser.close()
+    flagged = [c for c in cells if c["verdict"] not in ("stable", "insufficient_data")]
+    assert len(flagged) >= 3
+    for c in flagged:
+        assert re.search(r"\d", c["text"]), c  # "warmup 20 steps", "clip at 1.96": the number, not "clip"
+        assert c["right"] <= 1400 and not c["clipped"] and c["lines"] == 1, c
+    assert (shots / "overview_1400.png").stat().st_size > 10_000
