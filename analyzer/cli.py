@@ -508,11 +508,19 @@ def settings() -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, steps: int | None, executor: str,
           address: str | None, progress: bool | None) -> None:
-    """Re-run a flagged config as short PyTorch probes to confirm the diagnosis and find the smallest fix."""
+    """Re-run a flagged config as short PyTorch probes to confirm the diagnosis and find the smallest fix.
+
+    A spec is code: its `workload: package.module:function` is imported and called, as running a script
+    would be, so run only specs you wrote or trust. The specs `steadytrain report` writes name only the
+    built-in workloads (builtin:...).
+    """
     from probes.run import probe_out_dir
     from probes.spec import load_spec
 
-    load_spec(spec)  # a bad spec is reported as such, with or without torch
+    loaded = load_spec(spec)  # a bad spec is reported as such, with or without torch
+    if not loaded.workload.startswith("builtin:"):
+        _echo(f"steadytrain: note: {spec} names the workload {loaded.workload}: running it imports and calls that "
+              "code", err=True)
     out = probe_out_dir(spec, out_dir)
     _check_outputs([spec], ("--out", out / "probe_report.html", False), ("--out", out / "probe_report.json", False))
     try:
