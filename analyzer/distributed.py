@@ -26,6 +26,7 @@ import math
 import os
 import re
 import socket
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -239,13 +240,14 @@ def connect_ray(address: str | None) -> tuple[Any, bool]:
     An address where nothing answers is a one-line ConfigError within `RAY_CONNECT_TIMEOUT_S`."""
     if importlib.util.find_spec("ray") is None:
         raise ConfigError("--executor ray needs Ray: pip install 'steadytrain[ray]'")
+    already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    why = unreachable_ray_address(address) if address and not already else None
+    if why is not None:  # before importing Ray (seconds): the answer is the same
+        raise ConfigError(f"--address {address}: no Ray cluster there ({why})")
     import ray
 
     if ray.is_initialized():
         return ray, False
-    why = unreachable_ray_address(address) if address else None
-    if why is not None:
-        raise ConfigError(f"--address {address}: no Ray cluster there ({why})")
     try:
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     except ConnectionError as exc:
