@@ -144,10 +144,10 @@ class LiveFinding:
         }
 
     def write_restart_plan(self, path: str | Path) -> Path:
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(self.restart_plan(), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
-        return out
+        """Written atomically (analyzer.outputs): a crash mid-write never leaves half a plan beside a checkpoint."""
+        from analyzer.outputs import write_atomic
+
+        return write_atomic(path, json.dumps(self.restart_plan(), indent=2, allow_nan=False, default=str) + "\n")
 
     def probe_spec(self) -> ProbeSpec | None:
         """The probe `steadytrain report` would write for this run (None for a stable run)."""
