@@ -11,7 +11,6 @@ traceback). A crash never exits 1: CI gating must be able to tell a crash from a
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Callable, NoReturn, Sequence
 import click
 
 from analyzer.config import AnalysisConfig
+from analyzer.display import printable, shown
 from analyzer.errors import ConfigError, SteadytrainError, context, where_of
 from analyzer.frame import RESTART_POLICIES
 
@@ -32,12 +32,16 @@ _ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger(__name__)
 
 
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
 def _printable(text: str) -> str:
-    """Paths and names in messages come from untrusted input: control characters shown as escapes."""
-    return text.translate(_CONTROLS)
+    """Paths and names in messages come from untrusted input: control characters and undecodable bytes as
+    escapes, URL credentials redacted (analyzer.display)."""
+    return printable(text)
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    """Every line the commands print, through analyzer.display: a run named with byte 0xff or a URL with
+    credentials in it is shown escaped or redacted, never passed on raw."""
+    click.echo(printable(text, lines=True), err=err)
 
 
 def _fail(message: str) -> NoReturn:
@@ -60,7 +64,7 @@ def _our_frame(exc: BaseException) -> str | None:
 
 def _internal_error(exc: Exception, debug: bool) -> NoReturn:
     if debug:
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        sys.stderr.write(shown("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
     where = where_of(exc)
     location = f" while {where}" if where else ""
     code = _our_frame(exc)
@@ -81,6 +85,13 @@ def _os_error_text(exc: OSError) -> str:
 class _Steadytrain(click.Group):
     """The command group that maps every outcome to the documented exit codes."""
 
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from analyzer.ingest.registry import formats_in_words
+
+        with formatter.section("Formats read"):  # from the registry's table: a new format is listed by itself
+            formatter.write_text(formats_in_words() + "; object stores (s3://, gs://, ...) too.")
+        super().format_epilog(ctx, formatter)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -100,11 +111,18 @@ class _Steadytrain(click.Group):
             _internal_error(exc, bool((ctx.obj or {}).get("debug")))
 
 
+class _ShownFormatter(logging.Formatter):
+    """Log lines (and the tracebacks --debug adds to them) through analyzer.display: no URL credentials."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
+
+
 def _setup_logging(verbose: bool, debug: bool) -> None:
     """Our loggers (never the root logger) to the current stderr: -v INFO, --debug DEBUG, else WARNING."""
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)  # the current one: CliRunner swaps it
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_ShownFormatter("%(levelname)s %(name)s: %(message)s"))
     handler.set_name("steadytrain-cli")
     for name in _PACKAGES:
         logger = logging.getLogger(name)
@@ -121,24 +139,38 @@ def _enable_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> N
         _setup_logging(False, True)
 
 
+def _enable_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    root = ctx.find_root()
+    if value and not (root.obj or {}).get("debug"):
+        root.obj = {**(root.obj or {}), "verbose": True}
+        _setup_logging(True, False)
+
+
 def debug_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--debug after the command name too (`steadytrain inspect runs/ --debug`)."""
+    """-v and --debug after the command name too (`steadytrain inspect runs/ -v --debug`)."""
+    fn = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_enable_verbose,
+                      help="Log every file read or skipped, and why.")(fn)
     return click.option("--debug", is_flag=True, expose_value=False, callback=_enable_debug,
                         help="Debug logging, and the full traceback of an internal error.")(fn)
 
 
-def _check_output(path: Path, option: str) -> None:
-    """Fail before the (maybe long) analysis when ``path`` cannot be written: a directory, or a parent
-    that is a file or not writable."""
-    if path.is_dir():
-        raise ConfigError(f"{option} {path}: is a directory; name the file to write")
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{option} {path}: cannot create its directory: {parent} is a file, not a directory")
-    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: no permission to write in {parent}")
+def _check_outputs(paths: Sequence[Path | str], *outputs: tuple[str, Path | None, bool]) -> None:
+    """Before any work: refuse outputs that would destroy an input, a device or each other (analyzer.outputs).
+    Each output is (option, path or None when not written, whether ``-`` may mean stdout)."""
+    from analyzer.outputs import Output, check_outputs
+
+    check_outputs([Output(opt, path, ok) for opt, path, ok in outputs if path is not None], paths)
+
+
+def _emit_json(report: Any, json_out: Path, label: str) -> None:
+    """The JSON report to ``json_out``, or to stdout for ``-`` (the human summary then goes to stderr)."""
+    from analyzer.outputs import is_stdout
+    from reporters.json_report import json_text, write_json
+
+    if is_stdout(json_out):
+        click.echo(json_text(report), nl=False)
+    else:
+        _echo(f"{label}: {_written('JSON report', json_out, lambda: write_json(report, json_out))}")
 
 
 def _written(what: str, path: Path, write: Callable[[], Path]) -> Path:
@@ -151,15 +183,16 @@ def _written(what: str, path: Path, write: Callable[[], Path]) -> Path:
 
 
 class _LogPath(click.ParamType):
-    """A log directory or file: a local path, or an object store URL (s3://bucket/runs, any fsspec protocol)."""
+    """A log directory or file: a local path (``file://`` URLs too), or an object store URL (s3://bucket/runs,
+    any fsspec protocol)."""
 
     name = "path"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
-        from analyzer.ingest.remote import is_remote
+        from analyzer.ingest.remote import is_remote, local_path
 
         text = str(value)
-        return text if is_remote(text) else Path(text)  # Path() would fold "s3://b" into "s3:/b"
+        return text if is_remote(text) else Path(local_path(text))  # Path() would fold "s3://b" into "s3:/b"
 
 
 def scale_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -307,13 +340,28 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _gate(report: Any, fail_on: str | None) -> None:
-    if fail_on is None:
-        return
-    bad = [d.run.id for d in report.diagnoses if d.verdict in FAIL_ON[fail_on]]
-    if bad:
-        click.echo(_printable(f"--fail-on {fail_on}: {len(bad)} run(s) at or above it: {', '.join(bad[:5])}"), err=True)
+def _gate(report: Any, fail_on: str | None, fail_on_unjudged: bool = False) -> None:
+    failed = False
+    if fail_on is not None:
+        bad = [d.run.id for d in report.diagnoses if d.verdict in FAIL_ON[fail_on]]
+        if bad:
+            click.echo(_printable(f"--fail-on {fail_on}: {len(bad)} run(s) at or above it: {', '.join(bad[:5])}"),
+                       err=True)
+            failed = True
+    unjudged = [d.run.id for d in report.unjudged()] if fail_on_unjudged else []
+    if unjudged:
+        click.echo(_printable(f"--fail-on-unjudged: {len(unjudged)} run(s) could not be judged: "
+                              f"{', '.join(unjudged[:5])}"), err=True)
+        failed = True
+    if failed:
         sys.exit(EXIT_FAIL_ON)
+
+
+def gate_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """CI gating beyond --fail-on, on the commands that judge once (inspect, report)."""
+    return click.option("--fail-on-unjudged", is_flag=True,
+                        help="Exit with code 1 when any run could not be judged (too few points, no loss logged, "
+                             "an analysis failure); the JSON lists them under 'unjudged'.")(fn)
 
 
 @click.group(cls=_Steadytrain, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -324,8 +372,7 @@ def _gate(report: Any, fail_on: str | None) -> None:
 def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     """Diagnose training instability from training logs.
 
-    Point it at a directory of TensorBoard event files, Lightning metrics.csv, HF trainer_state.json,
-    JSONL or an MLflow store. It reads every point, tells early-training instability, mid-training
+    Point it at a directory of training logs (every format it reads is listed below). It reads every point, tells early-training instability, mid-training
     instability and divergence apart, analyses LR sweeps, and recommends warmup and clipping settings
     with the numbers behind them.
 
@@ -338,7 +385,7 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     Exit codes: 0 ok, 1 a --fail-on verdict was found, 2 bad usage or input,
     3 an internal error (--debug shows its traceback).
     """
-    ctx.obj = {"debug": debug}
+    ctx.obj = {"debug": debug, "verbose": verbose}
     _setup_logging(verbose, debug)
 
 
@@ -346,24 +393,27 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
 @debug_option
 @analysis_options
 @scale_options
+@gate_options
 @click.option("--verbose-runs", "-a", is_flag=True, help="Show every run's findings, notes and every input file.")
 def inspect(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
             no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
             fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
-            storage_options: tuple[str, ...], executor: str, address: str | None, verbose_runs: bool) -> None:
-    """Summarise runs, verdicts and findings in the terminal."""
+            storage_options: tuple[str, ...], executor: str, address: str | None, fail_on_unjudged: bool,
+            verbose_runs: bool) -> None:
+    """Summarise runs, verdicts and findings in the terminal.
+
+    With --json - the JSON report goes to stdout and this summary to stderr.
+    """
+    from analyzer.outputs import is_stdout
     from reporters.terminal import render_inspect
 
-    if json_out:
-        _check_output(json_out, "--json")
+    _check_outputs(paths, ("--json", json_out, True))
     report = _build(paths, roles, restarts, no_verify_crc, strict_crc, settings, config_file, cache_dir, no_cache,
                     workers, progress, storage_options=storage_options, executor=executor, address=address)
-    click.echo(render_inspect(report, verbose=verbose_runs))
+    _echo(render_inspect(report, verbose=verbose_runs), err=is_stdout(json_out))
     if json_out:
-        from reporters.json_report import write_json
-
-        click.echo(f"JSON: {_written('JSON report', json_out, lambda: write_json(report, json_out))}")
-    _gate(report, fail_on)
+        _emit_json(report, json_out, "JSON")
+    _gate(report, fail_on, fail_on_unjudged)
 
 
 @main.command()
@@ -373,24 +423,27 @@ def inspect(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[s
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="The HTML report to write (probe specs go to <name>_files/probes/).")
 @click.option("--no-html", is_flag=True, help="Write only the JSON (--json) and the terminal summary.")
+@gate_options
 def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
            no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
            fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
-           storage_options: tuple[str, ...], executor: str, address: str | None, output: Path, no_html: bool) -> None:
-    """Write the self-contained HTML diagnostic report (and JSON with --json)."""
+           storage_options: tuple[str, ...], executor: str, address: str | None, output: Path, no_html: bool,
+           fail_on_unjudged: bool) -> None:
+    """Write the self-contained HTML diagnostic report (and JSON with --json).
+
+    With --json - the JSON report goes to stdout and every other line to stderr. No output may be one of
+    the inputs, a device or the other output: that is refused before any work.
+    """
+    from analyzer.outputs import is_stdout
     from reporters.terminal import runs_table, summary
 
-    if json_out:
-        _check_output(json_out, "--json")
-    if not no_html:
-        _check_output(output, "-o/--output")
+    _check_outputs(paths, ("-o/--output", None if no_html else output, False), ("--json", json_out, True))
     result = _build(paths, roles, restarts, no_verify_crc, strict_crc, settings, config_file, cache_dir, no_cache,
                     workers, progress, storage_options=storage_options, executor=executor, address=address,
                     figures=not no_html)
+    human = is_stdout(json_out)  # the JSON owns stdout: every other line goes to stderr
     if json_out:
-        from reporters.json_report import write_json
-
-        click.echo(f"JSON report: {_written('JSON report', json_out, lambda: write_json(result, json_out))}")
+        _emit_json(result, json_out, "JSON report")
     if not no_html:
         from reporters.html import write_html
 
@@ -398,12 +451,12 @@ def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[st
         spec_dir = output.parent / f"{output.stem}_files" / "probes"
         specs = _write_specs(result, spec_dir)
         path = _written("HTML report", output, lambda: write_html(result, output, probe_specs=specs, progress=show))
-        click.echo(f"HTML report: {path} ({_size_mb(path)})")
+        _echo(f"HTML report: {path} ({_size_mb(path)})", err=human)
         if specs:
-            click.echo(f"Probe specs: {len(specs)} in {spec_dir}")
-    click.echo(runs_table(result, limit=10))
-    click.echo(summary(result))
-    _gate(result, fail_on)
+            _echo(f"Probe specs: {len(specs)} in {spec_dir}", err=human)
+    _echo(runs_table(result, limit=10), err=human)
+    _echo(summary(result), err=human)
+    _gate(result, fail_on, fail_on_unjudged)
 
 
 def _write_specs(result: Any, spec_dir: Path) -> dict[str, str]:
@@ -437,7 +490,7 @@ def settings() -> None:
     cfg = AnalysisConfig()
     values = cfg.as_dict()
     for name, doc in AnalysisConfig.docs().items():
-        click.echo(f"{name}={_setting_text(values[name])}\n    {doc}")
+        _echo(f"{name}={_setting_text(values[name])}\n    {doc}")
 
 
 @main.command()
@@ -455,10 +508,21 @@ def settings() -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, steps: int | None, executor: str,
           address: str | None, progress: bool | None) -> None:
-    """Re-run a flagged config as short PyTorch probes to confirm the diagnosis and find the smallest fix."""
+    """Re-run a flagged config as short PyTorch probes to confirm the diagnosis and find the smallest fix.
+
+    A spec is code: its `workload: package.module:function` is imported and called, as running a script
+    would be, so run only specs you wrote or trust. The specs `steadytrain report` writes name only the
+    built-in workloads (builtin:...).
+    """
+    from probes.run import probe_out_dir
     from probes.spec import load_spec
 
-    load_spec(spec)  # a bad spec is reported as such, with or without torch
+    loaded = load_spec(spec)  # a bad spec is reported as such, with or without torch
+    if not loaded.workload.startswith("builtin:"):
+        _echo(f"steadytrain: note: {spec} names the workload {loaded.workload}: running it imports and calls that "
+              "code", err=True)
+    out = probe_out_dir(spec, out_dir)
+    _check_outputs([spec], ("--out", out / "probe_report.html", False), ("--out", out / "probe_report.json", False))
     try:
         import torch  # noqa: F401
     except ImportError as exc:
@@ -468,21 +532,14 @@ def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, 
     show = sys.stderr.isatty() if progress is None else progress
     outcome = run_probe(spec, device=device, out_dir=out_dir, plan=plan_name, steps=steps, executor=executor,
                         address=address, progress=show)
-    click.echo(outcome.summary)
+    _echo(outcome.summary)
 
 
 # -- watch: judging runs while they train (analyzer.live) -------------------------------------------------------
 
-def _live_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write through a hidden temp file and os.replace: a browser reloading the page never reads half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def _write_live_report(report: Any, output: Path | None, json_out: Path | None, refresh_s: int) -> None:
+    from analyzer.outputs import write_atomic
+
     if output is not None:
         from reporters.html import render_html
 
@@ -490,11 +547,11 @@ def _write_live_report(report: Any, output: Path | None, json_out: Path | None, 
         html = render_html(report, probe_specs=specs, report_dir=output.parent)
         # The page reloads itself: a <meta refresh> as the first thing in <head> (CSP does not govern it).
         html = html.replace("<head>", f'<head>\n<meta http-equiv="refresh" content="{refresh_s}">', 1)
-        _written("live HTML report", output, lambda: _live_write(output, lambda t: t.write_text(html, "utf-8")))
+        _written("live HTML report", output, lambda: write_atomic(output, html))  # a reload never reads half of it
     if json_out is not None:
         from reporters.json_report import write_json
 
-        _written("live JSON report", json_out, lambda: _live_write(json_out, lambda t: write_json(report, t)))
+        _written("live JSON report", json_out, lambda: write_json(report, json_out))
 
 
 def _watch_setup(roles: tuple[str, ...], restarts: str, no_verify_crc: bool, settings: tuple[str, ...],
@@ -542,9 +599,7 @@ def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...]
     if strict_crc:
         click.echo("steadytrain: note: --strict-crc is deprecated and does nothing", err=True)
     html = None if no_html else output
-    for out, opt in ((html, "-o/--output"), (json_out, "--json")):
-        if out is not None:
-            _check_output(out, opt)
+    _check_outputs(paths, ("-o/--output", html, False), ("--json", json_out, False))  # both rewritten at every change
     cfg, options = _watch_setup(roles, restarts, no_verify_crc, settings, config_file, cache_dir, no_cache, workers)
     ignore = [p for p in (html, json_out) if p is not None]
     if html is not None:
@@ -580,11 +635,11 @@ def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...]
         while True:
             result = watcher.poll()
             if watcher.polls == 1:
-                click.echo(_printable(f"[{stamp()}] watching {result.runs} run(s) under "
+                _echo(_printable(f"[{stamp()}] watching {result.runs} run(s) under "
                                       f"{', '.join(str(p) for p in paths)}, polling every {interval:g} s"
                                       + (f"; live report: {html}" if html is not None else "")))
             for change in result.changes:
-                click.echo(f"[{stamp()}] {change.line()}")
+                _echo(f"[{stamp()}] {change.line()}")
             now = time.monotonic()
             due = watcher.polls == 1 or (result.judged and now - last_write >= max(
                 0.0 if result.changes else html_every, 4 * render_s))
@@ -595,13 +650,13 @@ def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...]
             if bad:
                 _gate(watcher.report(), fail_on)
             if last:
-                click.echo(summary())
+                _echo(summary())
                 return
             time.sleep(max(0.0, interval - (time.monotonic() - now) - result.seconds))
     except KeyboardInterrupt:
         if (html is not None or json_out is not None) and not writing and watcher.polls:
             write(watcher.report())  # the last state; the file from the last complete write stays otherwise
-        click.echo(summary())
+        _echo(summary())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,9 +21,13 @@ mirrored on the driver, under --cache-dir).
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import logging
 import math
 import os
+import re
+import socket
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +36,7 @@ from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 import numpy as np
 
 from analyzer.config import AnalysisConfig
+from analyzer.display import shown
 from analyzer.errors import ConfigError
 from analyzer.frame import build_frame
 from analyzer.ingest import lineage, remote
@@ -217,12 +222,41 @@ def plan_batches(sources: Sequence[RunSource], cpus: int, *, max_runs: int = MAX
     return batches
 
 
-def _ray(address: str | None) -> tuple[Any, bool]:
-    """The ray module, initialised (connecting to ``address``, or a local instance); whether we started it."""
+#: How long a Ray cluster address may take to accept a connection before it counts as unreachable: Ray's own
+#: client retries an unreachable head for many minutes, which in CI looks like a hang.
+RAY_CONNECT_TIMEOUT_S = 10.0
+_RAY_ADDRESS = re.compile(r"^(?P<client>ray://)?(?P<host>\[[^\]]+\]|[^:/\[\]]+)(?::(?P<port>\d+))?/?$")
+
+
+def unreachable_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> str | None:
+    """Why nothing accepts a connection at ``address`` (``host:port`` or ``ray://host:port``; Ray's default ports
+    without one) within ``timeout`` seconds, or None when something does or the address names no host
+    (``auto``, ``local``: Ray finds the cluster itself and fails fast when there is none)."""
+    m = _RAY_ADDRESS.match(address.strip())
+    if m is None or m.group("host") in ("auto", "local"):
+        return None
+    host = m.group("host").strip("[]")
+    port = int(m.group("port") or (10001 if m.group("client") else 6379))
     try:
-        import ray
-    except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install 'steadytrain[ray]'") from None
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.timeout:
+        return f"nothing answered at {host}:{port} within {timeout:g} s"
+    except OSError as exc:
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+
+
+def connect_ray(address: str | None) -> tuple[Any, bool]:
+    """The ray module, initialised (connecting to ``address``, or a local instance); whether we started it.
+    An address where nothing answers is a one-line ConfigError within `RAY_CONNECT_TIMEOUT_S`."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--executor ray needs Ray: pip install 'steadytrain[ray]'")
+    already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    why = unreachable_ray_address(address) if address and not already else None
+    if why is not None:  # before importing Ray (seconds): the answer is the same
+        raise ConfigError(f"--address {address}: no Ray cluster there ({why})")
+    import ray
+
     if ray.is_initialized():
         return ray, False
     try:
@@ -259,7 +293,7 @@ def analyze_on_ray(paths: Sequence[str | Path], *, config: AnalysisConfig, load_
                    address: str | None = None, figure_runs: FigureRuns | None = None) -> Report:
     """`analyze` with reading and judging as Ray tasks (see the module docstring). The same Report as the
     local path, but each Diagnosis holds a `ReportRun`: role series only, thinned except for ``figure_runs``."""
-    ray, started_here = _ray(address)
+    ray, started_here = connect_ray(address)
     try:
         return _analyze(ray, paths, config, load_options, figure_runs)
     finally:
@@ -318,7 +352,7 @@ def _analyze(ray: Any, paths: Sequence[str | Path], cfg: AnalysisConfig, options
         diagnoses = [replace(d, run=where.run(d.run)) for d in diagnoses]
         inputs = where.inputs(inputs) + where.skipped
     inputs.sort(key=lambda i: i.path)
-    return Report(roots=tuple(str(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
+    return Report(roots=tuple(shown(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
                   sweeps=tuple(sweeps), config=cfg.as_dict(),
                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=_version())
 

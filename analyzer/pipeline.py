@@ -12,6 +12,7 @@ import numpy as np
 from analyzer.config import AnalysisConfig
 from analyzer.detect.checks import run_checks
 from analyzer.detect.context import RunContext, measure_run
+from analyzer.display import shown
 from analyzer.errors import ConfigError
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.recommend.rules import recommend
@@ -122,7 +123,7 @@ def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig 
         if ctx is not None:
             contexts[run.id] = ctx
     sweeps = find_sweeps(diagnoses, contexts, cfg)
-    return Report(roots=tuple(str(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
+    return Report(roots=tuple(shown(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
                   sweeps=tuple(sweeps), config=cfg.as_dict(),
                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=_version())
 

@@ -279,3 +279,8 @@ class Report:
     created: str
     version: str
     schema_version: int = 1
+
+    def unjudged(self) -> tuple[Diagnosis, ...]:
+        """The runs that could not be judged (verdict insufficient_data: too few points, no loss logged, or
+        an analysis failure); ``--fail-on-unjudged`` fails on them."""
+        return tuple(d for d in self.diagnoses if d.verdict == "insufficient_data")

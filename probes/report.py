@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from analyzer.display import shown
+from analyzer.outputs import write_atomic
 from analyzer.types import Report
 from probes.spec import ProbeSpec
 
@@ -33,8 +35,8 @@ def write_probe_report(spec: ProbeSpec, outcomes: Sequence[Any], conclusion: str
     html = _env().get_template("probe.html").render(spec=spec, rows=rows, conclusion=conclusion, smallest=smallest,
                                                     figure=figure, css=_asset("report.css"))
     html_path = out / "probe_report.html"
-    html_path.write_text(html, encoding="utf-8")
+    write_atomic(html_path, shown(html))
     json_path = out / "probe_report.json"
     outcome = ProbeOutcome(spec, tuple(outcomes), conclusion, smallest, str(out), str(html_path), str(json_path), "")
-    json_path.write_text(dumps(outcome_dict(outcome)), encoding="utf-8")
+    write_atomic(json_path, shown(dumps(outcome_dict(outcome))))
     return html_path, json_path

@@ -80,12 +80,9 @@ def _execute(jobs: list[tuple[ProbeSpec, TrialConfig, str, str, str, bool]], exe
         with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as pool:
             return list(pool.map(_run_one, jobs))
     if executor == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError("--executor ray needs Ray: pip install 'steadytrain[ray]'") from None
-        if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        from analyzer.distributed import connect_ray
+
+        ray, _ = connect_ray(address)  # an unreachable --address is one line within a bounded time
         gpus = 1 if any(j[3].startswith("cuda") for j in jobs) else 0
         remote = ray.remote(num_gpus=gpus)(_run_one)
         return ray.get([remote.remote(j) for j in jobs])
@@ -191,6 +188,11 @@ def _target_sentence(outcomes: list[TrialOutcome]) -> list[str]:
             "or a target closer to the current LR."]
 
 
+def probe_out_dir(spec_path: str | Path, out_dir: str | Path | None) -> Path:
+    """Where the trial logs and the probe report go: ``out_dir``, else ``<spec>_probe/`` beside the spec."""
+    return Path(out_dir) if out_dir else Path(spec_path).parent / (Path(spec_path).stem + "_probe")
+
+
 def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Path | None = None,
               plan: str | None = None, steps: int | None = None, executor: str = "sequential",
               address: str | None = None, progress: bool = False) -> ProbeOutcome:
@@ -208,7 +210,7 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
     derive_clips = "clip_sweep" in requested and (spec.workload.startswith("builtin:") or not spec.clip_candidates)
     ordered = (["baseline"] if "baseline" in requested or derive_clips else []) + \
         [p for p in requested if p != "baseline"]
-    out = Path(out_dir) if out_dir else Path(spec_path).parent / (Path(spec_path).stem + "_probe")
+    out = probe_out_dir(spec_path, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
     baseline_grad = None

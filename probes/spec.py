@@ -20,6 +20,7 @@ import yaml
 
 from analyzer.errors import ConfigError, context
 from analyzer.hparams import lr_from_hparams
+from analyzer.outputs import write_atomic
 from analyzer.types import Diagnosis, Report
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "nadam")
@@ -291,15 +292,12 @@ def load_spec(path: str | Path) -> ProbeSpec:
 
 
 def dump_spec(spec: ProbeSpec, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(spec).items()}
     data = {"version": 1, **data}
     header = ("# steadytrain probe spec: `steadytrain probe THIS_FILE [--device cuda]`\n"
               "# workload: replace with your own 'package.module:function' (returns model, loss_fn, train_batches,\n"
               "# eval_batches; see README) to probe your model; the built-in one reproduces the diagnosed pattern.\n")
-    out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return out
+    return write_atomic(path, header + yaml.safe_dump(data, sort_keys=False))
 
 
 _WORKLOAD_FOR = {"early_instability": "builtin:early_residual_mlp", "mid_instability": "builtin:outlier_batches",

@@ -18,8 +18,11 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from analyzer.config import AnalysisConfig
+from analyzer.display import shown
 from analyzer.errors import context
+from analyzer.outputs import write_atomic
 from analyzer.recommend.snippets import framework_for
+from analyzer.recommend.summary import top_fix
 from analyzer.types import Diagnosis, Report, SweepDiagnosis
 from reporters import filters, plots
 from reporters.terminal import severity_key
@@ -162,12 +165,10 @@ def _run_figures(d: Diagnosis) -> list[Figure]:
     return figs
 
 
-def _top_fix(d: Diagnosis, kinds: list[str]) -> str:
-    """The overview's fix column: nothing for a stable run; else the first real fix (a "log_metric" only
-    when it is all there is, e.g. for insufficient data)."""
-    if d.verdict == "stable" or not kinds:
-        return ""
-    return next((k for k in kinds if k != "log_metric"), kinds[0])
+def _top_fix(d: Diagnosis) -> str:
+    """The overview's fix column: nothing for a stable run; else the first real fix with its number, worded
+    once for the report and `watch` (analyzer.recommend.summary)."""
+    return "" if d.verdict == "stable" else top_fix(d.recommendations)
 
 
 def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: Path, run_anchor: str) -> dict[str, Any]:
@@ -197,7 +198,7 @@ def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: P
         "notes": [{"kind": n.kind, "message": n.message, "count": n.count} for n in run.notes],
         "hparams": {k: v for k, v in list(run.hparams.items())[:40]}, "sources": list(run.sources),
         "top_finding": top.message if top else "", "top_finding_short": _short(top.message, 110) if top else "",
-        "top_rec": _top_fix(d, [r["kind"] for r in recs]),
+        "top_rec": _top_fix(d),
         "spark": _sparkline(loss.values) if loss is not None else "",
         "figures": run_figures(d, run_anchor) if full else [], "full": full,
         "probe_cmd": f"steadytrain probe {spec_rel}" if spec_rel else None,
@@ -264,18 +265,17 @@ def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None,
     config_rows = [(k, v, docs.get(k, "")) for k, v in report.config.items()]
     inputs = [{"path": i.path, "status": i.status, "reason": i.reason, "run": i.run,
                "anchor": run_anchors.get(i.run) if i.run else None} for i in report.inputs]
-    return _env().get_template("report.html").render(
+    # The page as a whole passes through `shown`: no URL credentials and no unencodable name in any part of it.
+    return shown(_env().get_template("report.html").render(
         report=report, runs=runs, sweeps=sweeps, counts=counts, labels=_VERDICT_LABEL, config_rows=config_rows,
         inputs=inputs, skipped=sum(1 for i in inputs if i["status"] == "skipped"),
         partial_plots=len(full_ids) < len(runs), full_count=len(full_ids),
         css=_asset("report.css"), js=_asset("report.js"),
-    )
+    ))
 
 
 def write_html(report: Report, path: str | Path, *, probe_specs: Mapping[str, str] | None = None,
                progress: bool = False) -> Path:
+    """Render the whole page, then write it atomically: a failed render leaves the previous report intact."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(report, probe_specs=probe_specs, report_dir=out.parent, progress=progress),
-                   encoding="utf-8")
-    return out
+    return write_atomic(out, render_html(report, probe_specs=probe_specs, report_dir=out.parent, progress=progress))

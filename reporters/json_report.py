@@ -9,7 +9,9 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from analyzer.display import shown
 from analyzer.errors import context
+from analyzer.outputs import write_atomic
 from analyzer.types import Diagnosis, Report, SweepDiagnosis
 
 T = TypeVar("T")
@@ -17,7 +19,7 @@ T = TypeVar("T")
 
 def _safe(x: Any) -> Any:
     if isinstance(x, dict):
-        return {str(k): _safe(v) for k, v in x.items()}
+        return {shown(k): _safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_safe(v) for v in x]
     if isinstance(x, (np.integer,)):
@@ -29,9 +31,11 @@ def _safe(x: Any) -> Any:
         return bool(x)
     if isinstance(x, np.ndarray):
         return _safe(x.tolist())
-    if x is None or isinstance(x, (str, int, bool)):
+    if isinstance(x, str):
+        return shown(x)  # URL credentials redacted, undecodable bytes of names as escapes
+    if x is None or isinstance(x, (int, bool)):
         return x
-    return str(x)
+    return shown(x)
 
 
 def run_dict(d: Diagnosis) -> dict[str, Any]:
@@ -75,11 +79,19 @@ def report_dict(report: Report) -> dict[str, Any]:
         "inputs": [{"path": i.path, "status": i.status, "reason": i.reason, "run": i.run} for i in report.inputs],
         "runs": [_labelled(run_dict, d, f"writing run {d.run.id!r} to the JSON report") for d in report.diagnoses],
         "sweeps": [sweep_dict(s) for s in report.sweeps],
+        "unjudged": [{"run": d.run.id, "reason": _why_unjudged(d)} for d in report.unjudged()],
     })
 
 
+def _why_unjudged(d: Diagnosis) -> str:
+    return next((f.message for f in d.findings if f.verdict == "insufficient_data"), "no verdict could be reached")
+
+
+def json_text(report: Report) -> str:
+    """The JSON report as text (what `write_json` writes; ``--json -`` prints it)."""
+    return json.dumps(report_dict(report), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(report: Report, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report_dict(report), indent=2, allow_nan=False), encoding="utf-8")
-    return out
+    """Write the JSON report atomically: rendered whole first, so a failure leaves the previous file intact."""
+    return write_atomic(path, json_text(report))

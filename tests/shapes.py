@@ -390,3 +390,18 @@ def sparse_eval_decides(seed: int = 0) -> Series:
     ev[0] = 2.55
     tr_steps = np.arange(500, 2501, 500)
     return {"train/loss": (tr_steps, np.array([1.24, 2.03, 2.16, 1.99, 1.79])), "eval/loss": (ev_steps, ev)}
+
+
+def explode_mid_run(seed: int = 0) -> Series:
+    """A run that learns for 1500 steps under warmup + cosine decay (peak 1e-3), then blows up: the loss grows
+    100x and goes NaN, the grad norm from ~1 to 1e4 (what a clip threshold must not be chosen from)."""
+    rng = np.random.default_rng(seed)
+    n, at = 2000, 1500
+    t = np.arange(n)
+    loss = (0.6 + 1.7 * np.exp(-t / 300)) * _noise(rng, n, 0.04)
+    loss[at:at + 300] = loss[at] * np.geomspace(1.5, 150, 300)
+    loss[at + 300:] = np.nan
+    g = grad_norm(n, start=2.0, end=1.0, seed=seed + 1)
+    g[at:at + 300] = np.geomspace(5, 1e4, 300)
+    g[at + 300:] = np.nan
+    return _logged({"train/loss": loss, "train/grad_norm": g, "train/lr": cosine_lr(n, 1e-3, 100)})

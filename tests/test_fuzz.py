@@ -19,7 +19,12 @@ JSON report, terminal report, HTML report without figures):
 
 Values at the extremes (steps of 1e30, +-1e308, NaN, inf, subnormals, -0.0) are fuzzed
 through the writers themselves: a point must then be read exactly as written, or its file
-rejected with a reason. The bounded run here takes well under a minute; the long run
+rejected with a reason. Output paths are fuzzed too (an input spelled every way: itself, via
+``..``, a symlink, a hard link, another file in the input directory; a FIFO, /dev/null, stdout,
+both outputs the same) through `inspect`, `report` and `watch`: the inputs keep every byte and
+the answer is a report or one line, never an internal error. So are URLs with credentials
+(random users and passwords with ':', '/', quotes, '%', for memory://, https://, s3:// and an
+unknown scheme), with -v and --debug: neither appears in anything printed. The bounded run here takes well under a minute; the long run
 (>= 100,000 cases) is `python benchmarks/fuzz_long.py` (figures in benchmarks/RESULTS.md).
 """
 
@@ -370,3 +375,109 @@ def test_extreme_numbers_are_read_exactly_or_the_file_is_rejected(fmt, rows):
             assert all(last[s] == (t, s, v) for t, s, v in read), sorted(read)[:5]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- outputs and URL credentials: nothing destroyed, nothing leaked ---------------------------------------------------
+
+def _output_case(root: Path, how: str, inputs: dict[Path, bytes], tag: str) -> Path | str:
+    """An output path spelled ``how`` relative to the input log under ``root``; files it creates are named
+    with ``tag`` (the two outputs of a case never collide by accident); ``inputs`` gains what must survive."""
+    log = root / "runs" / "a" / "metrics.jsonl"
+    inputs[log] = log.read_bytes()
+    if how == "the input":
+        return log
+    if how == "via ..":
+        return root / "runs" / "a" / ".." / "a" / "metrics.jsonl"
+    if how == "symlink":
+        (root / f"link{tag}.jsonl").symlink_to(log)
+        return root / f"link{tag}.jsonl"
+    if how == "hard link":
+        os.link(log, root / f"hard{tag}.jsonl")
+        return root / f"hard{tag}.jsonl"
+    if how == "another file in the input":
+        (root / "runs" / f"notes{tag}.txt").write_text("mine")
+        inputs[root / "runs" / f"notes{tag}.txt"] = b"mine"
+        return root / "runs" / f"notes{tag}.txt"
+    if how == "fifo":
+        os.mkfifo(root / f"pipe{tag}")
+        return root / f"pipe{tag}"
+    if how == "/dev/null":
+        return Path("/dev/null")
+    if how == "stdout":
+        return "-"
+    if how == "new file in the input":
+        return root / "runs" / f"report{tag}.out"
+    return root / "out" / f"report{tag}.out"  # an ordinary new file
+
+
+OUTPUT_SPELLINGS = ["the input", "via ..", "symlink", "hard link", "another file in the input", "fifo", "/dev/null",
+                    "stdout", "new file in the input", "ordinary"]
+
+
+@pytest.mark.parametrize("command", ["inspect", "report", "watch"])
+@FUZZ
+@given(html=st.sampled_from(OUTPUT_SPELLINGS), js=st.sampled_from(OUTPUT_SPELLINGS),
+       same=st.booleans(), given_as_file=st.booleans())
+def test_outputs_never_destroy_an_input_a_device_or_each_other(command, html, js, same, given_as_file):
+    """Whatever the output paths, the inputs keep every byte, devices stay devices, no file named '-'
+    appears, and the answer is a report (exit 0) or one line (exit 2), never an internal error."""
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    _count(f"outputs[{command}]")
+    root = Path(tempfile.mkdtemp(prefix="fuzz-outputs-"))
+    cwd = os.getcwd()
+    try:
+        os.chdir(root)
+        (root / "runs" / "a").mkdir(parents=True)
+        (root / "runs" / "a" / "metrics.jsonl").write_bytes(good_run()[0])
+        inputs: dict[Path, bytes] = {}
+        json_out = _output_case(root, js, inputs, "1")
+        html_out = json_out if same else _output_case(root, html, inputs, "2")
+        source = root / "runs" / "a" / "metrics.jsonl" if given_as_file else root / "runs"
+        if given_as_file:  # the log alone is the input: a file beside it is the user's to overwrite
+            inputs = {p: b for p, b in inputs.items() if p.name == "metrics.jsonl"}
+        args = [command, str(source), "--no-cache", "--json", str(json_out)]
+        args += [] if command == "inspect" else ["-o", str(html_out)]
+        args += ["--once"] if command == "watch" else []
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code in (0, 2), (args, res.output)
+        if res.exit_code == 2:
+            assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+        for path, before in inputs.items():
+            assert path.read_bytes() == before, (args, path)
+        assert not (root / "-").exists() and os.path.exists("/dev/null") and not Path("/dev/null").is_file()
+        if str(json_out) == "-" and res.exit_code == 0:
+            assert json.loads(res.stdout)["schema_version"] == 1
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+SECRET_CHARS = st.text(alphabet="abcXYZ0189-._~!$&'()*+,;=:/%", min_size=1, max_size=24)
+
+
+@pytest.mark.parametrize("scheme", ["memory", "https", "zz", "s3"])
+@FUZZ
+@given(user=st.text(alphabet="abcXYZ0189-._~", min_size=1, max_size=12), password=SECRET_CHARS,
+       rest=st.sampled_from(["bucket/runs", "bucket", "bucket/a@b/runs", "host/x/"]), flags=st.sampled_from(
+           [[], ["-v"], ["-v", "--debug"]]))
+def test_url_credentials_appear_in_no_output(scheme, user, password, rest, flags):
+    """A URL with credentials in it, through the whole command (-v and --debug included): the user and the
+    password are in no line printed, no message and no exception text."""
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    _count(f"url_credentials[{scheme}]")
+    user, password = f"U{user}Q", f"P{password}Q"  # marked: found only where they leaked, never by chance
+    authority = f"{user}:{password}"
+    host = "127.0.0.1:9/" + rest if scheme == "https" else rest
+    url = f"{scheme}://{authority}@{host}"
+    extra = ["--storage-option", "endpoint_url=not-a-url"] if scheme == "s3" else []
+    res = CliRunner().invoke(main, [*flags, "inspect", url, "--no-cache", *extra])
+    assert res.exit_code == 2, res.output
+    text = res.stdout + res.stderr
+    assert password not in text and user not in text, text
+    assert f"{scheme}://***@" in text, text

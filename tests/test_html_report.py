@@ -12,6 +12,7 @@ import pytest
 
 from analyzer.ingest.load import LoadOptions
 from analyzer.pipeline import analyze
+from analyzer.recommend.summary import fix_summary
 from reporters.decimate import minmax_decimate
 from reporters.html import anchor, render_html, write_html
 from tests.writers import curve, write_jsonl, write_summarywriter
@@ -77,7 +78,7 @@ def test_structure_and_self_contained(tmp_path):
 def _overview_rows(html):
     """(verdict, anchor, id, full finding, shown finding, fix) of each overview row, unescaped."""
     found = re.findall(r'<tr data-verdict="([^"]+)">.*?<a href="#([^"]+)">(.*?)</a>.*?'
-                       r'<td class="finding-cell" title="([^"]*)">(.*?)</td>\s*<td>(.*?)</td>', html, re.S)
+                       r'<td class="finding-cell" title="([^"]*)">(.*?)</td>\s*<td class="fix-cell">(.*?)</td>', html, re.S)
     keys = ("verdict", "anchor", "id", "finding", "shown", "fix")
     return [dict(zip(keys, (unescape(x) for x in row))) for row in found]
 
@@ -89,10 +90,13 @@ def test_overview_fix_column_and_one_line_findings(tmp_path):
     for d in report.diagnoses:
         row = rows[d.run.id]
         kinds = [r.kind for r in d.recommendations]
+        by_words = {fix_summary(r): r.kind for r in d.recommendations}
         if d.verdict == "stable":
             assert row["fix"] == ""  # a stable run needs no fix, not "log_metric"
         elif d.verdict != "insufficient_data":
-            assert row["fix"] in kinds and (row["fix"] != "log_metric" or set(kinds) == {"log_metric"})
+            kind = by_words[row["fix"]]  # the fix in words, with its number: "clip at 1.3", "lower LR to 3e-4"
+            assert kind != "log_metric" or set(kinds) == {"log_metric"}
+            assert kind not in ("warmup", "clip", "lower_lr") or re.search(r"\d", row["fix"]), row["fix"]
         full = d.headline.message if d.headline else ""
         assert row["finding"] == full  # the whole text is in the title...
         assert len(row["shown"]) <= 110 and full.startswith(row["shown"].rstrip("…"))  # ...the cell is one line
@@ -205,3 +209,36 @@ def test_report_in_headless_chromium(tmp_path):
         page.screenshot(path=str(shots / "report_full.png"), full_page=True)
         browser.close()
     assert (shots / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (CI installs it)")
+def test_overview_top_fix_shows_the_fix_with_its_number_readable_at_1400px(tmp_path):
+    """The overview answers "what do I do" at a laptop's 1,400 px: every flagged run's fix is on screen,
+    whole, on one line and with its number; the page does not scroll sideways (a screenshot is kept)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    root = Path(__file__).resolve().parents[1]
+    report = analyze([root / "sample_logs"], load_options=LoadOptions(cache_dir=None))
+    out = write_html(report, tmp_path / "report.html")
+    shots = Path(os.environ.get("STEADYTRAIN_ARTIFACTS", root / "artifacts"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400  # nothing off to the right
+        cells = page.evaluate("""Array.from(document.querySelectorAll('#overview-table tbody tr')).map(tr => {
+            const td = tr.querySelector('td.fix-cell'), box = td.getBoundingClientRect(), r = document.createRange();
+            r.selectNodeContents(td);
+            return {verdict: tr.dataset.verdict, text: td.innerText.trim(), right: box.right,
+                    clipped: td.scrollWidth > td.clientWidth, lines: r.getClientRects().length};
+        })""")
+        page.locator("#overview").screenshot(path=str(shots / "overview_1400.png"))
+        browser.close()
+    flagged = [c for c in cells if c["verdict"] not in ("stable", "insufficient_data")]
+    assert len(flagged) >= 3
+    for c in flagged:
+        assert re.search(r"\d", c["text"]), c  # "warmup 20 steps", "clip at 1.96": the number, not "clip"
+        assert c["right"] <= 1400 and not c["clipped"] and c["lines"] == 1, c
+    assert (shots / "overview_1400.png").stat().st_size > 10_000

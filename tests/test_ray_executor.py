@@ -207,7 +207,7 @@ def test_a_failed_task_skips_its_runs_files_and_keeps_the_others(tmp_path, monke
 
     monkeypatch.setattr(dist, "judge_batch", judge)
     fake = _FakeRay()
-    monkeypatch.setattr(dist, "_ray", lambda address: (fake, False))
+    monkeypatch.setattr(dist, "connect_ray", lambda address: (fake, False))
     report = dist.analyze_on_ray([tmp_path], config=AnalysisConfig(), load_options=LoadOptions(cache_dir=None))
     skipped = [i for i in report.inputs if i.status == "skipped"]
     assert skipped and all("Ray task reading it failed (MemoryError" in i.reason for i in skipped)

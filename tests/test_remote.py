@@ -107,6 +107,24 @@ def test_report_from_s3_gives_the_verdicts_of_the_same_files_on_disk(uploaded, t
     assert remote["roots"] == [f"s3://{BUCKET}/runs"]
 
 
+def test_credentials_in_the_url_are_used_and_never_shown(uploaded, tmp_path):
+    """s3://KEY:SECRET@bucket/x works (the credentials become s3fs's key/secret) and the secret is in no
+    output: stdout, -v/--debug logs, the JSON, the HTML, nor the mirror's paths on disk."""
+    secret = "Sup3rS3cret/with+slash"
+    cache = tmp_path / "cache"
+    out, html = tmp_path / "r.json", tmp_path / "r.html"
+    res = CliRunner().invoke(main, ["-v", "--debug", "report", f"s3://AKIAEXAMPLE:{secret}@{BUCKET}/runs", "--cache-dir",
+                                    str(cache), "--json", str(out), "-o", str(html)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert {r["verdict"] for r in data["runs"]} >= {"divergence", "stable"}
+    assert data["roots"] == [f"s3://***@{BUCKET}/runs"]
+    assert all(s.startswith(f"s3://{BUCKET}/runs/") for r in data["runs"] for s in r["sources"])
+    for text in (res.stdout, res.stderr, out.read_text(), html.read_text(),
+                 "\n".join(str(p) for p in cache.rglob("*"))):
+        assert secret not in text and "AKIAEXAMPLE" not in text
+
+
 def test_second_run_downloads_nothing_and_decodes_nothing(uploaded, tmp_path):
     args = ["-v", "inspect", f"s3://{BUCKET}/runs", "--cache-dir", str(tmp_path / "cache")]
     first = CliRunner().invoke(main, args)

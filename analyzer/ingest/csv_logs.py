@@ -86,6 +86,24 @@ def sniff(path: Path) -> CsvShape:
     return CsvShape("wide", tuple(cols))
 
 
+def _without_undecodable_lines(data: bytes) -> tuple[bytes, int]:
+    """``data`` without its lines that are not UTF-8 (one damaged byte costs its line, not the file: polars
+    refuses the whole file), and how many were dropped. Whole-file decoding first: the common case is one pass."""
+    try:
+        data.decode("utf-8")
+        return data, 0
+    except UnicodeDecodeError:
+        pass
+    kept, bad = [], 0
+    for line in data.split(b"\n"):
+        try:
+            line.decode("utf-8")
+            kept.append(line)
+        except UnicodeDecodeError:
+            bad += 1
+    return b"\n".join(kept), bad
+
+
 def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
     """Every cell as text (cast per column later); columns by position, the header row sets the width; a
     cut-off last row is dropped and noted."""
@@ -97,6 +115,10 @@ def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
         data = data[: cut + 1] if cut >= 0 else b""
         notes.append(Note("truncated", f"{path.name}: the last line has no line end (an interrupted write); "
                           "it was not used", count=1))
+    data, bad = _without_undecodable_lines(data)
+    if bad:
+        notes.append(Note("dropped", f"{path.name}: {bad} line(s) that are not UTF-8 text (a damaged byte) were not "
+                          "used", count=bad))
     try:
         df = pl.read_csv(io.BytesIO(data), infer_schema=False, truncate_ragged_lines=True)
     except Exception as exc:  # noqa: BLE001 - polars raises several types for malformed CSV

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
+from analyzer.display import file_kind
 from analyzer.errors import InputError
 from analyzer.hparams import SIDE_FILE_NAMES
 from analyzer.ingest import hf_trainer, mlflow, registry, wandb_run
@@ -111,9 +112,9 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
                     files.append(Path(entry.path))
                     real_files.add(os.path.join(real, entry.name))
             else:
-                why = ("a symbolic link to nothing (dangling link)" if entry.is_symlink() else
-                       "not a regular file (a FIFO, socket or device): not read")
-                skipped.append(InputFile(str(Path(entry.path).absolute()), "skipped", why))
+                what = _not_regular(entry.path)
+                skipped.append(InputFile(str(Path(entry.path).absolute()), "skipped",
+                                         what if "dangling" in what else f"{what}: not read"))
         stack.extend(reversed(subdirs))
     for link in linked_files:  # e.g. latest.jsonl -> train_20241203.jsonl
         target = os.path.realpath(link)
@@ -124,6 +125,17 @@ def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
             real_files.add(target)
             files.append(Path(link))
     return files
+
+
+def _not_regular(path: str | Path) -> str:
+    """What an entry that is neither a regular file nor a directory is, in words: a symlink to a device is
+    not "dangling" (opening a FIFO would block; reading /dev/zero would never end)."""
+    link = "a symbolic link to " if os.path.islink(path) else ""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a symbolic link to nothing (dangling link)" if link else "cannot be read"
+    return f"{link}{file_kind(mode) or 'a special file'}, not a regular file"
 
 
 def _run_id(root: Path, target: Path, multi_root: bool) -> str:
@@ -144,6 +156,8 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
         path = Path(given)
         if not path.exists():
             raise InputError(f"{given}: no such file or directory")
+        if not path.is_file() and not path.is_dir():
+            raise InputError(f"{given}: {_not_regular(path)} or directory; name a log file or a directory of logs")
         unique.setdefault(os.path.realpath(path), path)
     multi = len(unique) > 1
     claimed: set[str] = set()  # real paths of files already read under an earlier path (overlapping paths)

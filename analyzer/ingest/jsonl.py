@@ -42,12 +42,30 @@ def _parse_line(raw: bytes) -> object:
     return _REPEATED if isinstance(value, RepeatedKeys) else value
 
 
+def _repeated_key(raw: bytes) -> str:
+    """The first key that one object of a JSON line repeats (for the message naming it)."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        found.extend(k for i, k in enumerate(keys) if k in keys[:i])
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+    return found[0] if found else "?"
+
+
 def sniff(path: Path) -> str:
     """The step key of a JSONL log, or LogFormatError saying why it is not one."""
     with open(path, "rb") as fh:
         head = [fh.readline(1 << 20) for _ in range(_SNIFF_LINES)]
-    objs = [flatten(obj) for obj in map(_parse_line, head) if isinstance(obj, dict)]
+    parsed = [_parse_line(line) for line in head]
+    objs = [flatten(obj) for obj in parsed if isinstance(obj, dict)]
     if not objs:
+        if any(obj is _REPEATED for obj in parsed):
+            twice = _repeated_key(next(line for line, obj in zip(head, parsed) if obj is _REPEATED))
+            raise LogFormatError(f"its first lines are JSON objects that repeat a key ({twice!r} twice in one object: "
+                                 "which value is meant is unknowable, a damaged or hand-merged log); not read")
         raise LogFormatError("no JSON object per line in its first lines: not a JSONL log")
     for obj in objs:
         key = find_key(obj, STEP_KEYS)

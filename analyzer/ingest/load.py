@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 import polars as pl
 
+from analyzer.display import shown
 from analyzer.errors import InputError, LogFormatError
 from analyzer.frame import RawPoints, RestartPolicy, apply_restart_policy, nonfinite_note
 from analyzer.hparams import lr_from_hparams, lr_from_name, read_side_file
@@ -295,13 +296,17 @@ def read_sources(sources: Sequence[RunSource], options: LoadOptions,
 
 def no_runs_error(paths: Sequence[str | Path], files_seen: int, inputs: Sequence[InputFile]) -> InputError:
     """The one-line error when nothing under ``paths`` could be read."""
-    where = ", ".join(str(p) for p in paths)
+    where = ", ".join(shown(p) for p in paths)
     if files_seen == 0:
+        passed = [i for i in inputs if i.status == "skipped"]
+        if passed:  # entries were met, none of them a regular file: say what they were
+            return InputError(f"{where}: no regular files to read: {len(passed)} "
+                              f"{'entry' if len(passed) == 1 else 'entries'} skipped (e.g. {passed[0].path}: "
+                              f"{passed[0].reason})")
         return InputError(f"{where}: no files found (empty directory?); point at a directory of training logs")
     reasons = sorted({i.reason for i in inputs if i.status == "skipped"})[:3]
     return InputError(f"{where}: no readable training logs among {files_seen} file(s) "
-                      f"(e.g. {'; '.join(reasons)}); expected TensorBoard event files, metrics.csv, "
-                      "trainer_state.json, JSONL or an MLflow mlruns/ store")
+                      f"(e.g. {'; '.join(reasons)}); steadytrain reads {registry.formats_in_words()}")
 
 
 def load_runs(paths: Sequence[str | Path], options: LoadOptions | None = None) -> tuple[list[Run], list[InputFile]]:

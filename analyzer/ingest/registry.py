@@ -85,6 +85,7 @@ class Reader:
         file_is_run: loose-file readers: a file is one whole run (False where a file holds several runs, a W&B
             panel export, or a run is several files, TensorBoard's per-tag CSV export): only such runs can be
             copies or parts of another run of their folder.
+        named: the format as --help and the "no readable logs" error name it (short, in the user's words).
     """
 
     name: str
@@ -98,6 +99,7 @@ class Reader:
     run_hparams: Callable[[Path], Mapping[str, Any]] | None = None
     family: str = ""
     file_is_run: bool = True
+    named: str = ""
 
 
 # ---- reading functions of each format (thin adapters onto the format modules) ----
@@ -109,6 +111,14 @@ def _read_tensorboard(path: Path, ctx: ReadContext) -> FileData:
     corrupt = [n for n in got.notes if n.kind == "corrupt"]
     if not len(got.points) and not got.hparams and corrupt:
         raise LogFormatError("no valid TensorBoard record: " + corrupt[0].message)
+    if not len(got.points) and not got.hparams:  # nothing to judge: say why, not "name a tag with --role"
+        if got.skipped_values:
+            raise LogFormatError(f"no scalar values, only {got.skipped_values} non-scalar summary value(s) "
+                                 "(histograms, images, text): this tool reads scalars")
+        if any(n.kind == "truncated" for n in got.notes):
+            raise LogFormatError(f"no complete scalar record in its {path.stat().st_size:,} byte(s): the last record "
+                                 "is cut off (a truncated or unfinished event file)")
+        raise LogFormatError(f"no scalar values in its {path.stat().st_size:,} byte(s) (only file or graph metadata)")
     notes = list(got.notes)
     if got.skipped_values:
         notes.append(Note("non_scalar", f"{path.name}: {got.skipped_values} non-scalar summary value(s) "
@@ -207,43 +217,52 @@ READERS: tuple[Reader, ...] = (
     # layout readers (found by `discover` from the directory layout)
     Reader("tensorboard", "tensorboard", "tensorboard events",
            "files named *tfevents* (one run per directory; add_hparams sub-directories folded in)",
-           _read_tensorboard),
+           _read_tensorboard, named="TensorBoard event files"),
     Reader("hf", "hf_trainer_state", "HF trainer_state.json",
            "trainer_state.json with a log_history list (checkpoint-*/ copies folded into the most complete one)",
-           _read_hf),
+           _read_hf, named="HF Trainer's trainer_state.json"),
     Reader("mlflow", "mlflow", "MLflow metric",
            "an MLflow file store run: a directory with metrics/ and meta.yaml or params/",
-           _read_mlflow, run_hparams=mlflow.read_params),
+           _read_mlflow, run_hparams=mlflow.read_params, named="MLflow file stores (mlruns/)"),
     Reader("wandb", "wandb", "W&B offline run",
-           "a W&B run folder holding run-*.wandb (wandb/offline-run-*/); needs the [wandb] extra", _read_wandb),
+           "a W&B run folder holding run-*.wandb (wandb/offline-run-*/); needs the [wandb] extra", _read_wandb,
+           named="W&B offline runs"),
     # loose-file readers, most specific first
     Reader("tb_export", "csv", "TensorBoard-exported CSV (one tag)",
            "a CSV whose header is Wall time,Step,Value (TensorBoard's download; one file per tag)",
            _read_tb_export, wants=_suffix(".csv"), sniff=_csv_of_kind("tb_export"), claim=_claim_tb_export,
-           family="csv", file_is_run=False),
+           family="csv", file_is_run=False, named="TensorBoard's CSV export"),
     Reader("wandb_panel", "wandb_csv", "W&B panel CSV export",
            "a CSV whose header is Step, then '<run> - <metric>' columns (W&B panel export; one run per name)",
            _read_panel, wants=_suffix(".csv"), sniff=wandb_logs.sniff_panel_csv, claim=_claim_panel_runs,
-           family="csv", file_is_run=False),
+           family="csv", file_is_run=False, named="W&B panel CSV exports"),
     Reader("lightning", "lightning_csv", "CSV (lightning)",
            "metrics.csv with a step or epoch column (Lightning's CSVLogger; hparams.yaml beside it)",
            _read_csv, wants=lambda p: p.name == "metrics.csv", sniff=_csv_of_kind("lightning"),
-           claim=_claim_directory, family="csv"),
+           claim=_claim_directory, family="csv", named="Lightning's metrics.csv"),
     Reader("csv", "csv", "CSV",
            "any other comma-separated file with a header: Keras CSVLogger (epoch first), long (tag,value,step) "
            "or wide (a step column and metric columns)",
-           _read_csv, wants=_suffix(".csv"), sniff=_generic_csv_sniff, family="csv"),
+           _read_csv, wants=_suffix(".csv"), sniff=_generic_csv_sniff, family="csv", named="other CSV (Keras, long, wide)"),
     Reader("jsonl", "jsonl", "JSONL log",
            "one JSON object per line with a step key (step, global_step, iteration, num_updates, ...), "
            "by content; a split/phase/mode field separates train and val records",
-           _read_jsonl, wants=_suffix(*_JSONISH), sniff=jsonl.sniff, family="json"),
+           _read_jsonl, wants=_suffix(*_JSONISH), sniff=jsonl.sniff, family="json",
+           named="JSONL (fairseq, Detectron2, MMEngine, ...)"),
     Reader("text", "text_log", "text log",
            "a job's printed output (stdout, Slurm .out): Megatron-LM/NeMo/GPT-NeoX iteration lines, nanoGPT, "
            "the HF Trainer's printed dicts, fairseq; by content, noise between the lines tolerated",
-           _read_text, wants=_suffix(*_TEXTISH), sniff=textlog.sniff, family="text"),
+           _read_text, wants=_suffix(*_TEXTISH), sniff=textlog.sniff, family="text",
+           named="printed logs (Megatron-LM, NeMo, nanoGPT, HF Trainer, fairseq stdout)"),
 )
 
 BY_NAME: dict[str, Reader] = {r.name: r for r in READERS}
+
+
+def formats_in_words() -> str:
+    """Every format the table reads, in words (for --help and the "no readable logs" error): taken from
+    this table, so a new reader is listed without another edit."""
+    return ", ".join(r.named for r in READERS)
 LOOSE_FILE_READERS: tuple[Reader, ...] = tuple(r for r in READERS if r.sniff is not None)
 
 

@@ -28,12 +28,14 @@ import re
 import shutil
 import tempfile
 import time
+from urllib.parse import unquote
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from analyzer.display import shown, strip_credentials
 from analyzer.errors import ConfigError, InputError
 from analyzer.types import InputFile, Note, Run
 
@@ -60,9 +62,16 @@ def is_remote(path: str | Path) -> bool:
 
 
 def local_path(path: str | Path) -> str | Path:
-    """``file:///x/y`` as the local path ``/x/y``; anything else as given."""
+    """``file:///x/y`` (or ``file://localhost/x/y``) as the local path ``/x/y``; anything else as given. A
+    percent-escape (``%20``) is decoded when the path does not exist as written, as a browser writes it."""
     text = str(path)
-    return text[len("file://"):] if text.lower().startswith("file://") else path
+    if not text.lower().startswith("file://"):
+        return path
+    rest = text[len("file://"):]
+    if rest.lower().startswith("localhost/"):
+        rest = rest[len("localhost"):]
+    decoded = unquote(rest, errors="surrogateescape")
+    return decoded if decoded != rest and not os.path.exists(rest) and os.path.exists(decoded) else rest
 
 
 def parse_storage_options(items: Sequence[str]) -> dict[str, Any]:
@@ -177,34 +186,52 @@ def _version(info: Mapping[str, Any]) -> str:
     return ""
 
 
+def _s3_credentials(url: str, storage_options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``s3://KEY:SECRET@bucket/x`` as ``s3://bucket/x`` with ``key``/``secret`` storage options (s3fs would
+    take ``KEY:SECRET@bucket`` for the bucket's name); other protocols keep their URL: fsspec reads the
+    credentials of http(s), ftp and sftp URLs itself."""
+    m = re.match(r"^(s3a?://)([^@/]*(?::[^@]*)?)@(.*)$", url, re.IGNORECASE | re.DOTALL)
+    if m is None or any(k in storage_options for k in ("key", "secret")):
+        return url, dict(storage_options)
+    user, _, password = m.group(2).partition(":")
+    found = {"key": unquote(user), **({"secret": unquote(password)} if password else {})}
+    return m.group(1) + m.group(3), {**storage_options, **found}
+
+
 def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
+    """The fsspec filesystem for ``url`` and its root path. Every message names the URL through `shown`:
+    credentials in it never reach a message."""
     protocol = _SCHEME.match(url).group(1).lower()  # type: ignore[union-attr]
+    given = shown(url)
+    url, storage_options = _s3_credentials(url, storage_options)
     try:
         import fsspec
     except ImportError:
-        raise InputError(f"{url}: reading from object stores needs fsspec: pip install "
+        raise InputError(f"{given}: reading from object stores needs fsspec: pip install "
                          f"'steadytrain[{_EXTRA.get(protocol, 's3')}]'") from None
     try:
         return fsspec.core.url_to_fs(url, **storage_options)
     except ImportError:
         extra = f"steadytrain[{_EXTRA[protocol]}]" if protocol in _EXTRA else _PACKAGE.get(protocol, "its fsspec package")
-        raise InputError(f"{url}: reading {protocol}:// needs {_PACKAGE.get(protocol, 'an fsspec implementation')}: "
+        raise InputError(f"{given}: reading {protocol}:// needs {_PACKAGE.get(protocol, 'an fsspec implementation')}: "
                          f"pip install '{extra}'") from None
     except ValueError as exc:
         if "protocol" in str(exc).lower():
-            raise InputError(f"{url}: {protocol}:// is not a protocol fsspec knows ({exc})") from None
-        raise InputError(f"{url}: {_short(exc)} (check --storage-option)") from None
+            raise InputError(f"{given}: {protocol}:// is not a protocol fsspec knows ({_short(exc)})") from None
+        raise InputError(f"{given}: {_short(exc)} (check --storage-option)") from None
     except TypeError as exc:
-        raise InputError(f"{url}: a storage option was not accepted: {_short(exc)}") from None
+        raise InputError(f"{given}: a storage option was not accepted: {_short(exc)}") from None
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's text on one line, credentials redacted (a store's error may quote the URL whole)."""
+    text = shown(" ".join(str(exc).split()) or type(exc).__name__)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _list(fs: Any, url: str, root: str) -> list[_Object]:
     """Every object under ``root``; InputError (one line) when there is none or listing fails."""
+    url = shown(url)
     try:
         fs.invalidate_cache(root)  # s3fs/gcsfs keep listings: a long-lived process must see new objects
         found = fs.find(root, detail=True)
@@ -289,7 +316,7 @@ class Mirror:
         objects = _list(fs, url, root)
         inside = str(base.resolve()) + os.sep
         single = len(objects) == 1 and objects[0].name == root
-        where = root.lstrip("/")  # memory:// and local-like stores name paths from "/"
+        where = strip_credentials(root).lstrip("/")  # memory:// and local-like stores name paths from "/"
         if single:  # one object named: its folder holds it (a run of its own, as a local file is)
             local_root = base / where.rsplit("/", 1)[0] if "/" in where else base
         else:
@@ -303,7 +330,7 @@ class Mirror:
             rel = _relative(root, obj.name)
             target = (local_root / rel) if rel is not None else None
             if target is None or not str(target.resolve()).startswith(inside):
-                skipped.append(InputFile(f"{protocol}://{obj.name.lstrip('/')}", "skipped",
+                skipped.append(InputFile(shown(f"{protocol}://{obj.name.lstrip('/')}"), "skipped",
                                          "object key cannot be mirrored as a local path ('.', '..' or empty part)"))
                 continue
             keep.add(str(target))
@@ -322,7 +349,7 @@ class Mirror:
                 stats.failed += 1
                 keep.discard(str(target))
                 _remove(target)  # a stale copy would be read as if it were the object
-                skipped.append(InputFile(f"{protocol}://{obj.name.lstrip('/')}", "skipped",
+                skipped.append(InputFile(shown(f"{protocol}://{obj.name.lstrip('/')}"), "skipped",
                                          f"could not be downloaded from the object store: {error}"))
                 continue
             manifest[obj.name] = entry

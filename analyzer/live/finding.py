@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
+from analyzer.recommend.summary import top_fix
 from analyzer.types import Diagnosis, Finding, Recommendation, Severity, Verdict
 
 if TYPE_CHECKING:
@@ -50,35 +51,9 @@ def _notable(d: Diagnosis) -> Counter[tuple[str, str]]:
     return Counter((f.kind, f.verdict) for f in d.findings if f.severity >= Severity.WARN)
 
 
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.3g}" if math.isfinite(x) else str(x)
-    if isinstance(x, int) and not isinstance(x, bool):
-        return f"{x:,}"
-    return str(x)
-
-
 def fix_text(recs: tuple[Recommendation, ...]) -> str:
-    """The first real fix (the playbook's order) in a few words; a log_metric hint only when alone."""
-    real = [r for r in recs if r.kind != "log_metric"] or list(recs)
-    if not real:
-        return ""
-    r = min(real, key=lambda rec: rec.priority)
-    p = r.params
-    if r.kind == "warmup":
-        lr = p.get("lr")
-        return f"warmup {_fmt(p.get('warmup_steps'))} steps" + (f" at lr {_fmt(lr)}" if lr else "")
-    if r.kind == "clip":
-        if p.get("clipping_insufficient"):
-            return f"clip at {_fmt(p.get('max_norm'))} will not be enough: lower the LR"
-        return f"clip grad norm at {_fmt(p.get('max_norm'))} (p{_fmt(p.get('percentile'))})"
-    if r.kind == "lower_lr":
-        return f"lower the LR {_fmt(p.get('current_lr'))} -> {_fmt(p.get('suggested_lr'))}"
-    if r.kind == "optimizer":
-        return f"try {p.get('try')} instead of {p.get('current')}"
-    if r.kind == "log_metric":
-        return f"log {p.get('metric')}"
-    return r.rationale.split(". ")[0]
+    """The first real fix in a few words, worded as the report's overview words it (analyzer.recommend.summary)."""
+    return top_fix(recs)
 
 
 @dataclass(frozen=True)
@@ -169,10 +144,10 @@ class LiveFinding:
         }
 
     def write_restart_plan(self, path: str | Path) -> Path:
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(self.restart_plan(), indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
-        return out
+        """Written atomically (analyzer.outputs): a crash mid-write never leaves half a plan beside a checkpoint."""
+        from analyzer.outputs import write_atomic
+
+        return write_atomic(path, json.dumps(self.restart_plan(), indent=2, allow_nan=False, default=str) + "\n")
 
     def probe_spec(self) -> ProbeSpec | None:
         """The probe `steadytrain report` would write for this run (None for a stable run)."""

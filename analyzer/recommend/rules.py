@@ -14,7 +14,7 @@ from analyzer.config import AnalysisConfig
 from analyzer.detect.context import RunContext
 from analyzer.hparams import lr_from_hparams
 from analyzer.recommend import snippets
-from analyzer.types import Finding, Recommendation
+from analyzer.types import Finding, Recommendation, Severity
 
 PLAYBOOK_LOWER = "Playbook §4: lowering the learning rate is the last resort, once warmup and clipping are tried."
 
@@ -41,14 +41,35 @@ _MAX_STEPS_KEYS = ("max_steps", "max_train_steps", "total_steps", "trainer.max_s
 
 
 def _max_train_steps(ctx: RunContext) -> int | None:
+    """The run's length in steps: a max-steps hyperparameter, else what the log spans (its last step, or
+    last - first where steps do not count from 0: a log at steps -200..-1 is 200 steps long, not 0)."""
     for key in _MAX_STEPS_KEYS:
         v = ctx.run.hparams.get(key)
         try:
             if v is not None and int(float(v)) > 0:
                 return int(float(v))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             continue
-    return ctx.max_step if ctx.max_step and ctx.max_step > 0 else None
+    rng = ctx.run.step_range()
+    if not rng:
+        return None
+    length = max(rng[1], rng[1] - rng[0])
+    return length if length > 0 else None
+
+
+def departure_step(findings: list[Finding]) -> int | None:
+    """Where a diverged run left its course (None when it did not diverge): the earliest start of its
+    divergence findings, or of an instability that ran on into the divergence without coming back (a
+    regime from step 1,500 that ends in the explosion). Advice for a diverged run comes from the steps
+    before: the diverged steps say nothing about what a healthy run looks like."""
+    unstable = [f for f in findings if f.verdict in ("early_instability", "mid_instability", "divergence")
+                and f.severity >= Severity.WARN]
+    diverged = [f.start_step for f in unstable if f.verdict == "divergence"]
+    if not diverged:
+        return None
+    start = min(diverged)
+    led_into = [f.start_step for f in unstable if f.start_step < start and (f.end_step is None or f.end_step >= start)]
+    return min([start, *led_into])
 
 
 def run_lr(ctx: RunContext) -> float | None:
@@ -62,22 +83,31 @@ def run_lr(ctx: RunContext) -> float | None:
     return float(lr) if lr else None
 
 
-def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendation | None:
+def clip_recommendation(ctx: RunContext, findings: list[Finding], *, before: int | None = None
+                        ) -> Recommendation | None:
+    """The playbook's clip threshold (p90 of the unclipped grad norm); ``before``: from the steps before that
+    step only (a diverged run's departure: p90 of the diverged steps, 4.97e+03, clips nothing that matters).
+    None without enough grad-norm values to choose from."""
     g = ctx.grad_curve
     cfg = ctx.cfg
     if g is None or len(g) < cfg.min_points:
         return None
     if any(f.kind == "grad_norm_looks_clipped" for f in findings):
         return None
-    thr = float(np.percentile(g.raw, cfg.clip_percentile))
-    overall = float(np.mean(g.raw > thr))
+    keep = np.isfinite(g.raw) & ((g.steps < before) if before is not None else True)
+    raw, steps = g.raw[keep], g.steps[keep]
+    if raw.size < cfg.min_points:
+        return None
+    thr = float(np.percentile(raw, cfg.clip_percentile))
+    overall = float(np.mean(raw > thr))
     early_cut = ctx.early_cut
-    early_mask = g.steps <= early_cut
-    early_frac = float(np.mean(g.raw[early_mask] > thr)) if early_mask.any() else 0.0
-    p50, p99 = float(np.percentile(g.raw, 50)), float(np.percentile(g.raw, 99))
-    params: dict[str, Any] = {"max_norm": round(thr, 6), "percentile": cfg.clip_percentile, "n_values": int(len(g)),
+    early_mask = steps <= early_cut
+    early_frac = float(np.mean(raw[early_mask] > thr)) if early_mask.any() else 0.0
+    p50, p99 = float(np.percentile(raw, 50)), float(np.percentile(raw, 99))
+    params: dict[str, Any] = {"max_norm": round(thr, 6), "percentile": cfg.clip_percentile, "n_values": int(raw.size),
                               "p50": p50, "p90": thr, "p99": p99, "fraction_clipped_overall": overall,
-                              "fraction_clipped_early": early_frac, "early_end_step": early_cut}
+                              "fraction_clipped_early": early_frac, "early_end_step": early_cut,
+                              "from_steps_before": before}
     # Would p90 touch the instability? Compare the grad norm at the unstable steps with the threshold.
     unstable_starts = [f.start_step for f in findings
                        if f.verdict in ("early_instability", "mid_instability", "divergence") and f.severity >= 1]
@@ -96,15 +126,24 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding]) -> Recommendat
         if onsets:
             onset = min(onsets)  # the hardest instability to reach decides
             tame_thr = min(thr, onset * 0.999)
-            tame_frac = float(np.mean(g.raw > tame_thr))
+            tame_frac = float(np.mean(raw > tame_thr))
             params["grad_norm_at_onset"] = onset
             params["threshold_reaching_unstable_steps"] = tame_thr
             params["fraction_clipped_at_that_threshold"] = tame_frac
             needed = tame_frac > cfg.max_clipped_fraction
     pct = f"p{cfg.clip_percentile:g}"
-    text = (f"Clip the global gradient norm at {_fmt(thr)} = {pct} of {len(g):,} unclipped "
-            f"grad-norm values (p50 {_fmt(p50)}, p99 {_fmt(p99)}); it would have clipped {overall:.0%} of steps "
-            f"overall and {early_frac:.0%} of the first {early_cut:,} steps. ")
+    if before is not None:
+        after = g.raw[np.isfinite(g.raw) & (g.steps >= before)]
+        top = float(np.max(after)) if after.size else 0.0
+        peak = f"; from there it rose to {_fmt(top)}" if top > p99 else ""
+        text = (f"Clip the global gradient norm at {_fmt(thr)} = {pct} of the {raw.size:,} unclipped grad-norm "
+                f"values logged before the run diverged at step {before:,} (p50 {_fmt(p50)}, p99 {_fmt(p99)}{peak}: "
+                "the diverged steps set no threshold); it would have clipped "
+                f"{overall:.0%} of those steps and {early_frac:.0%} of the first {early_cut:,}. ")
+    else:
+        text = (f"Clip the global gradient norm at {_fmt(thr)} = {pct} of {raw.size:,} unclipped "
+                f"grad-norm values (p50 {_fmt(p50)}, p99 {_fmt(p99)}); it would have clipped {overall:.0%} of steps "
+                f"overall and {early_frac:.0%} of the first {early_cut:,} steps. ")
     if needed:
         params["clipping_insufficient"] = True
         text += (f"But the grad norm during the unstable steps is not an outlier: a threshold that reaches them "
@@ -136,21 +175,22 @@ def warmup_plan(cfg: AnalysisConfig, max_steps: int | None) -> tuple[list[int], 
     return plan, cap
 
 
-def warmup_recommendation(ctx: RunContext, early: Finding) -> Recommendation:
+def warmup_recommendation(ctx: RunContext, early: Finding, *, diverged: bool = False) -> Recommendation:
     """A warmup that is safe to paste first, and the sweep that finds the shortest one at a higher LR.
 
     Playbook §5: sweep warmup_steps over orders of magnitude (capped at 10% of training) at a base LR
     10x the unstable one and keep the SHORTEST that does not blow up. Pasting the 10x LR with a short
     guessed warmup would likely blow up, so the snippet is the first config to run: the CURRENT LR with
     the longest candidate under the cap; the sweep and the 10x target are stated, and the probe spec
-    runs the sweep.
+    runs the sweep. ``diverged``: the run diverged in its early phase (``early`` is that finding): the sweep
+    runs at the LR in force when it diverged, not 10x it.
     """
     cfg = ctx.cfg
     max_steps = _max_train_steps(ctx)
     plan, cap = warmup_plan(cfg, max_steps)
     safe = plan[-1]
-    lr = run_lr(ctx)
-    base_lr = lr * cfg.warmup_lr_factor if lr else None
+    lr = (ctx.lr_at(early.start_step) or run_lr(ctx)) if diverged else run_lr(ctx)
+    base_lr = (lr if diverged else lr * cfg.warmup_lr_factor) if lr else None
     total = (max_steps or 0)
     extend = bool(max_steps) and safe > cfg.warmup_extend_fraction * total
     params: dict[str, Any] = {
@@ -160,13 +200,24 @@ def warmup_recommendation(ctx: RunContext, early: Finding) -> Recommendation:
     }
     cap_words = (f" (the largest <= {cfg.warmup_max_fraction:.0%} of {max_steps:,} max_train_steps)"
                  if max_steps else "")
-    text = (f"Add a linear LR warmup. Safe first run: warmup_steps={safe:,} at the current LR"
-            + (f" {_fmt(lr)}" if lr else "") + f"{cap_words}, then post_warmup_steps="
-            f"{params['post_warmup_steps']:,} at that LR before your decay. Then find the SHORTEST warmup that "
-            f"is stable at a higher LR: sweep warmup_steps over {plan}"
-            + (f" at base LR {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable {_fmt(lr)})"
-               if base_lr and lr else "")
-            + " and keep the shortest that does not blow up; `steadytrain probe` runs that sweep. ")
+    if diverged:
+        first = ctx.run.step_range()
+        when = ("from its first logged step" if first and early.start_step <= first[0]
+                else f"at step {early.start_step:,} (within its first {ctx.early_cut:,} steps)")
+        text = (f"Add a linear LR warmup: the run went unstable {when} and diverged; early in training warmup is "
+                "the playbook's first fix. Safe first run: "
+                f"warmup_steps={safe:,} at " + (f"the LR {_fmt(lr)}" if lr else "your current LR") + f"{cap_words}, then "
+                f"post_warmup_steps={params['post_warmup_steps']:,} at that LR before your decay. Then sweep "
+                f"warmup_steps over {plan} at that LR and keep the shortest that does not diverge; "
+                "`steadytrain probe` runs that sweep. ")
+    else:
+        text = (f"Add a linear LR warmup. Safe first run: warmup_steps={safe:,} at the current LR"
+                + (f" {_fmt(lr)}" if lr else "") + f"{cap_words}, then post_warmup_steps="
+                f"{params['post_warmup_steps']:,} at that LR before your decay. Then find the SHORTEST warmup that "
+                f"is stable at a higher LR: sweep warmup_steps over {plan}"
+                + (f" at base LR {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable {_fmt(lr)})"
+                   if base_lr and lr else "")
+                + " and keep the shortest that does not blow up; `steadytrain probe` runs that sweep. ")
     if extend:
         text += (f"This warmup is > {cfg.warmup_extend_fraction:.0%} of training: prepend it and train "
                  f"{total:,} + {safe:,} = {total + safe:,} steps. ")
@@ -182,15 +233,37 @@ def _optimizer_name(ctx: RunContext) -> str | None:
     return None
 
 
+def lower_lr_recommendation(ctx: RunContext, at_step: int, why: str) -> Recommendation:
+    """Lower the LR in force at ``at_step`` (where the instability began or the run diverged): a schedule's
+    peak or the hparams' LR may not be what the run had there."""
+    factor = ctx.cfg.lower_lr_factor
+    lr = ctx.lr_at(at_step) or run_lr(ctx)
+    new_lr = lr * factor if lr else None
+    params = {"current_lr": lr, "suggested_lr": new_lr, "factor": factor, "at_step": at_step}
+    if lr and new_lr:
+        text = (f"Lower the LR from {_fmt(lr)}, in force at step {at_step:,}, to {_fmt(new_lr)} ({factor:g}x): {why}. "
+                + PLAYBOOK_LOWER)
+        return Recommendation("lower_lr", params, text, snippets.lower_lr_snippets(new_lr), priority=90)
+    text = (f"Lower the LR to {factor:g}x what it was at step {at_step:,} (no LR is logged or in the hyperparameters "
+            f"to name it): {why}. " + PLAYBOOK_LOWER)
+    return Recommendation("lower_lr", params, text, {}, priority=90)
+
+
 def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
+    """The recommendations for a judged run, real fixes first (warmup, clip, optimizer, architecture, lower
+    LR); advice to log a missing metric comes after them, never instead of them for an unstable run."""
     recs: list[Recommendation] = []
     kinds = {f.kind for f in findings}
     unstable = [f for f in findings if f.verdict in ("early_instability", "mid_instability", "divergence")
                 and f.severity.value >= 1]
+    departure = departure_step(findings)
     early = next((f for f in findings if f.kind == "early_instability"), None)
-    if early is not None:
+    if departure is not None and departure <= ctx.early_cut:  # diverged in the early phase: warmup, at that LR
+        recs.append(warmup_recommendation(ctx, next(f for f in unstable if f.start_step == departure), diverged=True))
+    elif early is not None:
         recs.append(warmup_recommendation(ctx, early))
-    clip = clip_recommendation(ctx, findings) if unstable or "grad_norm_outliers" in kinds else None
+    clip = (clip_recommendation(ctx, findings, before=departure) if unstable or "grad_norm_outliers" in kinds
+            else None)
     if clip is not None:
         recs.append(clip)
     if unstable:
@@ -211,23 +284,23 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
                 "and normalization, with the norm as the last operation before the residual add, x + Norm(f(x)) "
                 "(Pre-LN), not Norm(x + f(x)); try zero-initialising residual branches (ReZero).",
                 {"pytorch": "x = x + self.norm(self.f(x))  # and nn.init.zeros_(self.f[-1].weight)"}, priority=40))
-        lr = run_lr(ctx)
-        last_resort = (clip is not None and clip.params.get("clipping_insufficient")) or (
-            clip is None and "divergence" in {f.verdict for f in unstable} and ctx.grad is None)
-        if last_resort and lr:
-            new_lr = lr * ctx.cfg.lower_lr_factor
-            why = (f"clipping would need > {ctx.cfg.max_clipped_fraction:.0%} of updates clipped to tame this instability"
-                   if clip is not None else "there is no grad-norm log to choose a clip threshold from")
-            recs.append(Recommendation(
-                "lower_lr", {"current_lr": lr, "suggested_lr": new_lr, "factor": ctx.cfg.lower_lr_factor},
-                f"Lower the LR from {_fmt(lr)} to {_fmt(new_lr)}: {why}. " + PLAYBOOK_LOWER,
-                snippets.lower_lr_snippets(new_lr), priority=90))
+        if departure is not None:
+            recs.append(lower_lr_recommendation(
+                ctx, departure, "the run diverged there" + ("" if clip is not None else
+                                                            ", with no grad-norm history before it to clip at")))
+        elif clip is not None and clip.params.get("clipping_insufficient"):
+            recs.append(lower_lr_recommendation(
+                ctx, min(f.start_step for f in unstable),
+                f"clipping would need > {ctx.cfg.max_clipped_fraction:.0%} of updates clipped to tame this instability"))
+        elif not recs:
+            recs.append(lower_lr_recommendation(
+                ctx, min(f.start_step for f in unstable), "there is no grad-norm log to choose a clip threshold from"))
     if ctx.grad is None and ctx.loss is not None:
         recs.append(Recommendation(
             "log_metric", {"metric": "grad_norm"},
             "Log the UNCLIPPED global gradient norm every step: outliers cause spurious mid-training instability, "
             "and its distribution sets the clip threshold (playbook §3.5). torch.nn.utils.clip_grad_norm_ returns it.",
-            snippets.log_grad_norm_snippets(), priority=60))
+            snippets.log_grad_norm_snippets(), priority=95))
     if ctx.curve is not None and len(ctx.curve) > 2 and ctx.signal == "train_loss":
         n_early = int(np.searchsorted(ctx.curve.steps, ctx.early_cut, side="right"))
         gaps = np.diff(ctx.curve.steps[: max(n_early, 3)])
@@ -237,5 +310,5 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
                 "log_metric", {"metric": "train_loss", "current_interval_steps": gap, "suggested_interval_steps": 1},
                 f"The train loss is logged every ~{gap} steps early on: early instability that recovers within tens "
                 "of steps is invisible at that rate (playbook §2, Figure 5). Log every step for the first ~500 steps, "
-                "or run the lr2x probe, which does.", {}, priority=70))
+                "or run the lr2x probe, which does.", {}, priority=96))
     return sorted(recs, key=lambda r: r.priority)
