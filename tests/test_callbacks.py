@@ -78,11 +78,11 @@ def test_tensors_and_floats_give_the_same_history():
 
 
 def test_device_tensors_are_stacked_in_one_batch_in_step_order():
-    from analyzer.live.monitor import _Transfer
+    from analyzer.live.transfer import Transfer
 
     values = [torch.tensor(1.5), torch.tensor([2.5]), 3.5, torch.tensor(4.5, dtype=torch.float64),
               torch.tensor(5.5, dtype=torch.bfloat16)]
-    got = _Transfer({"loss": np.arange(5)}, {"loss": values}).result()["loss"]
+    got = Transfer({"loss": np.arange(5)}, {"loss": values}).result()["loss"]
     assert got[0].tolist() == [0, 1, 2, 3, 4] and got[1].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5]
 
 
