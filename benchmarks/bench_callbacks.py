@@ -1,10 +1,11 @@
 """Overhead of judging inside the training loop (analyzer.live) vs the bare loop, on the probe workloads.
 
-    python benchmarks/bench_callbacks.py [--steps 3000] [--repeats 3] [--only tiny,early] [--lightning]
+    python benchmarks/bench_callbacks.py [--steps 3000] [--repeats 3] [--only tiny,early] [--lightning] [--detach]
 
 Bare loop: batch -> forward -> loss -> zero_grad -> backward -> step (as bench_probe_overhead.py).
 Monitored: the same loop plus ``Monitor.update(step, loss=<the loss tensor>, lr=<float>)`` every step
-(default every_n_steps=50, max_overhead=0.01), and "+ grad norm": also the unclipped global grad
+(the Monitor's defaults: every_n_steps=50, max_overhead=0.005; the loss as it is, as the README shows;
+``--detach``: ``loss.detach()`` by the caller, inside the timed call), and "+ grad norm": also the unclipped global grad
 norm as a tensor (`global_norm`, as the Lightning callback measures it: a flat norm on CPU). The overhead is
 the time inside those calls (judgements included) over the loop's time, timed around each call; the A/B
 comparison of whole loops (alternating repeats, best of each, wall and thread CPU time) is printed beside it.
@@ -42,7 +43,7 @@ WORKLOADS = (
 )
 
 
-def loop(spec: ProbeSpec, mode: str) -> dict[str, Any]:
+def loop(spec: ProbeSpec, mode: str, detach: bool = False) -> dict[str, Any]:
     """One timed loop; mode: bare, monitor, monitor+norm. Returns steps/s by wall time and by this thread's
     CPU time (torch on one thread: all the loop's work is here), and the time spent inside the monitor's
     calls and the grad-norm measurement, timed around each call: on a shared, loaded machine the A/B
@@ -70,7 +71,7 @@ def loop(spec: ProbeSpec, mode: str) -> dict[str, Any]:
         opt.step()
         if mon is not None:
             t = clock()
-            mon.update(step, loss=loss.detach(), grad_norm=norm, lr=spec.lr)
+            mon.update(step, loss=loss.detach() if detach else loss, grad_norm=norm, lr=spec.lr)
             calls.append(clock() - t)
     own = sum(calls)
     seconds, cpu = clock() - t0, time.thread_time() - c0
@@ -113,6 +114,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", help="comma-separated subset of: tiny, divergent, early, wrn, residual")
     ap.add_argument("--lightning", action="store_true", help="also Lightning with/without the callback")
+    ap.add_argument("--detach", action="store_true", help="the caller passes loss.detach() (timed with the call)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -129,7 +131,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {"bare": [], "monitor": [], "monitor+norm": []}
         for _ in range(args.repeats):
             for mode in runs:
-                runs[mode].append(loop(spec, mode))
+                runs[mode].append(loop(spec, mode, args.detach))
         best = {m: max(r["rate"] for r in rs) for m, rs in runs.items()}
         best_cpu = {m: max(r["cpu_rate"] for r in rs) for m, rs in runs.items()}
         mon = min(runs["monitor"], key=lambda r: r["own"] / r["seconds"])

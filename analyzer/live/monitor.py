@@ -59,6 +59,7 @@ FORMAT_OF: Mapping[str, Format] = {"pytorch": "jsonl", "lightning": "lightning_c
 #: The engine's cost floor for one judgement (a short history), before the first one is measured.
 _FIRST_COST = 0.005
 _FIELDS = ("loss", "grad_norm", "lr", "eval_loss")  # update's keyword metrics, in its row order
+_FLOAT, _NONE = {float}, {type(None)}
 
 Saver = Callable[[HandOver], "Path | None"]
 
@@ -152,6 +153,7 @@ class Monitor:
         _warm_up()
         self._checkpointed: set[str] = set()
         self._t0: float | None = None
+        self._first_step = 0
         self._spent = 0.0
         self._last_cost = 0.0
         self._judgements = 0
@@ -185,6 +187,7 @@ class Monitor:
         """A flush, a judgement or a decision is due at this step (or the first step)."""
         if self._t0 is None:
             self._t0 = time.perf_counter()
+            self._first_step = step
             self._next_flush = step + self.every_n_steps - 1
         change = None
         flushed = step >= self._next_flush
@@ -211,9 +214,15 @@ class Monitor:
             return None  # a copy is still on its way: judge at a later step, never wait for the device
         if self.max_overhead is not None:
             assert self._t0 is not None
-            if self._spent + self._expected_cost() > self.max_overhead * (time.perf_counter() - self._t0):
+            elapsed = time.perf_counter() - self._t0
+            wait = (self._spent + self._expected_cost()) / self.max_overhead - elapsed  # seconds until it fits
+            if wait > 0:
                 self._deferred += 1
-                self._next_check = step + max(1, self.every_n_steps // 5)  # not a clock read every step
+                # Look again when it should fit, at the loop's pace so far (in steps): not a clock read every
+                # few steps. A loop that speeds up is looked at early (and waits again), one that slows down late.
+                per_step = elapsed / max(step - self._first_step, 1)
+                steps = int(wait / per_step) if per_step > 0 else self.every_n_steps
+                self._next_check = step + min(max(1, steps), 20 * self.every_n_steps)
                 return None
         return self._timed_judge()
 
@@ -254,33 +263,39 @@ class Monitor:
         """The rows since the last flush, by metric, into the host history or a transfer (in order)."""
         rows, self._rows = self._rows, []
         extra, self._extra = self._extra, []
-        lists: dict[str, tuple[Any, Any]] = {}
+        lists: dict[str, tuple[Any, Any, bool]] = {}  # name -> (steps, values, all Python floats)
         stacked: dict[str, tuple[np.ndarray, Any]] = {}
         keep: dict[str, Any] = {}
         if rows:
             cols = tuple(zip(*rows))  # one transpose in C, then a column at a time
             steps = cols[0]
             for name, vals in zip(_FIELDS, cols[1:]):
+                kinds = set(map(type, vals))  # in C; `None in vals` would call a tensor's __eq__ per value
                 if name == "loss" and self._mean_loss:
                     assert self._collective is not None
                     means, counts = mean_over_ranks(self._collective, vals)  # every rank, the same rows
                     stacked[name] = (np.asarray(steps, np.int64), means)
                     keep[name] = counts
-                elif not any(v is None for v in vals):  # identity tests: `None in vals` compares tensors
-                    lists[name] = (steps, vals)
-                elif any(v is not None for v in vals):
+                elif kinds == _FLOAT:
+                    lists[name] = (steps, vals, True)
+                elif kinds == _NONE:
+                    continue
+                elif type(None) not in kinds:
+                    lists[name] = (steps, vals, False)
+                else:
                     idx = [i for i, v in enumerate(vals) if v is not None]
-                    lists[name] = ([steps[i] for i in idx], [vals[i] for i in idx])
+                    lists[name] = ([steps[i] for i in idx], [vals[i] for i in idx], kinds == {float, type(None)})
         named: dict[str, tuple[list[int], list[Any]]] = {}
         for step, metrics in extra:
             for name, value in metrics.items():
                 col = named.setdefault(name, ([], []))
                 col[0].append(step)
                 col[1].append(value)
-        lists.update(named)
+        for name, (s_, v_) in named.items():
+            lists[name] = (s_, v_, set(map(type, v_)) == _FLOAT)
         tensors: dict[str, tuple[Any, Any]] = {}
-        for name, (steps_, values) in lists.items():
-            if self._transfers or not all(type(v) is float for v in values):
+        for name, (steps_, values, floats) in lists.items():
+            if self._transfers or not floats:
                 tensors[name] = (steps_, list(values))  # behind a copy in flight, floats wait in line too (order)
             else:
                 self._columns.setdefault(name, Column()).add(steps_, values)
