@@ -106,7 +106,10 @@ def test_a_due_judgement_waits_while_judging_would_exceed_the_overhead_budget(mo
         now[0] += 0.001
         mon.update(s, loss=1.0 / (s + 1))
     stats = mon.stats
-    assert stats["deferred"] > 50 and 1 <= stats["judgements"] <= 3
+    assert 1 <= stats["judgements"] <= 3
+    # A deferred judgement is looked at again when the budget should allow it, at the loop's pace: a handful
+    # of clock reads, not one every few steps (~200 here before).
+    assert 1 <= stats["deferred"] <= 10
     assert stats["seconds_judging"] <= 0.01 * stats["wall_seconds"] + stats["last_judgement_seconds"]
 
 
