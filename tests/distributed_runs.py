@@ -5,9 +5,10 @@
 
 Both ranks train one seeded MLP with DistributedDataParallel (gradients all-reduced every step), each on
 its own shard of a teacher's batches. From step ``BAD_FROM`` rank 1's shard goes bad (its labels are
-those of another teacher: a corrupted shard), so rank 1's loss jumps and rank 0's barely moves. Each rank
-writes OUT/rank<r>.json: the step it stopped at, the checkpoints it saved, what it judged, which
-files of ours it wrote; log lines carry the rank that printed them.
+those of another teacher: a corrupted shard) and a guard zeroes those batches' gradients (as a loss-spike
+guard that skips a batch does), so rank 1's loss jumps and rank 0's does not move: only rank 1 can see
+it. Each rank writes OUT/rank<r>.json: the step it stopped at, the checkpoints it saved, what it judged,
+which files of ours it wrote; log lines carry the rank that printed them.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _batches(rank: int, steps: int) -> list[tuple[Any, Any]]:
 
     from tests.unstable_training import teacher_batches
 
-    good = teacher_batches(seed=0)
-    bad = teacher_batches(seed=7)
+    good = teacher_batches(seed=0, batch_size=128)
+    bad = teacher_batches(seed=7, batch_size=128)
     out = []
     for step in range(steps):
         x, y = good(2 * step + rank)  # each rank its own shard of the batches
@@ -67,8 +68,20 @@ def _batches(rank: int, steps: int) -> list[tuple[Any, Any]]:
     return out
 
 
-def _report(out: Path, rank: int, **fields: Any) -> None:
-    (out / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "wrote": WROTE, **fields}))
+def _guard(loss: Any, rank: int, step: int) -> Any:
+    """Rank 1's bad batches: their gradient zeroed (the loss value is left as it is, and is what is judged)."""
+    if rank == 1 and step >= BAD_FROM:
+        loss.register_hook(lambda grad: grad * 0.0)
+    return loss
+
+
+def _report(out: Path, rank: int, mon: Any, stopped_at: int, saves: list[str]) -> None:
+    loss = mon.history().role_series("train_loss")
+    (out / f"rank{rank}.json").write_text(json.dumps({
+        "rank": rank, "wrote": WROTE, "stopped_at": stopped_at, "saves": saves,
+        "checkpoints": [p.name for p in mon.checkpoints], "findings": [[f.verdict, f.step] for f in mon.findings],
+        "verdict": mon.diagnosis.verdict if mon.diagnosis else None, "history_steps": loss.steps.tolist(),
+        "history_loss": loss.values.tolist()}))
 
 
 def plain(rank: int, world: int, out: Path, port: int, mode: str) -> None:
@@ -100,7 +113,7 @@ def plain(rank: int, world: int, out: Path, port: int, mode: str) -> None:
                   logger=logging.getLogger("steadytrain.plain"))
     step = 0
     for step, (x, y) in enumerate(_batches(rank, STEPS)):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = _guard(torch.nn.functional.cross_entropy(model(x), y), rank, step)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -108,8 +121,7 @@ def plain(rank: int, world: int, out: Path, port: int, mode: str) -> None:
         if mon.should_stop:
             break
     mon.finish()
-    _report(out, rank, stopped_at=step, saves=saves, checkpoints=[p.name for p in mon.checkpoints],
-            findings=[(f.verdict, f.step) for f in mon.findings], verdict=mon.diagnosis.verdict if mon.diagnosis else None)
+    _report(out, rank, mon, step, saves)
     dist.destroy_process_group()
 
 
@@ -133,7 +145,7 @@ def lightning(out: Path) -> None:
 
         def training_step(self, batch: Any, idx: int) -> Any:
             x, y = batch
-            return torch.nn.functional.cross_entropy(self.net(x), y)
+            return _guard(torch.nn.functional.cross_entropy(self.net(x), y), self.global_rank, self.global_step)
 
         def configure_optimizers(self) -> Any:
             return torch.optim.Adam(self.parameters(), lr=LR)
@@ -152,10 +164,7 @@ def lightning(out: Path) -> None:
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       use_distributed_sampler=False, callbacks=[cb], default_root_dir=out)
     trainer.fit(Module(), loader)
-    mon = cb.monitor
-    _report(out, trainer.global_rank, stopped_at=trainer.global_step, saves=saves,
-            checkpoints=[p.name for p in mon.checkpoints], findings=[(f.verdict, f.step) for f in mon.findings],
-            verdict=mon.diagnosis.verdict if mon.diagnosis else None)
+    _report(out, trainer.global_rank, cb.monitor, trainer.global_step - 1, saves)  # the last step taken, from 0
 
 
 def main() -> None:
