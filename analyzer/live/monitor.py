@@ -41,9 +41,9 @@ import numpy as np
 from analyzer.config import AnalysisConfig
 from analyzer.frame import RawPoints
 from analyzer.live import state as live_state
-from analyzer.live.collective import (CHECKPOINT, NEWS, STOP, Collective, TorchCollective, gather_codes,
-                                      mean_over_ranks, source_rank)
-from analyzer.live.finding import FailOn, HandOver, LiveFinding, at_or_above, compare
+from analyzer.live.collective import Collective, TorchCollective, mean_over_ranks
+from analyzer.live.decisions import Decisions, Saver
+from analyzer.live.finding import FailOn, LiveFinding, at_or_above, compare
 from analyzer.live.history import build_run
 from analyzer.live.transfer import Column, Transfer, held
 from analyzer.pipeline import diagnose_run
@@ -61,10 +61,8 @@ _FIRST_COST = 0.005
 _FIELDS = ("loss", "grad_norm", "lr", "eval_loss")  # update's keyword metrics, in its row order
 _FLOAT, _NONE = {float}, {type(None)}
 
-Saver = Callable[[HandOver], "Path | None"]
 
-
-class Monitor:
+class Monitor(Decisions):
     """Judge a training run from inside its loop, every ``every_n_steps`` steps.
 
     Parameters
@@ -350,85 +348,6 @@ class Monitor:
         if change is not None:
             self._found(change)
         return change
-
-    # -- acting on a finding: here, or together with the other ranks ---------------------------------------
-    @property
-    def rank(self) -> int:
-        """This process's rank among those deciding together (0 without a process group)."""
-        return self._collective.rank if self._collective is not None else 0
-
-    @property
-    def is_writer(self) -> bool:
-        """Whether this process writes the files and the log lines (rank 0)."""
-        return self.rank == 0
-
-    def _wants(self, finding: LiveFinding) -> tuple[bool, bool]:
-        """(stop, checkpoint) that ``finding`` asks for."""
-        ckpt = (self.saver is not None and at_or_above(finding.verdict, self.checkpoint_on)
-                and finding.verdict not in self._checkpointed)
-        return at_or_above(finding.verdict, self.stop_on), ckpt
-
-    def _found(self, finding: LiveFinding) -> None:
-        self.findings.append(finding)
-        if self._collective is None:
-            (self.log.warning if finding.unstable else self.log.info)("steadytrain: %s", finding.line())
-            stop, ckpt = self._wants(finding)
-            self._act(finding.hand_over() if ckpt else None, stop=stop, checkpoint=ckpt)
-        else:
-            self._news.append(finding)  # acted on when the ranks next decide, at the same step on all of them
-        if self.on_finding is not None:
-            self.on_finding(finding)
-
-    def _decide_together(self) -> None:
-        """The ranks' decision at this step: one all-reduce of each rank's code; when a rank has news, its
-        hand-over broadcast; then the same actions on every rank (see `analyzer.live.collective`)."""
-        coll = self._collective
-        assert coll is not None
-        news, self._news = self._news, []
-        wants = [(finding, *self._wants(finding)) for finding in news]
-        code = (NEWS if news else 0) | (STOP if any(w[1] for w in wants) else 0) \
-            | (CHECKPOINT if any(w[2] for w in wants) else 0)
-        # The finding this rank would hand over: the latest that asks for a checkpoint, else for a stop, else the latest.
-        chosen = next((f for f, _, ckpt in reversed(wants) if ckpt), None) \
-            or next((f for f, stop, _ in reversed(wants) if stop), None) or (news[-1] if news else None)
-        codes = gather_codes(coll, code)
-        src = source_rank(codes)
-        if src is None:
-            return
-        checkpoint = any(c & CHECKPOINT for c in codes)
-        mine = chosen.hand_over(rank=coll.rank, probe_spec=checkpoint) if coll.rank == src and chosen else None
-        hand: HandOver = coll.broadcast(mine, src)
-        if self.is_writer:
-            also = [r for r, c in enumerate(codes) if c and r != src]
-            unstable = hand.verdict in ("early_instability", "mid_instability", "divergence")
-            (self.log.warning if unstable else self.log.info)(
-                "steadytrain: [rank %d] %s%s", hand.rank, hand.line,
-                f" (rank(s) {', '.join(map(str, also))} found changes too)" if also else "")
-        self._act(hand, stop=any(c & STOP for c in codes), checkpoint=checkpoint)
-
-    def _act(self, hand: HandOver | None, *, stop: bool, checkpoint: bool) -> None:
-        if checkpoint and hand is not None and self.saver is not None:
-            self._checkpointed.add(hand.verdict)
-            path = self.saver(hand)
-            if path is not None:
-                self.checkpoints.append(path)
-        if stop:
-            self.should_stop = True
-            if self.is_writer:
-                self.log.warning("steadytrain: stopping the run (stop_on=%s)%s", self.stop_on,
-                                 f": {hand.verdict}" if hand is not None else "")
-
-    def _save_to_dir(self, hand: HandOver) -> Path | None:
-        assert self._save_fn is not None
-        path = self.checkpoint_dir / f"{hand.stem}.ckpt"
-        if self.is_writer:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self._save_fn(path)  # every rank (a collective save); the user's function decides who writes
-        if self.is_writer:
-            hand.write(self.checkpoint_dir / f"{hand.stem}.restart.json", self.checkpoint_dir / f"{hand.stem}.probe.yaml")
-            self.log.warning("steadytrain: saved %s (restart from a checkpoint at or before step %s, skipping the "
-                             "batches after it; plan beside it)", path, hand.last_good_step)
-        return path
 
     # -- across restarts ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
