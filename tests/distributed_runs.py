@@ -2,6 +2,7 @@
 
     python tests/distributed_runs.py plain OUT [own|mean]    # a hand-written DDP loop with Monitor(process_group=...)
     python tests/distributed_runs.py lightning OUT           # Lightning, strategy="ddp", devices=2
+    python tests/distributed_runs.py hf OUT                  # the HF Trainer under torch.distributed.run
 
 Both ranks train one seeded MLP with DistributedDataParallel (gradients all-reduced every step), each on
 its own shard of a teacher's batches. From step ``BAD_FROM`` rank 1's shard goes bad (its labels are
@@ -167,21 +168,62 @@ def lightning(out: Path) -> None:
     _report(out, trainer.global_rank, cb.monitor, trainer.global_step - 1, saves)  # the last step taken, from 0
 
 
+def hf(out: Path) -> None:
+    """The HF Trainer under torch.distributed.run (gloo on CPU): the Trainer logs the loss averaged over the
+    ranks, so both judge the same values; its LR jumps 30x at step 150."""
+    import torch
+    import transformers
+
+    from analyzer.live.callbacks import HFTrainerCallback
+
+    rank = int(os.environ.get("RANK", 0))
+    torch.set_num_threads(1)
+    _spy_on_writes(rank)
+    _log_with_rank("transformers.steadytrain", rank)
+    config = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=32, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config)
+    gen = torch.Generator().manual_seed(0)
+    starts = torch.randint(0, 32, (4800,), generator=gen)
+    data = [{"input_ids": (s + 3 * torch.arange(16)) % 32, "labels": (s + 3 * torch.arange(16)) % 32} for s in starts]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 if s < 150 else 30.0)
+    args = transformers.TrainingArguments(
+        output_dir=str(out / "hf"), max_steps=300, per_device_train_batch_size=8, logging_steps=5,
+        save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0, max_grad_norm=1e9,
+        dataloader_num_workers=0)
+    cb = HFTrainerCallback(every_n_steps=EVERY, max_overhead=None, stop_on="mid", checkpoint_on="mid")
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, optimizers=(opt, sched), callbacks=[cb])
+    trainer.train()
+    _report(out, rank, cb.monitor, trainer.state.global_step, [str(p.name) for p in cb.monitor.checkpoints])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main() -> None:
     kind, out = sys.argv[1], Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     if kind == "plain":
-        import socket
-
         import torch.multiprocessing as mp
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = _free_port()
         mode = sys.argv[3] if len(sys.argv) > 3 else "own"
         mp.start_processes(plain, args=(2, out, port, mode), nprocs=2, start_method="spawn")
     elif kind == "lightning":
         lightning(out)
+    elif kind == "hf" and "RANK" not in os.environ:  # start the two ranks as a user would: torchrun
+        import subprocess
+
+        raise SystemExit(subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                          "--master_port", str(_free_port()), __file__, "hf", str(out)]))
+    elif kind == "hf":
+        hf(out)
     else:
         raise SystemExit(f"unknown kind {kind!r}: plain or lightning")
 

@@ -98,3 +98,19 @@ def test_lightning_ddp_where_only_rank_1_sees_it_stops_and_checkpoints_on_both_r
 
     columns, verdict, _, _ = decode(ckpt["callbacks"]["LightningCallback"])  # the history travels with it
     assert columns["loss"][0].tolist() == list(range(r0["stopped_at"] + 1))
+
+
+def test_hf_trainer_under_torchrun_stops_and_saves_once_on_both_ranks(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    reports, lines = _run(tmp_path, "hf")
+    r0, r1 = reports[0], reports[1]
+    # The Trainer logs the loss averaged over the ranks: both judge the same values, and decide together.
+    assert r0["history_loss"] == r1["history_loss"] and r0["verdict"] == r1["verdict"] in FLAGGED
+    assert r0["stopped_at"] == r1["stopped_at"] and 150 < r0["stopped_at"] <= 150 + 2 * EVERY
+    folder = f"checkpoint-{r0['stopped_at']}"
+    assert r0["saves"] == r1["saves"] == [folder]  # the Trainer's own save flow, on every rank
+    assert sorted(r0["wrote"]) == ["steadytrain_probe.yaml", "steadytrain_restart.json"] and r1["wrote"] == []
+    assert json.loads((tmp_path / "out" / "hf" / folder / "steadytrain_restart.json").read_text())["framework"] == \
+        "hf_trainer"
+    assert lines and all(ln.startswith("rank0 ") for ln in lines), lines
