@@ -134,13 +134,17 @@ def mean_over_ranks(collective: Collective, values: Sequence[Any]) -> tuple[Any,
 
     n = len(values)
     device = collective.device
+
+    def to_device(host: Any) -> Any:  # a pinned, asynchronous copy on CUDA: no wait for the queued work
+        return host.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else host.to(device)
+
     if all(type(v) is float for v in values):
-        data = torch.tensor([*values, *([1.0] * n)], dtype=torch.float64, device=device)
+        data = to_device(torch.tensor([*values, *([1.0] * n)], dtype=torch.float64))
     else:
-        parts = [torch.as_tensor(0.0 if v is None else v, dtype=torch.float64).reshape(()).to(device)
-                 if not hasattr(v, "detach") else v.detach().reshape(()).to(device, torch.float64) for v in values]
-        data = torch.cat([torch.stack(parts), torch.tensor([0.0 if v is None else 1.0 for v in values],
-                                                           dtype=torch.float64, device=device)])
+        counts = to_device(torch.tensor([0.0 if v is None else 1.0 for v in values], dtype=torch.float64))
+        parts = [v.detach().reshape(()).to(device, torch.float64) if hasattr(v, "detach")
+                 else to_device(torch.tensor(0.0 if v is None else float(v), dtype=torch.float64)) for v in values]
+        data = torch.cat([torch.stack(parts), counts])
     summed = collective.sum_tensor(data)
     sums, counts = summed[:n], summed[n:]
     return sums / counts.clamp(min=1.0), counts
