@@ -95,6 +95,7 @@ class LightningHooks(_Options):
         self._loss_sum: Any = None
         self._seen_step = -1
         self._restored: Mapping[str, Any] | None = None  # a checkpoint's state, until the Monitor is made
+        self._measure: bool | None = None  # whether to measure the grad norm (decided at the first step)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         hp: dict[str, Any] = {}
@@ -142,17 +143,22 @@ class LightningHooks(_Options):
             self._restored = state_dict
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self.st_grad_norm is False:
+        if self._measure is None:  # decided once: not a walk over the parameters every step to decide it
+            first = next((p for group in optimizer.param_groups for p in group["params"]), None)
+            self._measure = self.st_grad_norm if self.st_grad_norm is not None else bool(
+                first is not None and first.is_cuda)
+        if not self._measure:
             return
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads and (self.st_grad_norm or grads[0].is_cuda):
+        if grads:
             # Unclipped (Lightning clips after this hook) and unscaled (AMP unscales before it); on the device.
             self._norm = global_norm(grads)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if loss is not None and hasattr(loss, "detach"):
-            loss = loss.detach()
+            if loss.requires_grad:  # Lightning hands over a detached copy already: no second detach per step
+                loss = loss.detach()
             self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
         step = int(trainer.global_step) - 1  # optimizer steps taken, counted from 0
         if step <= self._seen_step or self.monitor is None:

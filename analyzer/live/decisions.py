@@ -57,7 +57,7 @@ class Decisions:
         if self._collective is None:
             (self.log.warning if finding.unstable else self.log.info)("steadytrain: %s", finding.line())
             stop, ckpt = self._wants(finding)
-            self._act(finding.hand_over() if ckpt else None, stop=stop, checkpoint=ckpt)
+            self._act(self._hand_over(finding, True) if ckpt else None, stop=stop, checkpoint=ckpt)
         else:
             self._news.append(finding)  # acted on when the ranks next decide, at the same step on all of them
         if self.on_finding is not None:
@@ -80,7 +80,7 @@ class Decisions:
         if src is None:
             return
         checkpoint = any(c & CHECKPOINT for c in codes)
-        mine = chosen.hand_over(rank=coll.rank, probe_spec=checkpoint) if coll.rank == src and chosen else None
+        mine = self._hand_over(chosen, checkpoint) if coll.rank == src and chosen is not None else None
         hand: HandOver = coll.broadcast(mine, src)
         if self.is_writer:
             also = [r for r, c in enumerate(codes) if c and r != src]
@@ -89,6 +89,16 @@ class Decisions:
                 "steadytrain: [rank %d] %s%s", hand.rank, hand.line,
                 f" (rank(s) {', '.join(map(str, also))} found changes too)" if also else "")
         self._act(hand, stop=any(c & STOP for c in codes), checkpoint=checkpoint)
+
+    def _hand_over(self, finding: LiveFinding, with_spec: bool) -> HandOver:
+        """The finding's hand-over; never raises: the other ranks are waiting in the broadcast for it."""
+        try:
+            return finding.hand_over(rank=self.rank, probe_spec=with_spec)
+        except Exception as exc:  # noqa: BLE001 - a rank that raised here would leave the others waiting forever
+            self.log.warning("steadytrain: the restart plan could not be made (%s: %s)", type(exc).__name__, exc)
+            return HandOver(finding.run_id, self.rank, finding.step, finding.verdict, None,
+                            f"{finding.run_id}: {finding.verdict} [judged to step {finding.step:,}]",
+                            {"run": finding.run_id, "verdict": finding.verdict, "detected_at_step": finding.step}, None)
 
     def _act(self, hand: HandOver | None, *, stop: bool, checkpoint: bool) -> None:
         if checkpoint and hand is not None and self.saver is not None:
