@@ -1,6 +1,6 @@
 """Two-process CPU trainings (gloo) for tests/test_distributed.py, run as a subprocess with a timeout:
 
-    python tests/distributed_runs.py plain OUT [own|mean]    # a hand-written DDP loop with Monitor(process_group=...)
+    python tests/distributed_runs.py plain OUT [own,mean]    # a hand-written DDP loop with Monitor(process_group=...)
     python tests/distributed_runs.py lightning OUT           # Lightning, strategy="ddp", devices=2
     python tests/distributed_runs.py hf OUT                  # the HF Trainer under torch.distributed.run
 
@@ -9,7 +9,8 @@ its own shard of a teacher's batches. From step ``BAD_FROM`` rank 1's shard goes
 those of another teacher: a corrupted shard) and a guard zeroes those batches' gradients (as a loss-spike
 guard that skips a batch does), so rank 1's loss jumps and rank 0's does not move: only rank 1 can see
 it. Each rank writes OUT/rank<r>.json: the step it stopped at, the checkpoints it saved, what it judged,
-which files of ours it wrote; log lines carry the rank that printed them.
+which files of ours it wrote; log lines carry the rank that printed them. The plain loop trains once per
+mode given (the same two processes, one after the other), into OUT/<mode>/.
 """
 
 from __future__ import annotations
@@ -85,8 +86,22 @@ def _report(out: Path, rank: int, mon: Any, stopped_at: int, saves: list[str]) -
         "history_loss": loss.values.tolist()}))
 
 
-def plain(rank: int, world: int, out: Path, port: int, mode: str) -> None:
+def plain(rank: int, world: int, out: Path, port: int, modes: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    _spy_on_writes(rank)
+    _log_with_rank("steadytrain.plain", rank)
+    for mode in modes.split(","):
+        WROTE.clear()
+        print(f"rank{rank} mode {mode}", file=sys.stderr, flush=True)
+        _plain_run(rank, out / mode, mode)
+        dist.barrier()
+    dist.destroy_process_group()
+
+
+def _plain_run(rank: int, out: Path, mode: str) -> None:
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
@@ -95,9 +110,7 @@ def plain(rank: int, world: int, out: Path, port: int, mode: str) -> None:
     from tests.unstable_training import LR, mlp
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    _spy_on_writes(rank)
-    _log_with_rank("steadytrain.plain", rank)
+    out.mkdir(parents=True, exist_ok=True)
     model = DistributedDataParallel(mlp())
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     saves: list[str] = []
@@ -123,7 +136,6 @@ def plain(rank: int, world: int, out: Path, port: int, mode: str) -> None:
             break
     mon.finish()
     _report(out, rank, mon, step, saves)
-    dist.destroy_process_group()
 
 
 def lightning(out: Path) -> None:
@@ -213,8 +225,8 @@ def main() -> None:
         import torch.multiprocessing as mp
 
         port = _free_port()
-        mode = sys.argv[3] if len(sys.argv) > 3 else "own"
-        mp.start_processes(plain, args=(2, out, port, mode), nprocs=2, start_method="spawn")
+        modes = sys.argv[3] if len(sys.argv) > 3 else "own"
+        mp.start_processes(plain, args=(2, out, port, modes), nprocs=2, start_method="spawn")
     elif kind == "lightning":
         lightning(out)
     elif kind == "hf" and "RANK" not in os.environ:  # start the two ranks as a user would: torchrun

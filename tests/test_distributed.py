@@ -24,8 +24,8 @@ FLAGGED = ("mid_instability", "divergence")
 TIMEOUT_S = 240
 
 
-def _run(tmp_path: Path, *args: str) -> tuple[dict[int, dict], list[str]]:
-    """Run the two ranks; (each rank's report, the log lines of ours). A hang fails the test at the timeout."""
+def _launch(tmp_path: Path, *args: str) -> tuple[str, str]:
+    """Run the two ranks; their (stdout, stderr). A hang fails the test at the timeout."""
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "distributed_runs.py"), args[0], str(out), *args[1:]],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -37,12 +37,36 @@ def _run(tmp_path: Path, *args: str) -> tuple[dict[int, dict], list[str]]:
         proc.communicate()
         pytest.fail(f"the distributed run did not finish in {TIMEOUT_S} s: a rank is waiting for the other")
     assert proc.returncode == 0, stderr[-3000:]
+    return stdout, stderr
+
+
+def _results(out: Path, text: str) -> tuple[dict[int, dict], list[str]]:
+    """Each rank's report under ``out``, and the log lines of ours in ``text``."""
     reports = {r: json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)}
-    ours = [ln for ln in (stdout + stderr).splitlines() if "steadytrain:" in ln]
-    return reports, ours
+    return reports, [ln for ln in text.splitlines() if "steadytrain:" in ln]
 
 
-def _together(tmp_path: Path, reports: dict[int, dict], lines: list[str], *, finder: int) -> dict:
+def _run(tmp_path: Path, *args: str) -> tuple[dict[int, dict], list[str]]:
+    stdout, stderr = _launch(tmp_path, *args)
+    return _results(tmp_path / "out", stdout + stderr)
+
+
+@pytest.fixture(scope="module")
+def plain_runs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The hand-written loop judging each rank's own loss, then the mean: one pair of processes for both."""
+    tmp = tmp_path_factory.mktemp("plain")
+    _, stderr = _launch(tmp, "plain", "own,mean")
+    logs = {"own": "", "mean": ""}
+    mode = None
+    for line in stderr.splitlines():
+        if line.startswith(("rank0 mode ", "rank1 mode ")):
+            mode = line.split()[-1]
+        elif mode is not None:
+            logs[mode] += line + "\n"
+    return tmp / "out", logs
+
+
+def _together(out: Path, reports: dict[int, dict], lines: list[str], *, finder: int) -> dict:
     """Both ranks stopped and checkpointed at the same step; one set of files, written by rank 0; the plan is
     the finding rank's."""
     r0, r1 = reports[0], reports[1]
@@ -50,7 +74,7 @@ def _together(tmp_path: Path, reports: dict[int, dict], lines: list[str], *, fin
     assert BAD_FROM <= r0["stopped_at"] < BAD_FROM + 2 * EVERY  # stopped, not trained to the end
     (ckpt,) = r0["saves"]
     assert r1["saves"] == [ckpt] and r0["checkpoints"] == r1["checkpoints"] == [ckpt]  # the save ran on both
-    folder = tmp_path / "out" / "ckpt"
+    folder = out / "ckpt"
     stem = ckpt[: -len(".ckpt")]
     assert sorted(p.name for p in folder.iterdir()) == sorted([ckpt, f"{stem}.restart.json", f"{stem}.probe.yaml"])
     assert sorted(r0["wrote"]) == sorted([f"{stem}.restart.json", f"{stem}.probe.yaml"]) and r1["wrote"] == []
@@ -63,23 +87,25 @@ def _together(tmp_path: Path, reports: dict[int, dict], lines: list[str], *, fin
     return plan
 
 
-def test_plain_ddp_loop_where_only_rank_1_sees_it_stops_and_checkpoints_on_both_ranks(tmp_path):
-    reports, lines = _run(tmp_path, "plain", "own")
+def test_plain_ddp_loop_where_only_rank_1_sees_it_stops_and_checkpoints_on_both_ranks(plain_runs):
+    out, logs = plain_runs
+    reports, lines = _results(out / "own", logs["own"])
     r0, r1 = reports[0], reports[1]
     assert r1["findings"] and r1["findings"][0][0] in FLAGGED and r1["verdict"] in FLAGGED
     assert r0["findings"] == [] and r0["verdict"] == "stable"  # its own loss never showed it
-    plan = _together(tmp_path, reports, lines, finder=1)
+    plan = _together(out / "own", reports, lines, finder=1)
     assert plan["run"] == "ddp"
-    state = torch.load(tmp_path / "out" / "ckpt" / reports[0]["saves"][0], weights_only=True)
+    state = torch.load(out / "own" / "ckpt" / reports[0]["saves"][0], weights_only=True)
     assert set(state) == {"model"}
 
 
-def test_plain_ddp_loop_judging_the_mean_loss_over_ranks(tmp_path):
-    reports, lines = _run(tmp_path, "plain", "mean")
+def test_plain_ddp_loop_judging_the_mean_loss_over_ranks(plain_runs):
+    out, logs = plain_runs
+    reports, lines = _results(out / "mean", logs["mean"])
     r0, r1 = reports[0], reports[1]
     assert r0["history_loss"] == r1["history_loss"]  # both judge the same all-reduced loss
     assert r0["verdict"] in FLAGGED and r1["verdict"] in FLAGGED
-    _together(tmp_path, reports, lines, finder=0)
+    _together(out / "mean", reports, lines, finder=0)
     # The mean of the two ranks' losses: above rank 0's own level once rank 1's shard went bad.
     assert min(r0["history_loss"][BAD_FROM:BAD_FROM + 10]) > 2 * max(r0["history_loss"][BAD_FROM - 50:BAD_FROM])
 
@@ -89,7 +115,7 @@ def test_lightning_ddp_where_only_rank_1_sees_it_stops_and_checkpoints_on_both_r
     reports, lines = _run(tmp_path, "lightning")
     r0, r1 = reports[0], reports[1]
     assert r1["verdict"] in FLAGGED and r0["verdict"] == "stable" and r0["findings"] == []
-    plan = _together(tmp_path, reports, lines, finder=1)
+    plan = _together(tmp_path / "out", reports, lines, finder=1)
     assert plan["framework"] == "lightning"  # the snippets target Lightning
     assert all(r["snippet"] and "Trainer" in r["snippet"] or r["kind"] != "clip" for r in plan["recommendations"])
     ckpt = torch.load(tmp_path / "out" / "ckpt" / reports[0]["saves"][0], weights_only=True)

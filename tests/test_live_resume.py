@@ -75,10 +75,10 @@ def test_a_monitor_restored_from_its_state_judges_the_run_as_one(losses):
     assert fresh.finding.first_unstable_step == RESUME_AT
 
 
-def test_a_restored_flagged_verdict_is_not_acted_on_again(losses):
+def test_a_restored_flagged_verdict_is_not_acted_on_again(losses, tmp_path):
     saved = []
     options = dict(every_n_steps=EVERY, max_overhead=None, stop_on="mid", checkpoint_on="mid",
-                   save_checkpoint=saved.append, checkpoint_dir="unused")
+                   save_checkpoint=saved.append, checkpoint_dir=tmp_path)
     first = Monitor(**options)
     stop = _feed(first, losses, range(600))
     assert first.should_stop and len(saved) == 1

@@ -240,7 +240,16 @@ class HFHooks(_Options):
         logger: Any = hf_logging.get_logger("transformers.steadytrain")  # a logging.Logger under HF's handler
         # The Trainer logs the loss averaged over the ranks already: the same values on every rank, judged
         # alike; the ranks still decide together (a due judgement may wait on one rank and not another).
-        collective = TorchCollective() if int(getattr(args, "world_size", 1) or 1) > 1 else None
+        collective = None
+        if int(getattr(args, "world_size", 1) or 1) > 1:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                collective = TorchCollective()
+            else:  # e.g. a runtime without torch.distributed (XLA): each process acts on its own judgement
+                logger.warning("steadytrain: %d processes but torch.distributed is not initialised: each judges "
+                               "and acts alone (give the callback stop_on=None and checkpoint_on=None there)",
+                               args.world_size)
         self._make_monitor(getattr(args, "run_name", None) or output.name, hp, logger, output, "hf_trainer",
                            collective, loss_across_ranks="own")
         assert self.monitor is not None

@@ -57,7 +57,8 @@ class Decisions:
         if self._collective is None:
             (self.log.warning if finding.unstable else self.log.info)("steadytrain: %s", finding.line())
             stop, ckpt = self._wants(finding)
-            self._act(self._hand_over(finding, True) if ckpt else None, stop=stop, checkpoint=ckpt)
+            self._act(self._hand_over(finding, True) if ckpt else None, stop=stop, checkpoint=ckpt,
+                      verdict=finding.verdict)
         else:
             self._news.append(finding)  # acted on when the ranks next decide, at the same step on all of them
         if self.on_finding is not None:
@@ -88,7 +89,7 @@ class Decisions:
             (self.log.warning if unstable else self.log.info)(
                 "steadytrain: [rank %d] %s%s", hand.rank, hand.line,
                 f" (rank(s) {', '.join(map(str, also))} found changes too)" if also else "")
-        self._act(hand, stop=any(c & STOP for c in codes), checkpoint=checkpoint)
+        self._act(hand, stop=any(c & STOP for c in codes), checkpoint=checkpoint, verdict=hand.verdict)
 
     def _hand_over(self, finding: LiveFinding, with_spec: bool) -> HandOver:
         """The finding's hand-over; never raises: the other ranks are waiting in the broadcast for it."""
@@ -100,7 +101,7 @@ class Decisions:
                             f"{finding.run_id}: {finding.verdict} [judged to step {finding.step:,}]",
                             {"run": finding.run_id, "verdict": finding.verdict, "detected_at_step": finding.step}, None)
 
-    def _act(self, hand: HandOver | None, *, stop: bool, checkpoint: bool) -> None:
+    def _act(self, hand: HandOver | None, *, stop: bool, checkpoint: bool, verdict: str) -> None:
         if checkpoint and hand is not None and self.saver is not None:
             self._checkpointed.add(hand.verdict)
             path = self.saver(hand)
@@ -109,14 +110,12 @@ class Decisions:
         if stop:
             self.should_stop = True
             if self.is_writer:
-                self.log.warning("steadytrain: stopping the run (stop_on=%s)%s", self.stop_on,
-                                 f": {hand.verdict}" if hand is not None else "")
+                self.log.warning("steadytrain: stopping the run (stop_on=%s): %s", self.stop_on, verdict)
 
     def _save_to_dir(self, hand: HandOver) -> Path | None:
         assert self._save_fn is not None
         path = self.checkpoint_dir / f"{hand.stem}.ckpt"
-        if self.is_writer:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)  # every rank: a sharded save writes from each
         self._save_fn(path)  # every rank (a collective save); the user's function decides who writes
         if self.is_writer:
             hand.write(self.checkpoint_dir / f"{hand.stem}.restart.json", self.checkpoint_dir / f"{hand.stem}.probe.yaml")
