@@ -555,15 +555,18 @@ def _write_live_report(report: Any, output: Path | None, json_out: Path | None, 
 
 
 def _watch_setup(roles: tuple[str, ...], restarts: str, no_verify_crc: bool, settings: tuple[str, ...],
-                 config_file: Path | None, cache_dir: Path | None, no_cache: bool, workers: int) -> tuple[Any, Any]:
+                 config_file: Path | None, cache_dir: Path | None, no_cache: bool, workers: int,
+                 storage_options: tuple[str, ...] = ()) -> tuple[Any, Any]:
     from analyzer.ingest.cache import default_cache_dir
     from analyzer.ingest.load import LoadOptions
+    from analyzer.ingest.remote import parse_storage_options
     from analyzer.roles import parse_overrides
 
     cfg = _analysis_config(config_file, settings)
     options = LoadOptions(restarts=restarts, verify_crc=not no_verify_crc,  # type: ignore[arg-type]
                           roles=parse_overrides(roles), workers=workers,
-                          cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+                          cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                          storage_options=parse_storage_options(storage_options))
     return cfg, options
 
 
@@ -580,14 +583,19 @@ def _watch_setup(roles: tuple[str, ...], restarts: str, no_verify_crc: bool, set
                    "or finding rewrites it at once.")
 @click.option("--once", is_flag=True, help="Poll once, print every flagged run, write the report, exit.")
 @click.option("--max-polls", type=click.IntRange(min=1), help="Stop after this many polls (default: until Ctrl-C).")
+@click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the object store's fsspec filesystem for s3://, gs://, ... paths, as for `report`. "
+                   "Repeatable.")
 def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...], restarts: str,
           no_verify_crc: bool, strict_crc: bool, settings: tuple[str, ...], config_file: Path | None,
           fail_on: str | None, cache_dir: Path | None, no_cache: bool, workers: int, progress: bool | None,
-          output: Path, no_html: bool, interval: float, html_every: float, once: bool, max_polls: int | None) -> None:
+          output: Path, no_html: bool, interval: float, html_every: float, once: bool, max_polls: int | None,
+          storage_options: tuple[str, ...]) -> None:
     """Judge runs while they train: re-read growing logs, print each change of verdict or finding.
 
     Each poll reads only what the logs appended (new event-file bytes, new JSONL lines) and judges
-    again only the runs that changed, with the same rules as `report`. One line per change: the run,
+    again only the runs that changed, with the same rules as `report`; object-store paths (s3://, gs://,
+    hf://) are mirrored first, fetching only what grew. One line per change: the run,
     its verdict, where (step), the evidence and the fix. The live HTML report reloads itself in the
     browser. Ctrl-C stops (exit 0); with --fail-on, the first run at or above it exits 1.
     """
@@ -600,7 +608,8 @@ def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...]
         click.echo("steadytrain: note: --strict-crc is deprecated and does nothing", err=True)
     html = None if no_html else output
     _check_outputs(paths, ("-o/--output", html, False), ("--json", json_out, False))  # both rewritten at every change
-    cfg, options = _watch_setup(roles, restarts, no_verify_crc, settings, config_file, cache_dir, no_cache, workers)
+    cfg, options = _watch_setup(roles, restarts, no_verify_crc, settings, config_file, cache_dir, no_cache, workers,
+                                storage_options)
     ignore = [p for p in (html, json_out) if p is not None]
     if html is not None:
         ignore.append(html.parent / f"{html.stem}_files")
@@ -657,6 +666,8 @@ def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...]
         if (html is not None or json_out is not None) and not writing and watcher.polls:
             write(watcher.report())  # the last state; the file from the last complete write stays otherwise
         _echo(summary())
+    finally:
+        watcher.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

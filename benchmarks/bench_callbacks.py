@@ -1,14 +1,16 @@
 """Overhead of judging inside the training loop (analyzer.live) vs the bare loop, on the probe workloads.
 
-    python benchmarks/bench_callbacks.py [--steps 3000] [--repeats 3] [--only tiny,early] [--lightning]
+    python benchmarks/bench_callbacks.py [--steps 3000] [--repeats 3] [--only tiny,early] [--lightning] [--detach]
 
 Bare loop: batch -> forward -> loss -> zero_grad -> backward -> step (as bench_probe_overhead.py).
 Monitored: the same loop plus ``Monitor.update(step, loss=<the loss tensor>, lr=<float>)`` every step
-(default every_n_steps=50, max_overhead=0.01), and "+ grad norm": also the unclipped global grad
+(the Monitor's defaults: every_n_steps=50, max_overhead=0.005; the loss as it is, as the README shows;
+``--detach``: ``loss.detach()`` by the caller, inside the timed call), and "+ grad norm": also the unclipped global grad
 norm as a tensor (`global_norm`, as the Lightning callback measures it: a flat norm on CPU). The overhead is
 the time inside those calls (judgements included) over the loop's time, timed around each call; the A/B
 comparison of whole loops (alternating repeats, best of each, wall and thread CPU time) is printed beside it.
-With --lightning: a Lightning Trainer with and without LightningCallback on the tiny workload.
+With --lightning: a Lightning Trainer with and without LightningCallback on the tiny workload (the time
+inside the callback's per-step hooks over the loop's time, and the A/B of whole loops).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ WORKLOADS = (
 )
 
 
-def loop(spec: ProbeSpec, mode: str) -> dict[str, Any]:
+def loop(spec: ProbeSpec, mode: str, detach: bool = False) -> dict[str, Any]:
     """One timed loop; mode: bare, monitor, monitor+norm. Returns steps/s by wall time and by this thread's
     CPU time (torch on one thread: all the loop's work is here), and the time spent inside the monitor's
     calls and the grad-norm measurement, timed around each call: on a shared, loaded machine the A/B
@@ -70,7 +72,7 @@ def loop(spec: ProbeSpec, mode: str) -> dict[str, Any]:
         opt.step()
         if mon is not None:
             t = clock()
-            mon.update(step, loss=loss.detach(), grad_norm=norm, lr=spec.lr)
+            mon.update(step, loss=loss.detach() if detach else loss, grad_norm=norm, lr=spec.lr)
             calls.append(clock() - t)
     own = sum(calls)
     seconds, cpu = clock() - t0, time.thread_time() - c0
@@ -79,7 +81,22 @@ def loop(spec: ProbeSpec, mode: str) -> dict[str, Any]:
             "stats": mon.stats if mon is not None else {}}
 
 
-def lightning(steps: int, with_callback: bool, grad_norm: bool | None) -> tuple[float, float]:
+def _timed_hooks(cb: Any, spent: list[float]) -> None:
+    """Time the callback's per-step hooks (as the loop's monitor calls are timed): robust where A/B is noise."""
+    for name in ("on_train_batch_end", "on_before_optimizer_step"):
+        hook = getattr(cb, name)
+
+        def timed(*args: Any, _hook: Any = hook, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return _hook(*args, **kwargs)
+            finally:
+                spent.append(time.perf_counter() - t)
+
+        setattr(cb, name, timed)
+
+
+def lightning(steps: int, with_callback: bool, grad_norm: bool | None) -> tuple[float, float, float]:
     import lightning.pytorch as pl
 
     from analyzer.live.callbacks import LightningCallback
@@ -100,11 +117,15 @@ def lightning(steps: int, with_callback: bool, grad_norm: bool | None) -> tuple[
     data = [batch(s) for s in range(steps)]
     loader = torch.utils.data.DataLoader(data, batch_size=None)
     callbacks = [LightningCallback(grad_norm=grad_norm)] if with_callback else []
+    spent: list[float] = []
+    for cb in callbacks:
+        _timed_hooks(cb, spent)
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
     t0, c0 = time.perf_counter(), time.thread_time()
     trainer.fit(Module(), loader)
-    return steps / (time.perf_counter() - t0), steps / (time.thread_time() - c0)
+    seconds = time.perf_counter() - t0
+    return steps / seconds, steps / (time.thread_time() - c0), sum(spent) / seconds
 
 
 def main() -> None:
@@ -113,6 +134,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", help="comma-separated subset of: tiny, divergent, early, wrn, residual")
     ap.add_argument("--lightning", action="store_true", help="also Lightning with/without the callback")
+    ap.add_argument("--detach", action="store_true", help="the caller passes loss.detach() (timed with the call)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -129,7 +151,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {"bare": [], "monitor": [], "monitor+norm": []}
         for _ in range(args.repeats):
             for mode in runs:
-                runs[mode].append(loop(spec, mode))
+                runs[mode].append(loop(spec, mode, args.detach))
         best = {m: max(r["rate"] for r in rs) for m, rs in runs.items()}
         best_cpu = {m: max(r["cpu_rate"] for r in rs) for m, rs in runs.items()}
         mon = min(runs["monitor"], key=lambda r: r["own"] / r["seconds"])
@@ -163,15 +185,18 @@ def main() -> None:
         lightning(200, True, True)  # warm-up
         res: dict[str, float] = {}
         res_cpu: dict[str, float] = {}
+        share: dict[str, float] = {}
         for _ in range(args.repeats):
             for name, cb, norm in (("bare", False, False), ("callback", True, None), ("callback+norm", True, True)):
-                wall, cpu = lightning(args.steps, cb, norm)
+                wall, cpu, hooks = lightning(args.steps, cb, norm)
                 res[name], res_cpu[name] = max(res.get(name, 0), wall), max(res_cpu.get(name, 0), cpu)
-        print(json.dumps({"lightning_tiny_steps_s": res, "cpu": res_cpu}))
-        print(f"Lightning (tiny): bare {res['bare']:.0f} steps/s; LightningCallback() (no grad norm on CPU) "
-              f"{1 - res['callback'] / res['bare']:.1%} wall, {1 - res_cpu['callback'] / res_cpu['bare']:.1%} CPU; "
-              f"grad_norm=True {1 - res['callback+norm'] / res['bare']:.1%} wall, "
-              f"{1 - res_cpu['callback+norm'] / res_cpu['bare']:.1%} CPU")
+                share[name] = min(share.get(name, 1.0), hooks)
+        print(json.dumps({"lightning_tiny_steps_s": res, "cpu": res_cpu, "hooks_share": share}))
+        print(f"Lightning (tiny): bare {res['bare']:.0f} steps/s ({1e3 / res['bare']:.2f} ms a step); "
+              f"LightningCallback() (no grad norm on CPU): its hooks {share['callback']:.2%} of the loop "
+              f"(A/B {1 - res['callback'] / res['bare']:+.1%} wall, {1 - res_cpu['callback'] / res_cpu['bare']:+.1%} "
+              f"CPU); grad_norm=True: {share['callback+norm']:.2%} (A/B {1 - res['callback+norm'] / res['bare']:+.1%} "
+              f"wall, {1 - res_cpu['callback+norm'] / res_cpu['bare']:+.1%} CPU)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Poll time of `steadytrain watch` (analyzer.live.Watcher) over 1,000 growing runs, vs new points per poll.
 
-    python benchmarks/bench_watch.py [--runs 1000] [--history 1000] [--kind tb,jsonl] [--dir DIR]
+    python benchmarks/bench_watch.py [--runs 1000] [--history 1000] [--kind tb,jsonl] [--dir DIR] [--workers 1,0]
 
 Each run starts with --history steps of three tags (loss, grad norm, LR) as TensorBoard event files
 (SummaryWriter's bytes, benchmarks/make_logs.py) or JSONL lines. Then, per row: append k steps to every
@@ -8,6 +8,9 @@ run (or to 10 runs) and time one poll, split into listing (scandir + stat of eve
 new bytes/lines, frames rebuilt) and judging (`diagnose_run` of each changed run); plus a poll where
 nothing changed. For comparison, `analyze()` of the same grown directory (what re-running `inspect`
 every interval would cost: unchanged runs from the run cache, grown ones read whole and re-judged).
+``--workers 1,0``: the whole benchmark once per setting (1: judged in this process; 0: in one worker
+process per core once 32 or more runs changed, the default). CPU is this process's only (the workers'
+is not counted).
 """
 
 from __future__ import annotations
@@ -94,15 +97,16 @@ def row(label: str, got: tuple[object, float], n_changed: int) -> dict:
     r, cpu = got
     return {"case": label, "runs_changed": n_changed, "new_points": r.new_points, "poll_s": r.seconds,  # type: ignore[attr-defined]
             "cpu_s": cpu, "list_s": r.list_seconds, "read_s": r.read_seconds,  # type: ignore[attr-defined]
-            "judge_s": r.judge_seconds, "reloaded": r.reloaded, "load": os.getloadavg()[0]}  # type: ignore[attr-defined]
+            "judge_s": r.judge_seconds, "reloaded": r.reloaded, "load": os.getloadavg()[0],  # type: ignore[attr-defined]
+            "judged_in": "workers" if r.parallel else "here"}  # type: ignore[attr-defined]
 
 
-def bench(root: Path, kind: str, runs: int, history: int) -> list[dict]:
+def bench(root: Path, kind: str, runs: int, history: int, workers: int) -> list[dict]:
     cache = root / f"cache_{kind}"
     t = time.perf_counter()
     make(root, kind, runs, history)
     print(f"# {kind}: made {runs} runs x {history} steps in {time.perf_counter() - t:.1f} s", flush=True)
-    w = Watcher([root / kind], load_options=LoadOptions(cache_dir=cache))
+    w = Watcher([root / kind], load_options=LoadOptions(cache_dir=cache, workers=workers))
     rows = [row("first poll (cold: read and judge everything)", timed_poll(w), runs)]
     print(json.dumps(rows[-1]), flush=True)
     rows.append(min((row("no change", timed_poll(w), 0) for _ in range(3)), key=lambda x: x["poll_s"]))
@@ -123,6 +127,7 @@ def bench(root: Path, kind: str, runs: int, history: int) -> list[dict]:
     grow(root, kind, everyone, step, 10, history)
     t, c0 = time.perf_counter(), time.process_time()
     analyze([root / kind], load_options=LoadOptions(cache_dir=cache))
+    w.close()
     rows.append({"case": "+10 steps to every run, analyze() instead (inspect each interval)", "runs_changed": runs,
                  "poll_s": time.perf_counter() - t, "cpu_s": time.process_time() - c0, "load": os.getloadavg()[0]})
     print(json.dumps(rows[-1]), flush=True)
@@ -135,23 +140,27 @@ def main() -> None:
     ap.add_argument("--history", type=int, default=1000)
     ap.add_argument("--kind", default="tb,jsonl")
     ap.add_argument("--dir", type=Path, help="work directory (default: a temporary one, removed after)")
+    ap.add_argument("--workers", default="0", help="comma-separated LoadOptions.workers settings to run (1: no pool)")
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_watch_"))
     try:
         for kind in args.kind.split(","):
-            rows = bench(root, kind, args.runs, args.history)
-            print(f"\n{kind}: {args.runs} runs x {args.history} steps x 3 tags, then growing\n")
-            print("| poll | runs changed | new points | poll (wall) | CPU | list | read | judge | re-read | load avg |")
-            print("|---|---|---|---|---|---|---|---|---|---|")
-            for r in rows:
-                if "list_s" in r:
-                    print(f"| {r['case']} | {r['runs_changed']:,} | {r['new_points']:,} | {r['poll_s']:.3f} s | "
-                          f"{r['cpu_s']:.3f} s | {r['list_s']:.3f} s | {r['read_s']:.3f} s | {r['judge_s']:.3f} s | "
-                          f"{r['reloaded']} | {r['load']:.1f} |")
-                else:
-                    print(f"| {r['case']} | {r['runs_changed']:,} | | {r['poll_s']:.3f} s | {r['cpu_s']:.3f} s "
-                          f"| | | | | {r['load']:.1f} |")
-            shutil.rmtree(root / kind, ignore_errors=True)
+            for workers in (int(w) for w in args.workers.split(",")):
+                rows = bench(root, kind, args.runs, args.history, workers)
+                print(f"\n{kind}: {args.runs} runs x {args.history} steps x 3 tags, then growing; workers={workers} "
+                      f"({os.cpu_count()} cores)\n")
+                print("| poll | runs changed | new points | poll (wall) | CPU (this process) | list | read | judge "
+                      "| judged in | re-read | load avg |")
+                print("|---|---|---|---|---|---|---|---|---|---|---|")
+                for r in rows:
+                    if "list_s" in r:
+                        print(f"| {r['case']} | {r['runs_changed']:,} | {r['new_points']:,} | {r['poll_s']:.3f} s | "
+                              f"{r['cpu_s']:.3f} s | {r['list_s']:.3f} s | {r['read_s']:.3f} s | {r['judge_s']:.3f} s | "
+                              f"{r['judged_in']} | {r['reloaded']} | {r['load']:.1f} |")
+                    else:
+                        print(f"| {r['case']} | {r['runs_changed']:,} | | {r['poll_s']:.3f} s | {r['cpu_s']:.3f} s "
+                              f"| | | | | | {r['load']:.1f} |")
+                shutil.rmtree(root / kind, ignore_errors=True)
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -78,11 +78,11 @@ def test_tensors_and_floats_give_the_same_history():
 
 
 def test_device_tensors_are_stacked_in_one_batch_in_step_order():
-    from analyzer.live.monitor import _Transfer
+    from analyzer.live.transfer import Transfer
 
     values = [torch.tensor(1.5), torch.tensor([2.5]), 3.5, torch.tensor(4.5, dtype=torch.float64),
               torch.tensor(5.5, dtype=torch.bfloat16)]
-    got = _Transfer({"loss": np.arange(5)}, {"loss": values}).result()["loss"]
+    got = Transfer({"loss": np.arange(5)}, {"loss": values}).result()["loss"]
     assert got[0].tolist() == [0, 1, 2, 3, 4] and got[1].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5]
 
 
@@ -106,7 +106,10 @@ def test_a_due_judgement_waits_while_judging_would_exceed_the_overhead_budget(mo
         now[0] += 0.001
         mon.update(s, loss=1.0 / (s + 1))
     stats = mon.stats
-    assert stats["deferred"] > 50 and 1 <= stats["judgements"] <= 3
+    assert 1 <= stats["judgements"] <= 3
+    # A deferred judgement is looked at again when the budget should allow it, at the loop's pace: a handful
+    # of clock reads, not one every few steps (~200 here before).
+    assert 1 <= stats["deferred"] <= 10
     assert stats["seconds_judging"] <= 0.01 * stats["wall_seconds"] + stats["last_judgement_seconds"]
 
 

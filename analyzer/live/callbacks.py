@@ -23,6 +23,15 @@ the verdict level as a metric to Lightning's experiment loggers (``steadytrain/v
 ``control.should_training_stop``); ``checkpoint_on`` saves a checkpoint (Lightning:
 ``trainer.save_checkpoint`` to ``checkpoint_dir/steadytrain-step=S-last_good=G.ckpt``; HF: the
 Trainer's own ``checkpoint-S`` save) with a restart plan and the probe spec beside it.
+
+Distributed (DDP, FSDP, ...): the ranks decide together every N steps (Lightning: the strategy's own
+reduce and broadcast, as ``reduce_boolean_decision`` does; HF: torch.distributed): a stop or a
+checkpoint any rank wants happens on every rank at the same step, so the collective
+``trainer.save_checkpoint`` runs on all of them; files and log lines come from global rank 0.
+
+Across restarts: Lightning saves the Monitor's history and verdict in every checkpoint
+(``state_dict``) and restores them on ``fit(ckpt_path=...)``; the HF callback reads the history back
+from ``state.log_history`` when the Trainer resumes. A resumed run is judged as one run.
 """
 
 from __future__ import annotations
@@ -33,8 +42,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from analyzer.config import AnalysisConfig
-from analyzer.live.finding import FailOn, LiveFinding
-from analyzer.live.monitor import Monitor, write_hand_over
+from analyzer.live.collective import Collective, StrategyCollective, TorchCollective
+from analyzer.live.finding import FailOn, HandOver, LiveFinding
+from analyzer.live.monitor import Framework, LossAcrossRanks, Monitor
+from analyzer.live.state import from_log_history
 
 _LEVEL = {"insufficient_data": 0, "stable": 0, "early_instability": 1, "mid_instability": 2, "divergence": 3}
 PLAN_NAME = "steadytrain_restart.json"
@@ -48,10 +59,11 @@ class _Options:
                  checkpoint_on: FailOn | None = None, checkpoint_dir: str | Path | None = None,
                  config: AnalysisConfig | None = None, hparams: Mapping[str, Any] | None = None,
                  roles: Mapping[str, str] | None = None, run_id: str | None = None,
-                 on_finding: Callable[[LiveFinding], object] | None = None) -> None:
+                 on_finding: Callable[[LiveFinding], object] | None = None,
+                 loss_across_ranks: LossAcrossRanks = "own") -> None:
         self.st_options: dict[str, Any] = dict(
             every_n_steps=every_n_steps, max_overhead=max_overhead, stop_on=stop_on, checkpoint_on=checkpoint_on,
-            config=config, roles=roles, on_finding=on_finding)
+            config=config, roles=roles, on_finding=on_finding, loss_across_ranks=loss_across_ranks)
         self.st_checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.st_hparams = dict(hparams or {})
         self.st_run_id = run_id
@@ -59,10 +71,12 @@ class _Options:
         Monitor(**self.st_options)  # one-line errors for bad settings now, not at the first step
 
     def _make_monitor(self, run_id: str, hparams: Mapping[str, Any], logger: logging.Logger,
-                      checkpoint_dir: Path) -> Monitor:
+                      checkpoint_dir: Path, framework: Framework, collective: Collective | None,
+                      **overrides: Any) -> Monitor:
+        options = {**self.st_options, **overrides}
         self.monitor = Monitor(run_id=self.st_run_id or run_id, hparams={**hparams, **self.st_hparams},
                                logger=logger, checkpoint_dir=self.st_checkpoint_dir or checkpoint_dir,
-                               **self.st_options)
+                               framework=framework, collective=collective, **options)
         return self.monitor
 
     @property
@@ -80,6 +94,8 @@ class LightningHooks(_Options):
         self._norm: Any = None
         self._loss_sum: Any = None
         self._seen_step = -1
+        self._restored: Mapping[str, Any] | None = None  # a checkpoint's state, until the Monitor is made
+        self._measure: bool | None = None  # whether to measure the grad norm (decided at the first step)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         hp: dict[str, Any] = {}
@@ -101,23 +117,50 @@ class LightningHooks(_Options):
             hp.update({k: v for k, v in module_hp.items() if isinstance(v, (int, float, str, bool))})
         log_dir = str(getattr(trainer, "log_dir", None) or getattr(trainer, "default_root_dir", None) or ".")
         name = getattr(getattr(trainer, "logger", None), "name", None) or "lightning"
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        collective = StrategyCollective(trainer.strategy) if world > 1 else None
         self._make_monitor(str(name), hp, logging.getLogger("lightning.pytorch.steadytrain"),
-                           Path(log_dir) / "steadytrain")
+                           Path(log_dir) / "steadytrain", "lightning", collective)
         assert self.monitor is not None
-        self.monitor.saver = lambda finding: self._save(trainer, finding)
+        self.monitor.saver = lambda hand: self._save(trainer, hand)
+        if self._restored is not None:
+            self.monitor.load_state_dict(self._restored)
+            self._restored = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every Lightning checkpoint: the Monitor's history and verdict."""
+        if self.monitor is not None:
+            return self.monitor.state_dict()
+        return dict(self._restored or {})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Called by ``fit(ckpt_path=...)`` before training starts: the Monitor made then continues from it."""
+        if not state_dict:
+            return
+        if self.monitor is not None:
+            self.monitor.load_state_dict(state_dict)
+        else:
+            self._restored = state_dict
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self.st_grad_norm is False:
+        if self._measure is None:  # decided once: not a walk over the parameters every step to decide it
+            first = next((p for group in optimizer.param_groups for p in group["params"]), None)
+            self._measure = self.st_grad_norm if self.st_grad_norm is not None else bool(
+                first is not None and first.is_cuda)
+        if not self._measure:
             return
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if grads and (self.st_grad_norm or grads[0].is_cuda):
+        if grads:
             # Unclipped (Lightning clips after this hook) and unscaled (AMP unscales before it); on the device.
             self._norm = global_norm(grads)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        # A dict (what Lightning hands over) is told in C; typing's Mapping check costs ~10-30 us a step.
+        loss = outputs.get("loss") if isinstance(outputs, dict) or (
+            not hasattr(outputs, "detach") and isinstance(outputs, Mapping)) else outputs
         if loss is not None and hasattr(loss, "detach"):
-            loss = loss.detach()
+            if loss.requires_grad:  # Lightning hands over a detached copy already: no second detach per step
+                loss = loss.detach()
             self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
         step = int(trainer.global_step) - 1  # optimizer steps taken, counted from 0
         if step <= self._seen_step or self.monitor is None:
@@ -125,11 +168,11 @@ class LightningHooks(_Options):
         self._seen_step = step
         # Lightning divides each micro-batch loss by accumulate_grad_batches: their sum is the step's mean.
         loss, self._loss_sum = self._loss_sum, None
-        opt = trainer.optimizers[0] if trainer.optimizers else None
-        lr = opt.param_groups[0]["lr"] if opt is not None else None
+        optimizers = trainer.optimizers
+        lr = optimizers[0].param_groups[0]["lr"] if optimizers else None
         norm, self._norm = self._norm, None
         finding = self.monitor.update(step, loss=loss, grad_norm=norm, lr=lr)
-        if finding is not None:
+        if finding is not None and self.monitor.is_writer:
             for lg in getattr(trainer, "loggers", []) or []:
                 lg.log_metrics({"steadytrain/verdict_level": float(_LEVEL[finding.verdict])}, step=step)
         if self.monitor.should_stop and not trainer.should_stop:
@@ -147,19 +190,18 @@ class LightningHooks(_Options):
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.monitor is not None and self.monitor.last_step is not None:
-            self.monitor.judge()  # the last steps since the last judgement
+            self.monitor.finish()  # the last steps since the last judgement (every rank: a last decision together)
 
-    def _save(self, trainer: Any, finding: LiveFinding) -> Path:
+    def _save(self, trainer: Any, hand: HandOver) -> Path:
         assert self.monitor is not None
-        good = finding.last_good_step
-        stem = f"steadytrain-step={finding.step}-last_good={good if good is not None else 'none'}"
         directory = self.monitor.checkpoint_dir
-        path = directory / f"{stem}.ckpt"
-        trainer.save_checkpoint(str(path))
-        write_hand_over(finding, directory / f"{stem}.restart.json", directory / f"{stem}.probe.yaml",
-                        self.monitor.log)
-        self.monitor.log.warning("steadytrain: saved %s; restart from a checkpoint at or before step %s and skip "
-                                 "the batches after it (plan: %s.restart.json)", path, good, stem)
+        path = directory / f"{hand.stem}.ckpt"
+        trainer.save_checkpoint(str(path))  # collective: every rank calls it, the strategy decides who writes
+        if self.monitor.is_writer:
+            hand.write(directory / f"{hand.stem}.restart.json", directory / f"{hand.stem}.probe.yaml")
+            self.monitor.log.warning("steadytrain: saved %s; restart from a checkpoint at or before step %s and "
+                                     "skip the batches after it (plan: %s.restart.json)", path, hand.last_good_step,
+                                     hand.stem)
         return path
 
 
@@ -181,7 +223,7 @@ class HFHooks(_Options):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._save_for: LiveFinding | None = None
+        self._save_for: HandOver | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         from transformers.utils import logging as hf_logging
@@ -196,9 +238,25 @@ class HFHooks(_Options):
             hp["warmup_steps"] = args.warmup_steps
         output = Path(args.output_dir or ".")
         logger: Any = hf_logging.get_logger("transformers.steadytrain")  # a logging.Logger under HF's handler
-        self._make_monitor(getattr(args, "run_name", None) or output.name, hp, logger, output)
+        # The Trainer logs the loss averaged over the ranks already: the same values on every rank, judged
+        # alike; the ranks still decide together (a due judgement may wait on one rank and not another).
+        collective = None
+        if int(getattr(args, "world_size", 1) or 1) > 1:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                collective = TorchCollective()
+            else:  # e.g. a runtime without torch.distributed (XLA): each process acts on its own judgement
+                logger.warning("steadytrain: %d processes but torch.distributed is not initialised: each judges "
+                               "and acts alone (give the callback stop_on=None and checkpoint_on=None there)",
+                               args.world_size)
+        self._make_monitor(getattr(args, "run_name", None) or output.name, hp, logger, output, "hf_trainer",
+                           collective, loss_across_ranks="own")
         assert self.monitor is not None
         self.monitor.saver = self._ask_to_save
+        if getattr(state, "global_step", 0) and getattr(state, "log_history", None):
+            # Resumed from a checkpoint: its trainer_state.json's log history is the run so far.
+            self.monitor.restore(from_log_history(state.log_history))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                **kwargs: Any) -> None:
@@ -214,28 +272,31 @@ class HFHooks(_Options):
         if self._save_for is not None:
             control.should_save = True  # the Trainer saves checkpoint-<global_step> right after this log
 
-    def _ask_to_save(self, finding: LiveFinding) -> Path | None:
-        self._save_for = finding
-        return None  # saved by the Trainer; on_save writes the plan into that checkpoint
+    def _ask_to_save(self, hand: HandOver) -> Path | None:
+        self._save_for = hand
+        return None  # saved by the Trainer (its own flow, on every rank); on_save writes the plan into it
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._save_for is None or self.monitor is None:
             return
-        finding, self._save_for = self._save_for, None
+        hand, self._save_for = self._save_for, None
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        write_hand_over(finding, folder / PLAN_NAME, folder / SPEC_NAME, self.monitor.log)
         self.monitor.checkpoints.append(folder)
-        self.monitor.log.warning("steadytrain: saved %s (last good step %s; restart from a checkpoint at or before "
-                                 "it and skip the batches after it: %s)", folder, finding.last_good_step, PLAN_NAME)
+        if getattr(state, "is_world_process_zero", True):
+            hand.write(folder / PLAN_NAME, folder / SPEC_NAME)
+            self.monitor.log.warning("steadytrain: saved %s (last good step %s; restart from a checkpoint at or "
+                                     "before it and skip the batches after it: %s)", folder, hand.last_good_step,
+                                     PLAN_NAME)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is None or self.monitor.last_step is None:
             return
-        self.monitor.judge()
+        self.monitor.finish()
         if self._save_for is not None:  # found at the very end: no checkpoint follows, the plan still does
-            finding, self._save_for = self._save_for, None
-            out = Path(args.output_dir or ".")
-            write_hand_over(finding, out / PLAN_NAME, out / SPEC_NAME, self.monitor.log)
+            hand, self._save_for = self._save_for, None
+            if getattr(state, "is_world_process_zero", True):
+                out = Path(args.output_dir or ".")
+                hand.write(out / PLAN_NAME, out / SPEC_NAME)
 
 
 @functools.cache

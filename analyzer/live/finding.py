@@ -13,6 +13,7 @@ torch-free at import; `import analyzer` and `import analyzer.live` never load it
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from analyzer.recommend.summary import top_fix
+from analyzer.recommend.snippets import framework_for
 from analyzer.types import Diagnosis, Finding, Recommendation, Severity, Verdict
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ AT_OR_ABOVE: Mapping[FailOn, tuple[Verdict, ...]] = {
     "divergence": ("divergence",),
 }
 UNSTABLE: tuple[Verdict, ...] = ("early_instability", "mid_instability", "divergence")
+log = logging.getLogger(__name__)
 _BADGE = {"divergence": "DIVERGED", "mid_instability": "MID-UNSTABLE", "early_instability": "EARLY-UNSTABLE",
           "stable": "stable", "insufficient_data": "no-data"}
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
@@ -128,19 +131,26 @@ class LiveFinding:
         fix = self.fix() if self.unstable else ""
         return clean(text + (f" | fix: {fix}" if fix else ""))
 
+    @property
+    def framework(self) -> str:
+        """The framework the run trains with ("pytorch", "lightning", "hf_trainer"): its snippets come first."""
+        return framework_for(self.diagnosis.run.format)
+
     def restart_plan(self) -> dict[str, Any]:
         """The PaLM recipe as data: restart from a checkpoint at or before ``last_good_step`` and skip the
-        batches of the steps after it up to where the instability was detected."""
+        batches of the steps after it up to where the instability was detected. Each recommendation
+        carries the snippet for the run's framework."""
         good = self.last_good_step
+        framework = self.framework
         return {
-            "run": self.run_id, "verdict": self.verdict, "detected_at_step": self.step,
+            "run": self.run_id, "verdict": self.verdict, "detected_at_step": self.step, "framework": framework,
             "first_unstable_step": self.first_unstable_step, "last_good_step": good,
             "skip_batches_of_steps": [good + 1, self.step] if good is not None else None,
             "findings": [{"kind": f.kind, "severity": f.severity.label, "start_step": f.start_step,
                           "end_step": f.end_step, "message": f.message} for f in self.diagnosis.findings
                          if f.severity >= Severity.WARN],
-            "recommendations": [{"kind": r.kind, "params": _json_safe(r.params), "rationale": r.rationale}
-                                for r in self.recommendations],
+            "recommendations": [{"kind": r.kind, "params": _json_safe(r.params), "rationale": r.rationale,
+                                 "snippet": r.snippets.get(framework)} for r in self.recommendations],
         }
 
     def write_restart_plan(self, path: str | Path) -> Path:
@@ -173,6 +183,60 @@ class LiveFinding:
 
         spec = self.probe_spec()
         return dump_spec(spec, path) if spec is not None else None
+
+
+    def hand_over(self, *, rank: int = 0, probe_spec: bool = True) -> HandOver:
+        """What acting on this finding needs, small enough to send to the other ranks."""
+        spec = None
+        if probe_spec:
+            try:
+                spec = self.probe_spec_yaml()
+            except Exception as exc:  # noqa: BLE001 - the checkpoint and its plan are what matter; the spec is a bonus
+                log.warning("steadytrain: the probe spec could not be made (%s: %s)", type(exc).__name__, exc)
+        return HandOver(self.run_id, rank, self.step, self.verdict, self.last_good_step, self.line(),
+                        self.restart_plan(), spec)
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """What acting on a `LiveFinding` needs, in plain values: under DDP it goes from the rank that found it
+    to every rank (all save the checkpoint together; rank 0 writes these files and logs the line).
+
+    Attributes:
+        run_id / step / verdict / last_good_step: as the finding's.
+        rank: the rank whose judgement found it (0 in a single process).
+        line: the finding's one line.
+        restart_plan: `LiveFinding.restart_plan` (JSON-safe).
+        probe_spec: the probe spec's YAML (None when the run is not flagged or it was not asked for).
+    """
+
+    run_id: str
+    rank: int
+    step: int
+    verdict: Verdict
+    last_good_step: int | None
+    line: str
+    restart_plan: Mapping[str, Any]
+    probe_spec: str | None
+
+    @property
+    def stem(self) -> str:
+        """The checkpoint's name without its suffix: the detection step and the last good step."""
+        good = self.last_good_step
+        return f"steadytrain-step={self.step}-last_good={good if good is not None else 'none'}"
+
+    def write(self, plan: str | Path, spec: str | Path) -> list[Path]:
+        """The restart plan (JSON) and the probe spec (YAML, when there is one); the paths written."""
+        out = [_write_text(Path(plan), json.dumps(self.restart_plan, indent=2, allow_nan=False, default=str) + "\n")]
+        if self.probe_spec is not None:
+            out.append(_write_text(Path(spec), self.probe_spec))
+        return out
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _json_safe(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,19 +1,22 @@
 """Judge a run from inside its training loop: `Monitor.update(step, loss=..., grad_norm=..., lr=...)`.
 
 The same engine as `steadytrain report` (`diagnose_run`) runs on the in-memory history every
-``every_n_steps`` steps. It costs the loop no device sync: values may be Python floats or tensors.
-A CPU tensor becomes a float at once (nothing to wait for). A device tensor is only referenced at
-each step and sent to the host in one batch every N steps (one stack per device and dtype, then one
-copy); on CUDA that copy is asynchronous into pinned memory and the judgement runs at the first later
-step whose copy has landed (a CUDA event query, which never blocks), so the loop never waits for the
-GPU on our account.
+``every_n_steps`` steps. It costs the loop no device sync: values may be Python floats or tensors
+(`analyzer.live.transfer`: a CPU tensor becomes a float at once, a device tensor is sent to the host
+with the others of its N steps in one asynchronous copy, judged once it landed).
 
-Judging costs ~6 ms plus ~1 ms per 1,000 points of history (the engine reads the whole curve:
+Judging costs ~4-6 ms plus ~1 ms per 1,000 points of history (the engine reads the whole curve:
 regimes, noise bands and the early/mid split are properties of all of it). A judgement that is
 due is deferred while the time spent in copies and judgements would exceed ``max_overhead`` of the
 wall time since the first update: that cost stays under that share by construction, and a long run
-is judged less often rather than slowed down. Recording (~3 us a step) is not deferrable and is not
+is judged less often rather than slowed down. Recording (~1-3 us a step) is not deferrable and is not
 counted there: counting it would starve the judgements of a loop whose steps are very short.
+
+Under DDP (a ``process_group``, or the callbacks' strategy) the ranks decide together
+(`analyzer.live.collective`): every N steps, at the same step on every rank, one all-reduce of a few
+integers; a stop or a checkpoint that any rank wants is done by all of them; files and log lines
+come from rank 0. The history and the verdict go into checkpoints (`state_dict`), so a resumed run is
+judged as one run (`analyzer.live.state`).
 
 Examples
 --------
@@ -30,132 +33,36 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
 from analyzer.config import AnalysisConfig
 from analyzer.frame import RawPoints
+from analyzer.live import state as live_state
+from analyzer.live.collective import Collective, TorchCollective, mean_over_ranks
+from analyzer.live.decisions import Decisions, Saver
 from analyzer.live.finding import FailOn, LiveFinding, at_or_above, compare
 from analyzer.live.history import build_run
+from analyzer.live.transfer import Column, Transfer, held
 from analyzer.pipeline import diagnose_run
-from analyzer.types import Diagnosis, Run
+from analyzer.types import Diagnosis, Format, Run
 
 log = logging.getLogger(__name__)
 
+Framework = Literal["pytorch", "lightning", "hf_trainer"]
+LossAcrossRanks = Literal["own", "mean"]
+#: The format of the logs each framework writes with these same values: the run is reported (snippets first
+#: for its framework, the probe spec) as those logs would be.
+FORMAT_OF: Mapping[str, Format] = {"pytorch": "jsonl", "lightning": "lightning_csv", "hf_trainer": "hf_trainer_state"}
 #: The engine's cost floor for one judgement (a short history), before the first one is measured.
 _FIRST_COST = 0.005
 _FIELDS = ("loss", "grad_norm", "lr", "eval_loss")  # update's keyword metrics, in its row order
-
-Saver = Callable[[LiveFinding], "Path | None"]
-
-
-def _held(value: Any) -> Any:
-    """What to keep of a value given to `Monitor.update`: a CPU tensor as its float now (~1 us, nothing to
-    wait for; stacking dozens of them later costs more), a device tensor as itself (detached: holding the
-    graph would keep the step's activations alive), anything else as given."""
-    device = getattr(value, "device", None)
-    if device is None:
-        return value
-    if device.type == "cpu":
-        return value.item()
-    return value.detach() if value.requires_grad else value
+_FLOAT, _NONE = {float}, {type(None)}
 
 
-class _Transfer:
-    """N steps' values on their way to the host. ``ready()`` never blocks."""
-
-    def __init__(self, steps: dict[str, np.ndarray], values: dict[str, list[Any]]) -> None:
-        self.steps = steps
-        self.outs: dict[str, np.ndarray] = {}
-        self._copies: list[tuple[str, np.ndarray, Any, Any]] = []  # (tag, slots, pinned host tensor, cuda event)
-        for tag, vals in values.items():
-            if all(type(v) is float for v in vals):  # the common case of Python floats: one conversion
-                self.outs[tag] = np.array(vals, np.float64)
-                continue
-            out = self.outs[tag] = np.empty(len(vals), np.float64)
-            if all(hasattr(v, "detach") for v in vals):  # all tensors (duck-typed: torch is never imported for floats)
-                self._start(tag, vals, np.arange(len(vals)))
-                continue
-            tensors = []
-            for i, v in enumerate(vals):
-                if hasattr(v, "detach"):
-                    tensors.append(i)
-                else:
-                    out[i] = float(v)
-            if tensors:
-                self._start(tag, [vals[i] for i in tensors], np.asarray(tensors))
-
-    def _start(self, tag: str, tensors: list[Any], where: np.ndarray) -> None:
-        import torch  # the caller handed us tensors: torch is loaded already
-
-        first = tensors[0]
-        device, dtype = first.device, first.dtype
-        if all(t.device == device and t.dtype == dtype for t in tensors[1:]):
-            groups: dict[tuple[Any, Any], list[int]] = {(device, dtype): list(range(len(tensors)))}
-        else:  # a device or dtype change mid-run (rare): one stack per kind
-            groups = {}
-            for k, t in enumerate(tensors):
-                groups.setdefault((t.device, t.dtype), []).append(k)
-        for (device, _dtype), ks in groups.items():
-            # one stack and one cast per device and dtype, however many steps: a handful of kernels
-            group = tensors if len(ks) == len(tensors) else [tensors[k] for k in ks]
-            try:
-                stacked = torch.stack(group).reshape(len(group))
-            except RuntimeError:  # one-element tensors of different shapes
-                stacked = torch.stack([t.reshape(()) for t in group])
-            if stacked.dtype != torch.float64:  # half/bfloat16/int values read as float32; float64 kept exact
-                stacked = stacked.float()
-            slots = where[np.asarray(ks)]
-            if device.type == "cuda":
-                host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
-                host.copy_(stacked, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record()
-                self._copies.append((tag, slots, host, event))
-            else:  # CPU (computed already), or a device without async copies to pinned memory: copy now
-                self.outs[tag][slots] = stacked.cpu().numpy()
-
-    def ready(self) -> bool:
-        return all(event.query() for _, _, _, event in self._copies)
-
-    def result(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{tag: (steps, values)}; waits for outstanding copies (called once ready, or by `Monitor.judge`)."""
-        for tag, slots, host, event in self._copies:
-            event.synchronize()
-            self.outs[tag][slots] = host.numpy()
-        return {tag: (self.steps[tag], vals) for tag, vals in self.outs.items()}
-
-
-@dataclass
-class _Column:
-    """One metric's history on the host: chunks (Python lists of floats as given, arrays from tensors)
-    joined into one array when judged. Floats are never converted between judgements: a flush of them
-    is a list extend."""
-
-    steps: list[Any] = field(default_factory=list)
-    values: list[Any] = field(default_factory=list)
-
-    def add(self, steps: Any, values: Any) -> None:
-        if self.steps and isinstance(self.steps[-1], list) and isinstance(steps, list) and isinstance(values, list):
-            self.steps[-1].extend(steps)
-            self.values[-1].extend(values)
-        else:
-            self.steps.append(list(steps) if isinstance(steps, list) else steps)
-            self.values.append(list(values) if isinstance(values, list) else values)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.steps) != 1 or isinstance(self.steps[0], list):  # joined once, then kept joined
-            self.steps = [np.concatenate([np.asarray(c, np.int64) for c in self.steps]) if self.steps
-                          else np.zeros(0, np.int64)]
-            self.values = [np.concatenate([np.asarray(c, np.float64) for c in self.values]) if self.values
-                           else np.zeros(0)]
-        return self.steps[0], self.values[0]
-
-
-class Monitor:
+class Monitor(Decisions):
     """Judge a training run from inside its loop, every ``every_n_steps`` steps.
 
     Parameters
@@ -171,9 +78,18 @@ class Monitor:
     stop_on : set ``should_stop`` once the verdict reaches this level ("early", "mid", "divergence").
     checkpoint_on : call ``save_checkpoint`` once per new verdict at or above this level.
     save_checkpoint : ``fn(path)`` saving the training state there; the path carries the detection step
-        and the last good step, and a restart plan (JSON) and the probe spec are written beside it.
+        and the last good step, and a restart plan (JSON) and the probe spec are written beside it. Under a
+        process group it is called on every rank with the same path (as Lightning's and torch.distributed
+        .checkpoint's saves are: collective); a plain ``torch.save`` belongs under ``if rank == 0``.
     checkpoint_dir : where those go.
-    on_finding : called with each `LiveFinding` (after it is logged).
+    on_finding : called with each `LiveFinding` this process finds (after it is logged).
+    framework : what trains ("pytorch", "lightning", "hf_trainer"): recommendations' snippets target it.
+    process_group : a torch.distributed process group (``torch.distributed.group.WORLD`` for every rank):
+        stop and checkpoint decisions are then made together, and rank 0 of the group writes the files and
+        the log lines. Every rank must call `update` with the same steps.
+    loss_across_ranks : under a process group, judge each rank's own loss ("own") or the mean over the ranks
+        ("mean": one more all-reduce of the N steps' losses, every N steps).
+    collective : instead of ``process_group``, any `Collective` (the Lightning callback passes its strategy's).
     """
 
     def __init__(self, *, run_id: str = "live", every_n_steps: int = 50, max_overhead: float | None = 0.005,
@@ -182,7 +98,9 @@ class Monitor:
                  checkpoint_on: FailOn | None = None, save_checkpoint: Callable[[Path], object] | None = None,
                  checkpoint_dir: str | Path = "steadytrain_checkpoints",
                  on_finding: Callable[[LiveFinding], object] | None = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, framework: Framework = "pytorch",
+                 process_group: Any = None, loss_across_ranks: LossAcrossRanks = "own",
+                 collective: Collective | None = None) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps={every_n_steps}: expected an integer >= 1")
         if max_overhead is not None and not 0 < max_overhead <= 1:
@@ -190,6 +108,12 @@ class Monitor:
         for name, level in (("stop_on", stop_on), ("checkpoint_on", checkpoint_on)):
             if level is not None and level not in ("early", "mid", "divergence"):
                 raise ValueError(f"{name}={level!r}: expected one of early, mid, divergence, or None")
+        if framework not in FORMAT_OF:
+            raise ValueError(f"framework={framework!r}: expected one of {', '.join(FORMAT_OF)}")
+        if loss_across_ranks not in ("own", "mean"):
+            raise ValueError(f"loss_across_ranks={loss_across_ranks!r}: expected own or mean")
+        if process_group is not None and collective is not None:
+            raise ValueError("process_group and collective name the same thing: give one")
         self.run_id = run_id
         self.every_n_steps = every_n_steps
         self.max_overhead = max_overhead
@@ -199,18 +123,25 @@ class Monitor:
         self.stop_on = stop_on
         self.checkpoint_on = checkpoint_on
         self.checkpoint_dir = Path(checkpoint_dir)
+        self.framework = framework
         self._save_fn = save_checkpoint
         self.saver: Saver | None = self._save_to_dir if save_checkpoint is not None else None
         self.on_finding = on_finding
         self.log = logger or log
+        self._collective = TorchCollective(process_group) if process_group is not None else collective
+        if self._collective is not None and self._collective.world_size <= 1:
+            self._collective = None  # one process: nothing to decide together
+        self._mean_loss = loss_across_ranks == "mean" and self._collective is not None
         self.diagnosis: Diagnosis | None = None
         self.findings: list[LiveFinding] = []
         self.should_stop = False
         self.checkpoints: list[Path] = []
         self._rows: list[tuple[int, Any, Any, Any, Any]] = []  # (step, loss, grad_norm, lr, eval_loss) since the flush
         self._extra: list[tuple[int, dict[str, Any]]] = []  # other metrics given by name
-        self._columns: dict[str, _Column] = {}
-        self._transfers: list[_Transfer] = []  # on their way to the host
+        self._columns: dict[str, Column] = {}
+        self._transfers: list[Transfer] = []  # on their way to the host
+        self._news: list[LiveFinding] = []  # found here since the ranks last decided
+        self._next_event: float = -math.inf  # the first step at which update has more to do than record
         self._next_flush = 0
         self._due = False
         self._points_judged = 0
@@ -220,6 +151,7 @@ class Monitor:
         _warm_up()
         self._checkpointed: set[str] = set()
         self._t0: float | None = None
+        self._first_step = 0
         self._spent = 0.0
         self._last_cost = 0.0
         self._judgements = 0
@@ -231,47 +163,87 @@ class Monitor:
                **metrics: Any) -> LiveFinding | None:
         """Record this step's values (floats or tensors; None = not logged this step). Returns a
         `LiveFinding` when a judgement made here changed the verdict or found something new."""
-        # Runs every step of the caller's loop: one tuple appended (~3 us), no device work, no clock read;
-        # tensors are only referenced, and sent to the host every N steps.
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
-            self._next_flush = step + self.every_n_steps - 1
-        if loss is not None and type(loss) is not float:
-            loss = _held(loss)
-        if grad_norm is not None and type(grad_norm) is not float:
-            grad_norm = _held(grad_norm)
-        if lr is not None and type(lr) is not float:
-            lr = _held(lr)
-        if eval_loss is not None and type(eval_loss) is not float:
-            eval_loss = _held(eval_loss)
+        # Every step of the caller's loop: a type check per value, one tuple appended, one comparison. No
+        # device work, no clock read; the rest happens every N steps (`_event`).
+        if loss is not None and loss.__class__ is not float:
+            loss = held(loss)
+        if grad_norm is not None and grad_norm.__class__ is not float:
+            grad_norm = held(grad_norm)
+        if lr is not None and lr.__class__ is not float:
+            lr = held(lr)
+        if eval_loss is not None and eval_loss.__class__ is not float:
+            eval_loss = held(eval_loss)
         self._rows.append((step, loss, grad_norm, lr, eval_loss))
         if metrics:
-            self._extra.append((step, {k: _held(v) for k, v in metrics.items() if v is not None}))
+            self._extra.append((step, {k: held(v) for k, v in metrics.items() if v is not None}))
         self._last_step = step
-        if step >= self._next_flush:
+        if step < self._next_event:
+            return None
+        return self._event(step)
+
+    def _event(self, step: int) -> LiveFinding | None:
+        """A flush, a judgement or a decision is due at this step (or the first step)."""
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+            self._first_step = step
+            self._next_flush = step + self.every_n_steps - 1
+        change = None
+        flushed = step >= self._next_flush
+        if flushed:
             # Every N steps the values go to the host (one stack per device and dtype, an async copy on
-            # CUDA), judged or not: a deferred judgement never leaves thousands of tensors alive.
+            # CUDA), judged or not: a deferred judgement never leaves thousands of tensors alive. These are
+            # the steps where the ranks of a distributed run meet: the same on every rank.
             started = time.perf_counter()
             self._flush()
+            self._next_flush = step + self.every_n_steps
             self._spent += time.perf_counter() - started
             self._due = True
-        if not self._due or step < self._next_check:
-            return None
+        if self._due and step >= self._next_check:
+            change = self._maybe_judge(step)
+        if flushed and self._collective is not None:
+            started = time.perf_counter()
+            self._decide_together()
+            self._spent += time.perf_counter() - started
+        self._next_event = min(self._next_flush, self._next_check) if self._due else self._next_flush
+        return change
+
+    def _maybe_judge(self, step: int) -> LiveFinding | None:
         if self._transfers and not all(t.ready() for t in self._transfers):
             return None  # a copy is still on its way: judge at a later step, never wait for the device
         if self.max_overhead is not None:
-            if self._spent + self._expected_cost() > self.max_overhead * (time.perf_counter() - self._t0):
+            assert self._t0 is not None
+            elapsed = time.perf_counter() - self._t0
+            wait = (self._spent + self._expected_cost()) / self.max_overhead - elapsed  # seconds until it fits
+            if wait > 0:
                 self._deferred += 1
-                self._next_check = step + max(1, self.every_n_steps // 5)  # not a clock read every step
+                # Look again when it should fit, at the loop's pace so far (in steps): not a clock read every
+                # few steps. A loop that speeds up is looked at early (and waits again), one that slows down late.
+                per_step = elapsed / max(step - self._first_step, 1)
+                steps = int(wait / per_step) if per_step > 0 else self.every_n_steps
+                self._next_check = step + min(max(1, steps), 20 * self.every_n_steps)
                 return None
         return self._timed_judge()
 
     def judge(self) -> Diagnosis:
-        """Judge now on everything recorded (waits for outstanding copies): e.g. at the end of training."""
-        if self._rows or self._extra:
+        """Judge now on everything recorded here (waits for outstanding copies), e.g. at the end of training.
+        Local to this process (no collective); with ``loss_across_ranks="mean"`` the steps since the last
+        all-reduce wait for it. `finish` is the collective end."""
+        if (self._rows or self._extra) and not self._mean_loss:
             self._flush()
         if self.diagnosis is None or self._transfers or self._judged_step != self._last_step:
             self._timed_judge()
+        assert self.diagnosis is not None
+        return self.diagnosis
+
+    def finish(self) -> Diagnosis:
+        """The last judgement at the end of training. Under a process group, every rank must call it: the last
+        steps' values are reduced and a last decision (a checkpoint) is made together."""
+        if self._collective is None:
+            return self.judge()
+        if self._rows or self._extra:
+            self._flush()
+        self._timed_judge()
+        self._decide_together()
         assert self.diagnosis is not None
         return self.diagnosis
 
@@ -286,30 +258,52 @@ class Monitor:
         return self._last_cost * max(1.0, points / max(self._points_judged, 1))
 
     def _flush(self) -> None:
+        """The rows since the last flush, by metric, into the host history or a transfer (in order)."""
         rows, self._rows = self._rows, []
         extra, self._extra = self._extra, []
-        pending: dict[str, tuple[list[int], list[Any]]] = {}
-        for i, name in enumerate(_FIELDS, 1):
-            steps = [r[0] for r in rows if r[i] is not None]
-            if steps:
-                pending[name] = (steps, [r[i] for r in rows if r[i] is not None])
-        for step, named in extra:
-            for name, value in named.items():
-                col = pending.setdefault(name, ([], []))
+        lists: dict[str, tuple[Any, Any, bool]] = {}  # name -> (steps, values, all Python floats)
+        stacked: dict[str, tuple[np.ndarray, Any]] = {}
+        keep: dict[str, Any] = {}
+        if rows:
+            cols = tuple(zip(*rows))  # one transpose in C, then a column at a time
+            steps = cols[0]
+            for name, vals in zip(_FIELDS, cols[1:]):
+                kinds = set(map(type, vals))  # in C; `None in vals` would call a tensor's __eq__ per value
+                if name == "loss" and self._mean_loss:
+                    assert self._collective is not None
+                    means, counts = mean_over_ranks(self._collective, vals)  # every rank, the same rows
+                    stacked[name] = (np.asarray(steps, np.int64), means)
+                    keep[name] = counts
+                elif kinds == _FLOAT:
+                    lists[name] = (steps, vals, True)
+                elif kinds == _NONE:
+                    continue
+                elif type(None) not in kinds:
+                    lists[name] = (steps, vals, False)
+                else:
+                    idx = [i for i, v in enumerate(vals) if v is not None]
+                    lists[name] = ([steps[i] for i in idx], [vals[i] for i in idx], kinds == {float, type(None)})
+        named: dict[str, tuple[list[int], list[Any]]] = {}
+        for step, metrics in extra:
+            for name, value in metrics.items():
+                col = named.setdefault(name, ([], []))
                 col[0].append(step)
                 col[1].append(value)
-        if self._last_step is not None:
-            self._next_flush = self._last_step + self.every_n_steps
-        tensors = {}
-        for name, (steps, values) in pending.items():
-            if self._transfers or not all(type(v) is float for v in values):
-                tensors[name] = (steps, values)  # behind a copy in flight, floats wait in line too (order)
+        for name, (s_, v_) in named.items():
+            lists[name] = (s_, v_, set(map(type, v_)) == _FLOAT)
+        tensors: dict[str, tuple[Any, Any]] = {}
+        for name, (steps_, values, floats) in lists.items():
+            if self._transfers or not floats:
+                tensors[name] = (steps_, list(values))  # behind a copy in flight, floats wait in line too (order)
             else:
-                self._columns.setdefault(name, _Column()).add(steps, values)
-                self._points += len(steps)
-        if tensors:
-            self._transfers.append(_Transfer({t: np.asarray(s, np.int64) for t, (s, _) in tensors.items()},
-                                             {t: v for t, (_, v) in tensors.items()}))
+                self._columns.setdefault(name, Column()).add(steps_, values)
+                self._points += len(steps_)
+        if tensors or stacked:
+            step_of = {t: np.asarray(s, np.int64) for t, (s, _) in tensors.items()}
+            step_of.update({t: s for t, (s, _) in stacked.items()})
+            value_of: dict[str, Any] = {t: v for t, (_, v) in tensors.items()}
+            value_of.update({t: v for t, (_, v) in stacked.items()})
+            self._transfers.append(Transfer(step_of, value_of, keep))
             self._collect(only_ready=True)
 
     def _collect(self, only_ready: bool = False) -> None:
@@ -321,7 +315,7 @@ class Monitor:
         transfers, self._transfers = self._transfers[:n], self._transfers[n:]
         for transfer in transfers:
             for tag, (steps, values) in transfer.result().items():
-                self._columns.setdefault(tag, _Column()).add(steps, values)
+                self._columns.setdefault(tag, Column()).add(steps, values)
                 self._points += len(steps)
 
     def _timed_judge(self) -> LiveFinding | None:
@@ -340,10 +334,10 @@ class Monitor:
             self._points_judged = self._points
 
     def history(self) -> Run:
-        """Everything recorded so far (already on the host) as a `Run`."""
+        """Everything recorded so far (already on the host) as a `Run` (in the format of its framework's logs)."""
         arrays = {tag: col.arrays() for tag, col in self._columns.items()}
         raw = RawPoints.from_columns({tag: (s, np.full(s.shape[0], math.nan), v) for tag, (s, v) in arrays.items()})
-        return build_run(self.run_id, "jsonl", raw, hparams=self.hparams, roles=self.roles)
+        return build_run(self.run_id, FORMAT_OF[self.framework], raw, hparams=self.hparams, roles=self.roles)
 
     def _judge(self) -> LiveFinding | None:
         run = self.history()
@@ -352,37 +346,51 @@ class Monitor:
         rng = run.step_range()
         change = compare(previous, diagnosis, rng[1] if rng else 0, self.run_id)
         if change is not None:
-            self._act(change)
+            self._found(change)
         return change
 
-    def _act(self, finding: LiveFinding) -> None:
-        self.findings.append(finding)
-        (self.log.warning if finding.unstable else self.log.info)("steadytrain: %s", finding.line())
-        if at_or_above(finding.verdict, self.checkpoint_on) and finding.verdict not in self._checkpointed \
-                and self.saver is not None:
-            self._checkpointed.add(finding.verdict)
-            path = self.saver(finding)
-            if path is not None:
-                self.checkpoints.append(path)
-        if at_or_above(finding.verdict, self.stop_on):
-            self.should_stop = True
-            self.log.warning("steadytrain: stopping the run (stop_on=%s): %s", self.stop_on, finding.verdict)
-        if self.on_finding is not None:
-            self.on_finding(finding)
+    # -- across restarts ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The history and the judgement, for the training checkpoint (plain values and bytes: loadable with
+        ``torch.load(weights_only=True)``). Waits for copies in flight. No collective: any rank may call it."""
+        if (self._rows or self._extra) and not self._mean_loss:
+            self._flush()  # with a mean loss, the steps since the last all-reduce are left out (< N steps)
+        self._collect()
+        return live_state.encode({tag: col.arrays() for tag, col in self._columns.items()}, run_id=self.run_id,
+                                 verdict=self.diagnosis.verdict if self.diagnosis is not None else None,
+                                 checkpointed=self._checkpointed, last_step=self._last_step)
 
-    def _save_to_dir(self, finding: LiveFinding) -> Path | None:
-        assert self._save_fn is not None
-        good = finding.last_good_step
-        stem = f"steadytrain-step={finding.step}-last_good={good if good is not None else 'none'}"
-        path = self.checkpoint_dir / f"{stem}.ckpt"
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self._save_fn(path)
-        write_hand_over(finding, self.checkpoint_dir / f"{stem}.restart.json", self.checkpoint_dir / f"{stem}.probe.yaml",
-                        self.log)
-        self.log.warning("steadytrain: saved %s (restart from a checkpoint at or before step %s, skipping the "
-                         "batches after it; plan beside it)", path, good)
-        return path
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a `state_dict` saved before a restart (call it before the first `update`)."""
+        columns, verdict, checkpointed, _ = live_state.decode(state)
+        self.restore(columns, checkpointed=checkpointed)
+        if verdict is not None and self.diagnosis is not None and self.diagnosis.verdict != verdict:
+            self.log.info("steadytrain: the restored history judges %s now (was %s before the restart: other "
+                          "settings?)", self.diagnosis.verdict, verdict)
 
+    def restore(self, columns: Mapping[str, tuple[Any, Any]], *, checkpointed: set[str] | None = None) -> Diagnosis | None:
+        """Start from the history recorded before a restart: ``{metric: (steps, values)}``. It is judged at
+        once, silently: that verdict is what later judgements are compared with (no line, no stop and no
+        checkpoint for what was known before the restart). ``checkpointed``: verdicts already saved for
+        (default: the restored verdict, when at or above ``checkpoint_on``)."""
+        self._columns = {}
+        self._points = 0
+        for tag, (steps, values) in columns.items():
+            s, v = np.asarray(steps, np.int64), np.asarray(values, np.float64)
+            if s.size:
+                self._columns.setdefault(tag, Column()).add(s, v)
+                self._points += int(s.size)
+        self.diagnosis = None
+        if self._points:
+            self.diagnosis, _ = diagnose_run(self.history(), self.config)
+            self._points_judged = self._points
+        baseline = self.diagnosis.verdict if self.diagnosis is not None else None
+        if checkpointed is None:
+            checkpointed = {baseline} if baseline is not None and at_or_above(baseline, self.checkpoint_on) else set()
+        self._checkpointed = set(checkpointed)
+        return self.diagnosis
+
+    # -- what it did -------------------------------------------------------------------------------------
     @property
     def last_step(self) -> int | None:
         """The last step given to `update` (None before the first)."""
@@ -395,8 +403,8 @@ class Monitor:
 
     @property
     def stats(self) -> dict[str, float | int]:
-        """How often it judged, how often it deferred, and the share of the wall time its copies and
-        judgements took."""
+        """How often it judged, how often it deferred, and the share of the wall time its copies, judgements
+        and decisions took."""
         wall = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
         return {"judgements": self._judgements, "deferred": self._deferred, "seconds_judging": self._spent,
                 "last_judgement_seconds": self._last_cost, "wall_seconds": wall,
@@ -421,12 +429,3 @@ def _warm_up() -> None:
         diagnose_run(build_run("warm-up", "jsonl", raw), AnalysisConfig())
     except Exception as exc:  # noqa: BLE001 - a warm-up is only about speed
         log.debug("warm-up judgement failed: %s", exc)
-
-
-def write_hand_over(finding: LiveFinding, plan: Path, spec: Path, logger: logging.Logger = log) -> None:
-    """The restart plan (JSON) and the probe spec (YAML, when the run is flagged) beside a checkpoint."""
-    finding.write_restart_plan(plan)
-    try:
-        finding.write_probe_spec(spec)
-    except Exception as exc:  # noqa: BLE001 - the checkpoint and its plan are what matter; the spec is a bonus
-        logger.warning("steadytrain: the probe spec could not be written (%s: %s)", type(exc).__name__, exc)

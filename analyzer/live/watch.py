@@ -13,6 +13,10 @@ one stat per file): a poll where nothing changed costs that and nothing else. Th
 
 Only runs whose files changed are judged again, with the same `diagnose_run` as `steadytrain report`,
 and compared with their last judgement (`compare`): a new verdict or a new finding is a `LiveFinding`.
+When many changed in one poll they are judged in worker processes (`analyzer.live.judging`).
+
+Object-store prefixes (``s3://``, ``gs://``, ``hf://``, ...) are mirrored before each poll, fetching only
+what grew (`analyzer.live.sources`); the poll then reads the mirror as it would a local directory.
 """
 
 from __future__ import annotations
@@ -27,15 +31,15 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from analyzer.config import AnalysisConfig
-from analyzer.detect.context import RunContext
 from analyzer.errors import InputError, LogFormatError
 from analyzer.ingest import jsonl
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.live.finding import LiveFinding, compare
 from analyzer.live.history import grown
+from analyzer.live.judging import Judged, Judges
+from analyzer.live.sources import WatchedPaths
 from analyzer.live.tail import DIALECT_NOTES, EventTail, JsonlTail, event_notes
-from analyzer.pipeline import diagnose_run
-from analyzer.sweep import find_sweeps
+from analyzer.sweep import SweepFacts, find_sweeps
 from analyzer.types import Diagnosis, InputFile, Note, Report, Run
 
 log = logging.getLogger(__name__)
@@ -50,7 +54,7 @@ class _Tracked:
 
     run: Run
     diagnosis: Diagnosis
-    context: RunContext | None
+    facts: SweepFacts | None  # what the LR-sweep grouping needs of its measured context
     files: tuple[str, ...]  # every file read for it (data and side files)
     tail: JsonlTail | None = None
     notes: list[Note] = field(default_factory=list)  # the run's notes but what the tail recounts
@@ -69,6 +73,8 @@ class PollResult:
         new_points: points appended to the judged runs (the reloaded ones counted in full).
         reloaded: "none", "runs" (only the changed runs re-read) or "all" (every path re-read).
         seconds / list_seconds / read_seconds / judge_seconds: the poll's time and its parts.
+        fetch_seconds: of which mirroring object stores (listing them, fetching what grew).
+        parallel: the changed runs were judged in worker processes.
     """
 
     changes: tuple[LiveFinding, ...]
@@ -80,6 +86,8 @@ class PollResult:
     list_seconds: float
     read_seconds: float
     judge_seconds: float
+    fetch_seconds: float = 0.0
+    parallel: bool = False
 
 
 class Watcher:
@@ -87,11 +95,17 @@ class Watcher:
 
     Parameters
     ----------
-    paths : log directories or files, as for `analyze`.
+    paths : log directories or files, as for `analyze`; object-store URLs too (``s3://bucket/runs``), mirrored
+        under the cache directory (``load_options.storage_options`` for the store's settings).
     config : thresholds (defaults otherwise).
-    load_options : how to read (restart policy, CRC, roles, cache); the cache is what makes a re-read
+    load_options : how to read (restart policy, CRC, roles, cache, workers); the cache is what makes a re-read
         of a grown event file decode only its new bytes.
     ignore : files and directories under the paths that are not logs (the live report itself).
+    parallel_from : judge the changed runs of a poll in ``load_options.workers`` worker processes (0: one per
+        core) when at least this many changed.
+
+    Call `close` when done (or use it as a context manager): it stops the worker processes and removes a
+    temporary mirror.
 
     Examples
     --------
@@ -102,15 +116,19 @@ class Watcher:
     """
 
     def __init__(self, paths: Sequence[str | Path], *, config: AnalysisConfig | None = None,
-                 load_options: LoadOptions | None = None, ignore: Iterable[str | Path] = ()) -> None:
+                 load_options: LoadOptions | None = None, ignore: Iterable[str | Path] = (),
+                 parallel_from: int = 32) -> None:
         if not paths:
             raise InputError("no path given: name a log directory or file, e.g. `steadytrain watch runs/`")
-        self.paths = [Path(p) for p in paths]
-        for p in self.paths:
-            if not p.exists():
-                raise InputError(f"{p}: no such file or directory")
         self.config = config or AnalysisConfig()
         self.options = load_options or LoadOptions()
+        self._sources = WatchedPaths(paths, self.options.cache_dir, self.options.storage_options)
+        self.paths = self._sources.paths  # remote ones: their mirror
+        for p in self.paths:
+            if not p.exists():
+                self._sources.close()
+                raise InputError(f"{p}: no such file or directory")
+        self._judges = Judges(self.config, workers=self.options.workers, parallel_from=parallel_from)
         self._ignore = {os.path.abspath(p) for p in ignore}
         self._runs: dict[str, _Tracked] = {}
         self._owner: dict[str, str] = {}  # file -> run id
@@ -165,6 +183,7 @@ class Watcher:
     def poll(self) -> PollResult:
         """Look once: read what changed, judge the runs it changed, return what their judgement says."""
         t0 = time.perf_counter()
+        fetch_s = self._sources.sync()
         snap = self._snapshot()
         t_list = time.perf_counter() - t0
         changed = {p for p, st in snap.items() if self._snap.get(p) != st}
@@ -174,39 +193,47 @@ class Watcher:
         judged: list[str] = []
         new_points = 0
         reloaded = "none"
+        batches = self._judges.parallel_batches
         full = self._first or any(p in self._owner for p in removed)
         if not full:
             unowned = [p for p in changed if p not in self._owner]
             full = any(self._could_be_a_run(p) for p in unowned)
-        if full:
-            reloaded = "all"
-            j, new_points = self._reload_all(snap, changes, judged)
-            judge_s += j
-        else:
+        if not full:
             by_run: dict[str, list[str]] = {}
             for p in changed:
                 if p in self._owner:
                     by_run.setdefault(self._owner[p], []).append(p)
+            grown_runs: list[tuple[str, Run]] = []
             for rid, files in sorted(by_run.items()):
                 reloaded = "runs"
-                got = self._refresh(rid, files, snap)
-                if got is None:  # the run's files are not what they were: read everything again
-                    reloaded = "all"
-                    j, new_points = self._reload_all(snap, changes, judged)
-                    judge_s += j
+                new_run = self._read_more(rid, files, snap)
+                if new_run is None:  # the run's files are not what they were: read everything again
+                    full = True  # (the tails read so far are replaced by the reload's)
                     break
-                j, n, change = got
-                judge_s += j
-                new_points += n
-                judged.append(rid)
-                if change is not None:
-                    changes.append(change)
+                grown_runs.append((rid, new_run))
+            if not full and grown_runs:
+                started = time.perf_counter()
+                verdicts = self._judges.judge([r for _, r in grown_runs])
+                judge_s += time.perf_counter() - started
+                for (rid, new_run), (d, facts) in zip(grown_runs, verdicts):
+                    tracked = self._runs[rid]
+                    change = self._compare(new_run, d, tracked.diagnosis)
+                    new_points += max(new_run.n_points - tracked.run.n_points, 0)
+                    tracked.run, tracked.diagnosis, tracked.facts = new_run, d, facts
+                    judged.append(rid)
+                    if change is not None:
+                        changes.append(change)
+        if full:
+            reloaded = "all"
+            j, new_points = self._reload_all(snap, changes, judged)
+            judge_s += j
         self._snap = snap
         self._first = False
         self.polls += 1
         total = time.perf_counter() - t0
-        return PollResult(tuple(changes), tuple(judged), len(self._runs), new_points, reloaded, total, t_list,
-                          max(0.0, total - t_list - judge_s), judge_s)
+        return PollResult(tuple(changes), tuple(judged), len(self._runs), new_points, reloaded, total,
+                          t_list - fetch_s, max(0.0, total - t_list - judge_s), judge_s, fetch_s,
+                          self._judges.parallel_batches > batches)
 
     def _could_be_a_run(self, path: str) -> bool:
         """Whether a new or changed file that belongs to no run may start one (tried alone: cheap for a
@@ -219,10 +246,10 @@ class Watcher:
             return False
         return bool(runs)
 
-    def _judge(self, run: Run, previous: Diagnosis | None) -> tuple[Diagnosis, RunContext | None, LiveFinding | None]:
-        d, ctx = diagnose_run(run, self.config)
+    @staticmethod
+    def _compare(run: Run, d: Diagnosis, previous: Diagnosis | None) -> LiveFinding | None:
         rng = run.step_range()
-        return d, ctx, compare(previous, d, rng[1] if rng else 0, run.id)
+        return compare(previous, d, rng[1] if rng else 0, run.id)
 
     def _reload_all(self, snap: dict[str, Stat], changes: list[LiveFinding], judged: list[str]) -> tuple[float, int]:
         try:
@@ -236,9 +263,9 @@ class Watcher:
             if i.status == "read" and i.run is not None:
                 files.setdefault(i.run, []).append(i.path)
         after = self._snapshot_of([p for r in runs if r.format in ("jsonl", "tensorboard") for p in files.get(r.id, [])])
-        judge_s = 0.0
         new_points = 0
         kept: dict[str, _Tracked] = {}
+        to_judge: list[tuple[Run, tuple[str, ...], _Tracked | None]] = []
         self._owner = {}
         for run in runs:
             mine = tuple(sorted(files.get(run.id, [])))
@@ -254,17 +281,20 @@ class Watcher:
                     old.events = self._event_tails(run, snap, after)
                 kept[run.id] = old
                 continue
+            to_judge.append((run, mine, old))
+        started = time.perf_counter()
+        verdicts: list[Judged] = self._judges.judge([run for run, _, _ in to_judge])
+        judge_s = time.perf_counter() - started
+        for (run, mine, old), (d, facts) in zip(to_judge, verdicts):
             tail = self._tail_for(run, snap, after)
-            started = time.perf_counter()
-            d, ctx, change = self._judge(run, old.diagnosis if old else None)
-            judge_s += time.perf_counter() - started
+            change = self._compare(run, d, old.diagnosis if old else None)
             new_points += run.n_points - (old.run.n_points if old else 0)
             judged.append(run.id)
             if change is not None:
                 changes.append(change)
             # A JSONL tail completes a cut-off last line; an event file's cut-off record note is replaced per file.
             notes = [n for n in run.notes if n.kind != "truncated" or run.format == "tensorboard"]
-            kept[run.id] = _Tracked(run, d, ctx, mine, tail, notes, events=self._event_tails(run, snap, after))
+            kept[run.id] = _Tracked(run, d, facts, mine, tail, notes, events=self._event_tails(run, snap, after))
             if run.format == "jsonl" and tail is None:
                 for p in mine:  # it grew while being read: read it again next poll, and make a tail then
                     snap[p] = _STALE
@@ -313,9 +343,8 @@ class Watcher:
             out[path] = tail
         return out
 
-    def _refresh(self, rid: str, files: list[str], snap: dict[str, Stat]
-                 ) -> tuple[float, int, LiveFinding | None] | None:
-        """Read what run ``rid`` appended and judge it again; None when it must be found afresh."""
+    def _read_more(self, rid: str, files: list[str], snap: dict[str, Stat]) -> Run | None:
+        """Run ``rid`` with what it appended; None when it must be found afresh."""
         tracked = self._runs[rid]
         run = tracked.run
         new_run: Run | None = None
@@ -345,14 +374,7 @@ class Watcher:
                 tracked.notes += [n for n in new_run.notes if n.kind in ("restart", "duplicate_steps")]
         if new_run is None:
             new_run = self._reread(tracked, snap)
-            if new_run is None:
-                return None
-        started = time.perf_counter()
-        d, ctx, change = self._judge(new_run, tracked.diagnosis)
-        judge_s = time.perf_counter() - started
-        n = new_run.n_points - run.n_points
-        tracked.run, tracked.diagnosis, tracked.context = new_run, d, ctx
-        return judge_s, max(n, 0), change
+        return new_run
 
     def _reread(self, tracked: _Tracked, snap: dict[str, Stat]) -> Run | None:
         """Run ``tracked`` read again alone, matched by its source files; None when that fails."""
@@ -387,14 +409,28 @@ class Watcher:
         return [t.diagnosis for _, t in sorted(self._runs.items())]
 
     def report(self) -> Report:
-        """Every watched run's latest judgement, and the LR sweeps among them, as a `Report`."""
-        diagnoses = self.diagnoses
-        contexts = {rid: t.context for rid, t in self._runs.items() if t.context is not None}
-        sweeps = find_sweeps(diagnoses, contexts, self.config)
+        """Every watched run's latest judgement, and the LR sweeps among them, as a `Report` (mirrored objects
+        named by their URLs)."""
+        where = self._sources.where
+        diagnoses = [replace(d, run=where.run(d.run)) for d in self.diagnoses]
+        facts = {rid: t.facts for rid, t in self._runs.items() if t.facts is not None}
+        sweeps = find_sweeps(diagnoses, facts, self.config)
         try:
             version = metadata.version("steadytrain")
         except metadata.PackageNotFoundError:
             version = "0+unknown"
-        return Report(roots=tuple(str(p) for p in self.paths), inputs=tuple(sorted(self._inputs, key=lambda i: i.path)),
+        inputs = where.inputs(self._inputs) + list(where.skipped)
+        return Report(roots=tuple(self._sources.given), inputs=tuple(sorted(inputs, key=lambda i: i.path)),
                       diagnoses=tuple(diagnoses), sweeps=tuple(sweeps), config=self.config.as_dict(),
                       created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=version)
+
+    def close(self) -> None:
+        """Stop the worker processes and remove a temporary mirror (the watcher cannot poll after this)."""
+        self._judges.close()
+        self._sources.close()
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
