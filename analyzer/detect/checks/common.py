@@ -79,9 +79,11 @@ def event_evidence(ctx: RunContext, ev: Event, *, curve: Curve | None = None,
         grad_spike_step=g_step, grad_spike_ratio=g_ratio, grad_leads_by_steps=lead)
 
 
-def _undone(share: float) -> str:
+def _undone(share: float, ctx: RunContext) -> str:
+    if not np.isfinite(share) and ctx.log_start.mid_training:
+        return "judged by its ratio (the log starts mid-training: what was learned before it is unknown)"
     if not np.isfinite(share):
-        return "before the run had learned anything"
+        return "judged by its ratio (too little progress logged before it to measure a share of)"
     if share > 1:
         return f"above the loss it started from ({share:.1f}x what it had learned)"
     return f"undoing {share:.0%} of what it had learned"
@@ -97,10 +99,10 @@ def describe(ctx: RunContext, e: ExcursionEvidence) -> str:
                 f"{e.share_undone:.0%} of all the run learns")
     elif e.shape == "regime":
         size = (f"the smoothed loss sat above its earlier best {fmt(e.reference)}, up to {fmt(e.peak)}{ratio} at "
-                f"step {e.peak_step:,}, {_undone(e.share_undone)}")
+                f"step {e.peak_step:,}, {_undone(e.share_undone, ctx)}")
     else:
         size = (f"the loss spiked from {fmt(e.reference)} to {fmt(e.peak)}{ratio} at step {e.peak_step:,}, "
-                f"{_undone(e.share_undone)}, for {e.points} logged point(s)")
+                f"{_undone(e.share_undone, ctx)}, for {e.points} logged point(s)")
     if e.recovered_step is not None:
         back = f"back by step {e.recovered_step:,}"
         if e.lr_at_start and e.lr_at_recovery is not None and e.lr_at_recovery < 0.5 * e.lr_at_start:
