@@ -11,6 +11,7 @@ traceback). A crash never exits 1: CI gating must be able to tell a crash from a
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -102,6 +103,10 @@ class _Steadytrain(click.Group):
             raise
         except SteadytrainError as exc:
             _fail(str(exc))
+        except BrokenPipeError:
+            # the reader went away (`steadytrain inspect runs/ | head`): nothing more to say, as other Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as exc:
             _fail(_os_error_text(exc))
         except KeyboardInterrupt:

@@ -153,3 +153,4 @@ def test_a_probe_spec_is_code_and_help_readme_and_report_say_so(tmp_path):
     assert specs and all("workload: builtin:" in p.read_text() for p in specs)
     assert not any("os:system" in p.read_text() or "evil.module" in p.read_text() for p in specs)
     assert os.path.exists(tmp_path / "r.html")
+
