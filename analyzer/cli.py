@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 import click
 
@@ -23,9 +23,9 @@ from analyzer.config import AnalysisConfig
 from analyzer.display import printable, shown
 from analyzer.errors import ConfigError, SteadytrainError, context, where_of
 from analyzer.frame import RESTART_POLICIES
+from analyzer.verdicts import FAIL_ON_LEVELS, Verdict, gated
 
-FAIL_ON = {"early": ("early_instability", "mid_instability", "divergence"),
-           "mid": ("mid_instability", "divergence"), "divergence": ("divergence",)}
+FAIL_ON: Mapping[str, tuple[Verdict, ...]] = {level: gated(level) for level in FAIL_ON_LEVELS}
 EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 _PACKAGES = ("analyzer", "reporters", "probes")
 _ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,6 @@ from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.recommend.rules import recommend
 from analyzer.sweep import find_sweeps
 from analyzer.types import (
-    VERDICT_ORDER,
     CheckFailure,
     Diagnosis,
     Finding,
@@ -28,6 +27,7 @@ from analyzer.types import (
     SweepDiagnosis,
     Verdict,
 )
+from analyzer.verdicts import most_severe
 
 #: Where runs are read and judged: in this process (its reading may use local worker processes), or as Ray tasks.
 Executor = Literal["local", "ray"]
@@ -38,7 +38,7 @@ def verdict_of(findings: Sequence[Finding]) -> Verdict:
     if any(f.verdict == "insufficient_data" for f in findings):
         return "insufficient_data"
     judged = [f.verdict for f in findings if f.severity >= Severity.WARN and f.verdict != "insufficient_data"]
-    return max(judged, key=VERDICT_ORDER.index, default="stable")
+    return most_severe(judged)
 
 
 def diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext | None]:

@@ -24,6 +24,7 @@ from analyzer.detect.context import RunContext
 from analyzer.hparams import LR_KEYS
 from analyzer.recommend.rules import run_lr
 from analyzer.types import Diagnosis, SweepDiagnosis
+from analyzer.verdicts import INSTABILITY
 
 #: Hyperparameter keys that name or locate a run rather than configure it (matched as words in the
 #: lower-cased key), and the derived summaries some trackers store beside the config.
@@ -189,7 +190,7 @@ def _judge_sweep(members: list[tuple[float, Diagnosis]], facts: Mapping[str, Swe
         scores.append(None if is_infeasible else best)
         if is_infeasible:
             infeasible.append(d.run.id)
-        elif d.verdict in ("early_instability", "mid_instability"):
+        elif d.verdict in INSTABILITY:
             unstable.append(d.run.id)
         per_run.append({"run": d.run.id, "lr": lr, "best": best, "final": final, "verdict": d.verdict,
                         "infeasible": is_infeasible})

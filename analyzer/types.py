@@ -14,21 +14,13 @@ import numpy as np
 import polars as pl
 
 from analyzer.evidence import Evidence
+from analyzer.verdicts import VERDICT_ORDER, Verdict  # noqa: F401 - re-exported: the types of the layers
 
 Format = Literal["tensorboard", "lightning_csv", "hf_trainer_state", "jsonl", "mlflow", "csv", "text_log", "wandb",
                  "wandb_csv"]
-Verdict = Literal["stable", "early_instability", "mid_instability", "divergence", "insufficient_data"]
 RoleName = Literal["train_loss", "eval_loss", "grad_norm", "lr"]
 ROLE_NAMES: tuple[RoleName, ...] = ("train_loss", "eval_loss", "grad_norm", "lr")
 
-#: Verdicts from least to most severe; a run's verdict is the most severe of its findings.
-VERDICT_ORDER: tuple[Verdict, ...] = (
-    "insufficient_data",
-    "stable",
-    "early_instability",
-    "mid_instability",
-    "divergence",
-)
 
 
 class Severity(enum.IntEnum):

@@ -23,6 +23,7 @@ from analyzer.errors import context
 from analyzer.outputs import write_atomic
 from analyzer.recommend.snippets import framework_for
 from analyzer.recommend.summary import top_fix
+from analyzer.verdicts import REPORT_ORDER, VERDICT
 from analyzer.types import Diagnosis, Report, SweepDiagnosis
 from reporters import filters, plots
 from reporters.terminal import severity_key
@@ -34,8 +35,7 @@ ALL_PLOTS_UP_TO = 60
 #: Otherwise at most this many flagged runs (worst first) get full figures.
 MAX_FULL_PLOT_RUNS = 100
 
-_VERDICT_LABEL = {"divergence": "Divergence", "mid_instability": "Mid-training instability",
-                  "early_instability": "Early instability", "stable": "Stable", "insufficient_data": "Insufficient data"}
+_VERDICT_LABEL = {name: VERDICT[name].label for name in REPORT_ORDER}  # in the overview's order
 _SPAN_COLOR = {"early_instability": plots.ORANGE, "mid_instability": plots.RED, "divergence": plots.RED}
 
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from analyzer.types import VERDICT_ORDER, Diagnosis, Finding, Report, Severity
-
-_BADGE = {"divergence": "DIVERGED", "mid_instability": "MID-UNSTABLE", "early_instability": "EARLY-UNSTABLE",
-          "stable": "stable", "insufficient_data": "no-data"}
+from analyzer.types import Diagnosis, Finding, Report, Severity
+from analyzer.verdicts import REPORT_ORDER, VERDICT, VERDICT_ORDER
 
 
 def severity_key(d: Diagnosis) -> tuple[int, str]:
-    order = ("divergence", "mid_instability", "early_instability", "insufficient_data", "stable")
-    return order.index(d.verdict), d.run.id
+    return REPORT_ORDER.index(d.verdict), d.run.id
 
 
 #: C0/C1 control characters (and DEL) as visible escapes: a run named "\x1b[2J" must not drive the terminal.
@@ -56,7 +53,7 @@ def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None 
         row = [_cut(d.run.id, 40), d.run.format, f"{d.run.n_points:,}", f"{rng[0]}-{rng[1]}" if rng else "-", roles,
                str(notes)]
         if with_verdicts:
-            row = [_BADGE[d.verdict]] + row + [_cut(top, 70)]
+            row = [VERDICT[d.verdict].badge] + row + [_cut(top, 70)]
         rows.append(row)
     header = ["run", "format", "points", "steps", "roles", "notes"]
     if with_verdicts:
@@ -100,7 +97,7 @@ def render_inspect(report: Report, *, verbose: bool = False) -> str:
         for n in d.run.notes if verbose else [n for n in d.run.notes if n.kind != "ignored_fields"][:5]:
             lines.append(f"  note: {clean(n.message)}")
         if lines:
-            out.append(f"{clean(d.run.id)} ({_BADGE[d.verdict]})")
+            out.append(f"{clean(d.run.id)} ({VERDICT[d.verdict].badge})")
             out += lines
     if verbose:
         out.append("\nInputs:")

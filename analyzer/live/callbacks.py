@@ -46,8 +46,8 @@ from analyzer.live.collective import Collective, StrategyCollective, TorchCollec
 from analyzer.live.finding import FailOn, HandOver, LiveFinding
 from analyzer.live.monitor import Framework, LossAcrossRanks, Monitor
 from analyzer.live.state import from_log_history
+from analyzer.verdicts import VERDICT
 
-_LEVEL = {"insufficient_data": 0, "stable": 0, "early_instability": 1, "mid_instability": 2, "divergence": 3}
 PLAN_NAME = "steadytrain_restart.json"
 SPEC_NAME = "steadytrain_probe.yaml"
 
@@ -174,7 +174,7 @@ class LightningHooks(_Options):
         finding = self.monitor.update(step, loss=loss, grad_norm=norm, lr=lr)
         if finding is not None and self.monitor.is_writer:
             for lg in getattr(trainer, "loggers", []) or []:
-                lg.log_metrics({"steadytrain/verdict_level": float(_LEVEL[finding.verdict])}, step=step)
+                lg.log_metrics({"steadytrain/verdict_level": float(VERDICT[finding.verdict].level)}, step=step)
         if self.monitor.should_stop and not trainer.should_stop:
             trainer.should_stop = True
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 from analyzer.live.collective import CHECKPOINT, NEWS, STOP, Collective, gather_codes, source_rank
 from analyzer.live.finding import FailOn, HandOver, LiveFinding, at_or_above
+from analyzer.verdicts import UNSTABLE
 
 Saver = Callable[[HandOver], "Path | None"]
 
@@ -85,7 +86,7 @@ class Decisions:
         hand: HandOver = coll.broadcast(mine, src)
         if self.is_writer:
             also = [r for r, c in enumerate(codes) if c and r != src]
-            unstable = hand.verdict in ("early_instability", "mid_instability", "divergence")
+            unstable = hand.verdict in UNSTABLE
             (self.log.warning if unstable else self.log.info)(
                 "steadytrain: [rank %d] %s%s", hand.rank, hand.line,
                 f" (rank(s) {', '.join(map(str, also))} found changes too)" if also else "")

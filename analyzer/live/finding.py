@@ -18,36 +18,26 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from analyzer.recommend.summary import top_fix
 from analyzer.recommend.snippets import framework_for
-from analyzer.types import Diagnosis, Finding, Recommendation, Severity, Verdict
+from analyzer.types import Diagnosis, Finding, Recommendation, Severity
+from analyzer.verdicts import FAIL_ON_LEVELS, UNSTABLE, VERDICT, FailOn, Verdict, gated, reaches
 
 if TYPE_CHECKING:
     from probes.spec import ProbeSpec
 
-FailOn = Literal["early", "mid", "divergence"]
 #: The verdicts at or above each --fail-on / stop_on level (the same ladder as `inspect --fail-on`).
-AT_OR_ABOVE: Mapping[FailOn, tuple[Verdict, ...]] = {
-    "early": ("early_instability", "mid_instability", "divergence"),
-    "mid": ("mid_instability", "divergence"),
-    "divergence": ("divergence",),
-}
-UNSTABLE: tuple[Verdict, ...] = ("early_instability", "mid_instability", "divergence")
+AT_OR_ABOVE: Mapping[FailOn, tuple[Verdict, ...]] = {level: gated(level) for level in FAIL_ON_LEVELS}
+at_or_above = reaches  # the name the live modules use
 log = logging.getLogger(__name__)
-_BADGE = {"divergence": "DIVERGED", "mid_instability": "MID-UNSTABLE", "early_instability": "EARLY-UNSTABLE",
-          "stable": "stable", "insufficient_data": "no-data"}
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def clean(text: object) -> str:
     """Run names come from untrusted paths: control characters shown as escapes, never sent to a terminal."""
     return str(text).translate(_CONTROLS)
-
-
-def at_or_above(verdict: Verdict, level: FailOn | None) -> bool:
-    return level is not None and verdict in AT_OR_ABOVE[level]
 
 
 def _notable(d: Diagnosis) -> Counter[tuple[str, str]]:
@@ -112,13 +102,13 @@ class LiveFinding:
     def line(self) -> str:
         """One line: the run, what it is now (and was), where, the evidence, the fix."""
         changed = self.previous != self.verdict
-        was = f" (was {_BADGE[self.previous]})" if self.previous is not None and changed else ""
+        was = f" (was {VERDICT[self.previous].badge})" if self.previous is not None and changed else ""
         if changed:  # the finding that makes the verdict, else the first new one
             head = next((f for f in self.diagnosis.findings if f.verdict == self.verdict and f.severity >= Severity.WARN),
                         self.new[0] if self.new else self.diagnosis.headline)
         else:
             head = self.new[0] if self.new else None
-        text = f"{self.run_id}: {_BADGE[self.verdict]}{was}" + ("" if changed else ", new finding")
+        text = f"{self.run_id}: {VERDICT[self.verdict].badge}{was}" + ("" if changed else ", new finding")
         if head is not None:
             end = f"-{head.end_step:,}" if head.end_step is not None and head.end_step != head.start_step else ""
             text += f" at step {head.start_step:,}{end} [judged to step {self.step:,}]: {head.kind}: "

@@ -15,6 +15,7 @@ from analyzer.detect.context import RunContext
 from analyzer.hparams import lr_from_hparams
 from analyzer.recommend import snippets
 from analyzer.types import Finding, Recommendation, Severity
+from analyzer.verdicts import UNSTABLE
 
 PLAYBOOK_LOWER = "Playbook §4: lowering the learning rate is the last resort, once warmup and clipping are tried."
 
@@ -62,7 +63,7 @@ def departure_step(findings: list[Finding]) -> int | None:
     divergence findings, or of an instability that ran on into the divergence without coming back (a
     regime from step 1,500 that ends in the explosion). Advice for a diverged run comes from the steps
     before: the diverged steps say nothing about what a healthy run looks like."""
-    unstable = [f for f in findings if f.verdict in ("early_instability", "mid_instability", "divergence")
+    unstable = [f for f in findings if f.verdict in UNSTABLE
                 and f.severity >= Severity.WARN]
     diverged = [f.start_step for f in unstable if f.verdict == "divergence"]
     if not diverged:
@@ -110,7 +111,7 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding], *, before: int
                               "from_steps_before": before}
     # Would p90 touch the instability? Compare the grad norm at the unstable steps with the threshold.
     unstable_starts = [f.start_step for f in findings
-                       if f.verdict in ("early_instability", "mid_instability", "divergence") and f.severity >= 1]
+                       if f.verdict in UNSTABLE and f.severity >= 1]
     needed = None
     if unstable_starts:
         # To tame an instability, clipping must reach its onset (where outlier gradients cause it): the
@@ -254,7 +255,7 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
     LR); advice to log a missing metric comes after them, never instead of them for an unstable run."""
     recs: list[Recommendation] = []
     kinds = {f.kind for f in findings}
-    unstable = [f for f in findings if f.verdict in ("early_instability", "mid_instability", "divergence")
+    unstable = [f for f in findings if f.verdict in UNSTABLE
                 and f.severity.value >= 1]
     departure = departure_step(findings)
     early = next((f for f in findings if f.kind == "early_instability"), None)

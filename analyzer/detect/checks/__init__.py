@@ -17,6 +17,7 @@ from analyzer.detect.checks.messages import check_messages, quote_messages
 from analyzer.detect.checks.nonfinite import check_nonfinite
 from analyzer.detect.context import RunContext
 from analyzer.types import CheckFailure, Finding
+from analyzer.verdicts import INSTABILITY
 
 Check = Callable[[RunContext], list[Finding]]
 
@@ -35,7 +36,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("grokking", check_grokking),
 )
 
-_INSTABILITY = ("early_instability", "mid_instability")
+_INSTABILITY = INSTABILITY
 
 
 def run_checks(ctx: RunContext) -> tuple[list[Finding], list[CheckFailure]]:

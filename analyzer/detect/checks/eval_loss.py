@@ -11,6 +11,7 @@ from analyzer.detect.checks.eval_agreement import grokking
 from analyzer.detect.checks.instability import is_big, judge_events
 from analyzer.detect.context import RunContext
 from analyzer.types import Finding, Severity
+from analyzer.verdicts import VERDICT, Verdict
 
 
 def check_eval_instability(ctx: RunContext) -> list[Finding]:
@@ -31,10 +32,10 @@ def check_eval_instability(ctx: RunContext) -> list[Finding]:
         if train_peak < train_start - 2.0 * float(c.level_sigma[c.index_of_step(peak_step)]) * train_start:
             continue
         evidence = event_evidence(ctx, ev, curve=e, signal="eval_loss")
-        verdict = "early_instability" if start_step <= ctx.early_cut else "mid_instability"
+        verdict: Verdict = "early_instability" if start_step <= ctx.early_cut else "mid_instability"
         kind = verdict
-        phase = "Early instability" if verdict == "early_instability" else "Mid-training instability"
-        out.append(Finding(kind, Severity.WARN, verdict, evidence.start_step, evidence.recovered_step,  # type: ignore[arg-type]
+        phase = VERDICT[verdict].label
+        out.append(Finding(kind, Severity.WARN, verdict, evidence.start_step, evidence.recovered_step,
                            f"{phase}, an unstable regime ({signal_words(ctx, 'eval_loss')}): "
                            f"{describe(ctx, evidence)}; the train loss did not fall meanwhile "
                            f"({train_start:.4g} -> {train_peak:.4g}).", evidence))

@@ -23,6 +23,7 @@ from analyzer.detect.context import RunContext
 from analyzer.evidence import MessageEvidence
 from analyzer.roles import MESSAGE_TAG_PREFIX
 from analyzer.types import Finding, Run, Series, Severity
+from analyzer.verdicts import UNSTABLE
 
 #: How each kind is named in a finding.
 _WORDS = {"overflow_skip": "gradient-overflow skip(s)", "nan_warning": "NaN/inf warning(s)",
@@ -190,7 +191,7 @@ def quote_messages(findings: list[Finding], ctx: RunContext) -> list[Finding]:
     end_default = ctx.max_step or 0
     out = []
     for f in findings:
-        if f.verdict in ("early_instability", "mid_instability", "divergence") and f.kind != "skipping_to_the_end":
+        if f.verdict in UNSTABLE and f.kind != "skipping_to_the_end":
             inside = msgs.within(f.start_step, f.end_step if f.end_step is not None else end_default, interval)
             inside.pop("loss_scale", None)
             if inside:
