@@ -20,7 +20,6 @@ mirrored on the driver, under --cache-dir).
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib.util
 import logging
 import math
@@ -36,14 +35,13 @@ from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 import numpy as np
 
 from analyzer.config import AnalysisConfig
-from analyzer.display import shown
 from analyzer.errors import ConfigError
 from analyzer.frame import build_frame
 from analyzer.ingest import lineage, remote
 from analyzer.ingest.discover import RunSource, discover
 from analyzer.ingest.load import LoadOptions, no_runs_error, read_sources
 from analyzer.ingest.load import _log_inputs as log_inputs
-from analyzer.pipeline import _version, diagnose_run
+from analyzer.engine import diagnose_run, make_report
 from analyzer.sweep import SweepFacts, find_sweeps, sweep_facts
 from analyzer.types import ROLE_NAMES, Diagnosis, InputFile, Report, Run, Series, SweepDiagnosis
 
@@ -351,10 +349,7 @@ def _analyze(ray: Any, paths: Sequence[str | Path], cfg: AnalysisConfig, options
             diagnoses = _with_whole_runs(ray, diagnoses, sweeps, figure_runs, batches, batch_of, task_options)
         diagnoses = [replace(d, run=where.run(d.run)) for d in diagnoses]
         inputs = where.inputs(inputs) + where.skipped
-    inputs.sort(key=lambda i: i.path)
-    return Report(roots=tuple(shown(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
-                  sweeps=tuple(sweeps), config=cfg.as_dict(),
-                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=_version())
+    return make_report([str(p) for p in paths], inputs, diagnoses, {}, cfg, sweeps=sweeps)
 
 
 def _with_whole_runs(ray: Any, diagnoses: list[Diagnosis], sweeps: Sequence[SweepDiagnosis], figure_runs: FigureRuns,

@@ -1,85 +1,20 @@
-"""files -> runs -> findings -> recommendations -> Report. The one entry the CLI and API call."""
+"""files -> runs -> findings -> recommendations -> Report. The one entry the CLI and API call: the local executor
+(read here, judge with analyzer.engine), or the Ray one (analyzer.distributed, which runs the same engine)."""
 
 from __future__ import annotations
 
-import datetime as _dt
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Collection, Literal, Sequence
 
-import numpy as np
-
 from analyzer.config import AnalysisConfig
-from analyzer.detect.checks import run_checks
-from analyzer.detect.context import RunContext, measure_run
-from analyzer.display import shown
+from analyzer.detect.context import RunContext
+from analyzer.engine import diagnose_run, make_report, verdict_of  # noqa: F401 - verdict_of: re-exported
 from analyzer.errors import ConfigError
 from analyzer.ingest.load import LoadOptions, load_runs
-from analyzer.recommend.rules import recommend
-from analyzer.sweep import find_sweeps
-from analyzer.types import (
-    CheckFailure,
-    Diagnosis,
-    Finding,
-    Report,
-    Run,
-    Severity,
-    SweepDiagnosis,
-    Verdict,
-)
-from analyzer.verdicts import most_severe
+from analyzer.types import Diagnosis, Report, SweepDiagnosis
 
 #: Where runs are read and judged: in this process (its reading may use local worker processes), or as Ray tasks.
 Executor = Literal["local", "ray"]
-
-
-def verdict_of(findings: Sequence[Finding]) -> Verdict:
-    """The most severe verdict any warn/fail finding supports (divergence > mid > early > stable)."""
-    if any(f.verdict == "insufficient_data" for f in findings):
-        return "insufficient_data"
-    judged = [f.verdict for f in findings if f.severity >= Severity.WARN and f.verdict != "insufficient_data"]
-    return most_severe(judged)
-
-
-def diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext | None]:
-    """Measure, judge and recommend for one run. A failure in measuring or recommending becomes this
-    run's CheckFailure (and an insufficient_data verdict that says so), never a crash of the others."""
-    # Values near +-1e308 overflow to inf inside the measurements; the checks are written for inf (it
-    # compares as it should), so numpy's warnings would only print noise under the user's report.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _diagnose_run(run, cfg)
-
-
-def _diagnose_run(run: Run, cfg: AnalysisConfig) -> tuple[Diagnosis, RunContext | None]:
-    try:
-        ctx = measure_run(run, cfg)
-    except Exception as exc:  # noqa: BLE001 - one run's measurement must not stop the others
-        return _failed(run, "measure", exc), None
-    findings, failures = run_checks(ctx)
-    findings.sort(key=lambda f: (-int(f.severity), f.start_step))
-    try:
-        judged = not any(f.verdict == "insufficient_data" for f in findings)
-        recs = recommend(ctx, findings) if judged else [r for r in recommend(ctx, []) if r.kind == "log_metric"]
-    except Exception as exc:  # noqa: BLE001 - a recommendation failure leaves the verdict standing
-        recs = []
-        failures.append(CheckFailure("recommend", run.id, type(exc).__name__, str(exc)))
-    stats = {"points": run.n_points, "judged_points": len(ctx.curve) if ctx.curve is not None else 0,
-             "judged_signal": ctx.signal, "step_range": list(run.step_range() or ()), "early_end_step": ctx.early_cut}
-    return Diagnosis(run, verdict_of(findings), tuple(findings), tuple(recs), tuple(failures), stats), ctx
-
-
-def _failed(run: Run, stage: str, exc: Exception) -> Diagnosis:
-    failure = CheckFailure(stage, run.id, type(exc).__name__, str(exc))
-    finding = Finding("analysis_failed", Severity.WARN, "insufficient_data", 0, None,
-                      f"This run could not be analysed ({stage}: {type(exc).__name__}: {exc}); it has no verdict.")
-    return Diagnosis(run, "insufficient_data", (finding,), (), (failure,), {"points": run.n_points})
-
-
-def _version() -> str:
-    try:
-        return metadata.version("steadytrain")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig | None = None,
@@ -122,10 +57,7 @@ def analyze(paths: Sequence[str | Path] | str | Path, *, config: AnalysisConfig 
         diagnoses.append(d)
         if ctx is not None:
             contexts[run.id] = ctx
-    sweeps = find_sweeps(diagnoses, contexts, cfg)
-    return Report(roots=tuple(shown(p) for p in paths), inputs=tuple(inputs), diagnoses=tuple(diagnoses),
-                  sweeps=tuple(sweeps), config=cfg.as_dict(),
-                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=_version())
+    return make_report([str(p) for p in paths], inputs, diagnoses, contexts, cfg)
 
 
 def diagnose(path: str | Path, **kwargs: object) -> Report:

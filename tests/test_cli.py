@@ -128,7 +128,7 @@ def test_an_internal_error_exits_3_with_one_line_and_debug_shows_the_traceback(t
 
 @pytest.mark.parametrize("target,exc", [
     ("analyzer.ingest.load.discover", RuntimeError("discovery bug")),
-    ("analyzer.pipeline.find_sweeps", ValueError("sweep bug")),
+    ("analyzer.engine.find_sweeps", ValueError("sweep bug")),
     ("reporters.terminal.render_inspect", KeyError("render bug")),
     ("analyzer.pipeline.load_runs", MemoryError()),
 ])

@@ -53,14 +53,14 @@ def test_credentials_in_a_url_appear_in_no_message_log_line_or_traceback(tmp_pat
 
 
 def test_an_internal_error_quoting_a_url_is_redacted_in_its_line_and_traceback(tmp_path, monkeypatch):
-    import analyzer.pipeline as pipeline
+    import analyzer.engine as engine
 
     write_summarywriter(tmp_path / "logs" / "ok", {"train/loss": curve(100)})
 
     def leaky(*a, **k):
         raise RuntimeError(f"could not reach https://admin:{SECRET}@store.internal/x")
 
-    monkeypatch.setattr(pipeline, "find_sweeps", leaky)
+    monkeypatch.setattr(engine, "find_sweeps", leaky)
     for flags in ([], ["--debug"]):
         res = CliRunner().invoke(main, ["inspect", str(tmp_path / "logs"), "--no-cache", *flags])
         assert res.exit_code == 3, res.output

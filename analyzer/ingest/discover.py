@@ -18,6 +18,7 @@ from analyzer.display import file_kind
 from analyzer.errors import InputError
 from analyzer.hparams import SIDE_FILE_NAMES
 from analyzer.ingest import hf_trainer, mlflow, registry, wandb_run
+from analyzer.ingest.skipped import unreadable
 from analyzer.types import Format, InputFile, Note
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
@@ -284,8 +285,6 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
 
 def _why(exc: Exception) -> str:
     """A skipped file's reason from the exception its sniffing raised (the loader's wording)."""
-    from analyzer.ingest.load import unreadable
-
     return unreadable("", exc).reason
 
 

@@ -21,12 +21,13 @@ import numpy as np
 import polars as pl
 
 from analyzer.display import shown
-from analyzer.errors import InputError, LogFormatError
+from analyzer.errors import InputError
 from analyzer.frame import RawPoints, RestartPolicy, apply_restart_policy, nonfinite_note
 from analyzer.hparams import lr_from_hparams, lr_from_name, read_side_file
 from analyzer.ingest import identity, lineage, registry, remote
 from analyzer.ingest.cache import DecodeCache, default_cache_dir
 from analyzer.ingest.discover import RunSource, discover
+from analyzer.ingest.skipped import short, unreadable
 from analyzer.ingest.run_cache import RunCache, run_key
 from analyzer.ingest.tensorboard import read_event_file
 from analyzer.roles import assign_roles
@@ -82,28 +83,6 @@ class SourceData:
     data_files: list[str] = field(default_factory=list)  # log files whose points went in (not side files)
 
 
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def unreadable(path: Path | str, exc: BaseException, run: str | None = None) -> InputFile:
-    """The skipped entry for a file whose reading raised ``exc`` (its traceback goes to the debug log)."""
-    if isinstance(exc, LogFormatError):
-        reason = str(exc)
-    elif isinstance(exc, OSError):
-        reason = f"cannot be read: {exc.strerror or _short(exc)}"
-    elif isinstance(exc, RecursionError):
-        reason = "could not be read: nested too deeply to parse"
-    elif isinstance(exc, MemoryError):
-        reason = "could not be read: out of memory while reading it"
-    else:
-        reason = (f"could not be read ({type(exc).__name__}: {_short(exc)}); an unusual file or a bug: "
-                  "--debug shows the traceback")
-    log.debug("reading %s failed", path, exc_info=exc)
-    return InputFile(str(path), "skipped", reason, run)
-
-
 def _read_source(src: RunSource, options: LoadOptions, decode_cache: DecodeCache | None = None) -> SourceData:
     """Read one run's files, each in isolation; never raises for what is in the files."""
     out = SourceData(RawPoints.empty(), [], {}, [], [])
@@ -148,7 +127,7 @@ def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cac
         except Exception as exc:  # noqa: BLE001 - settings are a nicety; the metrics still count
             log.debug("reading the settings of %s failed", src.directory, exc_info=exc)
             out.notes.append(Note("params_unreadable", f"the run's settings could not be read ({type(exc).__name__}: "
-                                  f"{_short(exc)}); no hyperparameters from them"))
+                                  f"{short(exc)}); no hyperparameters from them"))
     if out.data_files:  # what discovery decided about the run's files (checkpoint copies of a trainer state)
         out.notes.extend(src.notes)
     has_data = bool(out.data_files)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from analyzer.display import shown, strip_credentials
+from analyzer.ingest.skipped import short
 from analyzer.errors import ConfigError, InputError
 from analyzer.types import InputFile, Note, Run
 
@@ -217,16 +218,10 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
                          f"pip install '{extra}'") from None
     except ValueError as exc:
         if "protocol" in str(exc).lower():
-            raise InputError(f"{given}: {protocol}:// is not a protocol fsspec knows ({_short(exc)})") from None
-        raise InputError(f"{given}: {_short(exc)} (check --storage-option)") from None
+            raise InputError(f"{given}: {protocol}:// is not a protocol fsspec knows ({short(exc, 200)})") from None
+        raise InputError(f"{given}: {short(exc, 200)} (check --storage-option)") from None
     except TypeError as exc:
-        raise InputError(f"{given}: a storage option was not accepted: {_short(exc)}") from None
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    """An exception's text on one line, credentials redacted (a store's error may quote the URL whole)."""
-    text = shown(" ".join(str(exc).split()) or type(exc).__name__)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        raise InputError(f"{given}: a storage option was not accepted: {short(exc, 200)}") from None
 
 
 def _list(fs: Any, url: str, root: str) -> list[_Object]:
@@ -238,12 +233,12 @@ def _list(fs: Any, url: str, root: str) -> list[_Object]:
         if not found and fs.isfile(root):
             found = {root: fs.info(root)}
     except FileNotFoundError as exc:
-        raise InputError(f"{url}: no such bucket or prefix ({_short(exc)})") from None
+        raise InputError(f"{url}: no such bucket or prefix ({short(exc, 200)})") from None
     except PermissionError as exc:
-        raise InputError(f"{url}: access denied while listing ({_short(exc)}); check the credentials "
+        raise InputError(f"{url}: access denied while listing ({short(exc, 200)}); check the credentials "
                          "(AWS_ACCESS_KEY_ID/AWS_PROFILE, --storage-option)") from None
     except Exception as exc:  # noqa: BLE001 - any listing failure (endpoint down, DNS, TLS) is one line, exit 2
-        raise InputError(f"{url}: cannot list the objects ({type(exc).__name__}: {_short(exc)}); check the "
+        raise InputError(f"{url}: cannot list the objects ({type(exc).__name__}: {short(exc, 200)}); check the "
                          "endpoint (AWS_ENDPOINT_URL or --storage-option) and the network") from None
     if not found:
         raise InputError(f"{url}: no objects under this prefix (empty or missing); point at a prefix that holds "
@@ -473,12 +468,12 @@ def _append(fs: Any, obj: _Object, target: Path, old_size: int, first: bytes) ->
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
-        return f"access denied ({_short(exc, 120)})"
+        return f"access denied ({short(exc, 120)})"
     if isinstance(exc, FileNotFoundError):
         return "the object disappeared between listing and reading"
     if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
         return f"timed out ({type(exc).__name__})"
-    return f"{type(exc).__name__}: {_short(exc, 160)}"
+    return f"{type(exc).__name__}: {short(exc, 160)}"
 
 
 def _remove(path: Path) -> None:

@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from typing import Any, Sequence
 
 from analyzer.config import AnalysisConfig
-from analyzer.pipeline import diagnose_run
+from analyzer.engine import diagnose_run
 from analyzer.sweep import SweepFacts, sweep_facts
 from analyzer.types import Diagnosis, Run
 

@@ -40,13 +40,13 @@ import numpy as np
 
 from analyzer.config import AnalysisConfig
 from analyzer.frame import RawPoints
-from analyzer.live import state as live_state
+import analyzer.live.state as live_state
 from analyzer.live.collective import Collective, TorchCollective, mean_over_ranks
 from analyzer.live.decisions import Decisions, Saver
 from analyzer.live.finding import FailOn, LiveFinding, at_or_above, compare
 from analyzer.live.history import build_run
 from analyzer.live.transfer import Column, Transfer, held
-from analyzer.pipeline import diagnose_run
+from analyzer.engine import diagnose_run
 from analyzer.types import Diagnosis, Format, Run
 
 log = logging.getLogger(__name__)

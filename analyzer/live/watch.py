@@ -21,25 +21,24 @@ what grew (`analyzer.live.sources`); the poll then reads the mirror as it would 
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from analyzer.config import AnalysisConfig
 from analyzer.errors import InputError, LogFormatError
 from analyzer.ingest import jsonl
+from analyzer.engine import make_report
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.live.finding import LiveFinding, compare
 from analyzer.live.history import grown
 from analyzer.live.judging import Judged, Judges
 from analyzer.live.sources import WatchedPaths
 from analyzer.live.tail import DIALECT_NOTES, EventTail, JsonlTail, event_notes
-from analyzer.sweep import SweepFacts, find_sweeps
+from analyzer.sweep import SweepFacts
 from analyzer.types import Diagnosis, InputFile, Note, Report, Run
 
 log = logging.getLogger(__name__)
@@ -414,15 +413,8 @@ class Watcher:
         where = self._sources.where
         diagnoses = [replace(d, run=where.run(d.run)) for d in self.diagnoses]
         facts = {rid: t.facts for rid, t in self._runs.items() if t.facts is not None}
-        sweeps = find_sweeps(diagnoses, facts, self.config)
-        try:
-            version = metadata.version("steadytrain")
-        except metadata.PackageNotFoundError:
-            version = "0+unknown"
         inputs = where.inputs(self._inputs) + list(where.skipped)
-        return Report(roots=tuple(self._sources.given), inputs=tuple(sorted(inputs, key=lambda i: i.path)),
-                      diagnoses=tuple(diagnoses), sweeps=tuple(sweeps), config=self.config.as_dict(),
-                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=version)
+        return make_report(self._sources.given, inputs, diagnoses, facts, self.config)
 
     def close(self) -> None:
         """Stop the worker processes and remove a temporary mirror (the watcher cannot poll after this)."""
