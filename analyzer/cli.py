@@ -407,7 +407,7 @@ def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[st
 
 
 def _write_specs(result: Any, spec_dir: Path) -> dict[str, str]:
-    from probes.spec import write_probe_specs
+    from probes.from_report import write_probe_specs
 
     try:
         with context(f"writing the probe specs in {spec_dir}"):
