@@ -64,6 +64,7 @@ class LayerRecorder:
             if module is not None:
                 self.hooks.append(module.register_forward_hook(self._hook(gi)))
         self.prev: list[torch.Tensor] | None = None
+        self.grad: torch.Tensor | None = None
         self.rows: list[torch.Tensor] = []
         self.steps: list[int] = []
 
@@ -89,19 +90,23 @@ class LayerRecorder:
         self.acts = {}
 
     def before_step(self) -> None:
-        """On a recorded step: keep the weights the optimizer is about to change (for the update's size)."""
-        if self.active:
-            self.prev = torch._foreach_mul([p.detach() for p in self.params], 1.0)
+        """On a recorded step, before clipping and the update: the per-group gradient norms (unclipped, as the
+        global one is logged) and a copy of the weights the optimizer is about to change."""
+        if not self.active:
+            return
+        with torch.no_grad():
+            have = [i for i, p in enumerate(self.params) if p.grad is not None]
+            self.grad = self._fold([self.params[i].grad for i in have], have)  # type: ignore[misc]
+            self.prev = list(torch._foreach_mul([p.detach() for p in self.params], 1.0))
 
     def after_step(self, step: int) -> None:
         if not self.active:
             return
         with torch.no_grad():
-            have = [i for i, p in enumerate(self.params) if p.grad is not None]
-            grad = self._fold([self.params[i].grad for i in have], have)  # type: ignore[misc]
+            grad = self.grad if self.grad is not None else torch.full_like(self.zeros, float("nan"))
             weights = [p.detach() for p in self.params]
             weight = self._fold(weights, list(range(len(weights))))
-            update = self._fold(torch._foreach_sub(weights, self.prev), list(range(len(weights)))) \
+            update = self._fold(list(torch._foreach_sub(weights, self.prev)), list(range(len(weights)))) \
                 if self.prev is not None else torch.full_like(weight, float("nan"))
             v_at = [i for i, p in enumerate(self.params) if "exp_avg_sq" in self.optimizer.state.get(p, {})]
             adam_v = self._fold([self.optimizer.state[self.params[i]]["exp_avg_sq"] for i in v_at], v_at) \
@@ -110,7 +115,7 @@ class LayerRecorder:
                                 for i in range(len(self.groups))]) if self.groups else self.zeros
             self.rows.append(torch.stack([grad, update / weight.clamp_min(1e-30), adam_v, acts.to(weight.device)]))
             self.steps.append(step)
-        self.prev = None
+        self.prev, self.grad = None, None
         self.active = False
 
     def take(self) -> tuple[list[int], dict[str, np.ndarray]]:
