@@ -38,6 +38,8 @@ _HF_DIR = re.compile(r"^checkpoint-(\d+)$")
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 #: How far below a run's directory checkpoints are looked for (Lightning: version_0/checkpoints/x.ckpt).
 SEARCH_DEPTH = 3
+#: A checkpoint this many steps before the flagged window is preferred (the replay's level before it).
+LEAD_STEPS = 20
 #: At most this many directory entries are looked at per run (a run folder with a dataset in it stays cheap).
 SEARCH_LIMIT = 5000
 
@@ -331,10 +333,16 @@ def choose(found: list[Checkpoint], last_good: int | None) -> tuple[Checkpoint |
         return None, "no checkpoint or model config of the run was found beside its log"
     usable = [c for c in found if c.path is not None and c.step is not None]
     before = [c for c in usable if last_good is not None and c.first_step <= last_good + 1]
-    if before:
-        best = max(before, key=lambda c: c.step or 0)
-        return best, (f"resumes from {best.path} (step {best.step:,}), the latest checkpoint at or before the last good "
-                      f"step {last_good:,}")
+    if before and last_good is not None:
+        # PaLM restarted ~100 steps before a spike: the replay needs the loss's level before the window to judge
+        # it against, so a checkpoint LEAD_STEPS before it is preferred to one just before it.
+        early = [c for c in before if c.first_step <= last_good + 1 - LEAD_STEPS]
+        best = max(early or before, key=lambda c: c.step or 0)
+        lead = last_good + 1 - best.first_step
+        return best, (f"resumes from {best.path} (step {best.step:,}), the latest checkpoint at least {LEAD_STEPS} steps "
+                      f"before the flagged window" if early else
+                      f"resumes from {best.path} (step {best.step:,}), the latest checkpoint at or before the last good "
+                      f"step {last_good:,}; only {lead} step(s) of level before the window to judge it against")
     arch = found[0] if not usable else min(usable, key=lambda c: c.step or 0)
     later = f"its checkpoints (first at step {arch.step:,}) are after the flagged window" if arch.step is not None \
         else "no weights were saved"

@@ -227,10 +227,10 @@ def _lightning(spec: ProbeSpec, src: Mapping[str, Any], used: list[str]) -> OwnM
         """Lightning's own parse of configure_optimizers, after the model is on its device (states follow it)."""
         conf = module.configure_optimizers()
         try:
-            from lightning.pytorch.core.optimizer import _configure_optimizers
+            from lightning.pytorch.core.optimizer import _configure_optimizers, _configure_schedulers_automatic_opt
 
-            optimizers, sched_configs, _ = _configure_optimizers(conf)
-            schedulers = [(c.scheduler, c.interval) for c in sched_configs]
+            optimizers, sched_dicts, monitor = _configure_optimizers(conf)
+            schedulers = [(c.scheduler, c.interval) for c in _configure_schedulers_automatic_opt(sched_dicts, monitor)]
         except ImportError:
             optimizers, schedulers = _parse_configure(conf)
         if len(optimizers) != 1:
@@ -325,7 +325,7 @@ def _nanogpt(spec: ProbeSpec, src: Mapping[str, Any], used: list[str]) -> OwnMod
             return [lr]
 
     def loss_of(tokens: torch.Tensor) -> torch.Tensor:
-        loss = model(tokens[:, :-1], tokens[:, 1:])[1]
+        loss = model(tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())[1]
         assert loss is not None
         return loss
 

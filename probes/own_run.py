@@ -180,12 +180,11 @@ def own_run_spec(d: Diagnosis, stand_in: ProbeSpec) -> ProbeSpec | None:
                  "NO DATA GIVEN: the probe trains on a synthetic token stream; an instability that depends on the "
                  "run's data may not recur. Give the run's data with --data (a token .bin, a datasets folder, a "
                  ".txt/.jsonl file for the run's tokenizer, or module:function)")
-    if stand_in.clip_candidates:
-        notes.append(f"clip candidates: p90 of the logged unclipped grad norm ({stand_in.clip_candidates[0]:.3g}) and "
-                     "tighter")
+    notes.append(f"clip candidates: p90 of the logged unclipped grad norm ({stand_in.clip_candidates[0]:.3g}) and tighter"
+                 if stand_in.clip_candidates else "clip candidates: p90 of the replay's own unclipped grad norm (the "
+                 "log has none) and tighter")
     trace = lr_trace(d, start, start + steps)
-    plans = ["baseline"] + (["skip_window"] if resume else []) + \
-        (["clip_sweep"] if stand_in.clip_candidates else []) + ["lr_sweep", "warmup_sweep", "lr_search"]
+    plans = ["baseline"] + (["skip_window"] if resume else []) + ["clip_sweep", "lr_sweep", "warmup_sweep", "lr_search"]
     opt = str(s.get("optimizer") or stand_in.optimizer)
     source = {"kind": ck.kind, "architecture": ck.architecture, "config": str(ck.config) if ck.config else None,
               "checkpoint": str(ck.path) if resume else None, "checkpoint_step": ck.step if resume else None,

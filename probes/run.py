@@ -211,6 +211,18 @@ def _search(spec: ProbeSpec, out: Path, results: list[Any], executor: str, addre
     return done
 
 
+def _data_driven(results: list[Any]) -> bool:
+    """The same settings were unstable and skipping the window's batches was not: a lower LR does not remove
+    bad batches, so the LR search is not run."""
+    base = next((r for r in results if r.plan == "baseline"), None)
+    skip = next((r for r in results if r.plan == "skip_window"), None)
+    if base is None or skip is None:
+        return False
+    d_base, d_skip = _judge(base.log_dir), _judge(skip.log_dir)
+    unstable = base.infeasible or (d_base is not None and d_base.verdict != "stable")
+    return unstable and not skip.infeasible and d_skip is not None and d_skip.verdict == "stable"
+
+
 def _layer_series(d: Diagnosis) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for tag in d.run.tags:
@@ -254,6 +266,9 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
     results: list[Any] = []
     baseline_grad = None
     for p in ordered:
+        if p == "lr_search" and _data_driven(results):
+            log.info("lr_search skipped: skipping the window's batches removed the instability (data-driven)")
+            continue
         if p == "lr_search":
             done = _search(spec, out, results, executor, address, progress)
         else:

@@ -16,6 +16,9 @@ from probes.spec import ProbeSpec
 
 #: A clipping threshold that clips more than this share of the steps is not counted as a fix (playbook §6).
 MAX_CLIPPED_SHARE = 0.5
+#: A stable trial that ends more than this share above the same-settings trial's best loss learned far less:
+#: not a fix (an LR so low that nothing moves is stable too).
+LEARN_SLACK = 0.25
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,22 @@ class Replay:
     lr_search_line: str
 
 
-def _fixed(o: Any) -> bool:
+def _stable(o: Any) -> bool:
     return o.verdict == "stable" and not o.result.infeasible
+
+
+def _learned_less(o: Any, base: Any | None) -> bool:
+    best = base.result.best_loss if base is not None else None
+    final = o.result.final_loss
+    return best is not None and final is not None and best > 0 and final > best * (1 + LEARN_SLACK)
+
+
+_BASE: list[Any] = []  # the same-settings trial of the replay being judged (set by judge_replay)
+
+
+def _fixed(o: Any) -> bool:
+    """Stable, and still learning: within LEARN_SLACK of what the same settings reached."""
+    return _stable(o) and not (o.result.plan != "baseline" and _learned_less(o, _BASE[0] if _BASE else None))
 
 
 def _where(o: Any, spec: ProbeSpec) -> str:
@@ -65,7 +82,8 @@ def _where(o: Any, spec: ProbeSpec) -> str:
 
 def judge_replay(spec: ProbeSpec, outcomes: Sequence[Any]) -> Replay:
     base = next((o for o in outcomes if o.result.plan == "baseline"), None)
-    reproduced = base is not None and not _fixed(base) and base.verdict != "insufficient_data"
+    _BASE[:] = [base] if base is not None else []
+    reproduced = base is not None and not _stable(base) and base.verdict != "insufficient_data"
     w = spec.window or {}
     if base is None:
         line = "reproduced: not tried (the same-settings trial was not run)"
@@ -107,6 +125,9 @@ def _fixes(outcomes: Sequence[Any], reproduced: bool) -> tuple[str | None, str]:
         if r.plan == "clip_sweep" and (r.fraction_clipped or 0) > MAX_CLIPPED_SHARE and _fixed(o):
             failed.append(f"{r.name} (clipped {r.fraction_clipped:.0%} of steps: a lower LR in disguise)")
             continue
+        if _stable(o) and not _fixed(o):
+            failed.append(f"{r.name} (stable, but it learned far less: final loss {r.final_loss:.3g})")
+            continue
         (worked if _fixed(o) else failed).append(r.name)
     skips = [o for o in outcomes if o.result.plan == "skip_window" and _fixed(o)]
     clips = [o for o in outcomes if o.result.plan == "clip_sweep" and _fixed(o)
@@ -135,6 +156,10 @@ def _lr_search(spec: ProbeSpec, outcomes: Sequence[Any], reproduced: bool) -> st
                    key=lambda o: -o.result.lr_factor)
     if not tried or not reproduced:
         return ""
+    if "lr_search" in spec.plans and not any(o.result.plan == "lr_search" for o in outcomes) and any(
+            o.result.plan == "skip_window" and _fixed(o) for o in outcomes):
+        return ("LR search not run: skipping the window's batches removed the instability, and a lower LR does not "
+                "remove bad batches")
     ok = [o for o in tried if _fixed(o)]
     if not ok:
         low = tried[-1].result
