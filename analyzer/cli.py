@@ -398,7 +398,9 @@ def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[st
         show = sys.stderr.isatty() if progress is None else progress
         spec_dir = output.parent / f"{output.stem}_files" / "probes"
         specs = _write_specs(result, spec_dir)
-        path = _written("HTML report", output, lambda: write_html(result, output, probe_specs=specs, progress=show))
+        sources = _spec_sources(specs)
+        path = _written("HTML report", output, lambda: write_html(result, output, probe_specs=specs, progress=show,
+                                                                  probe_sources=sources))
         click.echo(f"HTML report: {path} ({_size_mb(path)})")
         if specs:
             click.echo(f"Probe specs: {len(specs)} in {spec_dir}")
@@ -415,6 +417,12 @@ def _write_specs(result: Any, spec_dir: Path) -> dict[str, str]:
             return write_probe_specs(result, spec_dir)
     except OSError as exc:
         raise SteadytrainError(f"{spec_dir}: cannot write the probe specs: {exc.strerror or exc}") from None
+
+
+def _spec_sources(specs: dict[str, str]) -> dict[str, str]:
+    from probes.from_report import spec_sources
+
+    return spec_sources(specs)
 
 
 def _size_mb(path: Path) -> str:
@@ -522,7 +530,7 @@ def _write_live_report(report: Any, output: Path | None, json_out: Path | None, 
         from reporters.html import render_html
 
         specs = _write_specs(report, output.parent / f"{output.stem}_files" / "probes")
-        html = render_html(report, probe_specs=specs, report_dir=output.parent)
+        html = render_html(report, probe_specs=specs, report_dir=output.parent, probe_sources=_spec_sources(specs))
         # The page reloads itself: a <meta refresh> as the first thing in <head> (CSP does not govern it).
         html = html.replace("<head>", f'<head>\n<meta http-equiv="refresh" content="{refresh_s}">', 1)
         _written("live HTML report", output, lambda: _live_write(output, lambda t: t.write_text(html, "utf-8")))

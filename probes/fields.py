@@ -102,9 +102,10 @@ def string(value: Any) -> str:
 
 
 
-def mapping(parsers: Mapping[str, Callable[[Any], Any]], *, required: tuple[str, ...] = ()
-            ) -> Callable[[Any], dict[str, Any]]:
-    """A nested mapping whose keys are checked like top-level fields (unknown keys refused)."""
+def mapping(parsers: Mapping[str, Callable[[Any], Any]], *, required: tuple[str, ...] = (),
+            defaults: Mapping[str, Any] | None = None) -> Callable[[Any], dict[str, Any]]:
+    """A nested mapping whose keys are checked like top-level fields (unknown keys refused); keys it does not
+    give take ``defaults``."""
     allowed = ", ".join(parsers)
 
     def parse(value: Any) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def mapping(parsers: Mapping[str, Callable[[Any], Any]], *, required: tuple[str,
         if missing or unknown:
             raise Invalid(f"a mapping with keys {allowed}" + (f" (missing {', '.join(missing)})" if missing else "")
                           + (f" (unknown {', '.join(unknown)})" if unknown else ""))
-        out = {}
+        out = dict(defaults or {})
         for key, item in value.items():
             try:
                 out[key] = parsers[key](item)
@@ -149,3 +150,15 @@ def data_source(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise Invalid("a path to a token .bin, a datasets folder or a .txt/.jsonl file, or package.module:function")
     return value
+
+
+def nullable(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """null, or what ``parse`` accepts (its own message, which says what, on a bad value)."""
+    def wrapped(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except Invalid as exc:
+            raise Invalid(f"{exc} (or null)") from None
+    return wrapped

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -207,6 +208,8 @@ def _lightning(spec: ProbeSpec, src: Mapping[str, Any], used: list[str]) -> OwnM
         raise ConfigError("source.class_path is empty: the LightningModule's class was not recorded with the run "
                           "(LightningCLI records it); set it to package.module.Class in the spec")
     cls = _import_class(str(class_path))
+    # training_step's self.log() has no Trainer to log to here: Lightning warns once a trial, nothing is lost
+    warnings.filterwarnings("ignore", message=r".*self\.trainer. reference is not registered.*")
     args, note = scaled(dict(src.get("model_args") or {}), spec.scale)
     params = inspect.signature(cls.__init__).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):

@@ -159,7 +159,7 @@ def own_run_spec(d: Diagnosis, stand_in: ProbeSpec) -> ProbeSpec | None:
         span = window["end"] - start + 1
         steps = span + max(TAIL_STEPS, window["end"] - window["start"])
     else:
-        steps = max(100, 3 * window["end"])
+        steps = max(60, 3 * window["end"])
     steps = max(steps, 20)
     if steps > MAX_STEPS:
         notes.append(f"the replay would need {steps:,} steps to cover the window and a tail: clamped to {MAX_STEPS:,}")

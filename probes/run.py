@@ -281,7 +281,8 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
         if any(r.interrupted for r in done):
             break
         if p == "baseline":
-            baseline_grad = _grad_of(done[0].log_dir)
+            start = (spec.window or {}).get("start") if spec.own_run else None
+            baseline_grad = _grad_of(done[0].log_dir, start if isinstance(start, int) else None)
     report = analyze([out / "trials"], load_options=LoadOptions(cache_dir=None))
     by_dir = {Path(d.run.id).name: d for d in report.diagnoses}
     outcomes = [_judged(res, by_dir.get(Path(res.log_dir).name)) for res in results]
@@ -325,11 +326,21 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
     return replace(partial, report_html=str(html), report_json=str(js), summary=summary)
 
 
-def _grad_of(log_dir: str) -> np.ndarray | None:
+#: A replay's clip candidates come from its steps before the flagged window when it has at least this many.
+_MIN_HEALTHY_POINTS = 5
+
+
+def _grad_of(log_dir: str, before: int | None = None) -> np.ndarray | None:
+    """The trial's unclipped grad norms; with ``before``, only those of earlier steps (a replay's healthy
+    stretch: its p90 is what the run's logged p90 would have been, not the blow-up's)."""
     from analyzer.ingest.load import load_runs
 
     runs, _ = load_runs([log_dir], LoadOptions(cache_dir=None))
     s = runs[0].series("train/grad_norm") if runs else None
-    return s.values if s is not None else None
+    if s is None:
+        return None
+    if before is not None and int((s.steps < before).sum()) >= _MIN_HEALTHY_POINTS:
+        return s.values[s.steps < before]
+    return s.values
 
 

@@ -166,8 +166,8 @@ def _lr_search(spec: ProbeSpec, outcomes: Sequence[Any], reproduced: bool) -> st
         return (f"LR search: still unstable at x{low.lr_factor:.3g} ({low.lr:.3g}), the lowest tried: the cause is not "
                 "the LR alone")
     best = ok[0].result
-    text = (f"LR search: the largest LR without the instability is x{best.lr_factor:.3g} of the logged one "
-            f"({best.lr:.3g} against {spec.lr:.3g})")
+    text = (f"LR search: the largest LR without the instability is the run's schedule x{best.lr_factor:.3g} "
+            f"(base LR {best.lr:.3g} instead of {spec.lr:.3g})")
     keep = [o.result.name for o in outcomes if o.result.plan in ("clip_sweep", "warmup_sweep") and _fixed(o)
             and (o.result.fraction_clipped or 0) <= MAX_CLIPPED_SHARE]
     text += (f"; {', '.join(keep)} kept the logged LR stable, so the run can keep it with that change" if keep else

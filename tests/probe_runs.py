@@ -3,7 +3,7 @@
 - `hf_run`: the HF Trainer on GPT-2 built from a 2-layer config, no warmup, an LR high enough that the
   loss rises in the first steps; checkpoint-N folders with the tokenizer; the data a JSONL text file;
 - `lightning_run`: a Lightning Trainer on a small causal Transformer LM whose own scheduler multiplies the
-  LR by 10 at step JUMP (MultiStepLR with gamma=10 where 0.1 was meant); .ckpt files every 20 steps; a
+  LR by 30 at step JUMP (MultiStepLR with gamma=30 where 1/30 was meant); .ckpt files every 20 steps; a
   LightningCLI-format config.yaml naming the LightningModule class (what SaveConfigCallback writes;
   jsonargparse, which LightningCLI needs, is not installed here);
 - `nanogpt_run`: nanoGPT's GPT (probes.nanogpt) trained the way nanoGPT's train.py does, from a token
@@ -53,7 +53,7 @@ def _word_tokenizer():  # type: ignore[no-untyped-def]
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="w0", pad_token="w0")
 
 
-def hf_run(root: Path, *, lr: float = 0.3, steps: int = 60, save_steps: int = 10) -> tuple[Path, Path]:
+def hf_run(root: Path, *, lr: float = 0.3, steps: int = 80, save_steps: int = 20) -> tuple[Path, Path]:
     """(output folder, the JSONL data it trained on)."""
     import transformers
 
@@ -124,7 +124,7 @@ def _lit_module_class():  # type: ignore[no-untyped-def]
 TinyLM = _lit_module_class()
 
 
-def lightning_run(root: Path, *, steps: int = 170) -> tuple[Path, Path]:
+def lightning_run(root: Path, *, steps: int = 140) -> tuple[Path, Path]:
     """(the logger's version folder, the token file it trained on)."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -168,7 +168,7 @@ def nanogpt_run(root: Path, *, iters: int = 150, batch_size: int = 16, eval_inte
     n = SEQ * batch_size * (iters + 40) + SEQ + 1
     tokens = markov_tokens(n, seed=3)
     garbage = np.random.default_rng(99)
-    for step in BAD_STEPS:  # the batch of step s covers tokens [s*B*T, (s+1)*B*T] (+1)
+    for step in (s for s in BAD_STEPS if s < iters):  # the batch of step s: tokens [s*B*T, (s+1)*B*T] (+1)
         lo, hi = step * batch_size * SEQ, (step + 1) * batch_size * SEQ + 1
         tokens[lo:hi] = garbage.integers(0, VOCAB, hi - lo)
     tokens.tofile(out / "train.bin")
