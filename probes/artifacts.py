@@ -161,7 +161,7 @@ def _hf(folder: Path) -> Checkpoint | None:
                None)
     if seq:
         settings["seq_len"] = int(seq)
-    sizes = {k: cfg[k] for k in ("model_type", "vocab_size", "n_layer", "num_hidden_layers", "n_embd", "hidden_size",
+    sizes: dict[str, Any] = {k: cfg[k] for k in ("model_type", "vocab_size", "n_layer", "num_hidden_layers", "n_embd", "hidden_size",
                                  "n_head", "num_attention_heads", "n_positions", "max_position_embeddings")
              if k in cfg}
     return Checkpoint("hf", folder if has_weights else None, step if has_weights else None,
@@ -186,9 +186,9 @@ def _hf_settings(args: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(per, int) and isinstance(accum, int):
         out["batch_size"] = per * accum
     out["dtype"] = "bfloat16" if args.get("bf16") else ("float16" if args.get("fp16") else "float32")
-    max_steps = args.get("max_steps") if isinstance(args.get("max_steps"), int) else -1
-    warm = args.get("warmup_steps") if isinstance(args.get("warmup_steps"), (int, float)) else 0
-    ratio = args.get("warmup_ratio") if isinstance(args.get("warmup_ratio"), (int, float)) else 0
+    max_steps: int = args["max_steps"] if isinstance(args.get("max_steps"), int) else -1
+    warm: float = args["warmup_steps"] if isinstance(args.get("warmup_steps"), (int, float)) else 0
+    ratio: float = args["warmup_ratio"] if isinstance(args.get("warmup_ratio"), (int, float)) else 0
     if warm and warm < 1:  # newer transformers: warmup_steps < 1 is a ratio
         ratio, warm = warm, 0
     out["schedule"] = {"kind": "hf", "name": str(args.get("lr_scheduler_type") or "linear"),
@@ -237,8 +237,8 @@ def _lightning(path: Path, tree: Mapping[str, Any]) -> Checkpoint:
         precision = str(trainer.get("precision") or "")
         settings["dtype"] = "bfloat16" if "bf16" in precision else ("float16" if precision.startswith("16") else
                                                                     "float32")
-    data = cli.get("data") if isinstance(cli.get("data"), dict) else {}
-    batch = (data.get("init_args") or {}).get("batch_size") if isinstance(data.get("init_args"), dict) else None
+    data: dict[str, Any] = cli["data"] if isinstance(cli.get("data"), dict) else {}
+    batch = data["init_args"].get("batch_size") if isinstance(data.get("init_args"), dict) else None
     batch = batch if isinstance(batch, int) else init_args.get("batch_size")
     if isinstance(batch, int) and batch > 0:
         settings["batch_size"] = batch

@@ -155,7 +155,8 @@ def _hf(spec: ProbeSpec, src: Mapping[str, Any], used: list[str]) -> OwnModel:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         groups = [{"params": [p for n, p in named if n in decay], "weight_decay": spec.weight_decay},
                   {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}]
-        opt = _adam_kind(spec)(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+        kind: Any = _adam_kind(spec)
+        opt: torch.optim.Optimizer = kind(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps)
         if resume and (config_dir / "optimizer.pt").is_file():
             _load_optimizer(opt, _load(config_dir / "optimizer.pt"), str(config_dir / "optimizer.pt"), used)
         return opt
@@ -185,7 +186,7 @@ def _hf_lambda(sched: Mapping[str, Any]) -> Callable[[int], float]:
     lambdas = getattr(s, "lr_lambdas", None)
     if not lambdas:
         raise ConfigError(f"HF scheduler {sched.get('name')!r}: not a per-step schedule the probe can replay")
-    return lambdas[0]  # type: ignore[no-any-return]
+    return lambdas[0]
 
 
 def _import_class(path: str) -> type:
@@ -211,7 +212,7 @@ def _lightning(spec: ProbeSpec, src: Mapping[str, Any], used: list[str]) -> OwnM
     # training_step's self.log() has no Trainer to log to here: Lightning warns once a trial, nothing is lost
     warnings.filterwarnings("ignore", message=r".*self\.trainer. reference is not registered.*")
     args, note = scaled(dict(src.get("model_args") or {}), spec.scale)
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         args = {k: v for k, v in args.items() if k in params}
     torch.manual_seed(spec.seed)

@@ -100,7 +100,7 @@ class GPT(nn.Module):
             ln_f=LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying
+        self.transformer.wte.weight = self.lm_head.weight  # type: ignore[union-attr]  # weight tying
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
             if name.endswith("c_proj.weight"):
@@ -120,10 +120,11 @@ class GPT(nn.Module):
         t = idx.size(1)
         assert t <= self.config.block_size, f"sequence of {t} tokens > block_size {self.config.block_size}"
         pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
+        parts: Any = self.transformer  # a ModuleDict: its items are modules, typed loosely by torch
+        x = parts.drop(parts.wte(idx) + parts.wpe(pos))
+        for block in parts.h:
             x = block(x)
-        x = self.transformer.ln_f(x)
+        x = parts.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)

@@ -166,12 +166,12 @@ def own_run_spec(d: Diagnosis, stand_in: ProbeSpec) -> ProbeSpec | None:
         steps = MAX_STEPS
     if not resume and last_logged > 0:
         steps = min(steps, max(last_logged + 1, 20))
-    lr = s.get("lr") if isinstance(s.get("lr"), (int, float)) and s["lr"] > 0 else stand_in.lr
-    seq = s.get("seq_len") if isinstance(s.get("seq_len"), int) else None
+    lr: float = s["lr"] if isinstance(s.get("lr"), (int, float)) and s["lr"] > 0 else stand_in.lr
+    seq: int | None = s["seq_len"] if isinstance(s.get("seq_len"), int) else None
     if seq and seq > MAX_SEQ_LEN:
         notes.append(f"sequences of {seq:,} tokens (the model's context) clamped to {MAX_SEQ_LEN:,}")
         seq = MAX_SEQ_LEN
-    batch = s.get("batch_size") if isinstance(s.get("batch_size"), int) and s["batch_size"] > 0 else stand_in.batch_size
+    batch: int = s["batch_size"] if isinstance(s.get("batch_size"), int) and s["batch_size"] > 0 else stand_in.batch_size
     micro, why_micro = micro_batch(batch, seq, ck)
     if why_micro:
         notes.append(why_micro)

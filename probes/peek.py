@@ -83,7 +83,7 @@ def _rebuild_tensor(storage: Any, offset: Any = 0, size: Any = (), *_: Any) -> T
 
 def _reconstructor(cls: Any, base: Any, state: Any = None) -> Any:
     """copyreg._reconstructor (pickle protocols 0-1): make the object of ``cls`` without running anything."""
-    return cls() if isinstance(cls, type) and issubclass(cls, Record) else Record("object")
+    return cls.__new__(cls) if isinstance(cls, type) and issubclass(cls, Record) else Record("object")
 
 
 class _SafeUnpickler(pickle.Unpickler):
