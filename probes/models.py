@@ -349,23 +349,32 @@ def build_own(spec: ProbeSpec) -> OwnModel:
 
 def lr_of(own: OwnModel, spec: ProbeSpec) -> tuple[Schedule, str]:
     """The base LR per group at a log step: the logged LR (``lr_trace``) where the rebuilt schedule disagrees
-    with it or there is none, else the rebuilt schedule; with which one, for the report."""
+    with it or there is none, else the rebuilt schedule; with which one, for the report.
+
+    Tools log the LR either before the update of that step (Lightning's LearningRateMonitor) or after the
+    scheduler stepped (the HF Trainer: the LR of the next update); both alignments are compared, and a
+    logged trace used as the schedule is read with the one that fits (HF's when there is nothing to fit)."""
     trace = spec.lr_trace
     rebuilt = own.schedule
     if trace:
         steps = [s for s, _ in trace]
         values = [v for _, v in trace]
 
-        def logged(step: int) -> list[float]:
-            i = max(0, min(len(steps) - 1, _bisect_right(steps, step) - 1))
-            return [values[i]]
+        def at(step: int) -> float:
+            return values[max(0, min(len(steps) - 1, _bisect_right(steps, step) - 1))]
+
+        def worst(ahead: int) -> float:
+            assert rebuilt is not None
+            return max(abs(rebuilt(s + ahead)[0] - v) / max(abs(v), 1e-12) for s, v in trace)
 
         if rebuilt is None:
-            return logged, "LR as the run logged it (no schedule could be rebuilt)"
-        worst = max(abs(rebuilt(s)[0] - v) / max(abs(v), 1e-12) for s, v in trace)
-        if worst > 0.05:
-            return logged, (f"LR as the run logged it (the schedule rebuilt from its settings differs by up to "
-                            f"{worst:.0%}: a custom scheduler?)")
+            ahead = 1 if (spec.source or {}).get("kind") == "hf" else 0
+            return (lambda step: [at(step - ahead)]), "LR as the run logged it (no schedule could be rebuilt)"
+        misfit, ahead = min((worst(0), 0), (worst(1), 1))
+        if misfit > 0.05:
+            return (lambda step: [at(step - ahead)]), (
+                f"LR as the run logged it (the schedule rebuilt from its settings differs by up to {misfit:.0%}: a "
+                "custom scheduler?)")
         return rebuilt, "LR from the run's own schedule (matches the logged LR)"
     if rebuilt is not None:
         return rebuilt, "LR from the run's own schedule (no LR logged to check it against)"

@@ -193,3 +193,22 @@ def test_bad_own_run_fields_are_one_line_errors(tmp_path, fields, needle):
     with pytest.raises(ConfigError, match=needle) as exc:
         load_spec(p)
     assert "\n" not in str(exc.value)
+
+
+def test_the_logged_lr_wins_where_the_rebuilt_schedule_disagrees():
+    """HF logs the LR after the scheduler stepped (the next update's); a custom scheduler the settings do not
+    describe shows as a mismatch, and the replay then follows the LR as logged."""
+    from probes.models import OwnModel, lr_of
+    from probes.spec import ProbeSpec
+
+    def linear(step):  # HF's linear decay over 100 updates, update k (logged as step k) at lambda(k - 1)
+        return [0.1 * (1 - (step - 1) / 100)]
+
+    own = OwnModel(torch.nn.Linear(2, 2), lambda t: t.sum(), lambda: None, linear, 8, 4)
+    src = {"kind": "hf", "architecture": "GPT2LMHeadModel"}
+    logged = tuple((s, 0.1 * (1 - s / 100)) for s in range(1, 90))  # as HF logs it: one step ahead
+    schedule, how = lr_of(own, ProbeSpec(workload="run", source=src, lr=0.1, lr_trace=logged))
+    assert "matches the logged LR" in how and schedule(50) == linear(50)
+    jumped = tuple((s, v * (30 if s >= 40 else 1)) for s, v in logged)  # LambdaLR x30 from step 40: not in the args
+    schedule, how = lr_of(own, ProbeSpec(workload="run", source=src, lr=0.1, lr_trace=jumped))
+    assert how.startswith("LR as the run logged it") and schedule(60)[0] > 20 * linear(60)[0]
