@@ -3,9 +3,11 @@
 From the replay trial's per-block series (probes.layers: gradient norm, update/weight ratio, Adam
 second-moment norm, activation RMS) and where the analyzer says the loss left its level: each block's
 level is the median over the steps before the loss's onset (the first steps when there are fewer
-than MIN_BASELINE of them); a block *rose* at the first step from LOOKBACK steps before the onset to the
-loss's peak where its gradient norm reached RISE x its level. The block that rose first (the larger
-rise on a tie) is where the instability started; its lead is how many steps before the loss it rose.
+than MIN_BASELINE of them); a block *rose* at the first step from LOOKBACK steps before the onset to
+AFTER steps past the loss's peak where its gradient norm reached RISE x its level. The block that rose
+first (the larger rise on a tie) is where the instability started; its lead is how many steps before
+the loss it rose (negative: after). Its update/weight ratio rising before its gradient says the step
+size moved first (an LR or optimizer-state cause), not the gradient.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ RISE = 3.0
 LOOKBACK = 50
 #: Fewer steps than this before the onset: the level is the first recorded step (an early instability).
 MIN_BASELINE = 3
+#: ...and up to this many steps after the loss's peak (a gradient that follows the loss: the step size moved).
+AFTER = 20
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class BlockMove:
     Attributes:
         group: the parameter group (a block, the embeddings, the head).
         rise_step: the first step its gradient norm reached RISE x its level (None: it never did).
+        update_rise_step: the first step its update/weight ratio reached RISE x its level.
         grad_ratio: its largest gradient norm from the lookback to the loss's peak, x its level.
         update_ratio_before / update_ratio_peak: its update/weight ratio at its level and its largest there.
         adam_v_ratio: its Adam second-moment norm's largest, x its level (NaN without Adam).
@@ -43,6 +48,7 @@ class BlockMove:
     group: str
     rise_step: int | None
     grad_ratio: float
+    update_rise_step: int | None
     update_ratio_before: float
     update_ratio_peak: float
     adam_v_ratio: float
@@ -83,7 +89,7 @@ def attribute(series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
               loss_peak: int) -> Attribution | None:
     """``series``: group -> stat -> (steps, values). None when no block's gradient was recorded."""
     moves = []
-    lo, hi = loss_start - LOOKBACK, max(loss_peak, loss_start)
+    lo, hi = loss_start - LOOKBACK, max(loss_peak, loss_start) + AFTER
     for group, stats in series.items():
         if "grad" not in stats:
             continue
@@ -98,9 +104,14 @@ def attribute(series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
                 ratios[stat] = (_level(values, s_steps, loss_start),
                                 values[(s_steps >= lo) & (s_steps <= hi)])
         upd_level, upd = ratios.get("update_ratio", (math.nan, np.zeros(0)))
+        upd_rise = None
+        if "update_ratio" in stats and upd_level > 0:
+            u_steps, u_values = stats["update_ratio"]
+            up = np.flatnonzero((u_steps >= lo) & (u_steps <= hi) & np.isfinite(u_values) & (u_values >= RISE * upd_level))
+            upd_rise = int(u_steps[up[0]]) if up.size else None
         moves.append(BlockMove(
             group=group, rise_step=int(steps[risen[0]]) if risen.size else None,
-            grad_ratio=_ratio(grad[inside], level), update_ratio_before=upd_level,
+            grad_ratio=_ratio(grad[inside], level), update_rise_step=upd_rise, update_ratio_before=upd_level,
             update_ratio_peak=float(np.nanmax(upd)) if upd.size and np.isfinite(upd).any() else math.nan,
             adam_v_ratio=_ratio(*reversed(ratios["adam_v"])) if "adam_v" in ratios else math.nan,
             act_rms_ratio=_ratio(*reversed(ratios["act_rms"])) if "act_rms" in ratios else math.nan))
@@ -128,6 +139,9 @@ def _sentence(moves: list[BlockMove], start: int, peak: int) -> str:
             first.update_ratio_before > 0:
         text += (f"; its update/weight ratio went {first.update_ratio_before:.2g} -> {first.update_ratio_peak:.2g} "
                  f"({first.update_ratio_peak / first.update_ratio_before:.3g}x)")
+        if first.update_rise_step is not None and first.update_rise_step < first.rise_step:
+            text += (f", rising already at step {first.update_rise_step:,}, before its gradient: the step size moved "
+                     "first (the LR or the optimizer's state), not the gradient")
     if math.isfinite(first.adam_v_ratio):
         text += f", Adam's second moment {first.adam_v_ratio:.3g}x"
     if math.isfinite(first.act_rms_ratio):

@@ -313,7 +313,7 @@ def _nanogpt(spec: ProbeSpec, src: Mapping[str, Any], used: list[str]) -> OwnMod
         used.append(f"model: nanoGPT GPT({', '.join(f'{k}={v}' for k, v in known.items())}), fresh weights")
 
     def make_optimizer() -> torch.optim.Optimizer:
-        opt = model.configure_optimizers(spec.weight_decay, spec.lr, spec.betas, "cpu")
+        opt = model.configure_optimizers(spec.weight_decay, spec.lr, spec.betas, next(model.parameters()).device.type)
         if ckpt is not None:
             _load_optimizer(opt, ckpt.get("optimizer"), str(src["checkpoint"]), used)
         return opt

@@ -172,6 +172,9 @@ def own_run_spec(d: Diagnosis, stand_in: ProbeSpec) -> ProbeSpec | None:
         notes.append(f"sequences of {seq:,} tokens (the model's context) clamped to {MAX_SEQ_LEN:,}")
         seq = MAX_SEQ_LEN
     batch: int = s["batch_size"] if isinstance(s.get("batch_size"), int) and s["batch_size"] > 0 else stand_in.batch_size
+    if "batch_size" not in s:
+        notes.append(f"the run's batch size is not in its files: {batch} is a placeholder (set batch_size; with "
+                     "--data-order sequential the replay reads the run's batches only at its batch size)")
     micro, why_micro = micro_batch(batch, seq, ck)
     if why_micro:
         notes.append(why_micro)

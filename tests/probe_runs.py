@@ -89,7 +89,7 @@ def _lit_module_class():  # type: ignore[no-untyped-def]
         """A causal Transformer LM (Pre-LN) whose scheduler multiplies the LR by ``gamma`` at ``jump``."""
 
         def __init__(self, vocab_size: int = VOCAB, block_size: int = SEQ, d_model: int = 32, n_layer: int = 2,
-                     lr: float = 3e-3, jump: int = JUMP, gamma: float = 30.0) -> None:
+                     lr: float = 3e-3, jump: int = JUMP, gamma: float = 30.0, batch_size: int = 16) -> None:
             super().__init__()
             self.save_hyperparameters()
             self.embed = torch.nn.Embedding(vocab_size, d_model)
@@ -143,7 +143,7 @@ def lightning_run(root: Path, *, steps: int = 140) -> tuple[Path, Path]:
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=logger, log_every_n_steps=1,
                          callbacks=[ckpt, LearningRateMonitor(logging_interval="step")], enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=root / "lit")
-    trainer.fit(TinyLM(), loader)
+    trainer.fit(TinyLM(batch_size=batch), loader)
     version = Path(logger.log_dir)
     # What LightningCLI's SaveConfigCallback writes beside the logs (the class path and its arguments).
     (version / "config.yaml").write_text(

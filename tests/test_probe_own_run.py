@@ -87,6 +87,7 @@ def test_lightning_run_resumed_from_its_checkpoint(tmp_path):
     assert src["kind"] == "lightning" and src["class_path"] == "tests.probe_runs.TinyLM"
     assert src["checkpoint"].endswith(".ckpt") and src["checkpoint_step"] <= JUMP - 20
     assert spec.start_step == src["checkpoint_step"]  # Lightning logs the update at global_step under that step
+    assert spec.batch_size == 16 and spec.optimizer == "adam"  # hparams; the saved optimizer's param groups
     assert src["checkpoint"] in html
     text, js, phtml = _probe(spec_path, tmp_path, "--data", str(data), "--data-order", "sequential")
     used = " ".join(js["used"])
