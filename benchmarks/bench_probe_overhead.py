@@ -89,15 +89,16 @@ def bare_gpt(spec: ProbeSpec, device: torch.device) -> float:
 
 def layers_main(args: argparse.Namespace, device: torch.device) -> None:
     rows = []
-    for label, margs, batch in (
+    for label, margs, batch, steps in (
         ("nanoGPT GPT 2 layers x 32, seq 16, batch 16 (~0.03M params)",
-         dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=64, bias=False), 16),
+         dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=64, bias=False), 16, args.steps),
         ("nanoGPT GPT 6 layers x 256, seq 128, batch 16 (~5M params)",
-         dict(n_layer=6, n_head=8, n_embd=256, block_size=128, vocab_size=512, bias=False), 16),
+         dict(n_layer=6, n_head=8, n_embd=256, block_size=128, vocab_size=512, bias=False), 16,
+         max(20, args.steps // 10)),
     ):
-        variants = {"off": _gpt_spec(margs, args.steps, batch, layer_stats=False),
-                    "every step": _gpt_spec(margs, args.steps, batch),
-                    "every 10th": _gpt_spec(margs, args.steps, batch, layer_every=10)}
+        variants = {"off": _gpt_spec(margs, steps, batch, layer_stats=False),
+                    "every step": _gpt_spec(margs, steps, batch),
+                    "every 10th": _gpt_spec(margs, steps, batch, layer_every=10)}
         bare_gpt(variants["off"], device)  # warm-up
         best: dict[str, float] = {"bare": 0.0, **{k: 0.0 for k in variants}}
         for _ in range(args.repeats):
