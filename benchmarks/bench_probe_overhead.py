@@ -92,9 +92,9 @@ def layers_main(args: argparse.Namespace, device: torch.device) -> None:
     for label, margs, batch, steps in (
         ("nanoGPT GPT 2 layers x 32, seq 16, batch 16 (~0.03M params)",
          dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=64, bias=False), 16, args.steps),
-        ("nanoGPT GPT 6 layers x 256, seq 128, batch 16 (~5M params)",
-         dict(n_layer=6, n_head=8, n_embd=256, block_size=128, vocab_size=512, bias=False), 16,
-         max(20, args.steps // 10)),
+        ("nanoGPT GPT 4 layers x 128, seq 64, batch 16 (~0.9M params)",
+         dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=512, bias=False), 16,
+         max(20, args.steps // 5)),
     ):
         variants = {"off": _gpt_spec(margs, steps, batch, layer_stats=False),
                     "every step": _gpt_spec(margs, steps, batch),

@@ -95,11 +95,20 @@ def _walk(root: Path, depth: int, seen: list[int]) -> list[Path]:
         if is_dir:
             if _HF_DIR.match(e.name) or (root / e.name / "config.json").is_file():
                 out.append(p)
-            if depth > 0 and not _HF_DIR.match(e.name):
+            if depth > 0 and not _HF_DIR.match(e.name) and not _holds_a_log(p):
                 out += _walk(p, depth - 1, seen)
         elif e.name.endswith(".ckpt") or e.name == "ckpt.pt":
             out.append(p)
     return out
+
+
+def _holds_a_log(folder: Path) -> bool:
+    """Another run's log folder (below a run logged at the top of its tree): its checkpoints are its own."""
+    try:
+        with os.scandir(folder) as it:
+            return any("tfevents" in e.name or e.name in ("metrics.csv", "trainer_state.json") for e in it)
+    except OSError:
+        return False
 
 
 def _optimizer_settings(groups: Any) -> dict[str, Any]:

@@ -213,3 +213,36 @@ def test_the_logged_lr_wins_where_the_rebuilt_schedule_disagrees():
     jumped = tuple((s, v * (30 if s >= 40 else 1)) for s, v in logged)  # LambdaLR x30 from step 40: not in the args
     schedule, how = lr_of(own, ProbeSpec(workload="run", source=src, lr=0.1, lr_trace=jumped))
     assert how.startswith("LR as the run logged it") and schedule(60)[0] > 20 * linear(60)[0]
+
+
+def test_data_from_a_function_and_a_datasets_folder_without_datasets(tmp_path, monkeypatch):
+    """--data package.module:function feeds the run's own model; a datasets folder without the datasets package is
+    a one-line error saying what to install."""
+    import sys
+
+    from probes.data import open_data
+
+    (tmp_path / "my_tokens.py").write_text(
+        "import torch\n"
+        "def batches(index, batch_size, seq_len, seed):\n"
+        "    g = torch.Generator().manual_seed(seed * 1000 + index)\n"
+        "    return torch.randint(0, 64, (batch_size, seq_len + 1), generator=g)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec_path = tmp_path / "s.yaml"
+    spec_path.write_text(yaml.safe_dump({
+        "workload": "run", "source": {"kind": "nanogpt", "architecture": "nanoGPT GPT",
+                                      "model_args": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8,
+                                                     "vocab_size": 64}},
+        "data": "my_tokens:batches", "optimizer": "adamw", "lr": 1e-3, "batch_size": 4, "steps": 6,
+        "plans": ["baseline"]}))
+    _, js, _ = _probe(spec_path, tmp_path)
+    assert "my_tokens:batches (your function" in " ".join(js["used"]) and js["trials"][0]["steps_run"] == 6
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    from analyzer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="a datasets folder needs the datasets package") as exc:
+        open_data(str(folder), order="random", seq_len=8, seed=0, vocab_size=64, tokenizer_dir=None)
+    assert "\n" not in str(exc.value)
