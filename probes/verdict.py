@@ -53,12 +53,13 @@ def _learned_less(o: Any, base: Any | None) -> bool:
     return best is not None and final is not None and best > 0 and final > best * (1 + LEARN_SLACK)
 
 
-_BASE: list[Any] = []  # the same-settings trial of the replay being judged (set by judge_replay)
+def _same_settings(outcomes: Sequence[Any]) -> Any | None:
+    return next((o for o in outcomes if o.result.plan == "baseline"), None)
 
 
-def _fixed(o: Any) -> bool:
-    """Stable, and still learning: within LEARN_SLACK of what the same settings reached."""
-    return _stable(o) and not (o.result.plan != "baseline" and _learned_less(o, _BASE[0] if _BASE else None))
+def _fixed(o: Any, base: Any | None) -> bool:
+    """Stable, and still learning: within LEARN_SLACK of what the same settings (``base``) reached."""
+    return _stable(o) and not (o.result.plan != "baseline" and _learned_less(o, base))
 
 
 def _where(o: Any, spec: ProbeSpec) -> str:
@@ -81,8 +82,7 @@ def _where(o: Any, spec: ProbeSpec) -> str:
 
 
 def judge_replay(spec: ProbeSpec, outcomes: Sequence[Any]) -> Replay:
-    base = next((o for o in outcomes if o.result.plan == "baseline"), None)
-    _BASE[:] = [base] if base is not None else []
+    base = _same_settings(outcomes)
     reproduced = base is not None and not _stable(base) and base.verdict != "insufficient_data"
     w = spec.window or {}
     if base is None:
@@ -99,7 +99,7 @@ def judge_replay(spec: ProbeSpec, outcomes: Sequence[Any]) -> Replay:
     data_driven: bool | None = None
     if skip is None or not reproduced:
         data_line = "" if skip is None else f"skipping the window's batches: {_where(skip, spec)}"
-    elif _fixed(skip):
+    elif _fixed(skip, base):
         data_driven = True
         a, b = skip.result.skip or (0, 0)
         data_line = (f"data-driven: with the batches of steps {a:,}-{b:,} skipped (PaLM's restart) it did not recur")
@@ -115,6 +115,7 @@ def judge_replay(spec: ProbeSpec, outcomes: Sequence[Any]) -> Replay:
 def _fixes(outcomes: Sequence[Any], reproduced: bool) -> tuple[str | None, str]:
     if not reproduced:
         return None, ""
+    base = _same_settings(outcomes)
     order: list[tuple[str, str]] = []
     worked: list[str] = []
     failed: list[str] = []
@@ -122,18 +123,18 @@ def _fixes(outcomes: Sequence[Any], reproduced: bool) -> tuple[str | None, str]:
         r = o.result
         if r.plan == "baseline":
             continue
-        if r.plan == "clip_sweep" and (r.fraction_clipped or 0) > MAX_CLIPPED_SHARE and _fixed(o):
+        if r.plan == "clip_sweep" and (r.fraction_clipped or 0) > MAX_CLIPPED_SHARE and _fixed(o, base):
             failed.append(f"{r.name} (clipped {r.fraction_clipped:.0%} of steps: a lower LR in disguise)")
             continue
-        if _stable(o) and not _fixed(o):
+        if _stable(o) and not _fixed(o, base):
             failed.append(f"{r.name} (stable, but it learned far less: final loss {r.final_loss:.3g})")
             continue
-        (worked if _fixed(o) else failed).append(r.name)
-    skips = [o for o in outcomes if o.result.plan == "skip_window" and _fixed(o)]
-    clips = [o for o in outcomes if o.result.plan == "clip_sweep" and _fixed(o)
+        (worked if _fixed(o, base) else failed).append(r.name)
+    skips = [o for o in outcomes if o.result.plan == "skip_window" and _fixed(o, base)]
+    clips = [o for o in outcomes if o.result.plan == "clip_sweep" and _fixed(o, base)
              and (o.result.fraction_clipped or 0) <= MAX_CLIPPED_SHARE]
-    warms = [o for o in outcomes if o.result.plan == "warmup_sweep" and _fixed(o)]
-    lrs = [o for o in outcomes if o.result.plan in ("lr_sweep", "lr_search") and _fixed(o)]
+    warms = [o for o in outcomes if o.result.plan == "warmup_sweep" and _fixed(o, base)]
+    lrs = [o for o in outcomes if o.result.plan in ("lr_sweep", "lr_search") and _fixed(o, base)]
     if skips:
         a, b = skips[0].result.skip
         order.append((f"skip the batches of steps {a}-{b} (restart from the checkpoint without them)", "skip"))
@@ -152,23 +153,27 @@ def _fixes(outcomes: Sequence[Any], reproduced: bool) -> tuple[str | None, str]:
 
 
 def _lr_search(spec: ProbeSpec, outcomes: Sequence[Any], reproduced: bool) -> str:
+    base = _same_settings(outcomes)
     tried = sorted((o for o in outcomes if o.result.plan in ("lr_sweep", "lr_search")),
                    key=lambda o: -o.result.lr_factor)
     if not tried or not reproduced:
         return ""
     if "lr_search" in spec.plans and not any(o.result.plan == "lr_search" for o in outcomes) and any(
-            o.result.plan == "skip_window" and _fixed(o) for o in outcomes):
+            o.result.plan == "skip_window" and _fixed(o, base) for o in outcomes):
         return ("LR search not run: skipping the window's batches removed the instability, and a lower LR does not "
                 "remove bad batches")
-    ok = [o for o in tried if _fixed(o)]
+    ok = [o for o in tried if _fixed(o, base)]
     if not ok:
-        low = tried[-1].result
-        return (f"LR search: still unstable at x{low.lr_factor:.3g} ({low.lr:.3g}), the lowest tried: the cause is not "
-                "the LR alone")
+        low = tried[-1]
+        if _stable(low):
+            return (f"LR search: no LR tried both removed it and kept learning (at x{low.result.lr_factor:.3g}, "
+                    f"{low.result.lr:.3g}, it was stable but learned far less)")
+        return (f"LR search: still unstable at x{low.result.lr_factor:.3g} ({low.result.lr:.3g}), the lowest tried: "
+                "the cause is not the LR alone")
     best = ok[0].result
     text = (f"LR search: the largest LR without the instability is the run's schedule x{best.lr_factor:.3g} "
             f"(base LR {best.lr:.3g} instead of {spec.lr:.3g})")
-    keep = [o.result.name for o in outcomes if o.result.plan in ("clip_sweep", "warmup_sweep") and _fixed(o)
+    keep = [o.result.name for o in outcomes if o.result.plan in ("clip_sweep", "warmup_sweep") and _fixed(o, base)
             and (o.result.fraction_clipped or 0) <= MAX_CLIPPED_SHARE]
     text += (f"; {', '.join(keep)} kept the logged LR stable, so the run can keep it with that change" if keep else
              "; neither warmup nor clipping kept the logged LR stable")

@@ -246,3 +246,39 @@ def test_data_from_a_function_and_a_datasets_folder_without_datasets(tmp_path, m
     with pytest.raises(ConfigError, match="a datasets folder needs the datasets package") as exc:
         open_data(str(folder), order="random", seq_len=8, seed=0, vocab_size=64, tokenizer_dir=None)
     assert "\n" not in str(exc.value)
+
+
+def test_the_smallest_change_ranks_skip_clip_warmup_lr_and_ignores_fixes_that_stop_learning():
+    from types import SimpleNamespace
+
+    from probes.outcome import TrialOutcome
+    from probes.spec import ProbeSpec
+    from probes.verdict import judge_replay
+
+    def trial(name, plan, verdict, *, final=2.0, best=1.9, clip=None, clipped=None, factor=1.0, warmup=0, skip=None):
+        r = SimpleNamespace(name=name, plan=plan, lr=0.01 * factor, warmup_steps=warmup, clip=clip, best_loss=best,
+                            final_loss=final, infeasible=False, stop_reason=None, fraction_clipped=clipped,
+                            lr_factor=factor, skip=skip, first_step=100, steps_run=50)
+        return TrialOutcome(r, verdict, 2.5 if verdict != "stable" else None, (), 130 if verdict != "stable" else None)
+
+    spec = ProbeSpec(workload="run", source={"kind": "nanogpt", "architecture": "x"}, lr=0.01, start_step=100,
+                     window={"start": 131, "end": 140, "ratio": 2.4, "verdict": "mid_instability"},
+                     plans=("baseline", "skip_window", "clip_sweep", "lr_sweep", "warmup_sweep", "lr_search"))
+    base = trial("same settings", "baseline", "mid_instability")
+    outcomes = [base, trial("skip", "skip_window", "mid_instability", skip=(131, 140)),
+                trial("clip 3", "clip_sweep", "stable", clip=3.0, clipped=0.7),  # clips most steps: not a fix
+                trial("clip 1", "clip_sweep", "stable", clip=1.0, clipped=0.2),
+                trial("warmup 10", "warmup_sweep", "stable", warmup=10),
+                trial("lr 0.01x", "lr_sweep", "stable", factor=0.01, final=3.5)]  # stable, learned nothing
+    replay = judge_replay(spec, outcomes)
+    assert replay.reproduced and replay.reproduced_line.startswith("reproduced: yes (mid instability at step 130, "
+                                                                   "1 step before the logged 131; 2.5x its level "
+                                                                   "(logged: 2.4x)")
+    assert replay.data_driven is False and replay.smallest == "clip max_norm=1"
+    assert "clip 3 (clipped 70% of steps: a lower LR in disguise)" in replay.fixes_line
+    assert "lr 0.01x (stable, but it learned far less: final loss 3.5)" in replay.fixes_line
+    assert replay.lr_search_line.startswith("LR search: no LR tried both removed it and kept learning (at x0.01")
+    skipped = [outcomes[0], trial("skip", "skip_window", "stable", skip=(131, 140))] + outcomes[2:]
+    replay = judge_replay(spec, skipped)
+    assert replay.data_driven is True and replay.smallest.startswith("skip the batches of steps 131-140")
+    assert "speaks of them, not of the run's data" in replay.data_line  # spec.data is None: synthetic batches
