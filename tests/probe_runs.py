@@ -121,7 +121,10 @@ def _lit_module_class():  # type: ignore[no-untyped-def]
     return TinyLM
 
 
-TinyLM = _lit_module_class()
+try:  # the class must be importable by its path (the spec names tests.probe_runs.TinyLM)
+    TinyLM = _lit_module_class()
+except ImportError:  # no Lightning: the Lightning test skips itself
+    TinyLM = None
 
 
 def lightning_run(root: Path, *, steps: int = 140) -> tuple[Path, Path]:
