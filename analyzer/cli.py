@@ -11,6 +11,7 @@ traceback). A crash never exits 1: CI gating must be able to tell a crash from a
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import traceback
@@ -455,7 +456,9 @@ def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[st
         show = sys.stderr.isatty() if progress is None else progress
         spec_dir = output.parent / f"{output.stem}_files" / "probes"
         specs = _write_specs(result, spec_dir)
-        path = _written("HTML report", output, lambda: write_html(result, output, probe_specs=specs, progress=show))
+        sources = _spec_sources(specs)
+        path = _written("HTML report", output, lambda: write_html(result, output, probe_specs=specs, progress=show,
+                                                                  probe_sources=sources))
         _echo(f"HTML report: {path} ({_size_mb(path)})", err=human)
         if specs:
             _echo(f"Probe specs: {len(specs)} in {spec_dir}", err=human)
@@ -465,13 +468,19 @@ def report(paths: tuple[Path | str, ...], json_out: Path | None, roles: tuple[st
 
 
 def _write_specs(result: Any, spec_dir: Path) -> dict[str, str]:
-    from probes.spec import write_probe_specs
+    from probes.from_report import write_probe_specs
 
     try:
         with context(f"writing the probe specs in {spec_dir}"):
             return write_probe_specs(result, spec_dir)
     except OSError as exc:
         raise SteadytrainError(f"{spec_dir}: cannot write the probe specs: {exc.strerror or exc}") from None
+
+
+def _spec_sources(specs: dict[str, str]) -> dict[str, str]:
+    from probes.from_report import spec_sources
+
+    return spec_sources(specs)
 
 
 def _size_mb(path: Path) -> str:
@@ -498,6 +507,23 @@ def settings() -> None:
         _echo(f"{name}={_setting_text(values[name])}\n    {doc}")
 
 
+def _parse_scale(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, float] | None:
+    if value is None:
+        return None
+    out: dict[str, float] = {}
+    for part in value.split(","):
+        key, sep, number = part.partition("=")
+        try:
+            factor = float(number)
+        except ValueError:
+            factor = math.nan
+        if not sep or key.strip() not in ("depth", "width") or not 0 < factor <= 1:
+            raise click.BadParameter(f"{part!r}: expected depth=F and/or width=F with 0 < F <= 1, e.g. "
+                                     "depth=0.25,width=0.5")
+        out[key.strip()] = factor
+    return out
+
+
 @main.command()
 @debug_option
 @click.argument("spec", type=click.Path(path_type=Path))
@@ -505,19 +531,33 @@ def settings() -> None:
               help="Where trials run; auto = CUDA when present.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where trial logs and the probe report go (default: next to the spec, <spec>_probe/).")
-@click.option("--plan", "plan_name", help="Run only this plan of the spec (lr2x, warmup_sweep, clip_sweep, ...).")
+@click.option("--plan", "plan_name", help="Run only this plan of the spec (skip_window, clip_sweep, lr_sweep, ...).")
 @click.option("--steps", type=click.IntRange(min=1), help="Override the number of steps of every trial.")
+@click.option("--data", help="The run's training data (a spec that re-runs the run itself): a token .bin, a datasets "
+              "folder, a .txt/.jsonl file (tokenized with the run's tokenizer) or package.module:function.")
+@click.option("--data-order", type=click.Choice(("random", "sequential")),
+              help="sequential: batch k is the k-th block of the data (the run read it in order: a replay sees its "
+              "exact batches); random: windows drawn from (seed, step).")
+@click.option("--scale", callback=_parse_scale, help="Shrink the run's architecture to fit this device, e.g. "
+              "depth=0.25,width=0.5 (fresh weights; the report says it was shrunk).")
 @click.option("--executor", type=click.Choice(("sequential", "gpus", "ray")), default="sequential",
               show_default=True, help="Run trials one by one, one process per local GPU, or as Ray tasks.")
 @click.option("--address", help="Ray cluster address (with --executor ray).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
-def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, steps: int | None, executor: str,
-          address: str | None, progress: bool | None) -> None:
-    """Re-run a flagged config as short PyTorch probes to confirm the diagnosis and find the smallest fix.
+def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, steps: int | None, data: str | None,
+          data_order: str | None, scale: dict[str, float] | None, executor: str, address: str | None,
+          progress: bool | None) -> None:
+    """Re-run a flagged run as short PyTorch probes: reproduce it, explain it, find the smallest fix.
 
-    A spec is code: its `workload: package.module:function` is imported and called, as running a script
-    would be, so run only specs you wrote or trust. The specs `steadytrain report` writes name only the
-    built-in workloads (builtin:...).
+    A spec written by `report` re-runs the run itself from its folder (its checkpoint or its architecture,
+    its optimizer, schedule and clipping) and replays the flagged window: the same settings, its batches
+    skipped, clipping, lower LRs, warmup, the LR search; with per-block gradient attribution. Without a
+    checkpoint or model config it is a built-in stand-in that shows the class of failure.
+
+    A spec is code: running it imports the model code it names (transformers, a LightningModule class, a
+    workload or data function given as package.module:function) and calls it, as running a script would, so
+    run only specs you wrote or trust. The specs `steadytrain report` writes name only the built-in workloads
+    or the run's own recognised architecture.
     """
     from probes.run import probe_out_dir
     from probes.spec import load_spec
@@ -536,7 +576,7 @@ def probe(spec: Path, device: str, out_dir: Path | None, plan_name: str | None, 
 
     show = sys.stderr.isatty() if progress is None else progress
     outcome = run_probe(spec, device=device, out_dir=out_dir, plan=plan_name, steps=steps, executor=executor,
-                        address=address, progress=show)
+                        address=address, progress=show, data=data, data_order=data_order, scale=scale)
     _echo(outcome.summary)
 
 
@@ -549,7 +589,7 @@ def _write_live_report(report: Any, output: Path | None, json_out: Path | None, 
         from reporters.html import render_html
 
         specs = _write_specs(report, output.parent / f"{output.stem}_files" / "probes")
-        html = render_html(report, probe_specs=specs, report_dir=output.parent)
+        html = render_html(report, probe_specs=specs, report_dir=output.parent, probe_sources=_spec_sources(specs))
         # The page reloads itself: a <meta refresh> as the first thing in <head> (CSP does not govern it).
         html = html.replace("<head>", f'<head>\n<meta http-equiv="refresh" content="{refresh_s}">', 1)
         _written("live HTML report", output, lambda: write_atomic(output, html))  # a reload never reads half of it

@@ -7,11 +7,10 @@ verdicts are the same judgement the report makes.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -21,32 +20,15 @@ import numpy as np
 from analyzer.errors import ConfigError
 from analyzer.ingest.load import LoadOptions
 from analyzer.pipeline import analyze
-from analyzer.types import Diagnosis
+from analyzer.types import Diagnosis, Severity
+from probes.mechanism import attribute
+from probes.outcome import ProbeOutcome, TrialOutcome
 from probes.spec import PLAN_KINDS, ProbeSpec, TrialConfig, load_spec
+from probes.verdict import judge_replay
+
+_UNSTABLE = ("early_instability", "mid_instability", "divergence")
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """A trial's result joined with the analyzer's verdict on its logs."""
-
-    result: Any  # probes.runner.TrialResult
-    verdict: str
-    max_spike_ratio: float | None
-    findings: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ProbeOutcome:
-    spec: ProbeSpec
-    trials: tuple[TrialOutcome, ...]
-    conclusion: str
-    smallest_fix: str | None
-    out_dir: str
-    report_html: str
-    report_json: str
-    summary: str
 
 
 def _trial_dir(out: Path, index: int, trial: TrialConfig) -> Path:
@@ -193,14 +175,85 @@ def probe_out_dir(spec_path: str | Path, out_dir: str | Path | None) -> Path:
     return Path(out_dir) if out_dir else Path(spec_path).parent / (Path(spec_path).stem + "_probe")
 
 
+def _judged(res: Any, d: Diagnosis | None) -> TrialOutcome:
+    verdict = "divergence" if res.infeasible else (d.verdict if d else "insufficient_data")
+    findings = d.findings if d else ()
+    # the analyzer's own heights: x the level each event departed from (x the initial loss for an early rise)
+    spikes = [v for f in findings if isinstance(v := getattr(f.evidence, "ratio", None), float) and math.isfinite(v)]
+    unstable = [f for f in findings if f.verdict in _UNSTABLE and f.severity >= Severity.WARN]
+    first = min(unstable, key=lambda f: f.start_step) if unstable else None
+    peak = getattr(first.evidence, "peak_step", None) if first is not None else None
+    return TrialOutcome(res, verdict, max(spikes) if spikes else None, tuple(f.kind for f in findings),
+                        first.start_step if first is not None else None,
+                        peak if isinstance(peak, int) else (first.start_step if first is not None else None))
+
+
+def _judge(log_dir: str) -> Diagnosis | None:
+    report = analyze([log_dir], load_options=LoadOptions(cache_dir=None))
+    return report.diagnoses[0] if report.diagnoses else None
+
+
+def _search(spec: ProbeSpec, out: Path, results: list[Any], executor: str, address: str | None,
+            progress: bool) -> list[Any]:
+    """lr_search: 10^-0.5 steps down, largest first, skipping factors at or below one already known to work;
+    stops at the first without the instability (each trial judged by the analyzer as it finishes)."""
+    known_ok = [r.lr_factor for r in results if r.plan == "lr_sweep" and not r.infeasible
+                and (d := _judge(r.log_dir)) is not None and d.verdict == "stable"]
+    floor = max(known_ok, default=0.0)
+    done: list[Any] = []
+    for t in spec.trials("lr_search"):
+        if t.lr_factor <= floor * 1.01 or any(abs(r.lr_factor - t.lr_factor) < 1e-3 * t.lr_factor for r in results):
+            continue
+        (res,) = _execute([(spec, t, "lr_search", spec.device, str(_trial_dir(out, len(results) + len(done), t)),
+                            progress)], executor, address)
+        done.append(res)
+        d = _judge(res.log_dir)
+        if res.interrupted or (not res.infeasible and d is not None and d.verdict == "stable"):
+            break
+    return done
+
+
+def _data_driven(results: list[Any]) -> bool:
+    """The same settings were unstable and skipping the window's batches was not: a lower LR does not remove
+    bad batches, so the LR search is not run."""
+    base = next((r for r in results if r.plan == "baseline"), None)
+    skip = next((r for r in results if r.plan == "skip_window"), None)
+    if base is None or skip is None:
+        return False
+    d_base, d_skip = _judge(base.log_dir), _judge(skip.log_dir)
+    unstable = base.infeasible or (d_base is not None and d_base.verdict != "stable")
+    return unstable and not skip.infeasible and d_skip is not None and d_skip.verdict == "stable"
+
+
+def _layer_series(d: Diagnosis) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for tag in d.run.tags:
+        parts = tag.split("/")
+        if len(parts) >= 3 and parts[0] == "layers":
+            s = d.run.series(tag)
+            if s is not None:
+                out.setdefault("/".join(parts[1:-1]), {})[parts[-1]] = (s.steps, s.values)
+    return out
+
+
 def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Path | None = None,
               plan: str | None = None, steps: int | None = None, executor: str = "sequential",
-              address: str | None = None, progress: bool = False) -> ProbeOutcome:
+              address: str | None = None, progress: bool = False, data: str | None = None,
+              data_order: str | None = None, scale: dict[str, float] | None = None) -> ProbeOutcome:
     spec = load_spec(spec_path)
     if steps is not None:
         spec = replace(spec, steps=steps)
     if device != "auto":
         spec = replace(spec, device=device)
+    if data is not None:
+        spec = replace(spec, data=str(Path(data).resolve()) if Path(data).exists() else data)
+    if data_order is not None:
+        spec = replace(spec, data_order=data_order)
+    if scale:
+        spec = replace(spec, scale=scale)
+    if (data is not None or scale) and not spec.own_run:
+        raise ConfigError("--data and --scale apply to a spec that re-runs the run itself (workload: run); this spec's "
+                          f"workload is {spec.workload}")
     _check_executor(executor, spec.device)
     requested = [plan] if plan else list(spec.plans)
     unknown = [p for p in requested if p not in PLAN_KINDS]
@@ -215,71 +268,81 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
     results: list[Any] = []
     baseline_grad = None
     for p in ordered:
-        plan_spec = replace(spec, clip_candidates=_derive_clips(spec, baseline_grad)) \
-            if p == "clip_sweep" and derive_clips else spec
-        jobs = [(plan_spec, t, p, spec.device, str(_trial_dir(out, len(results) + i, t)), progress)
-                for i, t in enumerate(plan_spec.trials(p))]
-        done = _execute(jobs, executor, address)
+        if p == "lr_search" and _data_driven(results):
+            log.info("lr_search skipped: skipping the window's batches removed the instability (data-driven)")
+            continue
+        if p == "lr_search":
+            done = _search(spec, out, results, executor, address, progress)
+        else:
+            plan_spec = replace(spec, clip_candidates=_derive_clips(spec, baseline_grad)) \
+                if p == "clip_sweep" and derive_clips else spec
+            jobs = [(plan_spec, t, p, spec.device, str(_trial_dir(out, len(results) + i, t)), progress)
+                    for i, t in enumerate(plan_spec.trials(p))]
+            done = _execute(jobs, executor, address)
         results += done
         if any(r.interrupted for r in done):
             break
         if p == "baseline":
-            baseline_grad = _grad_of(done[0].log_dir)
+            start = (spec.window or {}).get("start") if spec.own_run else None
+            baseline_grad = _grad_of(done[0].log_dir, start if isinstance(start, int) else None)
     report = analyze([out / "trials"], load_options=LoadOptions(cache_dir=None))
-    by_dir = {Path(r).name: d for d in report.diagnoses for r in [d.run.id]}
-    outcomes = []
-    for res in results:
-        d: Diagnosis | None = by_dir.get(Path(res.log_dir).name)
-        verdict = "divergence" if res.infeasible else (d.verdict if d else "insufficient_data")
-        # the analyzer's own heights: x the level each event departed from (x the initial loss for an early rise)
-        spikes = [v for f in (d.findings if d else ())
-                  if isinstance(v := getattr(f.evidence, "ratio", None), float) and math.isfinite(v)]
-        outcomes.append(TrialOutcome(res, verdict, max(spikes) if spikes else None,
-                                     tuple(f.kind for f in (d.findings if d else ()))))
-    conclusion, smallest = _conclude(outcomes)
+    by_dir = {Path(d.run.id).name: d for d in report.diagnoses}
+    outcomes = [_judged(res, by_dir.get(Path(res.log_dir).name)) for res in results]
+    replay, attribution = None, None
+    if spec.own_run:
+        replay = judge_replay(spec, outcomes)
+        base = next((o for o in outcomes if o.result.plan == "baseline"), None)
+        d = by_dir.get(Path(base.result.log_dir).name) if base is not None else None
+        if base is not None and d is not None and base.unstable_at is not None and replay.reproduced:
+            attribution = attribute(_layer_series(d), base.unstable_at, base.peak_at or base.unstable_at)
+        parts = [replay.reproduced_line + ".", replay.data_line + "." if replay.data_line else "",
+                 replay.fixes_line, replay.lr_search_line + "." if replay.lr_search_line else "",
+                 ("Mechanism: " + attribution.sentence) if attribution is not None else ""]
+        conclusion, smallest = " ".join(x for x in parts if x), replay.smallest
+    else:
+        conclusion, smallest = _conclude(outcomes)
     interrupted = next((r for r in results if r.interrupted), None)
     if interrupted is not None:
-        planned = sum(len(spec.trials(p)) for p in ordered)
+        planned = sum(len(spec.trials(p)) for p in ordered if p != "lr_search")
         conclusion = (f"Interrupted (Ctrl-C) in trial {interrupted.name!r} after {interrupted.steps_run} of "
                       f"{interrupted.steps_planned} steps; {len(results)} of {planned} planned trials ran, and what "
                       f"follows covers only those. {conclusion}")
+    used = results[0].used if results else ()
     from probes.report import write_probe_report
 
-    html, js = write_probe_report(spec, outcomes, conclusion, smallest, report, out)
-    lines = [f"{'trial':28s} {'plan':13s} {'lr':>8s} {'warmup':>6s} {'clip':>8s} {'verdict':18s} {'final':>8s} "
+    partial = ProbeOutcome(spec, tuple(outcomes), conclusion, smallest, str(out), "", "", "", replay, attribution,
+                           tuple(used))
+    html, js = write_probe_report(partial, report, out)
+    lines = [f"{'trial':32s} {'plan':12s} {'lr':>8s} {'warmup':>6s} {'clip':>8s} {'verdict':18s} {'final':>8s} "
              f"{'clipped':>7s}"]
     for o in outcomes:
         r = o.result
-        lines.append(f"{r.name[:28]:28s} {r.plan:13s} {r.lr:8.3g} {r.warmup_steps:6d} "
+        lines.append(f"{r.name[:32]:32s} {r.plan:12s} {r.lr:8.3g} {r.warmup_steps:6d} "
                      f"{(f'{r.clip:.3g}' if r.clip else '-'):>8s} {o.verdict:18s} "
                      f"{(f'{r.final_loss:.4g}' if r.final_loss is not None and math.isfinite(r.final_loss) else '-'):>8s} "
                      f"{(f'{r.fraction_clipped:.0%}' if r.fraction_clipped is not None else '-'):>7s}")
-    summary = "\n".join(lines + ["", conclusion, f"Probe report: {html}", f"Trial logs: {out / 'trials'}"])
-    return ProbeOutcome(spec, tuple(outcomes), conclusion, smallest, str(out), str(html), str(js), summary)
+    head = ["Re-ran: " + "; ".join(used), ""] if spec.own_run and used else []
+    summary = "\n".join(head + lines + ["", conclusion] + ([f"Smallest change that removed it: {smallest}"]
+                                                          if smallest else []) +
+                        [f"Probe report: {html}", f"Trial logs: {out / 'trials'}"])
+    return replace(partial, report_html=str(html), report_json=str(js), summary=summary)
 
 
-def _grad_of(log_dir: str) -> np.ndarray | None:
+#: A replay's clip candidates come from its steps before the flagged window when it has at least this many.
+_MIN_HEALTHY_POINTS = 5
+
+
+def _grad_of(log_dir: str, before: int | None = None) -> np.ndarray | None:
+    """The trial's unclipped grad norms; with ``before``, only those of earlier steps (a replay's healthy
+    stretch: its p90 is what the run's logged p90 would have been, not the blow-up's)."""
     from analyzer.ingest.load import load_runs
 
     runs, _ = load_runs([log_dir], LoadOptions(cache_dir=None))
     s = runs[0].series("train/grad_norm") if runs else None
-    return s.values if s is not None else None
+    if s is None:
+        return None
+    if before is not None and int((s.steps < before).sum()) >= _MIN_HEALTHY_POINTS:
+        return s.values[s.steps < before]
+    return s.values
 
 
-def outcome_dict(o: ProbeOutcome) -> dict[str, Any]:
-    return {"spec": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(o.spec).items()},
-            "conclusion": o.conclusion, "smallest_fix": o.smallest_fix,
-            "trials": [{**asdict(t.result), "verdict": t.verdict, "max_spike_ratio": t.max_spike_ratio,
-                        "findings": list(t.findings)} for t in o.trials]}
-
-
-def dumps(obj: Any) -> str:
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-    return json.dumps(clean(obj), indent=2)

@@ -15,16 +15,16 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, cast
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from analyzer.errors import ConfigError
 from probes.events import EventLog
-from probes.schedule import lr_at
+from probes.layers import LayerRecorder
+from probes.setup import own_setup, workload_setup
 from probes.spec import ProbeSpec, TrialConfig
-from probes.workloads import build
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ class TrialResult:
     seconds: float
     device: str
     interrupted: bool = False
+    first_step: int = 0
+    lr_factor: float = 1.0
+    skip: tuple[int, int] | None = None
+    used: tuple[str, ...] = ()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -126,10 +130,11 @@ def combine_norms(measured: list[list[torch.Tensor] | torch.Tensor]) -> torch.Te
 
 class _StepRecorder:
     """Per-step values held on the device; at each flush (the one host sync) written as events and
-    checked for the divergence stop."""
+    checked for the divergence stop. Steps are numbered from ``first_step`` (the run's own numbering)."""
 
-    def __init__(self, log: EventLog, clip: float | None, divergence_factor: float) -> None:
-        self.log, self.clip, self.factor = log, clip, divergence_factor
+    def __init__(self, log: EventLog, clip: float | None, divergence_factor: float, first_step: int = 0,
+                 layers: LayerRecorder | None = None) -> None:
+        self.log, self.clip, self.factor, self.first_step, self.layers = log, clip, divergence_factor, first_step, layers
         self.losses: list[torch.Tensor] = []
         self.norms: list[list[torch.Tensor] | torch.Tensor] = []
         self.lrs: list[float] = []
@@ -150,6 +155,22 @@ class _StepRecorder:
         self.evals.append(eval_loss)
         self.wall_times.append(time.time())
 
+    def _layer_columns(self, first: int, m: int, walls: list[float]) -> dict[str, np.ndarray]:
+        """Per-layer columns for the flushed steps: merged into the step events when every step was recorded,
+        else written as events of their own."""
+        if self.layers is None:
+            return {}
+        steps, columns = self.layers.take()
+        if not steps:
+            return {}
+        if steps == list(range(first, first + len(steps))) and len(steps) >= m:
+            return {tag: values[:m] for tag, values in columns.items()}
+        for i, step in enumerate(steps):
+            if step < first + m:
+                self.log.write(walls[min(step - first, len(walls) - 1)], step,
+                               {tag: float(values[i]) for tag, values in columns.items()})
+        return {}
+
     def flush(self) -> str | None:
         """Write the pending steps; returns why the trial must stop (NaN/inf, runaway), or None."""
         losses, norms, lrs, evals, walls = self.losses, self.norms, self.lrs, self.evals, self.wall_times
@@ -158,15 +179,16 @@ class _StepRecorder:
         n = len(losses)
         if n == 0:
             return self.stop
-        first = self.steps_logged
+        first = self.first_step + self.steps_logged
         host_loss = torch.stack(losses).float().cpu().numpy()
         host_norm = combine_norms(norms).float().cpu().numpy()
         bad = np.flatnonzero(~np.isfinite(host_loss))
         m = int(bad[0]) + 1 if bad.size else n  # steps after a NaN/inf ran on broken weights: not logged
         clipped = host_norm[:m] > self.clip if self.clip is not None else np.zeros(m, dtype=bool)
+        layer_columns = self._layer_columns(first, m, walls)
         self.log.write_steps(np.array(walls[:m]), first, {
             "train/loss": host_loss[:m], "train/grad_norm": host_norm[:m], "train/lr": np.array(lrs[:m]),
-            "train/clipped": clipped.astype(np.float32)})
+            "train/clipped": clipped.astype(np.float32), **layer_columns})
         present = [(i, e) for i, e in enumerate(evals[:m]) if e is not None]
         if present:
             for (i, _), value in zip(present, torch.stack([e for _, e in present]).float().cpu().tolist()):
@@ -179,7 +201,7 @@ class _StepRecorder:
             self.last_loss = float(finite[-1])
         if bad.size:
             self.stop = f"loss became {float(host_loss[bad[0]])} at step {first + int(bad[0])}"
-        elif first == 0:
+        elif self.steps_logged == m:
             self.initial_level = float(np.median(host_loss))
         else:
             # Runaway: the window's median (not one outlier batch) beyond divergence_factor x best AND
@@ -201,24 +223,25 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
     the caller decides whether to go on.
     """
     torch.manual_seed(spec.seed)
-    model, loss_fn, train_batch, eval_batches = build(spec.workload, dict(spec.workload_args),
-                                                      batch_size=spec.batch_size, seed=spec.seed)
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(spec, params, trial.lr)
-    measure_norm = grad_norm_fn(params)
     amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(spec.dtype)
     use_amp = amp_dtype is not None and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
-    evals = [(x.to(device), y.to(device)) for x, y in eval_batches]
+    amp: Callable[[], Any] = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp \
+        else contextlib.nullcontext
+    make = own_setup if spec.own_run else workload_setup
+    setup = make(spec, trial, device, amp, scaler)
+    model, opt = setup.model, setup.optimizer
+    params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
+    measure_norm = grad_norm_fn(params)
+    layers = LayerRecorder(model, opt) if spec.layer_stats and spec.own_run else None
     log = EventLog(log_dir)
     k = max(1, min(spec.log_every, trial.steps))
     clip = trial.clip
-    rec = _StepRecorder(log, clip, spec.divergence_factor)
+    first = setup.first_step
+    rec = _StepRecorder(log, clip, spec.divergence_factor, first, layers)
     stop: str | None = None
     interrupted = False
-    amp = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else contextlib.nullcontext
-    lr_set = math.nan
+    lrs_set: list[float] = []
     started = time.perf_counter()
     bar = None
     if progress:
@@ -226,23 +249,21 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
         bar = tqdm(total=trial.steps, desc=trial.name, unit="step", leave=False)
     model.train()
     try:
-        for step in range(trial.steps):
-            lr = lr_at(step, base_lr=trial.lr, total_steps=trial.steps, warmup_steps=trial.warmup_steps,
-                       post_warmup_steps=trial.post_warmup_steps, decay=spec.decay)
-            if lr != lr_set:
-                for group in opt.param_groups:
+        for step in range(first, first + trial.steps):
+            lrs = setup.lrs_at(step)
+            if lrs != lrs_set:
+                for group, lr in zip(opt.param_groups, lrs):
                     group["lr"] = lr
-                lr_set = lr
-            x, y = train_batch(step)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with amp():
-                loss = loss_fn(model(x), y)
+                lrs_set = lrs
+            batch = setup.batch_for(step)
+            if layers is not None:
+                layers.before_forward((step - first) % spec.layer_every == 0)
             opt.zero_grad(set_to_none=True)
+            loss = setup.forward_backward(batch)
             if scaler is not None:
-                scaler.scale(loss).backward()
                 scaler.unscale_(opt)  # clip the true gradient, not the scaled one
-            else:
-                loss.backward()
+            if layers is not None:
+                layers.before_step()  # the per-block gradient before clipping
             # the UNCLIPPED global norm, logged as is
             grad_norm = measure_norm([p.grad for p in params if p.grad is not None])
             if clip is not None:
@@ -254,14 +275,15 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
                 scaler.update()
             else:
                 opt.step()
+            if layers is not None:
+                layers.after_step(step)
             eval_loss = None
-            if evals and (step + 1) % spec.eval_interval == 0:  # a workload may bring no eval batches
+            if setup.evaluate is not None and (step - first + 1) % spec.eval_interval == 0:
                 model.eval()
-                with torch.no_grad(), amp():
-                    eval_loss = cast(torch.Tensor, sum(loss_fn(model(ex), ey).float() for ex, ey in evals) / len(evals))
+                eval_loss = setup.evaluate()
                 model.train()
-            rec.add(loss.detach(), grad_norm, lr, eval_loss)
-            if (step + 1) % k == 0 or step + 1 == trial.steps:
+            rec.add(loss, grad_norm, lrs[0], eval_loss)
+            if (step - first + 1) % k == 0 or step + 1 == first + trial.steps:
                 pending = len(rec.losses)
                 stop = rec.flush()
                 if bar is not None:
@@ -274,10 +296,13 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
             interrupted = True
             stop = "interrupted (Ctrl-C) after writing every step it ran"
     except torch.cuda.OutOfMemoryError:
-        raise ConfigError(f"CUDA out of memory in trial {trial.name!r} at batch_size={spec.batch_size}: lower "
-                          "batch_size in the spec, or run with --device cpu") from None
+        raise ConfigError(f"CUDA out of memory in trial {trial.name!r} at batch_size={spec.batch_size} (micro-batch "
+                          f"{spec.micro_batch_size or spec.batch_size}): lower micro_batch_size in the spec (the same "
+                          "effective batch, accumulated), use --scale, or run with --device cpu") from None
     finally:
         log.close()
+        if layers is not None:
+            layers.close()
         if bar is not None:
             bar.close()
     steps_run = rec.steps_logged
@@ -286,4 +311,5 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
                        infeasible=stop is not None and not interrupted, stop_reason=stop, interrupted=interrupted,
                        final_loss=rec.last_loss, best_loss=None if rec.best == math.inf else rec.best,
                        fraction_clipped=rec.clipped_total / steps_run if steps_run and clip is not None else None,
-                       log_dir=str(log_dir), seconds=time.perf_counter() - started, device=str(device))
+                       log_dir=str(log_dir), seconds=time.perf_counter() - started, device=str(device),
+                       first_step=first, lr_factor=trial.lr_factor, skip=trial.skip, used=tuple(setup.used))

@@ -171,7 +171,8 @@ def _top_fix(d: Diagnosis) -> str:
     return "" if d.verdict == "stable" else top_fix(d.recommendations)
 
 
-def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: Path, run_anchor: str) -> dict[str, Any]:
+def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: Path, run_anchor: str,
+              probe_source: str | None = None) -> dict[str, Any]:
     run = d.run
     loss = run.role_series("train_loss")
     framework = framework_for(run.format)
@@ -202,6 +203,7 @@ def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: P
         "spark": _sparkline(loss.values) if loss is not None else "",
         "figures": run_figures(d, run_anchor) if full else [], "full": full,
         "probe_cmd": f"steadytrain probe {spec_rel}" if spec_rel else None,
+        "probe_source": probe_source if spec_rel else None,
         "failures": [f"{c.check}: {c.error_type}: {c.message}" for c in d.failures],
     }
 
@@ -236,8 +238,11 @@ def _sweep_view(s: SweepDiagnosis, by_id: Mapping[str, Diagnosis], run_anchors: 
 
 
 def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None, report_dir: Path = Path("."),
-                progress: bool = False) -> str:
+                progress: bool = False, probe_sources: Mapping[str, str] | None = None) -> str:
+    """``probe_specs``: run id -> the probe spec written for it; ``probe_sources``: run id -> what that probe
+    re-runs, one line (the run itself from its checkpoint, or a stand-in)."""
     probe_specs = probe_specs or {}
+    probe_sources = probe_sources or {}
     ordered = sorted(report.diagnoses, key=severity_key)
     in_sweep = {r for s in report.sweeps for r in s.runs}
     if len(ordered) <= ALL_PLOTS_UP_TO:
@@ -254,7 +259,8 @@ def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None,
     for d in stream:
         with context(f"rendering run {d.run.id!r} in the HTML report"):
             runs.append(_run_view(d, full=d.run.id in full_ids, probe_spec=probe_specs.get(d.run.id),
-                                  report_dir=report_dir, run_anchor=run_anchors[d.run.id]))
+                                  report_dir=report_dir, run_anchor=run_anchors[d.run.id],
+                                  probe_source=probe_sources.get(d.run.id)))
     by_id = {d.run.id: d for d in report.diagnoses}
     sweeps = []
     for number, s in enumerate(report.sweeps):
@@ -275,7 +281,8 @@ def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None,
 
 
 def write_html(report: Report, path: str | Path, *, probe_specs: Mapping[str, str] | None = None,
-               progress: bool = False) -> Path:
+               progress: bool = False, probe_sources: Mapping[str, str] | None = None) -> Path:
     """Render the whole page, then write it atomically: a failed render leaves the previous report intact."""
     out = Path(path)
-    return write_atomic(out, render_html(report, probe_specs=probe_specs, report_dir=out.parent, progress=progress))
+    return write_atomic(out, render_html(report, probe_specs=probe_specs, report_dir=out.parent, progress=progress,
+                                         probe_sources=probe_sources))

@@ -154,7 +154,7 @@ def test_executor_gpus_without_a_gpu_is_a_usage_error(tmp_path):
 
 
 def test_probe_specs_from_hparams_logged_as_strings(tmp_path):
-    from probes.spec import write_probe_specs
+    from probes.from_report import write_probe_specs
 
     loss = [2.3 / (1 + 0.01 * s) for s in range(300)]
     loss[200:] = [float("nan")] * 100  # diverges: gets a spec
@@ -383,7 +383,7 @@ def test_warmup_target_sweeps_at_the_playbooks_10x_lr_and_reports_the_shortest_s
 def test_a_flagged_runs_spec_plans_the_warmup_target_from_the_recommendation(tmp_path):
     from analyzer.ingest.load import LoadOptions
     from analyzer.pipeline import analyze
-    from probes.spec import spec_for
+    from probes.from_report import spec_for
     from tests.writers import curve, write_summarywriter
 
     loss = curve(400, seed=1)

@@ -286,8 +286,22 @@ def recognise(path: Path) -> Recognised:
         except LogFormatError as exc:
             reasons[reader.family] = str(exc)
     if not reasons:
+        if is_checkpoint(path):
+            raise LogFormatError("a checkpoint (weights / optimizer state), not a log: a probe spec written by "
+                                 "`steadytrain report` can resume from it")
         raise LogFormatError(f"not a recognised log format ({path.suffix or 'no extension'})")
     raise LogFormatError("; ".join(reasons.values()))
+
+
+#: Files that hold a checkpoint (weights, optimizer or scheduler state, the HF Trainer's arguments), by name.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt")
+CHECKPOINT_NAMES = ("training_args.bin", "pytorch_model.bin", "optimizer.bin", "scheduler.bin")
+
+
+def is_checkpoint(path: Path) -> bool:
+    name = path.name.lower()
+    return path.suffix.lower() in CHECKPOINT_SUFFIXES or name in CHECKPOINT_NAMES or (
+        name.startswith("pytorch_model-") and name.endswith(".bin"))
 
 
 def claims(path: Path, found: Recognised) -> Iterable[Claim]:

@@ -151,7 +151,7 @@ class LiveFinding:
 
     def probe_spec(self) -> ProbeSpec | None:
         """The probe `steadytrain report` would write for this run (None for a stable run)."""
-        from probes.spec import spec_for
+        from probes.from_report import spec_for
 
         return spec_for(self.diagnosis)
 
