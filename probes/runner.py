@@ -23,6 +23,7 @@ import torch
 from analyzer.errors import ConfigError
 from probes.events import EventLog
 from probes.layers import LayerRecorder
+from probes.optim import make_optimizer  # noqa: F401 - re-exported for the benchmarks
 from probes.setup import own_setup, workload_setup
 from probes.spec import ProbeSpec, TrialConfig
 
@@ -59,24 +60,6 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     return torch.device(device)
-
-
-def make_optimizer(spec: ProbeSpec, params, lr: float) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]
-    name = spec.optimizer
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=spec.weight_decay)
-    if name in ("momentum", "nesterov"):
-        return torch.optim.SGD(params, lr=lr, momentum=spec.momentum, nesterov=name == "nesterov",
-                               weight_decay=spec.weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
-    if name == "nadam":
-        return torch.optim.NAdam(params, lr=lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=spec.momentum, eps=spec.eps, weight_decay=spec.weight_decay)
-    raise ConfigError(f"optimizer {name!r}: expected sgd, momentum, nesterov, adam, adamw, nadam or rmsprop")
 
 
 NormFn = Callable[[list[torch.Tensor]], "list[torch.Tensor] | torch.Tensor"]

@@ -111,7 +111,7 @@ def own_setup(spec: ProbeSpec, trial: TrialConfig, device: torch.device, amp: Ca
 
 def workload_setup(spec: ProbeSpec, trial: TrialConfig, device: torch.device, amp: Callable[[], Any],
                    scaler: Any) -> TrialSetup:
-    from probes.runner import make_optimizer
+    from probes.optim import make_optimizer
     from probes.workloads import build
 
     model, loss_fn, train_batch, eval_batches = build(spec.workload, dict(spec.workload_args),

@@ -6,8 +6,7 @@ a new verdict, or a warn/fail finding of a kind (or a count of a kind) the last 
 not have. A finding whose start moves by a few steps as the curve grows is the same finding.
 
 `LiveFinding` hands over to `steadytrain probe`: its probe spec is the one `steadytrain report`
-would write for the run. That needs `probes.spec`, imported only inside those methods (probes is
-torch-free at import; `import analyzer` and `import analyzer.live` never load it).
+would write for the run, made by `analyzer.live.probe_handover` (loaded only when a spec is asked for).
 """
 
 from __future__ import annotations
@@ -151,28 +150,21 @@ class LiveFinding:
 
     def probe_spec(self) -> ProbeSpec | None:
         """The probe `steadytrain report` would write for this run (None for a stable run)."""
-        from probes.from_report import spec_for
+        from analyzer.live import probe_handover
 
-        return spec_for(self.diagnosis)
+        return probe_handover.spec_for(self.diagnosis)
 
     def probe_spec_yaml(self) -> str | None:
         """The probe spec as the YAML `steadytrain probe` reads."""
-        import tempfile
+        from analyzer.live import probe_handover
 
-        from probes.spec import dump_spec
-
-        spec = self.probe_spec()
-        if spec is None:
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            return dump_spec(spec, Path(tmp) / "spec.yaml").read_text(encoding="utf-8")
+        return probe_handover.spec_yaml(self.diagnosis)
 
     def write_probe_spec(self, path: str | Path) -> Path | None:
         """Write the probe spec (``steadytrain probe PATH`` runs it); None when the run is not flagged."""
-        from probes.spec import dump_spec
+        from analyzer.live import probe_handover
 
-        spec = self.probe_spec()
-        return dump_spec(spec, path) if spec is not None else None
+        return probe_handover.write_spec(self.diagnosis, path)
 
 
     def hand_over(self, *, rank: int = 0, probe_spec: bool = True) -> HandOver:
