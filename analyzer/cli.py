@@ -297,53 +297,8 @@ def _figure_runs(diagnoses: Any, sweeps: Any) -> set[str]:
 
 def _analysis_config(config_file: Path | None, settings: Sequence[str]) -> AnalysisConfig:
     """The settings: defaults, then --config FILE, then each --set NAME=VALUE."""
-    cfg = AnalysisConfig()
-    if config_file is not None:
-        try:
-            cfg = cfg.with_overrides(_read_settings_file(config_file))
-        except ConfigError as exc:
-            raise ConfigError(f"--config {config_file}: {exc}") from None
-    pairs = {}
-    for item in settings:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set spike_z=6 (see `steadytrain settings`)")
-        pairs[name] = value
-    return cfg.with_overrides(pairs)
-
-
-def _read_settings_file(path: Path) -> dict[str, Any]:
-    """The settings mapping of a --config file (top level, or under a `steadytrain:` key)."""
-    import yaml
-
-    where = f"{path}"
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot be read: {exc.strerror}") from None
-    if b"\x00" in raw[:8192]:
-        raise ConfigError(f"{where}: binary content, not a YAML/JSON file of settings")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); expected a YAML/JSON file of settings") from None
-    try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}: not valid YAML/JSON{at}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of setting names to values, got {type(data).__name__}")
-    if "steadytrain" in data:
-        data = data["steadytrain"]
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: 'steadytrain' must hold a mapping of setting names to values, "
-                              f"got {data!r}"[:300])
-    bad = [k for k in data if not isinstance(k, str)]
-    if bad:
-        raise ConfigError(f"{where}: setting names must be text, got {bad[0]!r}; see `steadytrain settings`")
-    return data
+    cfg = AnalysisConfig.from_file(config_file) if config_file is not None else AnalysisConfig()
+    return cfg.with_set(settings)
 
 
 def _gate(report: Any, fail_on: str | None, fail_on_unjudged: bool = False) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from analyzer.errors import ConfigError
+from analyzer.yaml_file import read_yaml
 
 
 def _setting(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -208,6 +210,37 @@ class AnalysisConfig:
         if f.name == "warmup_candidates":
             return "comma-separated positive integers, e.g. 10,1000,10000"
         return _describe_range(f.metadata.get("range"), f.type)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AnalysisConfig:
+        """The defaults with a settings file applied: a YAML/JSON mapping of setting names to values, at its top
+        level or under a ``steadytrain:`` key (so one project file can hold other tools' settings too)."""
+        data = read_yaml(path, "a YAML/JSON file of settings")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of setting names to values, got {type(data).__name__}")
+        if "steadytrain" in data:
+            data = data["steadytrain"]
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: 'steadytrain' must hold a mapping of setting names to values, "
+                                  f"got {data!r}"[:300])
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{path}: setting names must be text, got {bad[0]!r}; see `steadytrain settings`")
+        try:
+            return cls().with_overrides(data)
+        except ConfigError as exc:
+            raise ConfigError(f"--config {path}: {exc}") from None
+
+    def with_set(self, items: Sequence[str]) -> AnalysisConfig:
+        """A copy with ``NAME=VALUE`` items applied (the command line's ``--set``)."""
+        pairs = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. --set spike_z=6 (see `steadytrain "
+                                  "settings`)")
+            pairs[name] = value
+        return self.with_overrides(pairs)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> AnalysisConfig:
         """A copy with ``overrides`` applied; a one-line ConfigError naming the setting and what it allows."""

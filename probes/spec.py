@@ -21,6 +21,7 @@ import yaml
 
 from analyzer.errors import ConfigError
 from analyzer.outputs import write_atomic
+from analyzer.yaml_file import read_yaml
 from probes import fields as f
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "nadam")
@@ -296,20 +297,7 @@ def load_spec(path: str | Path) -> ProbeSpec:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: no such probe spec file (write one with `steadytrain report`, see README)")
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
-    if b"\x00" in raw[:8192]:
-        raise ConfigError(f"{path}: binary content, not a YAML probe spec")
-    try:
-        data = yaml.safe_load(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML probe spec") from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    data = read_yaml(p, "a YAML probe spec")
     return _resolved(spec_from_mapping(data, source=str(path)), p.parent)
 
 
