@@ -599,9 +599,7 @@ def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...]
     its verdict, where (step), the evidence and the fix. The live HTML report reloads itself in the
     browser. Ctrl-C stops (exit 0); with --fail-on, the first run at or above it exits 1.
     """
-    import datetime as dt
-    import time
-
+    from analyzer.live.loop import watch_loop
     from analyzer.live.watch import Watcher
 
     if strict_crc:
@@ -615,57 +613,19 @@ def watch(paths: tuple[Path, ...], json_out: Path | None, roles: tuple[str, ...]
         ignore.append(html.parent / f"{html.stem}_files")
     watcher = Watcher(list(paths), config=cfg, load_options=options, ignore=ignore)
     refresh = max(2, round(interval))
-    started = time.monotonic()
-    last_write, render_s = -float("inf"), 0.0
-    writing = False  # a Ctrl-C inside a write (e.g. inside matplotlib's import) leaves no state to write again with
-    polls = 1 if once else max_polls
-
-    def stamp() -> str:
-        return dt.datetime.now().strftime("%H:%M:%S")
 
     def write(report: Any) -> None:
-        nonlocal last_write, render_s, writing
-        t = time.monotonic()
-        writing = True
         with context("writing the live report"):
             _write_live_report(report, html, json_out, refresh)
-        writing = False
-        render_s, last_write = time.monotonic() - t, time.monotonic()
-
-    def summary() -> str:
-        from collections import Counter
-
-        counts = Counter(d.verdict for d in watcher.diagnoses)
-        parts = ", ".join(f"{n} {v}" for v, n in counts.most_common()) or "no runs yet"
-        return (f"watched {len(watcher.diagnoses)} run(s) for {time.monotonic() - started:.0f} s, {watcher.polls} "
-                f"poll(s): {parts}" + (f"; live report: {html}" if html is not None else ""))
 
     try:
-        while True:
-            result = watcher.poll()
-            if watcher.polls == 1:
-                _echo(_printable(f"[{stamp()}] watching {result.runs} run(s) under "
-                                      f"{', '.join(str(p) for p in paths)}, polling every {interval:g} s"
-                                      + (f"; live report: {html}" if html is not None else "")))
-            for change in result.changes:
-                _echo(f"[{stamp()}] {change.line()}")
-            now = time.monotonic()
-            due = watcher.polls == 1 or (result.judged and now - last_write >= max(
-                0.0 if result.changes else html_every, 4 * render_s))
-            bad = fail_on is not None and any(d.verdict in FAIL_ON[fail_on] for d in watcher.diagnoses)
-            last = polls is not None and watcher.polls >= polls
-            if (due or bad or last) and (html is not None or json_out is not None):
-                write(watcher.report())
-            if bad:
-                _gate(watcher.report(), fail_on)
-            if last:
-                _echo(summary())
-                return
-            time.sleep(max(0.0, interval - (time.monotonic() - now) - result.seconds))
-    except KeyboardInterrupt:
-        if (html is not None or json_out is not None) and not writing and watcher.polls:
-            write(watcher.report())  # the last state; the file from the last complete write stays otherwise
-        _echo(summary())
+        end = watch_loop(watcher, interval=interval, write=write if html is not None or json_out is not None else None,
+                         echo=lambda line: _echo(_printable(line)), html_every=html_every,
+                         max_polls=1 if once else max_polls, fail_on=fail_on,  # type: ignore[arg-type]
+                         watching=", ".join(str(p) for p in paths), report_name=str(html) if html is not None else None)
+        if end.gated:
+            _gate(watcher.report(), fail_on)
+        _echo(end.summary)
     finally:
         watcher.close()
 

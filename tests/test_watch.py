@@ -300,3 +300,27 @@ def test_ctrl_c_stops_watch_cleanly_with_a_summary(tmp_path):
     assert proc.returncode == 0, err
     assert "watched 1 run(s) for" in out and "1 stable" in out and "Traceback" not in err
     assert (tmp_path / "live.html").exists()
+
+
+def test_the_watch_loop_runs_without_the_cli(tmp_path):
+    """analyzer.live.loop.watch_loop: a notebook or a scheduler runs the same loop with its own writer."""
+    import numpy as np
+
+    from analyzer.live.loop import watch_loop
+    from analyzer.live.watch import Watcher
+    from tests.writers import curve, write_jsonl
+
+    loss = curve(200)
+    loss[150:] = np.nan
+    write_jsonl(tmp_path / "logs" / "run" / "metrics.jsonl",
+                [{"step": s, "loss": float(v) if np.isfinite(v) else "NaN"} for s, v in enumerate(loss)])
+    written, lines = [], []
+    watcher = Watcher([tmp_path / "logs"], load_options=LoadOptions(cache_dir=None))
+    try:
+        end = watch_loop(watcher, interval=0.01, write=written.append, echo=lines.append, max_polls=3,
+                         fail_on="divergence", watching="logs")
+    finally:
+        watcher.close()
+    assert end.gated and not end.interrupted and watcher.polls == 1
+    assert [d.verdict for d in written[0].diagnoses] == ["divergence"]
+    assert "watching 1 run(s) under logs" in lines[0] and "DIVERGED" in lines[1]
