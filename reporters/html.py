@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -237,6 +237,17 @@ def _sweep_view(s: SweepDiagnosis, by_id: Mapping[str, Diagnosis], run_anchors: 
             "rows": rows, "axis": axis, "overlay": overlay}
 
 
+def figure_runs(diagnoses: Sequence[Diagnosis], sweeps: Sequence[SweepDiagnosis]) -> set[str]:
+    """The runs the report draws full figures for (every other run gets a sparkline): all of them up to
+    ``ALL_PLOTS_UP_TO`` runs, else the ``MAX_FULL_PLOT_RUNS`` worst flagged runs and every sweep member. With
+    ``--executor ray`` only these come back from the tasks with every point of their role series."""
+    ordered = sorted(diagnoses, key=severity_key)
+    if len(ordered) <= ALL_PLOTS_UP_TO:
+        return {d.run.id for d in ordered}
+    flagged = [d.run.id for d in ordered if VERDICT[d.verdict].unstable]
+    return set(flagged[:MAX_FULL_PLOT_RUNS]) | {r for s in sweeps for r in s.runs}
+
+
 def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None, report_dir: Path = Path("."),
                 progress: bool = False, probe_sources: Mapping[str, str] | None = None) -> str:
     """``probe_specs``: run id -> the probe spec written for it; ``probe_sources``: run id -> what that probe
@@ -244,12 +255,7 @@ def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None,
     probe_specs = probe_specs or {}
     probe_sources = probe_sources or {}
     ordered = sorted(report.diagnoses, key=severity_key)
-    in_sweep = {r for s in report.sweeps for r in s.runs}
-    if len(ordered) <= ALL_PLOTS_UP_TO:
-        full_ids = {d.run.id for d in ordered}
-    else:
-        flagged = [d.run.id for d in ordered if d.verdict not in ("stable", "insufficient_data")]
-        full_ids = set(flagged[:MAX_FULL_PLOT_RUNS]) | in_sweep
+    full_ids = figure_runs(report.diagnoses, report.sweeps)
     stream: Iterable[Diagnosis] = ordered
     if progress and len(ordered) > 20:
         from tqdm import tqdm

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("analyzer", "reporters", "probes")
 #: Composition points that may call the packages above them (only inside functions, loaded on demand): the CLI,
 #: and the hand-over from a live finding to `steadytrain probe`.
-MAY_IMPORT_UPWARD = {"analyzer.cli", "analyzer.live.probe_handover"}
+MAY_IMPORT_UPWARD = {"analyzer.cli", "analyzer.cli.reports", "analyzer.live.probe_handover"}
 
 
 def _modules() -> dict[str, Path]:

@@ -232,13 +232,13 @@ def _fail_on_training(tmp_path, monkeypatch, tail):
     thread.start()
     assert started.wait(60)
     writes = []
-    real = cli._write_live_report
+    real = cli.write_live_report
 
     def spy(report, output, json_out, refresh_s):
         writes.append(sorted(d.verdict for d in report.diagnoses))
         real(report, output, json_out, refresh_s)
 
-    monkeypatch.setattr(cli, "_write_live_report", spy)
+    monkeypatch.setattr(cli, "write_live_report", spy)
     try:
         res = CliRunner().invoke(cli.main, ["watch", str(logs), "--interval", "0.1", "--cache-dir",
                                             str(tmp_path / "cache"), "--max-polls", "400", *tail])
