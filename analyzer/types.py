@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from analyzer.evidence import Evidence
+from analyzer.plans import Plan
 from analyzer.verdicts import VERDICT_ORDER, Verdict  # noqa: F401 - re-exported: the types of the layers
 
 Format = Literal["tensorboard", "lightning_csv", "hf_trainer_state", "jsonl", "mlflow", "csv", "text_log", "wandb",
@@ -185,14 +186,15 @@ class Recommendation:
 
     Attributes:
         kind: "warmup", "clip", "lower_lr", "optimizer", "architecture" or "log_metric".
-        params: the settings, e.g. {"max_norm": 3.1} or {"warmup_steps": 1000, ...}.
+        params: the settings, typed per kind (analyzer.recommend.plans: ClipPlan, WarmupPlan, ...; the JSON's
+            "params" is their as_dict()).
         rationale: why, quoting the playbook rule and the numbers it came from.
         snippets: framework -> code ("pytorch", "lightning", "hf_trainer").
         priority: lower comes first (the playbook's order of preference).
     """
 
     kind: Literal["warmup", "clip", "lower_lr", "optimizer", "architecture", "log_metric"]
-    params: Mapping[str, Any]
+    params: Plan
     rationale: str
     snippets: Mapping[str, str] = field(default_factory=dict)
     priority: int = 50

@@ -15,6 +15,7 @@ import numpy as np
 
 from analyzer.errors import context
 from analyzer.hparams import lr_from_hparams
+from analyzer.plans import ClipPlan, WarmupPlan
 from analyzer.types import Diagnosis, Report
 from probes.own_run import own_run_spec
 from probes.spec import OPTIMIZERS, ProbeSpec, dump_spec, load_spec
@@ -82,19 +83,19 @@ def stand_in_spec(d: Diagnosis) -> ProbeSpec:
         plans += ["lr2x", "warmup_sweep"]
     if warm is not None:
         plans.append("warmup_target")  # the playbook's question: the shortest warmup stable at 10x the LR
-    p90 = _positive(clip.params.get("max_norm")) if clip is not None else None
+    p90 = _positive(clip.params.max_norm) if clip is not None and isinstance(clip.params, ClipPlan) else None
     if p90 is not None:
         plans.append("clip_sweep")
     if d.verdict == "divergence":
         plans += ["warmup_sweep"] if "warmup_sweep" not in plans else []
     warmups = (10, 50, 100) if steps <= 500 else (10, 100, 1000)
     factor = 10.0
-    if warm is not None:
-        target = _positive(warm.params.get("sweep_base_lr"))
+    if warm is not None and isinstance(warm.params, WarmupPlan):
+        target = _positive(warm.params.sweep_base_lr)
         if target and lr:
             factor = target / lr
-        notes.append(f"warmup recommendation for the logged run: a safe first run with {warm.params.get('warmup_steps')} "
-                     f"steps, then the sweep {warm.params.get('sweep_warmup_steps')} at {factor:g}x the LR; scaled here "
+        notes.append(f"warmup recommendation for the logged run: a safe first run with {warm.params.warmup_steps} "
+                     f"steps, then the sweep {list(warm.params.sweep_warmup_steps)} at {factor:g}x the LR; scaled here "
                      f"to a {steps}-step probe: warmup_sweep finds the shortest warmup that fixes the current LR, "
                      f"warmup_target the shortest that is stable at {factor:g}x it")
     clips: tuple[float, ...] = ()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.plans import ClipPlan
 from analyzer.evidence import ExcursionEvidence
 from analyzer.types import Diagnosis, Finding, Severity
 from probes.artifacts import Checkpoint, choose, find_checkpoints
@@ -57,7 +58,7 @@ def flagged_window(d: Diagnosis) -> dict[str, Any] | None:
     before = loss.steps[loss.steps < first.start_step] if loss is not None else np.zeros(0, dtype=np.int64)
     out["last_good"] = int(before[-1]) if before.size else None
     clip = next((r for r in d.recommendations if r.kind == "clip"), None)
-    p90 = clip.params.get("max_norm") if clip is not None else None
+    p90 = clip.params.max_norm if clip is not None and isinstance(clip.params, ClipPlan) else None
     if isinstance(p90, (int, float)) and math.isfinite(p90) and p90 > 0:
         out["grad_p90"] = float(p90)
     return out

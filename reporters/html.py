@@ -24,6 +24,7 @@ from analyzer.outputs import write_atomic
 from analyzer.recommend.snippets import framework_for
 from analyzer.recommend.summary import top_fix
 from analyzer.verdicts import REPORT_ORDER, VERDICT
+from analyzer.plans import ClipPlan, WarmupPlan
 from analyzer.types import Diagnosis, Report, SweepDiagnosis
 from reporters import filters, plots
 from reporters.terminal import severity_key
@@ -145,7 +146,7 @@ def _run_figures(d: Diagnosis) -> list[Figure]:
     grad = run.role_series("grad_norm")
     if grad is not None and np.isfinite(grad.values).any():
         def thr() -> float:
-            return float(clip.params["max_norm"]) if clip else \
+            return float(clip.params.max_norm) if clip is not None and isinstance(clip.params, ClipPlan) else \
                 float(np.percentile(grad.values[np.isfinite(grad.values)], 90))
         figs.append(draw("Gradient norm", lambda: plots.grad_norm_plot(grad.steps, grad.values, threshold=thr(),
                                                                        title=f"grad norm: {grad.tag}"), where))
@@ -154,10 +155,11 @@ def _run_figures(d: Diagnosis) -> list[Figure]:
     lr = run.role_series("lr")
     warm = next((r for r in d.recommendations if r.kind == "warmup"), None)
     proposed = None
-    if warm is not None:
-        base = warm.params.get("base_lr_to_try") or warm.params.get("unstable_lr")
+    if warm is not None and isinstance(warm.params, WarmupPlan):
+        plan = warm.params
+        base = plan.lr or plan.unstable_lr  # the safe first run: the warmup at the current LR
         if base:
-            proposed = (int(warm.params["warmup_steps"]), int(warm.params["post_warmup_steps"]), float(base))
+            proposed = (plan.warmup_steps, plan.post_warmup_steps, float(base))
     lr_varies = lr is not None and np.nanmax(lr.values) > np.nanmin(lr.values) if lr is not None and len(lr) else False
     if proposed is not None or lr_varies:
         figs.append(draw("Learning rate", lambda: plots.lr_plot(lr.steps if lr else None, lr.values if lr else None,
@@ -180,7 +182,7 @@ def _run_view(d: Diagnosis, *, full: bool, probe_spec: str | None, report_dir: P
     recs: list[dict[str, Any]] = []
     for r in d.recommendations:
         ordered = sorted(r.snippets.items(), key=lambda kv: kv[0] != framework)
-        recs.append({"kind": r.kind, "rationale": r.rationale, "params": dict(r.params), "snippets": ordered})
+        recs.append({"kind": r.kind, "rationale": r.rationale, "params": r.params.as_dict(), "snippets": ordered})
     top = d.headline
     spec_rel = None
     if probe_spec:

@@ -47,7 +47,7 @@ def run_dict(d: Diagnosis) -> dict[str, Any]:
         "findings": [{"kind": f.kind, "severity": f.severity.label, "start_step": f.start_step,
                       "end_step": f.end_step, "verdict": f.verdict, "message": f.message, "evidence": f.evidence.as_dict()}
                      for f in d.findings],
-        "recommendations": [{"kind": r.kind, "params": r.params, "rationale": r.rationale,
+        "recommendations": [{"kind": r.kind, "params": r.params.as_dict(), "rationale": r.rationale,
                              "snippets": dict(r.snippets)} for r in d.recommendations],
         "notes": [{"kind": n.kind, "message": n.message, "count": n.count, "step": n.step} for n in d.run.notes],
         "hparams": dict(d.run.hparams),

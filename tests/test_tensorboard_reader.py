@@ -247,3 +247,23 @@ def test_unchanged_runs_come_whole_from_the_run_cache(tmp_path, monkeypatch):
     again, inputs2 = load_runs([tmp_path / "logs"], opts)  # nothing is read, decoded or purged
     assert again[0].points.equals(first[0].points) and again[0].roles == first[0].roles
     assert inputs2 == inputs1
+
+
+def test_hparams_come_back_in_the_same_order_in_every_process(tmp_path):
+    """The hparams plugin stores a protobuf map, whose iteration order follows the process's string hashing: the
+    report must not differ between two runs of the same command (it did: the JSON changed byte for byte)."""
+    import os
+    import subprocess
+    import sys
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "run")) as w:
+        w.add_hparams({f"key_{c}": i for i, c in enumerate("qwertyuiopasdfgh")}, {"hparam/loss": 1.0}, run_name=".")
+        for s in range(10):
+            w.add_scalar("train/loss", 1.0 / (s + 1), s)
+    code = ("import sys; from analyzer.ingest.load import LoadOptions, load_runs; "
+            "runs, _ = load_runs([sys.argv[1]], LoadOptions(cache_dir=None)); print(list(runs[0].hparams))")
+    orders = {subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(orders) == 1 and "key_q" in orders.pop()

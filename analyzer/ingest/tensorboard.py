@@ -291,7 +291,8 @@ def _hparams_from_plugin(content: bytes) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - hparams are a nicety; the scalars still count
         return {}
     result: dict[str, Any] = {}
-    for key, value in data.session_start_info.hparams.items():
+    # a protobuf map iterates in no fixed order: sorted, so the same file gives the same report byte for byte
+    for key, value in sorted(data.session_start_info.hparams.items()):
         kind = value.WhichOneof("kind")
         if kind is not None:
             result[key] = getattr(value, kind)

@@ -138,7 +138,7 @@ class LiveFinding:
             "findings": [{"kind": f.kind, "severity": f.severity.label, "start_step": f.start_step,
                           "end_step": f.end_step, "message": f.message} for f in self.diagnosis.findings
                          if f.severity >= Severity.WARN],
-            "recommendations": [{"kind": r.kind, "params": _json_safe(r.params), "rationale": r.rationale,
+            "recommendations": [{"kind": r.kind, "params": _json_safe(r.params.as_dict()), "rationale": r.rationale,
                                  "snippet": r.snippets.get(framework)} for r in self.recommendations],
         }
 

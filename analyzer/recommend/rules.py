@@ -6,13 +6,13 @@ lowering the learning rate only as the last resort. Every number is computed fro
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from analyzer.config import AnalysisConfig
 from analyzer.detect.context import RunContext
 from analyzer.hparams import lr_from_hparams
+from analyzer.plans import ArchitectureHint, ClipPlan, LogMetric, LowerLr, OptimizerChange, WarmupPlan
 from analyzer.recommend import snippets
 from analyzer.types import Finding, Recommendation, Severity
 from analyzer.verdicts import UNSTABLE
@@ -105,10 +105,9 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding], *, before: int
     early_mask = steps <= early_cut
     early_frac = float(np.mean(raw[early_mask] > thr)) if early_mask.any() else 0.0
     p50, p99 = float(np.percentile(raw, 50)), float(np.percentile(raw, 99))
-    params: dict[str, Any] = {"max_norm": round(thr, 6), "percentile": cfg.clip_percentile, "n_values": int(raw.size),
-                              "p50": p50, "p90": thr, "p99": p99, "fraction_clipped_overall": overall,
-                              "fraction_clipped_early": early_frac, "early_end_step": early_cut,
-                              "from_steps_before": before}
+    onset: float | None = None
+    tame_thr: float | None = None
+    tame_frac: float | None = None
     # Would p90 touch the instability? Compare the grad norm at the unstable steps with the threshold.
     unstable_starts = [f.start_step for f in findings
                        if f.verdict in UNSTABLE and f.severity >= 1]
@@ -128,9 +127,6 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding], *, before: int
             onset = min(onsets)  # the hardest instability to reach decides
             tame_thr = min(thr, onset * 0.999)
             tame_frac = float(np.mean(raw > tame_thr))
-            params["grad_norm_at_onset"] = onset
-            params["threshold_reaching_unstable_steps"] = tame_thr
-            params["fraction_clipped_at_that_threshold"] = tame_frac
             needed = tame_frac > cfg.max_clipped_fraction
     pct = f"p{cfg.clip_percentile:g}"
     if before is not None:
@@ -146,13 +142,14 @@ def clip_recommendation(ctx: RunContext, findings: list[Finding], *, before: int
                 f"grad-norm values (p50 {_fmt(p50)}, p99 {_fmt(p99)}); it would have clipped {overall:.0%} of steps "
                 f"overall and {early_frac:.0%} of the first {early_cut:,} steps. ")
     if needed:
-        params["clipping_insufficient"] = True
+        assert tame_thr is not None and tame_frac is not None
         text += (f"But the grad norm during the unstable steps is not an outlier: a threshold that reaches them "
-                 f"({_fmt(params['threshold_reaching_unstable_steps'])}) would clip "
-                 f"{params['fraction_clipped_at_that_threshold']:.0%} of all updates (> "
-                 f"{cfg.max_clipped_fraction:.0%}), which is just a lower LR in disguise. ")
+                 f"({_fmt(tame_thr)}) would clip {tame_frac:.0%} of all updates (> {cfg.max_clipped_fraction:.0%}), "
+                 "which is just a lower LR in disguise. ")
     text += "If instability persists, clip harder (a lower threshold). " + playbook_clip(cfg)
-    return Recommendation("clip", params, text, snippets.clip_snippets(thr), priority=20)
+    plan = ClipPlan(round(thr, 6), cfg.clip_percentile, int(raw.size), p50, thr, p99, overall, early_frac, early_cut,
+                    before, onset, tame_thr, tame_frac, True if needed else None)
+    return Recommendation("clip", plan, text, snippets.clip_snippets(thr), priority=20)
 
 
 def _nice_down(x: float) -> int:
@@ -194,11 +191,8 @@ def warmup_recommendation(ctx: RunContext, early: Finding, *, diverged: bool = F
     base_lr = (lr if diverged else lr * cfg.warmup_lr_factor) if lr else None
     total = (max_steps or 0)
     extend = bool(max_steps) and safe > cfg.warmup_extend_fraction * total
-    params: dict[str, Any] = {
-        "warmup_steps": safe, "post_warmup_steps": int(cfg.post_warmup_factor * safe), "lr": lr,
-        "sweep_warmup_steps": plan, "sweep_base_lr": base_lr, "max_train_steps": max_steps, "cap_steps": cap,
-        "unstable_lr": lr, "extend_training_to": total + safe if extend else None,
-    }
+    params = WarmupPlan(safe, int(cfg.post_warmup_factor * safe), lr, tuple(plan), base_lr, max_steps, cap, lr,
+                        total + safe if extend else None)
     cap_words = (f" (the largest <= {cfg.warmup_max_fraction:.0%} of {max_steps:,} max_train_steps)"
                  if max_steps else "")
     if diverged:
@@ -208,13 +202,13 @@ def warmup_recommendation(ctx: RunContext, early: Finding, *, diverged: bool = F
         text = (f"Add a linear LR warmup: the run went unstable {when} and diverged; early in training warmup is "
                 "the playbook's first fix. Safe first run: "
                 f"warmup_steps={safe:,} at " + (f"the LR {_fmt(lr)}" if lr else "your current LR") + f"{cap_words}, then "
-                f"post_warmup_steps={params['post_warmup_steps']:,} at that LR before your decay. Then sweep "
+                f"post_warmup_steps={params.post_warmup_steps:,} at that LR before your decay. Then sweep "
                 f"warmup_steps over {plan} at that LR and keep the shortest that does not diverge; "
                 "`steadytrain probe` runs that sweep. ")
     else:
         text = (f"Add a linear LR warmup. Safe first run: warmup_steps={safe:,} at the current LR"
                 + (f" {_fmt(lr)}" if lr else "") + f"{cap_words}, then post_warmup_steps="
-                f"{params['post_warmup_steps']:,} at that LR before your decay. Then find the SHORTEST warmup that "
+                f"{params.post_warmup_steps:,} at that LR before your decay. Then find the SHORTEST warmup that "
                 f"is stable at a higher LR: sweep warmup_steps over {plan}"
                 + (f" at base LR {_fmt(base_lr)} ({cfg.warmup_lr_factor:g}x the unstable {_fmt(lr)})"
                    if base_lr and lr else "")
@@ -240,7 +234,7 @@ def lower_lr_recommendation(ctx: RunContext, at_step: int, why: str) -> Recommen
     factor = ctx.cfg.lower_lr_factor
     lr = ctx.lr_at(at_step) or run_lr(ctx)
     new_lr = lr * factor if lr else None
-    params = {"current_lr": lr, "suggested_lr": new_lr, "factor": factor, "at_step": at_step}
+    params = LowerLr(lr, new_lr, factor, at_step)
     if lr and new_lr:
         text = (f"Lower the LR from {_fmt(lr)}, in force at step {at_step:,}, to {_fmt(new_lr)} ({factor:g}x): {why}. "
                 + PLAYBOOK_LOWER)
@@ -271,7 +265,7 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
         opt = _optimizer_name(ctx)
         if opt and any(k in opt for k in ("sgd", "momentum", "nesterov")):
             recs.append(Recommendation(
-                "optimizer", {"current": opt, "try": "adam"},
+                "optimizer", OptimizerChange(opt, "adam"),
                 f"The run uses {opt}. Playbook §4: sometimes Adam handles instabilities that Momentum can't; "
                 "re-tune the LR when switching.", {"pytorch": "optimizer = torch.optim.Adam(model.parameters(), lr=LR)"},
                 priority=30))
@@ -280,7 +274,7 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
         no_norm = any(str(v).lower() in ("none", "false", "0", "post", "post_ln") for v in norm_hint.values())
         if no_norm:
             recs.append(Recommendation(
-                "architecture", {"hparams": {k: str(v) for k, v in norm_hint.items()}},
+                "architecture", ArchitectureHint({k: str(v) for k, v in norm_hint.items()}),
                 "The hparams show no normalization / post-norm placement. Playbook §4: add residual connections "
                 "and normalization, with the norm as the last operation before the residual add, x + Norm(f(x)) "
                 "(Pre-LN), not Norm(x + f(x)); try zero-initialising residual branches (ReZero).",
@@ -298,7 +292,7 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
                 ctx, min(f.start_step for f in unstable), "there is no grad-norm log to choose a clip threshold from"))
     if ctx.grad is None and ctx.loss is not None:
         recs.append(Recommendation(
-            "log_metric", {"metric": "grad_norm"},
+            "log_metric", LogMetric("grad_norm"),
             "Log the UNCLIPPED global gradient norm every step: outliers cause spurious mid-training instability, "
             "and its distribution sets the clip threshold (playbook §3.5). torch.nn.utils.clip_grad_norm_ returns it.",
             snippets.log_grad_norm_snippets(), priority=95))
@@ -308,7 +302,7 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
         gap = int(np.median(gaps)) if gaps.size else 1
         if gap >= 10:
             recs.append(Recommendation(
-                "log_metric", {"metric": "train_loss", "current_interval_steps": gap, "suggested_interval_steps": 1},
+                "log_metric", LogMetric("train_loss", gap, 1),
                 f"The train loss is logged every ~{gap} steps early on: early instability that recovers within tens "
                 "of steps is invisible at that rate (playbook §2, Figure 5). Log every step for the first ~500 steps, "
                 "or run the lr2x probe, which does.", {}, priority=96))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from analyzer.plans import ArchitectureHint, ClipPlan, LogMetric, LowerLr, OptimizerChange, WarmupPlan
 from analyzer.types import Recommendation
 
 
@@ -31,21 +32,19 @@ def short_number(x: Any) -> str:
 def fix_summary(rec: Recommendation) -> str:
     """One recommendation in a few words, with its number."""
     p = rec.params
-    if rec.kind == "warmup":
-        return f"warmup {short_number(p.get('warmup_steps'))} steps"
-    if rec.kind == "clip":
-        text = f"clip at {short_number(p.get('max_norm'))}"
-        return text + " (not enough: lower the LR)" if p.get("clipping_insufficient") else text
-    if rec.kind == "lower_lr":
-        if p.get("suggested_lr"):
-            return f"lower LR to {short_number(p.get('suggested_lr'))}"
-        return f"lower LR {short_number(p.get('factor'))}x"
-    if rec.kind == "optimizer":
-        return f"try {p.get('try')} instead of {p.get('current')}"
-    if rec.kind == "architecture":
+    if isinstance(p, WarmupPlan):
+        return f"warmup {short_number(p.warmup_steps)} steps"
+    if isinstance(p, ClipPlan):
+        text = f"clip at {short_number(p.max_norm)}"
+        return text + " (not enough: lower the LR)" if p.clipping_insufficient else text
+    if isinstance(p, LowerLr):
+        return f"lower LR to {short_number(p.suggested_lr)}" if p.suggested_lr else f"lower LR {short_number(p.factor)}x"
+    if isinstance(p, OptimizerChange):
+        return f"try {p.try_} instead of {p.current}"
+    if isinstance(p, ArchitectureHint):
         return "normalise before the residual add (Pre-LN)"
-    if rec.kind == "log_metric":
-        return f"log {p.get('metric')}"
+    if isinstance(p, LogMetric):
+        return f"log {p.metric}"
     return rec.rationale.split(". ")[0]
 
 
@@ -54,7 +53,7 @@ def top_fix(recs: Sequence[Recommendation]) -> str:
     instability gives way to lowering the LR, and advice to log a metric shows only when it is all there is."""
     real = [r for r in recs if r.kind != "log_metric"] or list(recs)
     if any(r.kind == "lower_lr" for r in real):
-        real = [r for r in real if not (r.kind == "clip" and r.params.get("clipping_insufficient"))]
+        real = [r for r in real if not (isinstance(r.params, ClipPlan) and r.params.clipping_insufficient)]
     if not real:
         return ""
     return fix_summary(min(real, key=lambda r: r.priority))
