@@ -63,12 +63,15 @@ class Note:
         message: one sentence with the numbers in it.
         count: how many points or records it concerns.
         step: the step where it happened, when there is one.
+        source: the file it is about (its name), when it is about one: what code that updates a file's notes
+            matches on, so that no code parses messages.
     """
 
     kind: str
     message: str
     count: int = 0
     step: int | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +160,28 @@ class Run:
         return int(steps.min()), int(steps.max())  # type: ignore[arg-type]
 
 
+#: Every kind of finding the checks make (stable ids: the JSON, tests and readers of the report use them).
+FindingKind = Literal[
+    # the data
+    "missing_train_loss", "too_few_points", "all_nonfinite", "constant_loss", "judged_on_eval_loss",
+    "analysis_failed",
+    # instability
+    "early_instability", "mid_instability", "nonfinite_loss_transient",
+    # divergence
+    "divergence_nonfinite", "divergence_nonfinite_grad", "divergence_explosion", "divergence_collapse",
+    "divergence_dead_after_blowup", "divergence_regression", "divergence_uniform", "skipping_to_the_end",
+    # worth a look, not instability
+    "fp16_skipped_steps", "one_point_blips", "periodic_pattern", "grad_norm_outliers", "grad_norm_looks_clipped",
+    "no_progress", "overfitting", "grokking", "printed_messages",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One judged observation about a run, with the numbers a human can check.
 
     Attributes:
-        kind: stable id, e.g. "loss_spike", "early_instability", "divergence_nonfinite".
+        kind: stable id (`FindingKind`), e.g. "early_instability", "divergence_nonfinite".
         severity: info, warn or fail.
         verdict: which run verdict this finding supports ("stable" for informational ones).
         start_step: first step concerned.
@@ -171,7 +190,7 @@ class Finding:
         evidence: the measured numbers, typed (analyzer.evidence); ``evidence.as_dict()`` for JSON.
     """
 
-    kind: str
+    kind: FindingKind
     severity: Severity
     verdict: Verdict
     start_step: int

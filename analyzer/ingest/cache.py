@@ -61,9 +61,10 @@ def notes_from_json(items: Any) -> list[Note] | None:
     out = []
     for n in items:
         if not (isinstance(n, dict) and isinstance(n.get("kind"), str) and isinstance(n.get("message"), str)
-                and isinstance(n.get("count", 0), int) and (n.get("step") is None or isinstance(n.get("step"), int))):
+                and isinstance(n.get("count", 0), int) and (n.get("step") is None or isinstance(n.get("step"), int))
+                and (n.get("source") is None or isinstance(n.get("source"), str))):
             return None
-        out.append(Note(n["kind"], n["message"], n.get("count", 0), n.get("step")))
+        out.append(Note(n["kind"], n["message"], n.get("count", 0), n.get("step"), n.get("source")))
     return out
 
 

@@ -107,7 +107,7 @@ def _read_into(out: SourceData, src: RunSource, options: LoadOptions, decode_cac
 
     def took(path: Path, reason: str, pts: RawPoints, notes: list[Note]) -> None:
         parts.append(pts)
-        out.notes.extend(notes)
+        out.notes.extend(n if n.source is not None else replace(n, source=path.name) for n in notes)
         out.read.append(InputFile(str(path), "read", reason, src.id))
         out.data_files.append(str(path))
 

@@ -123,7 +123,7 @@ def _read_tensorboard(path: Path, ctx: ReadContext) -> FileData:
     if got.skipped_values:
         notes.append(Note("non_scalar", f"{path.name}: {got.skipped_values} non-scalar summary value(s) "
                           "(histograms, images, text, ...) not read: this tool reads scalars",
-                          count=got.skipped_values))
+                          count=got.skipped_values, source=path.name))
     return FileData(got.points, tuple(notes), got.hparams)
 
 

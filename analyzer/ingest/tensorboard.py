@@ -71,7 +71,7 @@ def read_event_file(path: str | Path, *, verify_crc: bool = True, begin: int = 0
                               count=about))
     if framing.truncated_bytes:
         out.notes.append(Note("truncated", f"{name}: the last record is incomplete ({framing.truncated_bytes} "
-                              "trailing byte(s)); everything before it was read", count=1))
+                              "trailing byte(s)); everything before it was read", count=1, source=name))
     starts, lengths = framing.starts, framing.lengths
     if verify_crc and starts.size:
         ok = verify_data_crcs(buf, starts, lengths)

@@ -268,13 +268,12 @@ class EventTail:
 def event_notes(notes: list[Note], name: str, content: Any) -> list[Note]:
     """A run's notes after reading more of its event file ``name``, as the loader would write them: the
     file's cut-off-record note replaced by what this read found, its non-scalar count added to."""
-    out = [n for n in notes if not (n.kind == "truncated" and n.message.startswith(f"{name}:"))]
+    out = [n for n in notes if not (n.kind == "truncated" and n.source == name)]
     out += list(content.notes)
     if content.skipped_values:
-        prefix = f"{name}: "
-        old = next((n for n in out if n.kind == "non_scalar" and n.message.startswith(prefix)), None)
+        old = next((n for n in out if n.kind == "non_scalar" and n.source == name), None)
         count = content.skipped_values + (old.count if old is not None else 0)
         out = [n for n in out if n is not old]
         out.append(Note("non_scalar", f"{name}: {count} non-scalar summary value(s) (histograms, images, text, ...) "
-                        "not read: this tool reads scalars", count=count))
+                        "not read: this tool reads scalars", count=count, source=name))
     return out

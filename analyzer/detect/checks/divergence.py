@@ -27,7 +27,7 @@ from analyzer.detect.checks.common import SIGNAL_WORDS, fmt
 from analyzer.detect.context import RunContext
 from analyzer.detect.curve import Curve
 from analyzer.evidence import DivergenceEvidence
-from analyzer.types import Finding, Severity
+from analyzer.types import Finding, FindingKind, Severity
 
 
 def _grad_drop(ctx: RunContext, start_step: int, tail_start_step: int, *, peak: bool = False) -> float | None:
@@ -43,6 +43,11 @@ def _grad_drop(ctx: RunContext, start_step: int, tail_start_step: int, *, peak: 
     before = float(np.max(np.exp(g.base[early]))) if peak else float(np.median(np.abs(g.raw[early])))
     denom = float(np.median(after))
     return before / denom if denom > 0 else float("inf")
+
+
+_KIND: dict[str, FindingKind] = {"explosion": "divergence_explosion", "collapse": "divergence_collapse",
+                                 "dead_after_blowup": "divergence_dead_after_blowup",
+                                 "regression": "divergence_regression", "uniform": "divergence_uniform"}
 
 
 def check_divergence(ctx: RunContext) -> list[Finding]:
@@ -106,7 +111,7 @@ def _ending(ctx: RunContext) -> list[Finding]:
         ev = DivergenceEvidence(ctx.signal, mode, int(c.steps[start_i]), initial, best,  # type: ignore[arg-type]
                                 int(c.steps[best_i]), final, round(share, 4), round(rec, 3), round(slope, 3),
                                 grad_drop, peak_over_initial, chance_k)
-        return [Finding(f"divergence_{mode}", Severity.FAIL, "divergence", int(c.steps[start_i]), None,
+        return [Finding(_KIND[mode], Severity.FAIL, "divergence", int(c.steps[start_i]), None,
                         f"Divergence ({SIGNAL_WORDS[ctx.signal]}): {text}", ev)]
 
     # 1. ended far above where it started

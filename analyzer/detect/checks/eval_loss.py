@@ -10,7 +10,7 @@ from analyzer.detect.checks.early_rise import early_rise
 from analyzer.detect.checks.eval_agreement import grokking
 from analyzer.detect.checks.instability import is_big, judge_events
 from analyzer.detect.context import RunContext
-from analyzer.types import Finding, Severity
+from analyzer.types import Finding, FindingKind, Severity
 from analyzer.verdicts import VERDICT, Verdict
 
 
@@ -32,8 +32,9 @@ def check_eval_instability(ctx: RunContext) -> list[Finding]:
         if train_peak < train_start - 2.0 * float(c.level_sigma[c.index_of_step(peak_step)]) * train_start:
             continue
         evidence = event_evidence(ctx, ev, curve=e, signal="eval_loss")
-        verdict: Verdict = "early_instability" if start_step <= ctx.early_cut else "mid_instability"
-        kind = verdict
+        early = start_step <= ctx.early_cut
+        verdict: Verdict = "early_instability" if early else "mid_instability"
+        kind: FindingKind = "early_instability" if early else "mid_instability"
         phase = VERDICT[verdict].label
         out.append(Finding(kind, Severity.WARN, verdict, evidence.start_step, evidence.recovered_step,
                            f"{phase}, an unstable regime ({signal_words(ctx, 'eval_loss')}): "
