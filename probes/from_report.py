@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from analyzer.errors import context
-from analyzer.hparams import lr_from_hparams
+from analyzer.facts import facts_of
 from analyzer.plans import ClipPlan, WarmupPlan
 from analyzer.types import Diagnosis, Report
 from probes.own_run import own_run_spec
@@ -22,22 +22,6 @@ from probes.spec import OPTIMIZERS, ProbeSpec, dump_spec, load_spec
 
 _WORKLOAD_FOR = {"early_instability": "builtin:early_residual_mlp", "mid_instability": "builtin:outlier_batches",
                  "divergence": "builtin:divergent_mlp"}
-
-
-def _count_hparam(hp: Mapping[str, Any], keys: tuple[str, ...], *, low: int = 1, high: int = 10**12) -> int | None:
-    """A count hyperparameter (steps, batch size) as logged: 10000, 1e4, "1e4", "32" all work; None when
-    absent or not a whole number in [low, high]."""
-    for key in keys:
-        value = hp.get(key)
-        if value is None or isinstance(value, bool):
-            continue
-        try:
-            x = float(value.strip()) if isinstance(value, str) else float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(x) and x == int(x) and low <= x <= high:
-            return int(x)
-    return None
 
 
 def _positive(value: Any) -> float | None:
@@ -64,9 +48,9 @@ def stand_in_spec(d: Diagnosis) -> ProbeSpec:
 
     Hyperparameters are read as logged (strings such as max_steps: "1e4" included); a value that
     cannot be used falls back to the built-in default and the spec's notes say so."""
-    hp = d.run.hparams
+    facts = facts_of(d.run.hparams)
     notes = []
-    lr = _positive(lr_from_hparams(hp)) or _positive(hp.get("lr (from run name)"))
+    lr = _positive(facts.lr)
     lr_tag = d.run.role_series("lr")
     if lr is None and lr_tag is not None and len(lr_tag):
         finite = lr_tag.values[np.isfinite(lr_tag.values)]
@@ -74,7 +58,7 @@ def stand_in_spec(d: Diagnosis) -> ProbeSpec:
     if lr is None:
         notes.append("no usable learning rate in the logs or hyperparameters: lr 0.01 is a placeholder")
     rng = d.run.step_range()
-    max_steps = _count_hparam(hp, ("max_steps",)) or (rng[1] if rng and rng[1] > 0 else 500)
+    max_steps = facts.max_steps or (rng[1] if rng and rng[1] > 0 else 500)
     steps = min(500, max(100, max_steps))
     plans: list[str] = ["baseline"]
     warm = next((r for r in d.recommendations if r.kind == "warmup"), None)
@@ -103,9 +87,9 @@ def stand_in_spec(d: Diagnosis) -> ProbeSpec:
         clips = tuple(c for c in (round(p90, 6), round(p90 / 2, 6), round(p90 / 4, 6)) if c > 0)
         notes.append(f"clip candidates: p90 of the logged unclipped grad norm ({p90:.3g}) and tighter; with the "
                      "built-in workload, its own p90 is measured by the baseline trial")
-    opt = next((str(v).lower() for k, v in hp.items() if k.split(".")[-1] in ("optimizer", "optim")), "adam")
+    opt = facts.optimizer or "adam"
     opt = opt if opt in OPTIMIZERS else ("momentum" if "sgd" in opt else "adam")
-    batch = _count_hparam(hp, ("batch_size", "train_batch_size"), high=1 << 20)
+    batch = facts.batch_size if facts.batch_size and facts.batch_size <= 1 << 20 else None
     notes.insert(0, "a built-in stand-in that shows the class of failure, not the run: no checkpoint or model config "
                     "of the run was found beside its log (see README, Probes)")
     return ProbeSpec(workload=_WORKLOAD_FOR[d.verdict], optimizer=opt, lr=lr or 0.01, batch_size=batch or 64,

@@ -16,6 +16,7 @@ from analyzer.config import AnalysisConfig
 from analyzer.detect.curve import Curve, early_cut_step, make_curve
 from analyzer.detect.events import Event, find_regimes, find_spikes
 from analyzer.detect.start import LogStart, where_log_starts
+from analyzer.facts import RunFacts, facts_of
 from analyzer.evidence import Signal
 from analyzer.types import Run, Series
 
@@ -37,6 +38,7 @@ class RunContext:
         grad_spikes: grad-norm outliers (>= grad_spike_ratio x the trailing level).
         eval_regimes: regimes of the eval loss (when the train loss is judged): an averaged eval loss
             shows a regime that a noisy per-batch train loss hides.
+        facts: what the run's settings say (its LR, length, optimizer, warmup, ...), read once.
         memo: judgements several checks share (the judged events), computed once per run (`remember`).
         log_start: where in training the log starts; a log that starts mid-training has no early phase
             (``early_cut`` is before its first step) and, when that was read off the schedule, no known
@@ -60,6 +62,7 @@ class RunContext:
     grad_spikes: tuple[Event, ...] = ()
     eval_regimes: tuple[Event, ...] = ()
     log_start: LogStart = LogStart(False)
+    facts: RunFacts = RunFacts()
     memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def remember(self, key: str, compute: Callable[[], T]) -> T:
@@ -125,9 +128,10 @@ def measure_run(run: Run, cfg: AnalysisConfig) -> RunContext:
     regimes: tuple[Event, ...] = ()
     early_cut = 0
     log_start = LogStart(False)
+    facts = facts_of(run.hparams)
     if curve is not None:
         early_cut = early_cut_step(curve.steps, cfg)
-        log_start = where_log_starts(curve.steps, curve.first, run.role_series("lr"), run.hparams, early_cut)
+        log_start = where_log_starts(curve.steps, curve.first, run.role_series("lr"), facts, early_cut)
         if log_start.mid_training:
             early_cut = min(early_cut, int(curve.steps[0]) - 1)
         if len(curve) >= cfg.min_points:
@@ -141,4 +145,4 @@ def measure_run(run: Run, cfg: AnalysisConfig) -> RunContext:
     if eval_curve is not None and len(eval_curve) >= cfg.min_points:
         eval_regimes = tuple(find_regimes(eval_curve, cfg))
     return RunContext(run, cfg, loss, grad, run.role_series("lr"), eval_loss, signal, judged, curve, grad_curve,
-                      eval_curve, early_cut, spikes, regimes, grad_spikes, eval_regimes, log_start)
+                      eval_curve, early_cut, spikes, regimes, grad_spikes, eval_regimes, log_start, facts)

@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import numpy as np
 
-from analyzer.hparams import lr_from_hparams
+from analyzer.facts import RunFacts
 from analyzer.types import Series
-
-_WARMUP_KEYS = ("warmup_steps", "warmup_iters", "lr_warmup_steps", "num_warmup_steps", "warmup")
-_VOCAB_KEYS = ("vocab_size", "n_vocab", "padded_vocab_size")
-
 
 @dataclass(frozen=True)
 class LogStart:
@@ -41,21 +36,8 @@ class LogStart:
     by_schedule: bool = False
 
 
-def _int_setting(hparams: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
-    for key in keys:
-        for k, v in hparams.items():
-            if k == key or k.endswith("." + key) or k.endswith("/" + key):
-                try:
-                    value = float(v)
-                except (TypeError, ValueError, OverflowError):
-                    continue
-                if math.isfinite(value) and value > 0 and not isinstance(v, bool):
-                    return int(value)
-    return None
-
-
-def where_log_starts(loss_steps: np.ndarray, loss_first: float | None, lr: Series | None,
-                     hparams: Mapping[str, Any], early_cut: int) -> LogStart:
+def where_log_starts(loss_steps: np.ndarray, loss_first: float | None, lr: Series | None, facts: RunFacts,
+                     early_cut: int) -> LogStart:
     """Where the log whose judged curve starts at ``loss_steps[0]`` with ``loss_first`` sits in its training."""
     if loss_steps.size == 0:
         return LogStart(False)
@@ -72,15 +54,15 @@ def where_log_starts(loss_steps: np.ndarray, loss_first: float | None, lr: Serie
     later = float(values[min(values.size - 1, max(2, values.size // 10))])
     falling = later < lr0 * (1 - 1e-3)
     ramping = lr0 < 0.5 * peak_logged  # the bottom of a warmup
-    configured = lr_from_hparams(hparams)
+    configured = facts.lr
     if configured is not None and falling and not ramping and lr0 < 0.8 * configured:
         return LogStart(True, f"its LR at the first point ({lr0:.3g}) is already decayed from the configured "
                         f"{configured:.3g} and falling", by_schedule=True)
-    warmup = _int_setting(hparams, _WARMUP_KEYS)
+    warmup = facts.warmup_steps
     if warmup is not None and warmup >= 3 and not ramping and lr0 >= 0.9 * peak_logged:
         return LogStart(True, f"the configured warmup ({warmup:,} steps) is not in the log: its LR starts at "
                         f"its peak {lr0:.3g}", by_schedule=True)
-    vocab = _int_setting(hparams, _VOCAB_KEYS)
+    vocab = facts.vocab_size
     if vocab is not None and vocab >= 100 and loss_first is not None and not ramping \
             and 0 < loss_first < 0.5 * math.log(vocab):
         return LogStart(True, f"its first loss ({loss_first:.4g}) is far below ln({vocab:,}) = "

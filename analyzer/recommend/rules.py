@@ -11,7 +11,6 @@ import numpy as np
 
 from analyzer.config import AnalysisConfig
 from analyzer.detect.context import RunContext
-from analyzer.hparams import lr_from_hparams
 from analyzer.plans import ArchitectureHint, ClipPlan, LogMetric, LowerLr, OptimizerChange, WarmupPlan
 from analyzer.recommend import snippets
 from analyzer.types import Finding, Recommendation, Severity
@@ -37,20 +36,11 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-_MAX_STEPS_KEYS = ("max_steps", "max_train_steps", "total_steps", "trainer.max_steps", "num_steps", "max_iters",
-                   "train_iters", "total_iters", "num_train_steps", "max_iter")
-
-
 def _max_train_steps(ctx: RunContext) -> int | None:
-    """The run's length in steps: a max-steps hyperparameter, else what the log spans (its last step, or
+    """The run's length in steps: its configured max steps, else what the log spans (its last step, or
     last - first where steps do not count from 0: a log at steps -200..-1 is 200 steps long, not 0)."""
-    for key in _MAX_STEPS_KEYS:
-        v = ctx.run.hparams.get(key)
-        try:
-            if v is not None and int(float(v)) > 0:
-                return int(float(v))
-        except (TypeError, ValueError, OverflowError):
-            continue
+    if ctx.facts.max_steps:
+        return ctx.facts.max_steps
     rng = ctx.run.step_range()
     if not rng:
         return None
@@ -74,9 +64,8 @@ def departure_step(findings: list[Finding]) -> int | None:
 
 
 def run_lr(ctx: RunContext) -> float | None:
-    lr = lr_from_hparams(ctx.run.hparams)
-    if lr is None:
-        lr = ctx.run.hparams.get("lr (from run name)")
+    """The configured LR, else the largest one logged."""
+    lr = ctx.facts.lr
     if lr is None and ctx.lr is not None:
         finite = ctx.lr.values[np.isfinite(ctx.lr.values)]
         if finite.size:
@@ -221,13 +210,6 @@ def warmup_recommendation(ctx: RunContext, early: Finding, *, diverged: bool = F
     return Recommendation("warmup", params, text, snippets.warmup_snippets(safe, lr, snip_total, sweep=plan, sweep_lr=base_lr), priority=10)
 
 
-def _optimizer_name(ctx: RunContext) -> str | None:
-    for key, value in ctx.run.hparams.items():
-        if key.split(".")[-1].split("/")[-1] in ("optimizer", "optim", "opt", "optimizer_name", "optim_name"):
-            return str(value).lower()
-    return None
-
-
 def lower_lr_recommendation(ctx: RunContext, at_step: int, why: str) -> Recommendation:
     """Lower the LR in force at ``at_step`` (where the instability began or the run diverged): a schedule's
     peak or the hparams' LR may not be what the run had there."""
@@ -262,7 +244,7 @@ def recommend(ctx: RunContext, findings: list[Finding]) -> list[Recommendation]:
     if clip is not None:
         recs.append(clip)
     if unstable:
-        opt = _optimizer_name(ctx)
+        opt = ctx.facts.optimizer
         if opt and any(k in opt for k in ("sgd", "momentum", "nesterov")):
             recs.append(Recommendation(
                 "optimizer", OptimizerChange(opt, "adam"),
