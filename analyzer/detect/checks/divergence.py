@@ -17,8 +17,7 @@ not, is an instability (instability.py), not a divergence.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from typing import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -84,134 +83,184 @@ def check_divergence(ctx: RunContext) -> list[Finding]:
                     f"{plateau.k:,} outcomes (chance), {why}.", ev)]
 
 
-def _ending(ctx: RunContext) -> list[Finding]:
-    c, cfg = ctx.curve, ctx.cfg
-    if c is None or len(c) < cfg.min_points:
-        return []
-    n = len(c)
+@dataclass(frozen=True)
+class _Tail:
+    """How the judged curve ended, measured once for every way of diverging (measure, then judge, then word).
+
+    Attributes:
+        tail: the last points judged as the end (after a late jump that never came back, what came after it).
+        final / best / initial: the tail's median, the best smoothed level, the loss at the start (raw units).
+        best_i: where the best level is. learned: initial - best. noise: the tail's per-point noise (raw).
+        tail_change: the tail's first half minus its second (> 0: still falling).
+    """
+
+    ctx: RunContext
+    c: Curve
+    tail: int
+    final: float
+    best: float
+    best_i: int
+    initial: float
+    learned: float
+    noise: float
+    tail_change: float
+
+    def finding(self, mode: str, start_i: int, text: str, share: float = 0.0, rec: float = 0.0, slope: float = 0.0,
+                grad_drop: float | None = None, peak_over_initial: float | None = None) -> list[Finding]:
+        c, ctx = self.c, self.ctx
+        ev = DivergenceEvidence(ctx.signal, mode, int(c.steps[start_i]), self.initial, self.best,  # type: ignore[arg-type]
+                                int(c.steps[self.best_i]), self.final, round(share, 4), round(rec, 3), round(slope, 3),
+                                grad_drop, peak_over_initial)
+        return [Finding(_KIND[mode], Severity.FAIL, "divergence", int(c.steps[start_i]), None,
+                        f"Divergence ({SIGNAL_WORDS[ctx.signal]}): {text}", ev)]
+
+    @property
+    def made_progress(self) -> bool:
+        return self.learned > max(self.ctx.cfg.min_progress_share * abs(self.initial), 3 * self.noise)
+
+
+def _measure_tail(ctx: RunContext, c: Curve) -> _Tail:
+    n, cfg = len(c), ctx.cfg
     tail = max(3, int(n * cfg.tail_fraction))
     # a jump in the last part of the log that never came back: the tail is what came after it
     late = [e.start for e in (*ctx.spikes, *ctx.regimes) if e.recovered is None and n - tail < e.start <= n - 3]
     if late:
         tail = n - min(late)
-    final = float(np.median(c.raw[-tail:]))
     level = c.level_raw
     best_i = int(np.argmin(level))
-    best = float(level[best_i])
-    initial = c.start
-    learned = initial - best
-    noise = float(np.median(c.sigma_raw[-tail:]))
-    magnitude = max(abs(initial), 3 * noise, 1e-300)
     half = max(1, tail // 2)
-    tail_change = float(np.median(c.raw[-tail:-tail + half]) - np.median(c.raw[-half:]))  # > 0: falling
+    return _Tail(ctx, c, tail, float(np.median(c.raw[-tail:])), float(level[best_i]), best_i, c.start,
+                 c.start - float(level[best_i]), float(np.median(c.sigma_raw[-tail:])),
+                 float(np.median(c.raw[-tail:-tail + half]) - np.median(c.raw[-half:])))
 
-    def finding(mode: str, start_i: int, text: str, share: float, rec: float, slope: float,
-                grad_drop: float | None = None, peak_over_initial: float | None = None,
-                chance_k: int | None = None) -> list[Finding]:
-        ev = DivergenceEvidence(ctx.signal, mode, int(c.steps[start_i]), initial, best,  # type: ignore[arg-type]
-                                int(c.steps[best_i]), final, round(share, 4), round(rec, 3), round(slope, 3),
-                                grad_drop, peak_over_initial, chance_k)
-        return [Finding(_KIND[mode], Severity.FAIL, "divergence", int(c.steps[start_i]), None,
-                        f"Divergence ({SIGNAL_WORDS[ctx.signal]}): {text}", ev)]
 
-    # 1. ended far above where it started
-    exploded = (final >= cfg.explode_ratio * initial if c.log_space
-                else final - initial >= (cfg.explode_ratio - 1) * magnitude)
-    if exploded:
-        above = np.flatnonzero(level > initial)
-        start_i = int(above[0]) if above.size else best_i
-        return finding("explosion", start_i,
-                       f"the loss exploded and never came back: it ended at {fmt(final)}, "
-                       + (f"{fmt(final / initial)}x " if c.log_space else "far above ")
-                       + f"its initial {fmt(initial)}.", (final - best) / max(learned, noise, 1e-300), 0.0,
-                       tail_change / max(final - best, 1e-300))
+def _ending(ctx: RunContext) -> list[Finding]:
+    """How the run ended: the first of the ways of diverging that fits, in the order of the module docstring."""
+    c, cfg = ctx.curve, ctx.cfg
+    if c is None or len(c) < cfg.min_points:
+        return []
+    t = _measure_tail(ctx, c)
+    for judge in (_exploded, _oscillated, _never_learned, _dead_after_blowup_finding):
+        found = judge(t)
+        if found:
+            return found
+    return _lost_what_it_learned(t)
 
+
+def _exploded(t: _Tail) -> list[Finding]:
+    """Ended far above where it started."""
+    c, cfg = t.c, t.ctx.cfg
+    magnitude = max(abs(t.initial), 3 * t.noise, 1e-300)
+    exploded = (t.final >= cfg.explode_ratio * t.initial if c.log_space
+                else t.final - t.initial >= (cfg.explode_ratio - 1) * magnitude)
+    if not exploded:
+        return []
+    above = np.flatnonzero(c.level_raw > t.initial)
+    start_i = int(above[0]) if above.size else t.best_i
+    return t.finding("explosion", start_i,
+                     f"the loss exploded and never came back: it ended at {fmt(t.final)}, "
+                     + (f"{fmt(t.final / t.initial)}x " if c.log_space else "far above ")
+                     + f"its initial {fmt(t.initial)}.", (t.final - t.best) / max(t.learned, t.noise, 1e-300), 0.0,
+                     t.tail_change / max(t.final - t.best, 1e-300))
+
+
+def _oscillated(t: _Tail) -> list[Finding]:
+    """Swung up and down across the whole run and ended above where it started: it never learned."""
+    c, cfg, n = t.c, t.ctx.cfg, len(t.c)
     swings = _swings(c, cfg.oscillation_ratio)
     fifth = max(3, n // 5)  # with that many swings, a fifth of the run holds whole cycles: its median is their centre
     head, end = float(np.median(c.raw[:fifth])), float(np.median(c.raw[-fifth:]))
     lo, hi = np.percentile(c.level_raw, [5, 95])
     # never learned: the run starts inside its own swings (a run that learned first starts far above them)
-    if swings >= cfg.oscillation_min_swings and end > head + 2 * noise / np.sqrt(fifth) and initial <= hi:
-        return finding("regression", 0,
-                       f"the loss swung up and down across the whole run ({swings} swings of its smoothed level between "
-                       f"{fmt(float(lo))} and {fmt(float(hi))}), and the last fifth of it sits at {fmt(end)}, above the "
-                       f"first ({fmt(head)}): it never learned (an oscillation at a too-high LR).",
-                       0.0, 0.0, 0.0)
+    if swings < cfg.oscillation_min_swings or end <= head + 2 * t.noise / np.sqrt(fifth) or t.initial > hi:
+        return []
+    return t.finding("regression", 0,
+                     f"the loss swung up and down across the whole run ({swings} swings of its smoothed level between "
+                     f"{fmt(float(lo))} and {fmt(float(hi))}), and the last fifth of it sits at {fmt(end)}, above the "
+                     f"first ({fmt(head)}): it never learned (an oscillation at a too-high LR).")
 
-    made_progress = learned > max(cfg.min_progress_share * abs(initial), 3 * noise)
-    grad_drop = _grad_drop(ctx, int(c.steps[-tail]), int(c.steps[-tail]), peak=True)
-    still_at_start = final >= (1 - cfg.dead_progress_share) * initial if c.log_space else False
-    # 2. never learned, and ended above where it started (the first value counts: a fine-tune starts low)
-    if not made_progress:
-        ref = min(c.first, initial)
-        worse = (final >= cfg.regress_ratio * ref if c.log_space
-                 else final - ref >= (cfg.regress_ratio - 1) * max(abs(ref), 3 * noise))
-        if worse and final - ref > 2 * noise and _corroborated(ctx):
-            return finding("regression", 0,
-                           f"the run never learned: it ended at {fmt(final)}, "
-                           + (f"{fmt(final / ref)}x " if c.log_space else "above ")
-                           + f"where it started ({fmt(ref)}), and never got meaningfully below that.",
-                           0.0, 0.0, 0.0)
 
-    # 3. a blow-up, then nothing learned
-    blow = _dead_after_blowup(ctx, initial)
-    if blow is not None:
-        peak_i, peak_ratio, best_after = blow
-        return finding("dead_after_blowup", peak_i,
-                       f"the loss blew up to {fmt(float(c.raw[peak_i]))} ({fmt(peak_ratio)}x its initial "
-                       f"{fmt(initial)}) at step {int(c.steps[peak_i]):,}, and afterwards never got below "
-                       f"{fmt(best_after)}: nothing was learned after the blow-up (\"it settled\" is wrong).",
-                       0.0, 0.0, 0.0, grad_drop, peak_over_initial=peak_ratio)
+def _never_learned(t: _Tail) -> list[Finding]:
+    """Never learned, and ended above where it started (the first value counts: a fine-tune starts low)."""
+    c, cfg = t.c, t.ctx.cfg
+    if t.made_progress:
+        return []
+    ref = min(c.first, t.initial)
+    worse = (t.final >= cfg.regress_ratio * ref if c.log_space
+             else t.final - ref >= (cfg.regress_ratio - 1) * max(abs(ref), 3 * t.noise))
+    if not (worse and t.final - ref > 2 * t.noise and _corroborated(t.ctx)):
+        return []
+    return t.finding("regression", 0,
+                     f"the run never learned: it ended at {fmt(t.final)}, "
+                     + (f"{fmt(t.final / ref)}x " if c.log_space else "above ")
+                     + f"where it started ({fmt(ref)}), and never got meaningfully below that.")
 
-    # 4. learned, then lost most of it and did not come back
-    if best_i >= n - tail or not made_progress:
-        return _dead_network(ctx, finding, still_at_start, grad_drop, best_i, tail, final, best, tail_change)
-    jump = final - best
-    share = jump / learned
-    if share < cfg.collapse_share or tail_change > cfg.flat_tail_share * jump:
+
+def _dead_after_blowup_finding(t: _Tail) -> list[Finding]:
+    """A blow-up, then nothing learned."""
+    blow = _dead_after_blowup(t.ctx, t.initial)
+    if blow is None:
+        return []
+    c = t.c
+    peak_i, peak_ratio, best_after = blow
+    return t.finding("dead_after_blowup", peak_i,
+                     f"the loss blew up to {fmt(float(c.raw[peak_i]))} ({fmt(peak_ratio)}x its initial "
+                     f"{fmt(t.initial)}) at step {int(c.steps[peak_i]):,}, and afterwards never got below "
+                     f"{fmt(best_after)}: nothing was learned after the blow-up (\"it settled\" is wrong).",
+                     grad_drop=_grad_drop(t.ctx, int(c.steps[-t.tail]), int(c.steps[-t.tail]), peak=True),
+                     peak_over_initial=peak_ratio)
+
+
+def _lost_what_it_learned(t: _Tail) -> list[Finding]:
+    """Learned, then lost most of it to a dead plateau (or above where it started) and did not come back; a live,
+    unrecovered step change is instability.py's to judge, unless the network is dead."""
+    c, cfg, n = t.c, t.ctx.cfg, len(t.c)
+    if t.best_i >= n - t.tail or not t.made_progress:
+        return _dead_network(t)
+    jump = t.final - t.best
+    share = jump / t.learned
+    if share < cfg.collapse_share or t.tail_change > cfg.flat_tail_share * jump:
         return []  # undid less than collapse_share, or still coming back: instability.py's to judge
-    after = level[best_i:]
-    peak = float(np.max(after))
-    rec = float(np.clip((peak - final) / (peak - best), 0.0, 1.0)) if peak > best else 0.0
-    left = np.flatnonzero(level[best_i:] > best + 0.5 * jump)
-    start_i = best_i + int(left[0]) if left.size else best_i
-    slope = tail_change / jump
-    jump_drop = _grad_drop(ctx, int(c.steps[start_i]), int(c.steps[-tail]))
+    level = c.level_raw
+    peak = float(np.max(level[t.best_i:]))
+    rec = float(np.clip((peak - t.final) / (peak - t.best), 0.0, 1.0)) if peak > t.best else 0.0
+    left = np.flatnonzero(level[t.best_i:] > t.best + 0.5 * jump)
+    start_i = t.best_i + int(left[0]) if left.size else t.best_i
+    slope = t.tail_change / jump
+    jump_drop = _grad_drop(t.ctx, int(c.steps[start_i]), int(c.steps[-t.tail]))
     dead_grad = jump_drop is not None and jump_drop >= cfg.grad_floor_ratio
-    quiet = _quieter(c, slice(max(0, start_i - 3 * c.window), start_i), tail)
-    dead_noise = quiet >= cfg.noise_floor_ratio
-    if dead_grad or dead_noise:
-        text = (f"after reaching {fmt(best)} (step {int(c.steps[best_i]):,}) the loss jumped to a dead plateau at "
-                f"{fmt(final)} from step {int(c.steps[start_i]):,}, undoing {share:.0%} of what it had learned, "
+    quiet = _quieter(c, slice(max(0, start_i - 3 * c.window), start_i), t.tail)
+    if dead_grad or quiet >= cfg.noise_floor_ratio:
+        text = (f"after reaching {fmt(t.best)} (step {int(c.steps[t.best_i]):,}) the loss jumped to a dead plateau at "
+                f"{fmt(t.final)} from step {int(c.steps[start_i]):,}, undoing {share:.0%} of what it had learned, "
                 "and never came back")
         if dead_grad:
             text += f"; the grad norm fell {fmt(jump_drop)}x to a floor at the same time (a dead network)"
         else:
             text += f"; its batch-to-batch noise fell {fmt(quiet)}x (a network that outputs a constant)"
-        if final < initial:
-            text += f" (still below the initial {fmt(initial)}: a collapse to a trivial solution)"
-        return finding("collapse", start_i, text + ".", share, rec, slope, jump_drop)
-    if final > initial and tail_change <= 0:
-        return finding("explosion", start_i,
-                       f"after reaching {fmt(best)} (step {int(c.steps[best_i]):,}) the loss rose from step "
-                       f"{int(c.steps[start_i]):,} above where it started and stayed there: it ended at {fmt(final)} "
-                       f"(initial {fmt(initial)}) and is not coming back.", share, rec, slope, jump_drop)
-    # a live, unrecovered step change is instability.py's to judge, unless the network is dead
-    return _dead_network(ctx, finding, still_at_start, grad_drop, best_i, tail, final, best, tail_change)
+        if t.final < t.initial:
+            text += f" (still below the initial {fmt(t.initial)}: a collapse to a trivial solution)"
+        return t.finding("collapse", start_i, text + ".", share, rec, slope, jump_drop)
+    if t.final > t.initial and t.tail_change <= 0:
+        return t.finding("explosion", start_i,
+                         f"after reaching {fmt(t.best)} (step {int(c.steps[t.best_i]):,}) the loss rose from step "
+                         f"{int(c.steps[start_i]):,} above where it started and stayed there: it ended at "
+                         f"{fmt(t.final)} (initial {fmt(t.initial)}) and is not coming back.", share, rec, slope,
+                         jump_drop)
+    return _dead_network(t)
 
 
-def _dead_network(ctx: RunContext, finding: Callable[..., list[Finding]], still_at_start: bool,
-                  grad_drop: float | None, best_i: int, tail: int, final: float, best: float,
-                  tail_change: float) -> list[Finding]:
+def _dead_network(t: _Tail) -> list[Finding]:
     """The grad norm fell to a floor while the loss never got below where it started: a dead network."""
-    c, cfg = ctx.curve, ctx.cfg
-    assert c is not None
+    c, cfg = t.c, t.ctx.cfg
+    still_at_start = t.final >= (1 - cfg.dead_progress_share) * t.initial if c.log_space else False
+    grad_drop = _grad_drop(t.ctx, int(c.steps[-t.tail]), int(c.steps[-t.tail]), peak=True)
     if not (still_at_start and grad_drop is not None and grad_drop >= cfg.grad_floor_ratio):
         return []
-    return finding("collapse", best_i,
-                   f"the grad norm fell {fmt(grad_drop)}x to a floor while the loss sits at {fmt(final)}, no lower "
-                   f"than where it started ({fmt(c.start)}): a dead network.", 1.0, 0.0,
-                   tail_change / max(abs(final - best), 1e-300), grad_drop)
+    return t.finding("collapse", t.best_i,
+                     f"the grad norm fell {fmt(grad_drop)}x to a floor while the loss sits at {fmt(t.final)}, no lower "
+                     f"than where it started ({fmt(c.start)}): a dead network.", 1.0, 0.0,
+                     t.tail_change / max(abs(t.final - t.best), 1e-300), grad_drop)
 
 
 def _swings(c: Curve, ratio: float) -> int:
@@ -238,6 +287,7 @@ def _swings(c: Curve, ratio: float) -> int:
     return len(turns)
 
 
+
 def _uniform(ctx: RunContext) -> tuple[ChancePlateau, str] | None:
     """The loss pinned at ln K to the end, reached through something that killed the network: a blow-up or
     thrashing above ln K, progress below it that was lost, or the grad norm falling to a floor. A run that
@@ -261,6 +311,7 @@ def _uniform(ctx: RunContext) -> tuple[ChancePlateau, str] | None:
     if drop is not None and drop >= cfg.grad_floor_ratio:
         return plateau, f"with the grad norm fallen {fmt(drop)}x to a floor"
     return None
+
 
 
 def _quieter(c: Curve, before: slice, tail: int) -> float:
