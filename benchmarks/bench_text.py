@@ -135,13 +135,13 @@ def make_log(path: Path, mb: int) -> None:
 _REFERENCE = re.compile(r"iteration\s+(\d+)/\s*\d+ \|.*?\| lm loss: ([^ |]+)")
 
 
-def reference(path: Path) -> tuple[list[int], list[float]]:
-    """The plain loop: every line, one regular expression, step and LM loss only."""
+def reference(path: Path, pattern: re.Pattern[str] = _REFERENCE) -> tuple[list[int], list[float]]:
+    """The plain loop: every line, one regular expression, step and loss only."""
     steps: list[int] = []
     losses: list[float] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            m = _REFERENCE.search(line)
+            m = pattern.search(line)
             if m:
                 steps.append(int(m.group(1)))
                 losses.append(float(m.group(2)))
@@ -172,20 +172,12 @@ def reference_all(path: Path) -> dict[str, int]:
     return {k: len(v) for k, v in columns.items()}
 
 
-_SPEEDRUN_REFERENCE = re.compile(r"step:(\d+)/\d+ train_loss:(\S+)")
+_SPEEDRUN_REFERENCE = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+)")
 
 
 def reference_speedrun(path: Path) -> tuple[list[int], list[float]]:
-    """The plain loop for the speedrun layout: every line, one regular expression, step and train loss."""
-    steps: list[int] = []
-    losses: list[float] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            m = _SPEEDRUN_REFERENCE.match(line)
-            if m:
-                steps.append(int(m.group(1)))
-                losses.append(float(m.group(2)))
-    return steps, losses
+    """The plain loop for the speedrun layout: step and train loss."""
+    return reference(path, _SPEEDRUN_REFERENCE)
 
 
 def steadytrain(path: Path, loss_tag: str = "lm loss") -> tuple[list[int], list[float], dict[str, int]]:

@@ -137,6 +137,19 @@ def markdown(title: str, sc: dict[str, Any], sw: dict[str, Any], families: list[
     return "\n".join(out)
 
 
+def scores_by_split(labels: dict, rows: list[dict], sweeps, splits: list[str]) -> tuple[dict, list[str]]:
+    """Scores of each split (tune families, held-out families, all) and their markdown tables."""
+    result, tables = {}, []
+    for sp in splits:
+        sel = [r for r in rows if sp == "all" or r["split"] == sp]
+        fams = sorted({f for f, v in labels["families"].items() if sp == "all" or v["split"] == sp})
+        sc = scores(sel)
+        sw = sweep_scores(labels, sweeps, sp)
+        result[sp] = {**sc, **sw}
+        tables += [markdown(sp, sc, sw, fams), ""]
+    return result, tables
+
+
 def evaluate(out: Path, *, split: str | None = None, json_path: Path | None = None) -> str:
     from analyzer.ingest.load import LoadOptions
     from analyzer.pipeline import analyze
@@ -145,14 +158,8 @@ def evaluate(out: Path, *, split: str | None = None, json_path: Path | None = No
     report = analyze([out / "runs"], load_options=LoadOptions(cache_dir=None))
     verdicts = {d.run.id: d.verdict for d in report.diagnoses}
     rows = collect(labels, verdicts)
-    parts, result = ["## Detection corpus: analyzer scores", ""], {}
-    for sp in ([split] if split else ["tune", "heldout", "all"]):
-        sel = [r for r in rows if sp == "all" or r["split"] == sp]
-        fams = sorted({f for f, v in labels["families"].items() if sp == "all" or v["split"] == sp})
-        sc = scores(sel)
-        sw = sweep_scores(labels, report.sweeps, sp)
-        result[sp] = {**sc, **sw}
-        parts += [markdown(sp, sc, sw, fams), ""]
+    result, tables = scores_by_split(labels, rows, report.sweeps, [split] if split else ["tune", "heldout", "all"])
+    parts = ["## Detection corpus: analyzer scores", "", *tables]
     parts.append(f"{len(labels['dropped'])} configured runs were dropped by label verification; "
                  f"{sum(r.get('ambiguous', False) for r in labels['runs']) + sum(t['ambiguous'] for s in labels['sweeps'] for t in s['trials'])} "
                  "ambiguous runs/trials are not scored.")

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.corpus.evaluate import collect, markdown, scores, sweep_scores
+from benchmarks.corpus.evaluate import collect, scores_by_split
 
 _SIDE_FILES = ("config.json", "hparams.yaml", "args.json")
 
@@ -176,14 +176,8 @@ def evaluate_printed(out: Path, *, keep: Path | None = None, json_path: Path | N
     counts = {name: sum(1 for v in layouts.values() if v == name) for name in LAYOUTS}
     parts = ["## Detection corpus, every run re-printed as stdout", "",
              "Layouts: " + ", ".join(f"{k} {v}" for k, v in counts.items()), ""]
-    result = {}
-    for sp in ("tune", "heldout", "all"):
-        sel = [r for r in rows if sp == "all" or r["split"] == sp]
-        fams = sorted({f for f, v in labels["families"].items() if sp == "all" or v["split"] == sp})
-        sc = scores(sel)
-        sw = sweep_scores(labels, report.sweeps, sp)
-        result[sp] = {**sc, **sw}
-        parts += [markdown(sp, sc, sw, fams), ""]
+    result, tables = scores_by_split(labels, rows, report.sweeps, ["tune", "heldout", "all"])
+    parts += tables
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=1, default=str))
     if keep is None:
