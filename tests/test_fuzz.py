@@ -50,7 +50,7 @@ from analyzer.pipeline import analyze
 from reporters import html as html_report
 from reporters.json_report import report_dict
 from reporters.terminal import render_inspect
-from tests.writers import (curve, hf_log_history, write_jsonl, write_lightning_csv, write_mlflow_run,
+from tests.writers import (curve, export_tensorboard_json, hf_log_history, write_jsonl, write_lightning_csv, write_mlflow_run,
                            write_summarywriter, write_tf2_tensor_scalars, write_trainer_state)
 
 OPTS = LoadOptions(cache_dir=None, workers=1)
@@ -105,6 +105,12 @@ def _tb_export(root: Path) -> None:
         (root / "exports" / f"run-a-tag-{tag}.csv").write_text("\n".join(lines) + "\n")
 
 
+def _tb_export_json(root: Path) -> None:
+    write_summarywriter(root / "events" / "a", {"loss": curve(N), "lr": np.full(N, 0.1)})
+    export_tensorboard_json(root / "events", root / "exports")
+    shutil.rmtree(root / "events")
+
+
 def _keras(root: Path) -> None:
     (root / "keras").mkdir(parents=True)
     rows = "".join(f"{e},{1 / (e + 1)!r},{1.2 / (e + 1)!r}\n" for e in range(N))
@@ -112,10 +118,10 @@ def _keras(root: Path) -> None:
 
 
 WRITERS = {"tensorboard": _tb, "tf2_tensors": _tf2, "lightning": _lightning, "hf_trainer": _hf, "jsonl": _jsonl,
-           "mlflow": _mlflow, "tb_export_csv": _tb_export, "keras_csv": _keras}
+           "mlflow": _mlflow, "tb_export_csv": _tb_export, "keras_csv": _keras, "tb_export_json": _tb_export_json}
 #: How many points one line of a data file can carry (a byte changed inside a line can change these).
 PER_LINE = {"tensorboard": 0, "tf2_tensors": 0, "lightning": 6, "hf_trainer": 8, "jsonl": 4, "mlflow": 1,
-            "tb_export_csv": 1, "keras_csv": 3}
+            "tb_export_csv": 1, "keras_csv": 3, "tb_export_json": N}  # the JSON export is one line
 BINARY = {"tensorboard", "tf2_tensors"}
 
 

@@ -52,6 +52,31 @@ def write_tensorboardx(logdir: Path, scalars: dict[str, Sequence[float]]) -> Pat
     return logdir
 
 
+def export_tensorboard_json(logdir: Path, out_dir: Path) -> list[Path]:
+    """What TensorBoard's scalar chart "Download JSON" saves, for every run and tag under ``logdir``: the body its
+    scalars plugin serves (through TensorBoard's own data provider and JSON cleansing), named as the UI names it."""
+    from tensorboard import context as tb_context
+    from tensorboard.backend import json_util
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.scalar import scalars_plugin
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    plugin = scalars_plugin.ScalarsPlugin(base_plugin.TBContext(data_provider=provider, logdir=str(logdir)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for run, tags in sorted(multiplexer.PluginRunToTagToContent("scalars").items()):
+        for tag in sorted(tags):
+            body, _ = plugin.scalars_impl(tb_context.RequestContext(), tag, run, "", "json")
+            path = out_dir / f"run-{run.replace('/', '_')}-tag-{tag.replace('/', '_')}.json"
+            path.write_text(json.dumps(json_util.Cleanse(body)))
+            written.append(path)
+    return written
+
+
 def write_tf2_tensor_scalars(logdir: Path, scalars: dict[str, Sequence[float]], *, dtype: str = "float32",
                              encoding: str = "float_val") -> Path:
     """What tf.summary.scalar writes in TF2: a rank-0 tensor with 'scalars' plugin metadata on the

@@ -26,7 +26,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow, textlog, wandb_logs, wandb_run
+from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow, tb_export_json, textlog, wandb_logs, wandb_run
 from analyzer.ingest.cache import DecodeCache, read_events_cached
 from analyzer.types import Format, Note
 
@@ -168,6 +168,14 @@ def _read_wandb(path: Path, ctx: ReadContext) -> FileData:
     return FileData(pts, tuple(notes), config)
 
 
+def _adapt(read: Callable[[Path], tuple[RawPoints, list[Note]]]) -> Callable[[Path, ReadContext], FileData]:
+    """A format module's ``read(path) -> (points, notes)`` as a reader of the table."""
+    def read_file(path: Path, ctx: ReadContext) -> FileData:
+        points, notes = read(path)
+        return FileData(points, tuple(notes))
+    return read_file
+
+
 # ---- how loose files are recognised ----
 
 def _suffix(*suffixes: str) -> Callable[[Path], bool]:
@@ -244,6 +252,10 @@ READERS: tuple[Reader, ...] = (
            "any other comma-separated file with a header: Keras CSVLogger (epoch first), long (tag,value,step) "
            "or wide (a step column and metric columns)",
            _read_csv, wants=_suffix(".csv"), sniff=_generic_csv_sniff, family="csv", named="other CSV (Keras, long, wide)"),
+    Reader("tb_export_json", "tensorboard_json", "TensorBoard-exported JSON (one tag)",
+           "a .json list of [wall_time, step, value] (TensorBoard's JSON download; one file per tag)",
+           _adapt(tb_export_json.read), wants=_suffix(".json"), sniff=tb_export_json.sniff, claim=_claim_tb_export,
+           family="json", file_is_run=False, named="TensorBoard's JSON export"),
     Reader("jsonl", "jsonl", "JSONL log",
            "one JSON object per line with a step key (step, global_step, iteration, num_updates, ...), "
            "by content; a split/phase/mode field separates train and val records",
