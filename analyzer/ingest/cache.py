@@ -2,7 +2,7 @@
 
 An unchanged file is loaded from one flat binary instead of being decoded again. A file that only
 grew (a live run still writing) is decoded from where the cached read stopped, after checking that
-the bytes the cache covers are still the same (their first and last 4 KiB). Each entry is a small
+the bytes the cache covers are still the same (`append_cursor`: their first and last 4 KiB). Each entry is a small
 JSON sidecar (checked without touching the arrays) plus the arrays back to back in one .bin file.
 
 A cache entry is never trusted blindly: a sidecar of the wrong shape, a .bin whose CRC32C does
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ import crc32c as _crc32c
 import numpy as np
 
 from analyzer.frame import RawPoints
+from analyzer.ingest.append_cursor import AppendCursor
 from analyzer.ingest.tensorboard import read_event_file
 from analyzer.types import Note
 
 _VERSION = 3
-_EDGE = 4096
 #: Arrays in the .bin, in this order: 8-byte types first so every view stays aligned.
 _LAYOUT = (("steps", "<i8"), ("walls", "<f8"), ("values", "<f8"), ("codes", "<i4"))
 #: Sidecar fields and their types; anything else is a miss.
@@ -44,14 +43,6 @@ def default_cache_dir() -> Path:
         return Path(base)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return Path(xdg) / "steadytrain" if xdg else Path.home() / ".cache" / "steadytrain"
-
-
-def _fingerprint(path: Path, upto: int) -> int:
-    with open(path, "rb") as fh:
-        head = fh.read(min(_EDGE, upto))
-        fh.seek(max(0, upto - _EDGE))
-        tail = fh.read(min(_EDGE, upto))
-    return zlib.crc32(head + tail)
 
 
 def notes_from_json(items: Any) -> list[Note] | None:
@@ -102,7 +93,7 @@ class DecodeCache:
             if st.st_size < meta["end_offset"]:
                 return None
             unchanged = st.st_size == meta["size"] and st.st_mtime_ns == meta["mtime_ns"]
-            if not unchanged and _fingerprint(path, meta["end_offset"]) != meta["fingerprint"]:
+            if not unchanged and not AppendCursor(path, meta["end_offset"], meta["fingerprint"]).holds():
                 return None  # rewritten, not appended to
         except (OSError, ValueError, RecursionError):
             return None
@@ -158,7 +149,7 @@ class DecodeCache:
                     fh.write(part.data)
             meta = {
                 "version": _VERSION, "path": str(path.absolute()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "end_offset": end_offset, "fingerprint": _fingerprint(path, end_offset), "tags": list(points.tags),
+                "end_offset": end_offset, "fingerprint": AppendCursor.at(path, end_offset).fingerprint, "tags": list(points.tags),
                 "points": len(points), "notes": [asdict(n) for n in notes], "crc": crc, **extra,
             }
             os.replace(tmp_bin, entry.with_suffix(".bin"))

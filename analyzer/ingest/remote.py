@@ -38,13 +38,12 @@ from typing import Any, Iterator, Mapping, Sequence
 from analyzer.display import shown, strip_credentials
 from analyzer.ingest.skipped import short
 from analyzer.errors import ConfigError, InputError
+from analyzer.ingest.append_cursor import EDGE, edges
 from analyzer.types import InputFile, Note, Run
 
 log = logging.getLogger(__name__)
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-#: Bytes compared at each end of the old length before appending only what an object grew by.
-_EDGE = 4096
 #: Objects are fetched in pieces of at most this many bytes (a large event file never sits in memory whole).
 _CHUNK = 16 << 20
 #: Concurrent requests: object stores are latency-bound, not bandwidth-bound, for small objects.
@@ -377,20 +376,17 @@ class Mirror:
 
     @staticmethod
     def _edges_match(fs: Any, obj: _Object, target: Path, old_size: int) -> tuple[bytes | None, int]:
-        """Whether the old length's first and last ``_EDGE`` bytes read the same from the store. One request
+        """Whether the old length's first and last ``EDGE`` bytes read the same from the store. One request
         reads the old tail and every new byte together: (the new bytes when the edges match, bytes received)."""
-        with open(target, "rb") as fh:
-            head = fh.read(_EDGE)
-            fh.seek(old_size - _EDGE)
-            tail = fh.read(_EDGE)
-        remote_head = fs.cat_file(obj.name, start=0, end=_EDGE)
+        head, tail = edges(target, old_size)  # the ends an append cursor checks, compared byte for byte here
+        remote_head = fs.cat_file(obj.name, start=0, end=EDGE)
         if remote_head != head:
             return None, len(remote_head)
-        rest = fs.cat_file(obj.name, start=old_size - _EDGE, end=min(obj.size, old_size + _CHUNK))
+        rest = fs.cat_file(obj.name, start=old_size - EDGE, end=min(obj.size, old_size + _CHUNK))
         received = len(remote_head) + len(rest)
-        if rest[:_EDGE] != tail:
+        if rest[:EDGE] != tail:
             return None, received
-        return rest[_EDGE:], received
+        return rest[EDGE:], received
 
 
 def _current(old: Mapping[str, Any], obj: _Object, target: Path) -> bool:
@@ -410,7 +406,7 @@ def _can_append(old: Mapping[str, Any], obj: _Object, target: Path) -> bool:
     except OSError:
         return False
     size = old.get("size")
-    return (isinstance(size, int) and size >= 2 * _EDGE and obj.size > size and st.st_size == size
+    return (isinstance(size, int) and size >= 2 * EDGE and obj.size > size and st.st_size == size
             and old.get("mtime_ns") == st.st_mtime_ns)
 
 

@@ -11,14 +11,14 @@ Only plain logs are read this way. The loader reads some dialects from the whole
 an iteration counter that restarts each epoch: `analyzer.ingest.jsonl_dialects`), and a new line
 can change how every earlier one is read. A tail is not made for such a file, and a new line that
 could make one (a split field, iter and step together, a step going back) stops the tail: `read_new`
-returns None, as for a file that shrank or whose head or last consumed byte changed (rewritten), and
+returns None, as for a file that shrank or whose bytes before the last read's end changed (rewritten:
+`analyzer.ingest.append_cursor` decides it, as for the decode cache and the object-store mirror), and
 the caller reads the run afresh.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
+from analyzer.ingest.append_cursor import AppendCursor
 from analyzer.ingest.jsonl_dialects import SPLIT_FIELDS
 from analyzer.ingest.tabular import (NON_METRIC_KEYS, STEP_KEYS, RepeatedKeys, RowCollector, find_key, flatten, loads,
                                      non_numeric_notes, to_float)
@@ -38,7 +39,6 @@ except ImportError:  # pragma: no cover - only when ingest moved them
     _read_event_file = None  # type: ignore[assignment]
     _frame_records = None  # type: ignore[assignment]
 
-_HEAD = 64
 _BACK = 1 << 16
 _SNIFF_LINES = 20
 #: Notes the loader writes when it read a file as a dialect (whole-file decisions).
@@ -65,7 +65,7 @@ class JsonlTail:
     Attributes:
         path: the log.
         offset: bytes consumed; everything before was parsed.
-        head: the file's first bytes when the tail was made (a rewritten file has other ones).
+        fingerprint: of the bytes consumed (`AppendCursor`): a rewritten file has another.
         open_line: the last consumed line had no newline yet (a whole JSON object the loader used);
             the next byte must be that newline.
         dropped: appended lines not used, by why (totals over every read, for the run's notes).
@@ -78,7 +78,7 @@ class JsonlTail:
 
     path: Path
     offset: int
-    head: bytes
+    fingerprint: int
     step_key: str
     last_step: float | None = None
     open_line: bool = False
@@ -94,8 +94,6 @@ class JsonlTail:
         without a newline when it already is a whole JSON object); None for a file the loader may read as a
         dialect (its first lines or its last record say so)."""
         with open(path, "rb") as fh:
-            head = fh.read(_HEAD)
-            fh.seek(0)
             first = [_object(fh.readline(1 << 20)) for _ in range(_SNIFF_LINES)]
             end = size
             while end > 0:  # the last newline at or before size, read backwards in chunks
@@ -117,7 +115,8 @@ class JsonlTail:
         if last is None:
             lines = before.rstrip(b"\n").rsplit(b"\n", 1)
             last = _object(lines[-1].strip()) if lines and lines[-1].strip() else None
-        tail = cls(path, size if open_obj is not None else end, head, step_key, open_line=open_obj is not None)
+        offset = size if open_obj is not None else end
+        tail = cls(path, offset, AppendCursor.at(path, offset).fingerprint, step_key, open_line=open_obj is not None)
         if last is not None:
             if dialect_risk(last):
                 return None
@@ -130,14 +129,8 @@ class JsonlTail:
 
     def read_new(self) -> tuple[RawPoints, int] | None:
         """(points, lines) appended since the last read; None when the file was rewritten."""
-        try:
-            with open(self.path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size < self.offset or fh.read(min(_HEAD, size)) != self.head[: min(_HEAD, size)]:
-                    return None
-                fh.seek(max(0, self.offset - 1))
-                data = fh.read()
-        except OSError:
+        data = AppendCursor(self.path, self.offset, self.fingerprint).read_new(back=1)
+        if data is None:
             return None
         if self.offset > 0:
             before, data = data[:1], data[1:]
@@ -149,15 +142,19 @@ class JsonlTail:
             if data[:1] != b"\n":  # the "whole" last line went on: it was not the end of a record
                 return None
             data = data[1:]
-            self.offset += 1
+            self._consumed(1)
             self.open_line = False
         cut = data.rfind(b"\n")
         if cut < 0:
             return RawPoints.empty(), 0
         got = self._parse(data[: cut + 1], self.offset)
         if got is not None:
-            self.offset += cut + 1
+            self._consumed(cut + 1)
         return got
+
+    def _consumed(self, n: int) -> None:
+        cursor = AppendCursor(self.path, self.offset, self.fingerprint).moved_to(self.offset + n)
+        self.offset, self.fingerprint = cursor.offset, cursor.fingerprint
 
     def _parse(self, data: bytes, start: int) -> tuple[RawPoints, int] | None:
         rows = RowCollector(source=self.path.name)
@@ -230,13 +227,11 @@ class EventTail:
 
     Attributes:
         path: the event file.
-        offset: the end of the last whole record read.
-        head: the file's first bytes when the tail was made (a rewritten file has other ones).
+        cursor: the end of the last whole record read, and the fingerprint of the bytes before it.
     """
 
     path: Path
-    offset: int
-    head: bytes
+    cursor: AppendCursor
 
     @classmethod
     def at(cls, path: Path) -> EventTail | None:
@@ -246,22 +241,20 @@ class EventTail:
         import numpy as np
 
         buf = np.fromfile(str(path), dtype=np.uint8)
-        return cls(path, int(_frame_records(buf).end), bytes(buf[:_HEAD]))
+        return cls(path, AppendCursor.at(path, int(_frame_records(buf).end)))
 
     def read_new(self, verify_crc: bool) -> Any | None:
         """The decoder's content of the records appended since the last read; None when the file shrank or
         was rewritten (the caller reads the run afresh)."""
         if _read_event_file is None:
             return None
+        if not self.cursor.holds():
+            return None
         try:
-            with open(self.path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size < self.offset or fh.read(min(_HEAD, size)) != self.head[: min(_HEAD, size)]:
-                    return None
-            content = _read_event_file(self.path, verify_crc=verify_crc, begin=self.offset)
+            content = _read_event_file(self.path, verify_crc=verify_crc, begin=self.cursor.offset)
+            self.cursor = self.cursor.moved_to(int(content.end_offset))
         except OSError:
             return None
-        self.offset = int(content.end_offset)
         return content
 
 
