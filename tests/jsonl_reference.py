@@ -362,3 +362,32 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
         notes.append(Note("dropped", f"{path.name}: {too_deep} line(s) nested too deeply to parse were not used",
                           count=too_deep))
     return rows.points(), notes + list(how.notes) + rows.notes()
+
+
+# ---- trainer_state.json (analyzer/ingest/hf_trainer.py before the vectorised reader) ----
+
+_SUMMARY_MARKERS = ("train_runtime", "total_flos")
+
+
+def read_trainer_state(path: Path):
+    """(points, notes, summary entries) of one trainer_state.json, row by row."""
+    state = loads(path.read_text(encoding="utf-8"))
+    rows = RowCollector(source=path.name)
+    summaries = []
+    repeated = 0
+    for i, entry in enumerate(state["log_history"]):
+        if not isinstance(entry, dict):
+            rows.rows_without_step += 1
+            continue
+        if isinstance(entry, RepeatedKeys):
+            repeated += 1
+            continue
+        if any(m in entry for m in _SUMMARY_MARKERS):
+            summaries.append(entry)
+            continue
+        rows.add_row(entry, "step", where=f"log_history entry {i}")
+    notes = rows.notes()
+    if repeated:
+        notes.append(Note("dropped", f"{path.name}: {repeated} log_history entr(ies) repeating a key (a damaged file: "
+                          "two entries run together) were not used", count=repeated))
+    return rows.points(), notes, summaries

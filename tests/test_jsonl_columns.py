@@ -149,3 +149,55 @@ def test_polars_and_orjson_blocks_agree_on_a_long_file(tmp_path, monkeypatch):
     rows[2500] = rows[2500][:20]  # a cut line in the middle
     _same(tmp_path, "\n".join(rows) + "\n", monkeypatch, 1 << 20)
     _same(tmp_path, "\n".join(rows) + "\n", monkeypatch, 4096)
+
+
+# ---- trainer_state.json ----
+
+HF_KEYS = ["step", "loss", "grad_norm", "learning_rate", "epoch", "eval_loss", "train_runtime", "total_flos", "x:y"]
+
+
+@st.composite
+def trainer_states(draw) -> str:
+    history = []
+    for _ in range(draw(st.integers(0, 25))):
+        kind = draw(st.integers(0, 20))
+        if kind == 0:
+            history.append(draw(st.sampled_from([1, "x", None, [1, 2]])))
+            continue
+        keys = draw(st.lists(st.sampled_from(HF_KEYS), min_size=1, max_size=5, unique=True))
+        history.append({k: draw(VALUES) for k in keys})
+    state = {"global_step": draw(st.integers(0, 100)), "max_steps": 100, "log_history": history,
+             "best_model_checkpoint": draw(st.sampled_from([None, "out/checkpoint-5", "C:\\\\runs\\\\x"]))}
+    text = json.dumps(state, indent=draw(st.sampled_from([None, 2])))
+    if draw(st.integers(0, 6)) == 0 and '"step": ' in text:  # a key written twice (two entries run together)
+        at = text.index('"step": ')
+        text = text[:at] + '"step": 1, ' + text[at:]
+    return text
+
+
+def _hf(read, path):
+    from analyzer.ingest import hf_trainer
+    try:
+        if read is None:
+            pts, notes, info = hf_trainer.read_trainer_state(path)
+            finals = sorted(k for k in info if k.startswith("final/"))
+        else:
+            pts, notes, summaries = read(path)
+            finals = sorted({f"final/{k}" for s in summaries for k, v in s.items()
+                             if k != "step" and isinstance(v, (str, int, float, bool))})
+    except (LogFormatError, ValueError) as exc:
+        return "error", type(exc).__name__
+    return _by_tag(pts), sorted((n.kind, n.message, n.count) for n in notes), finals
+
+
+@CASES
+@given(text=trainer_states())
+def test_trainer_state_reads_what_the_row_by_row_reader_read(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("hf") / "trainer_state.json"
+    path.write_text(text)
+    expected = _hf(jsonl_reference.read_trainer_state, path)
+    got = _hf(None, path)
+    if expected[0] == "error":
+        assert got[0] == "error"
+    else:
+        assert got == expected

@@ -223,12 +223,14 @@ def _step_column_of_each_record(table: JsonTable, step_key: str | None, per_reco
 
 def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record_key: bool = True,
               skip: frozenset[str] = NON_METRIC_KEYS, prefixes: Prefixes | None = None,
-              step_override: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[RawPoints, list[Note]]:
+              step_override: tuple[np.ndarray, np.ndarray] | None = None,
+              rows_without_step: int = 0) -> tuple[RawPoints, list[Note]]:
     """Points and notes of every record, as `RowCollector.add_row` makes them row by row.
 
     ``per_record_key``: a record lacking ``step_key`` takes its step from another step key it has (JSONL);
     ``prefixes``: metric keys of a record become ``<prefix>/<key>`` (unless already named for it);
-    ``step_override``: (mask, steps) replacing the written step of some records (derived by a dialect).
+    ``step_override``: (mask, steps) replacing the written step of some records (derived by a dialect);
+    ``rows_without_step``: rows the caller found without one (counted in the same note).
     LogFormatError when a step does not fit an int64.
     """
     n = table.n
@@ -313,7 +315,7 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
     else:
         points = RawPoints.empty()
     notes = []
-    without = int((~has_step).sum()) - int(huge_step.sum())
+    without = int((~has_step).sum()) - int(huge_step.sum()) + rows_without_step
     if without:
         notes.append(Note("dropped", f"{source}: {without} row(s) without a step value were not used", count=without))
     if huge_step.any():

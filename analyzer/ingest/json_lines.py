@@ -28,7 +28,7 @@ from analyzer.ingest.tabular import RepeatedKeys, flatten, loads
 
 BLANK, TOO_DEEP, REPEATED, NOT_JSON, NOT_OBJECT = "blank", "too_deep", "repeated", "not_json", "not_object"
 #: Parsed structures deeper than this are parsed again by ``json`` (whose recursion limit decides).
-_MAX_DEPTH = 100
+MAX_DEPTH = 100
 #: ``\u003a`` is a colon in a parsed string but none in the text: lines holding it skip the colon check.
 _ESCAPED_COLON = re.compile(rb"\\u003[aA]")
 #: A polars block with more lines needing the exact parser than this share is read with orjson instead.
@@ -36,7 +36,7 @@ _MAX_EXACT_SHARE = 0.01
 _SAMPLE_BYTES = 16 << 10
 
 
-def _escaped_colon(text: bytes) -> bool:
+def escaped_colon(text: bytes) -> bool:
     return b"\\u003" in text and bool(_ESCAPED_COLON.search(text))
 
 
@@ -73,7 +73,7 @@ def _keep(text_keys: frozenset[str]) -> Callable[[str], bool]:
     return text_keys.__contains__
 
 
-def _depth(value: Any) -> int:
+def depth_of(value: Any) -> int:
     """Nesting depth of lists and objects (iterative: a hostile depth costs memory, not the stack)."""
     deepest, stack = 0, [(value, 1)]
     while stack:
@@ -82,13 +82,13 @@ def _depth(value: Any) -> int:
             v = list(v.values())
         if isinstance(v, list):
             deepest = max(deepest, d)
-            if d > _MAX_DEPTH:
+            if d > MAX_DEPTH:
                 return d
             stack += [(x, d + 1) for x in v]
     return deepest
 
 
-def _colons(value: Any) -> int:
+def colons_of(value: Any) -> int:
     """Colons a parsed value accounts for: one per object key, plus those inside keys and strings."""
     n, stack = 0, [value]
     while stack:
@@ -259,7 +259,7 @@ def _polars_block(text: bytes, text_keys: frozenset[str]) -> Block | None:
 
     Read first with the types of a sample of lines, then (a later line holding another type) with types
     inferred from every line."""
-    if _escaped_colon(text):
+    if escaped_colon(text):
         return None
     colons = text.count(b":")
     for schema in (_sample_schema(text), None):
@@ -268,7 +268,7 @@ def _polars_block(text: bytes, text_keys: frozenset[str]) -> Block | None:
                 df = pl.read_ndjson(io.BytesIO(text), schema=schema)
             else:
                 df = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
-            if max(map(_dtype_depth, df.schema.values()), default=0) >= _MAX_DEPTH:
+            if max(map(_dtype_depth, df.schema.values()), default=0) >= MAX_DEPTH:
                 return None  # json's recursion limit decides whether such lines are read
             columns, accounted = _frame_columns(df, text_keys)
         except (_Unsure, pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError, OverflowError):
@@ -347,9 +347,9 @@ def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], 
     for c in np.flatnonzero((types != float) & (types != int)).tolist():
         v = cells[c]
         if isinstance(v, (str, list, dict)):
-            per_cell[c] += _colons(v)
+            per_cell[c] += colons_of(v)
             if not isinstance(v, str):
-                if _depth(v) > _MAX_DEPTH:
+                if depth_of(v) > MAX_DEPTH:
                     deep.append(int(rows[c]))
                 if isinstance(v, dict):
                     nested.add(int(rows[c]))
@@ -367,7 +367,7 @@ def _line_by_line_block(text: bytes, text_keys: frozenset[str]) -> Block:
     for i, value in enumerate(parsed):
         if value is _FAILED:
             value = _json(raws[i])
-        elif isinstance(value, list) and _depth(value) > _MAX_DEPTH:
+        elif isinstance(value, list) and depth_of(value) > MAX_DEPTH:
             value = read_line(raws[i])  # json may find it too deep; orjson does not
         if type(value) is dict:
             lines.append(i)
@@ -380,7 +380,7 @@ def _line_by_line_block(text: bytes, text_keys: frozenset[str]) -> Block:
     accounted, nested, deep = accounted_colons(objs)
     exact += deep
     record_colons = text.count(b":") - sum(raws[i].count(b":") for d in dropped.values() for i in d)
-    escaped = _escaped_colon(text)
+    escaped = escaped_colon(text)
     if escaped or int(accounted.sum()) != record_colons:
         colons = np.fromiter((raws[i].count(b":") for i in lines), dtype=np.int64, count=len(lines))
         exact += np.flatnonzero(colons != accounted).tolist()

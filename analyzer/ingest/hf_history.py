@@ -1,0 +1,84 @@
+"""trainer_state.json read fast: the document parsed by orjson (``json`` where it holds NaN/Infinity)
+and checked for what neither reports, and ``log_history`` turned into points by columns.
+
+The exact reader (`tabular.loads`: every object that repeats a key marked) is what the file means;
+the fast parse is used only when it provably agrees with it: no ``\\u003a`` escape, nothing nested
+deeper than the exact parser's recursion allows, and every ``:`` of the text accounted for by a
+parsed key or a colon inside a parsed string (a repeated key leaves one unaccounted for).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from analyzer.frame import RawPoints
+from analyzer.ingest.json_columns import JsonTable, table_columns, to_points
+from analyzer.ingest.json_lines import MAX_DEPTH, accounted_colons, colons_of, depth_of, escaped_colon
+from analyzer.ingest.tabular import RepeatedKeys, loads
+from analyzer.types import Note
+
+SUMMARY_MARKERS = ("train_runtime", "total_flos")
+
+
+def _accounted(doc: Any) -> int | None:
+    """Colons the text of ``doc`` must hold; None when something in it nests too deeply to trust the fast parse."""
+    if not isinstance(doc, dict):
+        return colons_of(doc) if depth_of(doc) <= MAX_DEPTH else None
+    total = sum(1 + k.count(":") for k in doc)
+    for value in doc.values():
+        if isinstance(value, list) and value and all(type(e) is dict for e in value):
+            per_entry, _, deep = accounted_colons(value)
+            if deep:
+                return None
+            total += int(per_entry.sum())
+        elif depth_of(value) > MAX_DEPTH:
+            return None
+        else:
+            total += colons_of(value)
+    return total
+
+
+def parse_state(path: Path) -> Any:
+    """The parsed trainer state, as `tabular.loads` of its UTF-8 text gives it; its exceptions when it fails."""
+    data = path.read_bytes()
+    if not escaped_colon(data):
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            try:
+                doc = json.loads(data.decode("utf-8"))  # NaN/Infinity tokens, as Python's json writes them
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                doc = None
+        if doc is not None and _accounted(doc) == data.count(b":"):
+            return doc
+    return loads(path.read_text(encoding="utf-8"))
+
+
+def history_points(history: list[Any], source: str) -> tuple[RawPoints, list[Note], list[dict[str, Any]]]:
+    """(points, notes, summary entries in order) of a log_history list."""
+    entries = [e for e in history if type(e) is dict]
+    index = np.array([i for i, e in enumerate(history) if type(e) is dict], dtype=np.int64)
+    repeated = sum(isinstance(e, RepeatedKeys) for e in history)
+    not_objects = len(history) - len(entries) - repeated
+    columns = table_columns(entries)
+    summary = np.zeros(len(entries), bool)
+    for marker in SUMMARY_MARKERS:
+        if marker in columns:
+            summary |= columns[marker].kind != 0
+    rows = np.flatnonzero(~summary)
+    summaries = [entries[i] for i in np.flatnonzero(summary).tolist()]
+    if summaries:
+        columns = {k: c.take(rows) for k, c in columns.items()}
+        columns = {k: c for k, c in columns.items() if bool((c.kind != 0).any())}
+    table = JsonTable(int(rows.size), columns, lambda i: list(entries[int(rows[i])]),
+                      lambda i: f"log_history entry {int(index[rows[i]])}")
+    points, notes = to_points(table, "step", source=source, per_record_key=False, rows_without_step=not_objects)
+    if repeated:
+        notes.append(Note("dropped", f"{source}: {repeated} log_history entr(ies) repeating a key (a damaged file: "
+                          "two entries run together) were not used", count=repeated))
+    return points, notes, summaries
