@@ -139,9 +139,9 @@ def _override(block: Block, text: bytes, starts: np.ndarray, ends: np.ndarray, r
             block.dropped.setdefault(got, []).append(line)
             continue
         for key, value in got.items():
-            col = block.columns.get(key)
-            if col is None:
-                col = block.columns[key] = Column.empty(block.n, key in text_keys)
+            if key not in block.columns:
+                block.columns[key] = Column.empty(block.n, key in text_keys)
+            col = block.columns[key]
             cell = convert([value], key in text_keys)
             col.kind[r], col.values[r] = cell.kind[0], cell.values[0]
             if col.text is not None and cell.text is not None:
@@ -332,6 +332,9 @@ def _json(raw: bytes) -> Any:
         return TOO_DEEP
 
 
+_PLAIN_TYPES = frozenset({float, int})
+
+
 def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], list[int]]:
     """For each parsed object, the colons its text must hold (one per key at every level, plus those inside keys
     and strings); also which objects hold a nested object (to flatten) and which nest too deeply to trust."""
@@ -340,11 +343,11 @@ def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], 
     n_cells = np.fromiter(map(len, objs), dtype=np.int64, count=len(objs))
     key_colons = {k: 1 + k.count(":") for k in set(keys)}
     per_cell = np.fromiter(map(key_colons.__getitem__, keys), dtype=np.int64, count=len(keys))
-    types = np.array(list(map(type, cells)), dtype=object)
+    plain = np.fromiter(map(_PLAIN_TYPES.__contains__, map(type, cells)), dtype=bool, count=len(cells))
     rows = np.repeat(np.arange(len(objs)), n_cells)
     nested: set[int] = set()
     deep: list[int] = []
-    for c in np.flatnonzero((types != float) & (types != int)).tolist():
+    for c in np.flatnonzero(~plain).tolist():
         v = cells[c]
         if isinstance(v, (str, list, dict)):
             per_cell[c] += colons_of(v)

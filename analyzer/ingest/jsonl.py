@@ -112,10 +112,10 @@ def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
     if exact:
         log.debug("%s: %d line(s) read by the exact JSON parser", path.name, exact)
     line_of = np.concatenate([b.lines + first for first, b in blocks]) if blocks else np.zeros(0, np.int64)
-    lines = _Lines(data)
+    text_of = _Lines(data)
 
     def key_order(i: int) -> list[str]:
-        got = read_line(lines[int(line_of[i])])
+        got = read_line(text_of[int(line_of[i])])
         return list(got) if isinstance(got, dict) else []
 
     table = JsonTable(int(line_of.size), concat_columns([(b.n, b.columns) for _, b in blocks], _TEXT_KEYS),

@@ -20,7 +20,7 @@ epoch records) is a step key and string values are read as numbers.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,6 +60,10 @@ def _strings(table: JsonTable, name: str) -> np.ndarray:
     return col.text
 
 
+def _is_str(text: np.ndarray) -> np.ndarray:
+    return np.array([v is not None for v in text.tolist()], dtype=bool)
+
+
 def split_field(table: JsonTable) -> str | None:
     """The field whose values tell train from validation records, when a metric is logged under two of them."""
     for name in SPLIT_FIELDS:
@@ -68,7 +72,7 @@ def split_field(table: JsonTable) -> str | None:
         if not given.any():
             continue
         text = _strings(table, name)
-        is_text = given & np.not_equal(text, None)
+        is_text = given & _is_str(text)
         if bool((given & ~is_text).any()):
             continue
         values = list(dict.fromkeys(text[given].tolist()))
@@ -164,7 +168,7 @@ def plan(table: JsonTable, step_key: str, source: str) -> RecordPlan:
     prefixes = None
     if split is not None:
         text = _strings(table, split)
-        given = np.not_equal(text, None)
+        given = _is_str(text)
         values = list(dict.fromkeys(text[given].tolist()))
         code_of = {v: i for i, v in enumerate(values)}
         codes = np.array([code_of[v] if v is not None else -1 for v in text.tolist()], dtype=np.int64)
