@@ -17,8 +17,10 @@ import numpy as np
 import orjson
 
 from analyzer.frame import RawPoints
-from analyzer.ingest.json_columns import JsonTable, table_columns, to_points
-from analyzer.ingest.json_lines import MAX_DEPTH, accounted_colons, colons_of, depth_of, escaped_colon
+from analyzer.ingest.json_points import to_points
+from analyzer.ingest.json_table import (MAX_DEPTH, JsonTable, accounted_colons, colons_of, depth_of, plain_columns,
+                                        table_columns)
+from analyzer.ingest.json_lines import escaped_colon
 from analyzer.ingest.tabular import RepeatedKeys, loads
 from analyzer.types import Note
 
@@ -31,7 +33,11 @@ def _accounted(doc: Any) -> int | None:
         return colons_of(doc) if depth_of(doc) <= MAX_DEPTH else None
     total = sum(1 + k.count(":") for k in doc)
     for value in doc.values():
-        if isinstance(value, list) and value and all(type(e) is dict for e in value):
+        if isinstance(value, list) and value and set(map(type, value)) == {dict}:
+            plain = plain_columns(value, values=False)
+            if plain is not None:
+                total += int(plain[1].sum())
+                continue
             per_entry, _, deep = accounted_colons(value)
             if deep:
                 return None
@@ -61,8 +67,11 @@ def parse_state(path: Path) -> Any:
 
 def history_points(history: list[Any], source: str) -> tuple[RawPoints, list[Note], list[dict[str, Any]]]:
     """(points, notes, summary entries in order) of a log_history list."""
-    entries = [e for e in history if type(e) is dict]
-    index = np.array([i for i, e in enumerate(history) if type(e) is dict], dtype=np.int64)
+    if set(map(type, history)) <= {dict}:  # the usual history: every entry a plain object
+        entries, index = history, np.arange(len(history))
+    else:
+        entries = [e for e in history if type(e) is dict]
+        index = np.array([i for i, e in enumerate(history) if type(e) is dict], dtype=np.int64)
     repeated = sum(isinstance(e, RepeatedKeys) for e in history)
     not_objects = len(history) - len(entries) - repeated
     columns = table_columns(entries)

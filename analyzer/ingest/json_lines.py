@@ -16,19 +16,17 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any, Callable
 
 import numpy as np
 import orjson
 import polars as pl
 
-from analyzer.ingest.json_columns import ABSENT, NUMBER, OTHER, TEXT, Column, convert, table_columns
+from analyzer.ingest.json_table import (ABSENT, MAX_DEPTH, NUMBER, OTHER, TEXT, Column, accounted_colons, convert,
+                                        depth_of, plain_columns, table_columns)
 from analyzer.ingest.tabular import RepeatedKeys, flatten, loads
 
 BLANK, TOO_DEEP, REPEATED, NOT_JSON, NOT_OBJECT = "blank", "too_deep", "repeated", "not_json", "not_object"
-#: Parsed structures deeper than this are parsed again by ``json`` (whose recursion limit decides).
-MAX_DEPTH = 100
 #: ``\u003a`` is a colon in a parsed string but none in the text: lines holding it skip the colon check.
 _ESCAPED_COLON = re.compile(rb"\\u003[aA]")
 #: A polars block with more lines needing the exact parser than this share is read with orjson instead.
@@ -71,36 +69,6 @@ class Block:
 
 def _keep(text_keys: frozenset[str]) -> Callable[[str], bool]:
     return text_keys.__contains__
-
-
-def depth_of(value: Any) -> int:
-    """Nesting depth of lists and objects (iterative: a hostile depth costs memory, not the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict):
-            v = list(v.values())
-        if isinstance(v, list):
-            deepest = max(deepest, d)
-            if d > MAX_DEPTH:
-                return d
-            stack += [(x, d + 1) for x in v]
-    return deepest
-
-
-def colons_of(value: Any) -> int:
-    """Colons a parsed value accounts for: one per object key, plus those inside keys and strings."""
-    n, stack = 0, [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            n += v.count(":")
-        elif isinstance(v, dict):
-            n += sum(1 + k.count(":") for k in v)
-            stack += v.values()
-        elif isinstance(v, list):
-            stack += v
-    return n
 
 
 def _line_bounds(text: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -332,34 +300,6 @@ def _json(raw: bytes) -> Any:
         return TOO_DEEP
 
 
-_PLAIN_TYPES = frozenset({float, int})
-
-
-def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], list[int]]:
-    """For each parsed object, the colons its text must hold (one per key at every level, plus those inside keys
-    and strings); also which objects hold a nested object (to flatten) and which nest too deeply to trust."""
-    keys = list(chain.from_iterable(objs))
-    cells = list(chain.from_iterable(o.values() for o in objs))
-    n_cells = np.fromiter(map(len, objs), dtype=np.int64, count=len(objs))
-    key_colons = {k: 1 + k.count(":") for k in set(keys)}
-    per_cell = np.fromiter(map(key_colons.__getitem__, keys), dtype=np.int64, count=len(keys))
-    plain = np.fromiter(map(_PLAIN_TYPES.__contains__, map(type, cells)), dtype=bool, count=len(cells))
-    rows = np.repeat(np.arange(len(objs)), n_cells)
-    nested: set[int] = set()
-    deep: list[int] = []
-    for c in np.flatnonzero(~plain).tolist():
-        v = cells[c]
-        if isinstance(v, (str, list, dict)):
-            per_cell[c] += colons_of(v)
-            if not isinstance(v, str):
-                if depth_of(v) > MAX_DEPTH:
-                    deep.append(int(rows[c]))
-                if isinstance(v, dict):
-                    nested.add(int(rows[c]))
-    accounted = np.bincount(rows, weights=per_cell, minlength=len(objs)).astype(np.int64)
-    return accounted, nested, deep
-
-
 def _line_by_line_block(text: bytes, text_keys: frozenset[str]) -> Block:
     raws = text.split(b"\n")[:-1]
     parsed = list(map(_orjson, raws))
@@ -380,8 +320,13 @@ def _line_by_line_block(text: bytes, text_keys: frozenset[str]) -> Block:
         elif value is not BLANK:
             dropped.setdefault(NOT_JSON if value is NOT_JSON else NOT_OBJECT, []).append(i)
     # What orjson/json do not say: a repeated key, structures json would find too deep. Checked by colons.
-    accounted, nested, deep = accounted_colons(objs)
-    exact += deep
+    plain = plain_columns(objs, text_keys)
+    nested: set[int] = set()
+    if plain is not None:
+        columns, accounted = plain
+    else:
+        accounted, nested, deep = accounted_colons(objs)
+        exact += deep
     record_colons = text.count(b":") - sum(raws[i].count(b":") for d in dropped.values() for i in d)
     escaped = escaped_colon(text)
     if escaped or int(accounted.sum()) != record_colons:
@@ -389,8 +334,10 @@ def _line_by_line_block(text: bytes, text_keys: frozenset[str]) -> Block:
         exact += np.flatnonzero(colons != accounted).tolist()
         if escaped:
             exact += [r for r, i in enumerate(lines) if _ESCAPED_COLON.search(raws[i])]
-    records = [flatten(o) if r in nested else o for r, o in enumerate(objs)]
-    block = Block(len(records), table_columns(records, text_keys), np.asarray(lines, dtype=np.int64), dropped)
+    if plain is None:
+        records = [flatten(o) if r in nested else o for r, o in enumerate(objs)]
+        columns = table_columns(records, text_keys)
+    block = Block(len(objs), columns, np.asarray(lines, dtype=np.int64), dropped)
     if exact:
         starts, ends = _line_bounds(text)
         _override(block, text, starts, ends, np.unique(np.asarray(exact, dtype=np.int64)), text_keys)

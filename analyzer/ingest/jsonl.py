@@ -21,7 +21,8 @@ import numpy as np
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.json_columns import JsonTable, concat_columns, table_columns, to_points
+from analyzer.ingest.json_points import to_points
+from analyzer.ingest.json_table import JsonTable, concat_columns, table_columns
 from analyzer.ingest.json_lines import NOT_JSON, NOT_OBJECT, REPEATED, TOO_DEEP, Block, read_block, read_line
 from analyzer.ingest.jsonl_dialects import SPLIT_FIELDS, plan
 from analyzer.ingest.tabular import NON_METRIC_KEYS, STEP_KEYS, find_key, to_float

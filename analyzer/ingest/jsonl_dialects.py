@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.ingest.json_columns import NULL, NUMBER, JsonTable, Prefixes
+from analyzer.ingest.json_points import Prefixes
+from analyzer.ingest.json_table import NULL, NUMBER, JsonTable
 from analyzer.ingest.tabular import NON_METRIC_KEYS
 from analyzer.types import Note
 

@@ -1,14 +1,9 @@
-"""Records of JSON objects held as columns: the vectorised form of "a step key and metric keys".
+"""Points of a `JsonTable`: what `tabular.RowCollector.add_row` does for one row, done for every record at once.
 
-JSONL lines and trainer_state.json's ``log_history`` entries become a `JsonTable`: one `Column`
-per (flattened) key, holding for every record what `tabular.to_float` makes of its value (a kind
-code and a float). `to_points` then does for all records at once what
-`tabular.RowCollector.add_row` does for one row, with the same counts and notes: a row without a
-usable step is counted, a non-numeric value is counted against its tag, NaN/inf are values, and
-a step outside int64 rejects the file. Tags come out in the order a row-by-row read meets them.
-
-An integer too large for a float (a 400-digit loss or step) is one unusable value with its own
-note, never an unreadable file; JSON ``true``/``false`` are not numbers.
+The same counts and notes: a row without a usable step is counted, a non-numeric value is counted
+against its tag, NaN/inf are values, and a step outside int64 rejects the file. Tags come out in
+the order a row-by-row read meets them. A value too large for a float (kind HUGE) is one unusable
+point with its own note; a row whose step is one is a row without a step, with its own note.
 """
 
 from __future__ import annotations
@@ -16,166 +11,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain
-from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from analyzer.frame import RawPoints
+from analyzer.ingest.json_table import ABSENT, HUGE, NUMBER, TEXT, JsonTable
 from analyzer.ingest.tabular import NON_METRIC_KEYS, STEP_KEYS, STEP_MAX, STEP_MIN, non_numeric_notes, step_out_of_range
 from analyzer.types import Note
-
-# What a record holds under a key.
-ABSENT, NULL, NUMBER, TEXT, OTHER, HUGE = 0, 1, 2, 3, 4, 5
-MISSING = object()
-
-
-@dataclass
-class Column:
-    """One key over every record: ``kind[i]`` says what record i holds, ``values[i]`` its number (kind NUMBER).
-
-    ``text[i]`` is the string record i holds when that value was a JSON string (kept only for the keys
-    a reader asked for: split fields, whose values are names), else None.
-    """
-
-    kind: np.ndarray  # uint8
-    values: np.ndarray  # float64
-    text: np.ndarray | None = None  # object
-
-    @staticmethod
-    def empty(n: int, with_text: bool = False) -> Column:
-        return Column(np.zeros(n, np.uint8), np.zeros(n, np.float64),
-                      np.full(n, None, dtype=object) if with_text else None)
-
-    def take(self, rows: np.ndarray) -> Column:
-        return Column(self.kind[rows], self.values[rows], None if self.text is None else self.text[rows])
-
-
-@dataclass
-class JsonTable:
-    """Records as columns. ``key_order(i)`` lists record i's keys in their written order (needed only to
-    order tags first met in the same record); ``where(i)`` names record i for messages ("line 12")."""
-
-    n: int
-    columns: dict[str, Column]
-    key_order: Callable[[int], list[str]]
-    where: Callable[[int], str]
-
-    def kind(self, name: str) -> np.ndarray:
-        col = self.columns.get(name)
-        return col.kind if col is not None else np.zeros(self.n, np.uint8)
-
-    def present(self, name: str) -> np.ndarray:
-        return self.kind(name) != ABSENT
-
-    def integers(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(mask, values): records whose value is a whole number below 2**62 (what `jsonl_dialects` counts with)."""
-        col = self.columns.get(name)
-        if col is None:
-            return np.zeros(self.n, bool), np.zeros(self.n, np.int64)
-        v = col.values
-        with np.errstate(invalid="ignore"):
-            ok = (col.kind == NUMBER) & np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < 2.0**62)
-        return ok, np.where(ok, v, 0).astype(np.int64)
-
-
-def _number_of_text(text: str) -> float | None:
-    body = text.strip()
-    if not body:
-        return None
-    try:
-        return float(body)
-    except ValueError:
-        return None
-
-
-def convert(objs: Sequence[Any], keep_text: bool = False) -> Column:
-    """The column of Python values ``objs`` (`MISSING` where a record lacks the key), as `to_float` reads them."""
-    n = len(objs)
-    types = set(map(type, objs))
-    if types <= {float, int}:
-        try:
-            return Column(np.full(n, NUMBER, np.uint8), np.array(objs, dtype=np.float64),
-                          np.full(n, None, dtype=object) if keep_text else None)
-        except OverflowError:  # an integer beyond float range: sort it out value by value below
-            pass
-    col = Column.empty(n, keep_text)
-    kind, values = col.kind, col.values
-    for i, obj in enumerate(objs):
-        t = type(obj)
-        if t is float or t is int:
-            try:
-                values[i] = obj
-                kind[i] = NUMBER
-            except OverflowError:
-                kind[i] = HUGE
-        elif t is str:
-            x = _number_of_text(obj)
-            if x is None:
-                kind[i] = TEXT
-            else:
-                kind[i], values[i] = NUMBER, x
-            if col.text is not None:
-                col.text[i] = obj
-        elif obj is MISSING:
-            pass
-        elif obj is None:
-            kind[i] = NULL
-        else:  # bool, list, object (a nested object where records are not flattened)
-            kind[i] = OTHER
-    return col
-
-
-def table_columns(records: Sequence[Mapping[str, Any]], keep_text: Iterable[str] = ()) -> dict[str, Column]:
-    """Columns of ``records`` (flat mappings), gathered cell-wise so that a sparse key costs its cells only."""
-    n = len(records)
-    lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
-    keys = list(chain.from_iterable(records))
-    cells = np.fromiter(chain.from_iterable(r.values() for r in records), dtype=object, count=len(keys))
-    names = list(dict.fromkeys(keys))
-    code_of = {k: i for i, k in enumerate(names)}
-    codes = np.fromiter(map(code_of.__getitem__, keys), dtype=np.int64, count=len(keys))
-    rows = np.repeat(np.arange(n), lengths)
-    keep = frozenset(keep_text)
-    out: dict[str, Column] = {}
-    if len(names) <= 16:
-        groups: Iterable[tuple[int, np.ndarray]] = ((c, np.flatnonzero(codes == c)) for c in range(len(names)))
-    else:
-        order = np.argsort(codes, kind="stable")
-        bounds = np.flatnonzero(np.diff(codes[order])) + 1
-        groups = ((int(codes[g[0]]), g) for g in np.split(order, bounds))
-    for code, sel in groups:
-        name = names[code]
-        part = convert(cells[sel].tolist(), name in keep)
-        col = Column.empty(n, name in keep)
-        where = rows[sel]
-        col.kind[where] = part.kind
-        col.values[where] = part.values
-        if col.text is not None and part.text is not None:
-            col.text[where] = part.text
-        out[name] = col
-    return out
-
-
-def concat_columns(parts: Sequence[tuple[int, dict[str, Column]]], keep_text: Iterable[str] = ()) -> dict[str, Column]:
-    """One set of columns from consecutive blocks of records ((records, columns) each), absent where a block lacks a key."""
-    total = sum(n for n, _ in parts)
-    keep = frozenset(keep_text)
-    names = list(dict.fromkeys(chain.from_iterable(cols for _, cols in parts)))
-    out: dict[str, Column] = {}
-    for name in names:
-        col = Column.empty(total, name in keep)
-        at = 0
-        for n, cols in parts:
-            part = cols.get(name)
-            if part is not None:
-                col.kind[at:at + n] = part.kind
-                col.values[at:at + n] = part.values
-                if col.text is not None and part.text is not None:
-                    col.text[at:at + n] = part.text
-            at += n
-        out[name] = col
-    return out
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,278 @@
+"""Records of JSON objects held as columns: one `Column` per (flattened) key, holding for every record
+what `tabular.to_float` makes of its value (a kind code and a float), built from parsed objects or
+from polars frames (`analyzer.ingest.json_lines`) and turned into points by `analyzer.ingest.json_points`.
+
+An integer too large for a float (a 400-digit loss or step) is kind HUGE, an unusable value with its
+own note, never an unreadable file; JSON ``true``/``false`` are not numbers (kind OTHER).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+
+#: Parsed structures deeper than this are parsed again by ``json`` (whose recursion limit decides).
+MAX_DEPTH = 100
+_PLAIN_TYPES = frozenset({float, int})
+#: More key layouts than this: records are gathered value by value (`table_columns`).
+_MAX_LAYOUTS = 32
+
+# What a record holds under a key.
+ABSENT, NULL, NUMBER, TEXT, OTHER, HUGE = 0, 1, 2, 3, 4, 5
+MISSING = object()
+
+
+@dataclass
+class Column:
+    """One key over every record: ``kind[i]`` says what record i holds, ``values[i]`` its number (kind NUMBER).
+
+    ``text[i]`` is the string record i holds when that value was a JSON string (kept only for the keys
+    a reader asked for: split fields, whose values are names), else None.
+    """
+
+    kind: np.ndarray  # uint8
+    values: np.ndarray  # float64
+    text: np.ndarray | None = None  # object
+
+    @staticmethod
+    def empty(n: int, with_text: bool = False) -> Column:
+        return Column(np.zeros(n, np.uint8), np.zeros(n, np.float64),
+                      np.full(n, None, dtype=object) if with_text else None)
+
+    def take(self, rows: np.ndarray) -> Column:
+        return Column(self.kind[rows], self.values[rows], None if self.text is None else self.text[rows])
+
+
+@dataclass
+class JsonTable:
+    """Records as columns. ``key_order(i)`` lists record i's keys in their written order (needed only to
+    order tags first met in the same record); ``where(i)`` names record i for messages ("line 12")."""
+
+    n: int
+    columns: dict[str, Column]
+    key_order: Callable[[int], list[str]]
+    where: Callable[[int], str]
+
+    def kind(self, name: str) -> np.ndarray:
+        col = self.columns.get(name)
+        return col.kind if col is not None else np.zeros(self.n, np.uint8)
+
+    def present(self, name: str) -> np.ndarray:
+        return self.kind(name) != ABSENT
+
+    def integers(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(mask, values): records whose value is a whole number below 2**62 (what `jsonl_dialects` counts with)."""
+        col = self.columns.get(name)
+        if col is None:
+            return np.zeros(self.n, bool), np.zeros(self.n, np.int64)
+        v = col.values
+        with np.errstate(invalid="ignore"):
+            ok = (col.kind == NUMBER) & np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < 2.0**62)
+        return ok, np.where(ok, v, 0).astype(np.int64)
+
+
+def _number_of_text(text: str) -> float | None:
+    body = text.strip()
+    if not body:
+        return None
+    try:
+        return float(body)
+    except ValueError:
+        return None
+
+
+def convert(objs: Sequence[Any], keep_text: bool = False) -> Column:
+    """The column of Python values ``objs`` (`MISSING` where a record lacks the key), as `to_float` reads them."""
+    n = len(objs)
+    types = set(map(type, objs))
+    if types <= {float, int}:
+        try:
+            return Column(np.full(n, NUMBER, np.uint8), np.array(objs, dtype=np.float64),
+                          np.full(n, None, dtype=object) if keep_text else None)
+        except OverflowError:  # an integer beyond float range: sort it out value by value below
+            pass
+    col = Column.empty(n, keep_text)
+    kind, values = col.kind, col.values
+    for i, obj in enumerate(objs):
+        t = type(obj)
+        if t is float or t is int:
+            try:
+                values[i] = obj
+                kind[i] = NUMBER
+            except OverflowError:
+                kind[i] = HUGE
+        elif t is str:
+            x = _number_of_text(obj)
+            if x is None:
+                kind[i] = TEXT
+            else:
+                kind[i], values[i] = NUMBER, x
+            if col.text is not None:
+                col.text[i] = obj
+        elif obj is MISSING:
+            pass
+        elif obj is None:
+            kind[i] = NULL
+        else:  # bool, list, object (a nested object where records are not flattened)
+            kind[i] = OTHER
+    return col
+
+
+def depth_of(value: Any) -> int:
+    """Nesting depth of lists and objects (iterative: a hostile depth costs memory, not the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d > MAX_DEPTH:
+                return d
+            stack += [(x, d + 1) for x in v]
+    return deepest
+
+
+def colons_of(value: Any) -> int:
+    """Colons a parsed value accounts for: one per object key, plus those inside keys and strings."""
+    n, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            n += v.count(":")
+        elif isinstance(v, dict):
+            n += sum(1 + k.count(":") for k in v)
+            stack += v.values()
+        elif isinstance(v, list):
+            stack += v
+    return n
+
+
+_PLAIN_TYPES = frozenset({float, int})
+
+
+def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], list[int]]:
+    """For each parsed object, the colons its text must hold (one per key at every level, plus those inside keys
+    and strings); also which objects hold a nested object (to flatten) and which nest too deeply to trust."""
+    keys = list(chain.from_iterable(objs))
+    cells = list(chain.from_iterable(o.values() for o in objs))
+    n_cells = np.fromiter(map(len, objs), dtype=np.int64, count=len(objs))
+    key_colons = {k: 1 + k.count(":") for k in set(keys)}
+    per_cell = np.fromiter(map(key_colons.__getitem__, keys), dtype=np.int64, count=len(keys))
+    plain = np.fromiter(map(_PLAIN_TYPES.__contains__, map(type, cells)), dtype=bool, count=len(cells))
+    rows = np.repeat(np.arange(len(objs)), n_cells)
+    nested: set[int] = set()
+    deep: list[int] = []
+    for c in np.flatnonzero(~plain).tolist():
+        v = cells[c]
+        if isinstance(v, (str, list, dict)):
+            per_cell[c] += colons_of(v)
+            if not isinstance(v, str):
+                if depth_of(v) > MAX_DEPTH:
+                    deep.append(int(rows[c]))
+                if isinstance(v, dict):
+                    nested.add(int(rows[c]))
+    accounted = np.bincount(rows, weights=per_cell, minlength=len(objs)).astype(np.int64)
+    return accounted, nested, deep
+
+
+def plain_columns(objs: Sequence[Mapping[str, Any]], keep_text: Iterable[str] = (), *, values: bool = True
+                  ) -> tuple[dict[str, Column], np.ndarray] | None:
+    """Columns of objects whose every value is a JSON number and whose keys come in few layouts (a big log's
+    usual shape), with the colons each object's text must hold; None for any other objects.
+
+    Read layout by layout (one ``itemgetter`` and one float array per layout), not value by value; with
+    ``values=False`` only whether they are plain and their colons (no columns)."""
+    n = len(objs)
+    shape_of = list(map(tuple, objs))
+    shapes = {s: i for i, s in enumerate(dict.fromkeys(shape_of))}
+    if len(shapes) > _MAX_LAYOUTS:
+        return None
+    ids = np.fromiter(map(shapes.__getitem__, shape_of), dtype=np.int64, count=n)
+    keep = frozenset(keep_text)
+    columns: dict[str, Column] = {}
+    accounted = np.zeros(n, np.int64)
+    for shape, k in shapes.items():
+        rows = np.flatnonzero(ids == k) if len(shapes) > 1 else np.arange(n)
+        group = list(map(objs.__getitem__, rows.tolist())) if len(shapes) > 1 else objs
+        if len(shape) > 1:
+            cells: list[Any] = list(map(itemgetter(*shape), group))
+        else:
+            cells = [(o[shape[0]],) for o in group] if shape else []
+        if not set(map(type, chain.from_iterable(cells))) <= _PLAIN_TYPES:
+            return None
+        try:
+            table = np.fromiter(chain.from_iterable(cells), dtype=np.float64, count=len(group) * len(shape))
+        except OverflowError:  # an integer beyond float range
+            return None
+        accounted[rows] = sum(1 + key.count(":") for key in shape)
+        if not values:
+            continue
+        table = table.reshape(len(group), len(shape))
+        for j, key in enumerate(shape):
+            if key not in columns:
+                columns[key] = Column.empty(n, key in keep)
+            columns[key].kind[rows] = NUMBER
+            columns[key].values[rows] = table[:, j]
+    return columns, accounted
+
+
+def table_columns(records: Sequence[Mapping[str, Any]], keep_text: Iterable[str] = ()) -> dict[str, Column]:
+    """Columns of ``records`` (flat mappings); gathered value by value (a sparse key costs its cells only) unless
+    they are `plain_columns`."""
+    plain = plain_columns(records, keep_text)
+    if plain is not None:
+        return plain[0]
+    n = len(records)
+    lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
+    keys = list(chain.from_iterable(records))
+    cells = np.fromiter(chain.from_iterable(r.values() for r in records), dtype=object, count=len(keys))
+    names = list(dict.fromkeys(keys))
+    code_of = {k: i for i, k in enumerate(names)}
+    codes = np.fromiter(map(code_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+    rows = np.repeat(np.arange(n), lengths)
+    keep = frozenset(keep_text)
+    out: dict[str, Column] = {}
+    if len(names) <= 16:
+        groups: Iterable[tuple[int, np.ndarray]] = ((c, np.flatnonzero(codes == c)) for c in range(len(names)))
+    else:
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        groups = ((int(codes[g[0]]), g) for g in np.split(order, bounds))
+    for code, sel in groups:
+        name = names[code]
+        part = convert(cells[sel].tolist(), name in keep)
+        col = Column.empty(n, name in keep)
+        where = rows[sel]
+        col.kind[where] = part.kind
+        col.values[where] = part.values
+        if col.text is not None and part.text is not None:
+            col.text[where] = part.text
+        out[name] = col
+    return out
+
+
+def concat_columns(parts: Sequence[tuple[int, dict[str, Column]]], keep_text: Iterable[str] = ()) -> dict[str, Column]:
+    """One set of columns from consecutive blocks of records ((records, columns) each), absent where a block lacks a key."""
+    total = sum(n for n, _ in parts)
+    keep = frozenset(keep_text)
+    names = list(dict.fromkeys(chain.from_iterable(cols for _, cols in parts)))
+    out: dict[str, Column] = {}
+    for name in names:
+        col = Column.empty(total, name in keep)
+        at = 0
+        for n, cols in parts:
+            part = cols.get(name)
+            if part is not None:
+                col.kind[at:at + n] = part.kind
+                col.values[at:at + n] = part.values
+                if col.text is not None and part.text is not None:
+                    col.text[at:at + n] = part.text
+            at += n
+        out[name] = col
+    return out
