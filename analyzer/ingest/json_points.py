@@ -78,12 +78,17 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
     n = table.n
     names = list(table.columns)
     choice = _step_column_of_each_record(table, step_key, per_record_key)
-    step_f = np.full(n, np.nan)
-    huge_step = np.zeros(n, bool)
-    for j, name in enumerate(names):
-        mine = choice == j
-        if mine.any():
-            col = table.columns[name]
+    step_columns = np.unique(choice[choice >= 0]).tolist() if n else []
+    if len(step_columns) == 1 and bool((choice >= 0).all()):  # one step key for every record: no mixing
+        col = table.columns[names[step_columns[0]]]
+        step_f = np.where(col.kind == NUMBER, col.values, np.nan)
+        huge_step = col.kind == HUGE
+    else:
+        step_f = np.full(n, np.nan)
+        huge_step = np.zeros(n, bool)
+        for j in step_columns:
+            mine = choice == j
+            col = table.columns[names[j]]
             number = mine & (col.kind == NUMBER)
             step_f[number] = col.values[number]
             huge_step |= mine & (col.kind == HUGE)
@@ -96,8 +101,12 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
     if outside.any():
         first = int(np.argmax(outside))
         raise step_out_of_range(float(step_f[first]), table.where(first))
-    steps = np.zeros(n, np.int64)
-    steps[has_step] = step_f[has_step].astype(np.int64)
+    every_step = bool(has_step.all())
+    if bool(np.isfinite(step_f).all()):
+        steps = step_f.astype(np.int64)
+    else:
+        steps = np.zeros(n, np.int64)
+        steps[has_step] = step_f[has_step].astype(np.int64)
     if step_override is not None:
         steps[step_override[0]] = step_override[1][step_override[0]]
     if prefixes is not None:
@@ -108,9 +117,12 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
         if name in skip:
             continue
         col = table.columns[name]
-        usable = has_step & (choice != j)
-        number = usable & (col.kind == NUMBER)
-        unusable = usable & (col.kind >= TEXT)  # TEXT, OTHER, HUGE
+        if every_step and j not in step_columns:
+            number, unusable = col.kind == NUMBER, col.kind >= TEXT  # TEXT, OTHER, HUGE
+        else:
+            usable = has_step & (choice != j)
+            number = usable & (col.kind == NUMBER)
+            unusable = usable & (col.kind >= TEXT)
         if not number.any() and not unusable.any():
             continue
         by_prefix: list[tuple[str, np.ndarray | None]] = []
@@ -128,6 +140,9 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
                     by_prefix.append((f"{pname}/{name}", mine))
             by_prefix.insert(0, (name, plain))
         for tag, only in by_prefix:
+            if only is None and bool(number.all()):
+                tags.add(tag, np.arange(n), col.values)
+                continue
             rows = np.flatnonzero(number if only is None else number & only)
             if rows.size:
                 tags.add(tag, rows, col.values[rows])
