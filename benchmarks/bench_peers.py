@@ -156,7 +156,16 @@ def write_megatron(path: Path, steps: int) -> Path:
 
 
 def make(fmt: str, data: Path, steps: int) -> Path:
-    """The file of ``fmt`` (written on first use; a marker records the steps it was written with)."""
+    """The file of ``fmt``, written on first use by a child process: a process's peak RSS (``ru_maxrss``) survives
+    fork and exec, so a parent grown by writing a 150 MB JSON would lend its size to every tool it starts."""
+    done = data / f"{fmt}_{steps}" / ".done"
+    if not done.exists():
+        subprocess.run([sys.executable, __file__, "--make", fmt, "--data", str(data), "--steps", str(steps)],
+                       check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return Path(done.read_text())
+
+
+def _write(fmt: str, data: Path, steps: int) -> None:
     where = data / f"{fmt}_{steps}"
     done = where / ".done"
     writers = {
@@ -167,13 +176,10 @@ def make(fmt: str, data: Path, steps: int) -> Path:
         "trainer_state": lambda: write_trainer_state(where / "out", steps),
         "megatron": lambda: write_megatron(where / "train.log", steps),
     }
-    if done.exists():
-        return Path(done.read_text())
     t0 = time.perf_counter()
     path = writers[fmt]()
     done.write_text(str(path))
     print(f"  wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s", flush=True)
-    return path
 
 
 # ---- running the tools ----
@@ -228,7 +234,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--make", choices=FORMATS, help=argparse.SUPPRESS)  # the child that writes one file
     args = ap.parse_args()
+    if args.make:
+        _write(args.make, args.data, args.steps)
+        return
     formats = [f for f in args.formats.split(",") if f]
     try:
         import runmedic
@@ -237,6 +247,9 @@ def main() -> None:
         sys.exit("runmedic is not installed: pip install runmedic==0.1.1")
     print(f"load average before: {os.getloadavg()}; peer: {peer}; {os.cpu_count()} CPUs", flush=True)
     files = {fmt: make(fmt, args.data, args.steps) for fmt in formats}
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"this process's peak RSS: {own:.0f} MiB (a child's peak cannot read below it)", flush=True)
     rows = []
     for fmt in formats:
         path = files[fmt]

@@ -25,12 +25,12 @@ from analyzer.ingest.jsonl import read_jsonl
 from tests import jsonl_reference
 
 KEYS = ["step", "global_step", "iter", "epoch", "loss", "val_loss", "grad_norm", "lr", "split", "mode", "a/b",
-        "Step", "x:y", "val/loss", "time", "acc"]
+        "Step", "x:y", "val/loss", "time", "acc", "\ud800k"]
 SCALARS = st.one_of(
     st.integers(-5, 50), st.integers(-(2**70), 2**70), st.sampled_from([2**63, -(2**63) - 1, 10**400, -(10**400)]),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.1, 2.5, 1e308, -0.0, 5e-324]),
     st.sampled_from(["2.5", " 3 ", "nan", "inf", "1_000", "", "train", "val", "eval", "test", "hello:world",
-                     "{x", "true", "false", "[1]", "Infinity"]),
+                     "{x", "true", "false", "[1]", "Infinity", "\ud800", "\U0001f600", "a\tb"]),
     st.booleans(), st.none(),
 )
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3),

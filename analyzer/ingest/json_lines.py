@@ -16,7 +16,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -31,6 +31,9 @@ BLANK, TOO_DEEP, REPEATED, NOT_JSON, NOT_OBJECT = "blank", "too_deep", "repeated
 _ESCAPED_COLON = re.compile(rb"\\u003[aA]")
 #: A polars block with more lines needing the exact parser than this share is read with orjson instead.
 _MAX_EXACT_SHARE = 0.01
+#: Escapes polars reads otherwise than ``json``: a lone UTF-16 surrogate (``\ud800`` becomes NUL there), and
+#: ``\u003a`` (see above). A block holding one is read line by line.
+_POLARS_UNSAFE_ESCAPE = re.compile(rb"\\u(003[aA]|[dD][89a-fA-F])")
 _SAMPLE_BYTES = 16 << 10
 
 
@@ -65,10 +68,6 @@ class Block:
     lines: np.ndarray  # int64, line index within the block of each record
     dropped: dict[str, list[int]] = field(default_factory=dict)  # why -> line indexes
     exact_lines: int = 0  # lines read by the exact parser
-
-
-def _keep(text_keys: frozenset[str]) -> Callable[[str], bool]:
-    return text_keys.__contains__
 
 
 def _line_bounds(text: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +226,7 @@ def _polars_block(text: bytes, text_keys: frozenset[str]) -> Block | None:
 
     Read first with the types of a sample of lines, then (a later line holding another type) with types
     inferred from every line."""
-    if escaped_colon(text):
+    if b"\\u" in text and _POLARS_UNSAFE_ESCAPE.search(text):
         return None
     colons = text.count(b":")
     for schema in (_sample_schema(text), None):
