@@ -18,8 +18,8 @@ import orjson
 
 from analyzer.frame import RawPoints
 from analyzer.ingest.json_points import to_points
-from analyzer.ingest.json_table import (MAX_DEPTH, JsonTable, accounted_colons, colons_of, depth_of, plain_columns,
-                                        table_columns)
+from analyzer.ingest.json_table import (MAX_DEPTH, JsonTable, accounted_colons, colons_of, depth_of, plain_frame,
+                                        plain_keys, table_columns)
 from analyzer.ingest.json_lines import escaped_colon
 from analyzer.ingest.tabular import RepeatedKeys, loads
 from analyzer.types import Note
@@ -27,16 +27,27 @@ from analyzer.types import Note
 SUMMARY_MARKERS = ("train_runtime", "total_flos")
 
 
+class CheckedHistory(list):
+    """A log_history whose entries were all found to be objects of plain numbers, under ``keys``
+    (`history_points` then reads them without looking at every value again)."""
+
+    def __init__(self, entries: list[dict[str, Any]], keys: list[str]) -> None:
+        super().__init__(entries)
+        self.keys = keys
+
+
 def _accounted(doc: Any) -> int | None:
-    """Colons the text of ``doc`` must hold; None when something in it nests too deeply to trust the fast parse."""
+    """Colons the text of ``doc`` must hold; None when something in it nests too deeply to trust the fast parse.
+    A list of objects of plain numbers in it is made a `CheckedHistory`."""
     if not isinstance(doc, dict):
         return colons_of(doc) if depth_of(doc) <= MAX_DEPTH else None
     total = sum(1 + k.count(":") for k in doc)
-    for value in doc.values():
+    for name, value in doc.items():
         if isinstance(value, list) and value and set(map(type, value)) == {dict}:
-            plain = plain_columns(value, values=False)
-            if plain is not None:
-                total += int(plain[1].sum())
+            keys = plain_keys(value)
+            if keys is not None:
+                total += sum(map(len, value))
+                doc[name] = CheckedHistory(value, keys)
                 continue
             per_entry, _, deep = accounted_colons(value)
             if deep:
@@ -67,14 +78,16 @@ def parse_state(path: Path) -> Any:
 
 def history_points(history: list[Any], source: str) -> tuple[RawPoints, list[Note], list[dict[str, Any]]]:
     """(points, notes, summary entries in order) of a log_history list."""
-    if set(map(type, history)) <= {dict}:  # the usual history: every entry a plain object
+    if isinstance(history, CheckedHistory) or set(map(type, history)) <= {dict}:  # every entry a plain object
         entries, index = history, np.arange(len(history))
     else:
         entries = [e for e in history if type(e) is dict]
         index = np.array([i for i, e in enumerate(history) if type(e) is dict], dtype=np.int64)
-    repeated = sum(isinstance(e, RepeatedKeys) for e in history)
+    repeated = 0 if index.size == len(history) else sum(isinstance(e, RepeatedKeys) for e in history)
     not_objects = len(history) - len(entries) - repeated
-    columns = table_columns(entries)
+    columns = plain_frame(entries, history.keys) if isinstance(history, CheckedHistory) else None
+    if columns is None:
+        columns = table_columns(entries)
     summary = np.zeros(len(entries), bool)
     for marker in SUMMARY_MARKERS:
         if marker in columns:

@@ -23,7 +23,7 @@ import orjson
 import polars as pl
 
 from analyzer.ingest.json_table import (ABSENT, MAX_DEPTH, NUMBER, OTHER, TEXT, Column, accounted_colons, convert,
-                                        depth_of, plain_columns, table_columns)
+                                        depth_of, number_of_text, plain_columns, table_columns)
 from analyzer.ingest.tabular import RepeatedKeys, flatten, loads
 
 BLANK, TOO_DEEP, REPEATED, NOT_JSON, NOT_OBJECT = "blank", "too_deep", "repeated", "not_json", "not_object"
@@ -156,7 +156,7 @@ def _frame_columns(df: pl.DataFrame, text_keys: frozenset[str]) -> tuple[dict[st
                 raise _Unsure("a split field holding true/false")  # a JSON bool, or that string?
             accounted += s.str.count_matches(":", literal=True).fill_null(0).to_numpy()
             distinct = s.drop_nulls().unique()
-            numbers = [_text_number(v) for v in distinct.to_list()]
+            numbers = [number_of_text(v) for v in distinct.to_list()]
             as_float = s.replace_strict(distinct, pl.Series(numbers, dtype=pl.Float64), default=None,
                                         return_dtype=pl.Float64)
             number = as_float.is_not_null().to_numpy()
@@ -185,14 +185,6 @@ def _dtype_depth(dtype: Any) -> int:
         elif isinstance(t, pl.Struct):
             stack += [(f.dtype, d + 1) for f in t.fields]
     return deepest
-
-
-def _text_number(text: str) -> float | None:
-    body = text.strip()
-    try:
-        return float(body) if body else None
-    except ValueError:
-        return None
 
 
 def _as_float(dtype: Any) -> Any:

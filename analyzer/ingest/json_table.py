@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+import polars as pl
 
 
 #: Parsed structures deeper than this are parsed again by ``json`` (whose recursion limit decides).
 MAX_DEPTH = 100
 _PLAIN_TYPES = frozenset({float, int})
-#: More key layouts than this: records are gathered value by value (`table_columns`).
-_MAX_LAYOUTS = 32
 
 # What a record holds under a key.
 ABSENT, NULL, NUMBER, TEXT, OTHER, HUGE = 0, 1, 2, 3, 4, 5
@@ -76,7 +74,8 @@ class JsonTable:
         return ok, np.where(ok, v, 0).astype(np.int64)
 
 
-def _number_of_text(text: str) -> float | None:
+def number_of_text(text: str) -> float | None:
+    """A JSON string's number as `tabular.to_float` reads it ("2.31", " nan "), else None."""
     body = text.strip()
     if not body:
         return None
@@ -107,7 +106,7 @@ def convert(objs: Sequence[Any], keep_text: bool = False) -> Column:
             except OverflowError:
                 kind[i] = HUGE
         elif t is str:
-            x = _number_of_text(obj)
+            x = number_of_text(obj)
             if x is None:
                 kind[i] = TEXT
             else:
@@ -181,48 +180,49 @@ def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], 
     return accounted, nested, deep
 
 
-def plain_columns(objs: Sequence[Mapping[str, Any]], keep_text: Iterable[str] = (), *, values: bool = True
-                  ) -> tuple[dict[str, Column], np.ndarray] | None:
-    """Columns of objects whose every value is a JSON number and whose keys come in few layouts (a big log's
-    usual shape), with the colons each object's text must hold; None for any other objects.
-
-    Read layout by layout (one ``itemgetter`` and one float array per layout), not value by value; with
-    ``values=False`` only whether they are plain and their colons (no columns)."""
-    n = len(objs)
-    shape_of = list(map(tuple, objs))
-    shapes = {s: i for i, s in enumerate(dict.fromkeys(shape_of))}
-    if len(shapes) > _MAX_LAYOUTS:
+def plain_keys(objs: Sequence[dict[str, Any]]) -> list[str] | None:
+    """The keys of objects whose every value is a JSON number (a big log's usual records), in first-seen order;
+    None for any other objects, or when a key holds a colon (colons would then be counted record by record).
+    Two C-level passes: value types, key names."""
+    if not set(map(type, chain.from_iterable(map(dict.values, objs)))) <= _PLAIN_TYPES:
         return None
-    ids = np.fromiter(map(shapes.__getitem__, shape_of), dtype=np.int64, count=n)
+    keys = list(dict.fromkeys(chain.from_iterable(objs)))
+    return None if any(":" in k for k in keys) else keys
+
+
+def plain_frame(objs: Sequence[dict[str, Any]], keys: list[str], keep_text: Iterable[str] = ()
+                ) -> dict[str, Column] | None:
+    """Columns of objects `plain_keys` vouched for, read by polars (``from_dicts`` with a Float64 schema: an absent
+    key is null, and plain numbers hold no JSON null to confuse with it); None for an integer beyond float range."""
+    n = len(objs)
+    try:
+        frame = pl.from_dicts(objs, schema={k: pl.Float64 for k in keys}) if n else None
+    except (pl.exceptions.PolarsError, OverflowError, TypeError, ValueError):
+        return None
     keep = frozenset(keep_text)
     columns: dict[str, Column] = {}
-    accounted = np.zeros(n, np.int64)
-    for shape, k in shapes.items():
-        rows = np.flatnonzero(ids == k) if len(shapes) > 1 else np.arange(n)
-        group = list(map(objs.__getitem__, rows.tolist())) if len(shapes) > 1 else objs
-        if len(shape) > 1:
-            cells: list[Any] = list(map(itemgetter(*shape), group))
-        else:
-            cells = [(o[shape[0]],) for o in group] if shape else []
-        if not set(map(type, chain.from_iterable(cells))) <= _PLAIN_TYPES:
-            return None
-        try:
-            table = np.fromiter(chain.from_iterable(cells), dtype=np.float64, count=len(group) * len(shape))
-        except OverflowError:  # an integer beyond float range
-            return None
-        accounted[rows] = sum(1 + key.count(":") for key in shape)
-        if not values:
-            continue
-        table = table.reshape(len(group), len(shape))
-        for j, key in enumerate(shape):
-            if key not in columns:
-                columns[key] = Column.empty(n, key in keep)
-            columns[key].kind[rows] = NUMBER
-            columns[key].values[rows] = table[:, j]
-    return columns, accounted
+    for key in keys:
+        col = Column.empty(n, key in keep)
+        if frame is not None:
+            series = frame.get_column(key)
+            col.kind[series.is_not_null().to_numpy()] = NUMBER
+            col.values[:] = series.fill_null(0.0).to_numpy()
+        columns[key] = col
+    return columns
 
 
-def table_columns(records: Sequence[Mapping[str, Any]], keep_text: Iterable[str] = ()) -> dict[str, Column]:
+def plain_columns(objs: Sequence[dict[str, Any]], keep_text: Iterable[str] = ()
+                  ) -> tuple[dict[str, Column], np.ndarray] | None:
+    """`plain_frame` of objects `plain_keys` vouches for, with the colons each object's text must hold (one per
+    key); None for any other objects."""
+    keys = plain_keys(objs)
+    columns = plain_frame(objs, keys, keep_text) if keys is not None else None
+    if columns is None:
+        return None
+    return columns, np.fromiter(map(len, objs), dtype=np.int64, count=len(objs))
+
+
+def table_columns(records: Sequence[dict[str, Any]], keep_text: Iterable[str] = ()) -> dict[str, Column]:
     """Columns of ``records`` (flat mappings); gathered value by value (a sparse key costs its cells only) unless
     they are `plain_columns`."""
     plain = plain_columns(records, keep_text)
