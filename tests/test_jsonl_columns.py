@@ -30,7 +30,8 @@ SCALARS = st.one_of(
     st.integers(-5, 50), st.integers(-(2**70), 2**70), st.sampled_from([2**63, -(2**63) - 1, 10**400, -(10**400)]),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.1, 2.5, 1e308, -0.0, 5e-324]),
     st.sampled_from(["2.5", " 3 ", "nan", "inf", "1_000", "", "train", "val", "eval", "test", "hello:world",
-                     "{x", "true", "false", "[1]", "Infinity", "\ud800", "\U0001f600", "a\tb"]),
+                     "{x", "true", "false", "[1]", "Infinity", "\ud800", "\U0001f600", "a\tb", "x: NaN", "y:Infinity}",
+                     'he said "k": NaN, "j": 1', "null", "a: null"]),
     st.booleans(), st.none(),
 )
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3),
@@ -201,3 +202,12 @@ def test_trainer_state_reads_what_the_row_by_row_reader_read(tmp_path_factory, t
         assert got[0] == "error"
     else:
         assert got == expected
+
+
+@pytest.mark.parametrize("odd", ["NaN", "true", "Infinity", '"NaN"', '"true"'])
+def test_a_split_field_holding_a_non_string_is_no_split(tmp_path, monkeypatch, odd):
+    """polars reads NaN (quoted for it) and true as strings: a split field holding one must not become a split."""
+    rows = [f'{{"mode": "{m}", "step": {i}, "loss": {1.0 / (i + 1)}}}' for i, m in enumerate(["train", "val"] * 20)]
+    rows.insert(7, f'{{"mode": {odd}, "step": 7, "loss": 0.5}}')
+    for block in (1 << 20, 256):
+        _same(tmp_path, "\n".join(rows) + "\n", monkeypatch, block)

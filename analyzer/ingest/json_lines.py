@@ -152,8 +152,8 @@ def _frame_columns(df: pl.DataFrame, text_keys: frozenset[str]) -> tuple[dict[st
         elif dtype == pl.String:
             if bool(s.str.starts_with("{").any()):
                 raise _Unsure("a string column holding an object")  # polars writes an object mixed with strings as text
-            if col.text is not None and bool(s.is_in(["true", "false"]).any()):
-                raise _Unsure("a split field holding true/false")  # a JSON bool, or that string?
+            if col.text is not None and bool(s.is_in(["true", "false", "NaN", "Infinity", "-Infinity"]).any()):
+                raise _Unsure("a split field holding a bool or NaN")  # that JSON value, or that string?
             accounted += s.str.count_matches(":", literal=True).fill_null(0).to_numpy()
             distinct = s.drop_nulls().unique()
             numbers = [number_of_text(v) for v in distinct.to_list()]
@@ -213,6 +213,26 @@ def _sample_schema(text: bytes) -> dict[str, Any] | None:
     return {k: _as_float(t) for k, t in schema.items()}
 
 
+#: NaN/Infinity tokens (what Python's json writes for a diverged loss) as polars can read them: strings, which
+#: are read as the same numbers. Only after a colon, as json.dumps writes them.
+_NONFINITE = ((b": -Infinity", b': "-Infinity"'), (b":-Infinity", b':"-Infinity"'), (b": Infinity", b': "Infinity"'),
+              (b":Infinity", b':"Infinity"'), (b": NaN", b': "NaN"'), (b":NaN", b':"NaN"'))
+
+
+def _quote_nonfinite(text: bytes) -> bytes | None:
+    """``text`` with its NaN/Infinity values quoted; None when that could change what a line means.
+
+    Without escaped quotes a string cannot hold a quote, so a quote put inside one ends it right before
+    ``N``/``I``/``-``, which no JSON allows: such a line fails in polars and is read line by line instead."""
+    if b"NaN" not in text and b"Infinity" not in text:
+        return text
+    if b'\\"' in text:
+        return None
+    for token, quoted in _NONFINITE:
+        text = text.replace(token, quoted)
+    return text
+
+
 def _polars_block(text: bytes, text_keys: frozenset[str]) -> Block | None:
     """The block read by polars, checked line by line on its colons; None when polars cannot read it whole.
 
@@ -220,13 +240,18 @@ def _polars_block(text: bytes, text_keys: frozenset[str]) -> Block | None:
     inferred from every line."""
     if b"\\u" in text and _POLARS_UNSAFE_ESCAPE.search(text):
         return None
+    if text.count(b"null") > max(16, _MAX_EXACT_SHARE * text.count(b"\n")):
+        return None  # polars cannot tell null from an absent key: that many lines would be read again exactly
     colons = text.count(b":")
-    for schema in (_sample_schema(text), None):
+    source = _quote_nonfinite(text)
+    if source is None:
+        return None
+    for schema in (_sample_schema(source), None):
         try:
             if schema is not None:
-                df = pl.read_ndjson(io.BytesIO(text), schema=schema)
+                df = pl.read_ndjson(io.BytesIO(source), schema=schema)
             else:
-                df = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None)
+                df = pl.read_ndjson(io.BytesIO(source), infer_schema_length=None)
             if max(map(_dtype_depth, df.schema.values()), default=0) >= MAX_DEPTH:
                 return None  # json's recursion limit decides whether such lines are read
             columns, accounted = _frame_columns(df, text_keys)

@@ -19,6 +19,8 @@ import polars as pl
 #: Parsed structures deeper than this are parsed again by ``json`` (whose recursion limit decides).
 MAX_DEPTH = 100
 _PLAIN_TYPES = frozenset({float, int})
+#: Values that hold no colon and nothing nested.
+_SCALAR_TYPES = frozenset({float, int, bool, type(None)})
 
 # What a record holds under a key.
 ABSENT, NULL, NUMBER, TEXT, OTHER, HUGE = 0, 1, 2, 3, 4, 5
@@ -97,6 +99,7 @@ def convert(objs: Sequence[Any], keep_text: bool = False) -> Column:
             pass
     col = Column.empty(n, keep_text)
     kind, values = col.kind, col.values
+    seen: dict[str, float | None] = {}  # a column's strings repeat (timestamps, names): each is read once
     for i, obj in enumerate(objs):
         t = type(obj)
         if t is float or t is int:
@@ -106,7 +109,7 @@ def convert(objs: Sequence[Any], keep_text: bool = False) -> Column:
             except OverflowError:
                 kind[i] = HUGE
         elif t is str:
-            x = number_of_text(obj)
+            x = seen[obj] if obj in seen else seen.setdefault(obj, number_of_text(obj))
             if x is None:
                 kind[i] = TEXT
             else:
@@ -153,29 +156,33 @@ def colons_of(value: Any) -> int:
 
 
 _PLAIN_TYPES = frozenset({float, int})
+#: Values that hold no colon and nothing nested.
+_SCALAR_TYPES = frozenset({float, int, bool, type(None)})
 
 
 def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], list[int]]:
     """For each parsed object, the colons its text must hold (one per key at every level, plus those inside keys
     and strings); also which objects hold a nested object (to flatten) and which nest too deeply to trust."""
     keys = list(chain.from_iterable(objs))
-    cells = list(chain.from_iterable(o.values() for o in objs))
+    cells = list(chain.from_iterable(map(dict.values, objs)))
     n_cells = np.fromiter(map(len, objs), dtype=np.int64, count=len(objs))
     key_colons = {k: 1 + k.count(":") for k in set(keys)}
     per_cell = np.fromiter(map(key_colons.__getitem__, keys), dtype=np.int64, count=len(keys))
-    plain = np.fromiter(map(_PLAIN_TYPES.__contains__, map(type, cells)), dtype=bool, count=len(cells))
+    types = list(map(type, cells))
+    scalar = np.fromiter(map(_SCALAR_TYPES.__contains__, types), dtype=bool, count=len(cells))
     rows = np.repeat(np.arange(len(objs)), n_cells)
     nested: set[int] = set()
     deep: list[int] = []
-    for c in np.flatnonzero(~plain).tolist():
-        v = cells[c]
-        if isinstance(v, (str, list, dict)):
+    for c in np.flatnonzero(~scalar).tolist():
+        v, t = cells[c], types[c]
+        if t is str:
+            per_cell[c] += v.count(":")
+        elif t is list or t is dict:
             per_cell[c] += colons_of(v)
-            if not isinstance(v, str):
-                if depth_of(v) > MAX_DEPTH:
-                    deep.append(int(rows[c]))
-                if isinstance(v, dict):
-                    nested.add(int(rows[c]))
+            if depth_of(v) > MAX_DEPTH:
+                deep.append(int(rows[c]))
+            if t is dict:
+                nested.add(int(rows[c]))
     accounted = np.bincount(rows, weights=per_cell, minlength=len(objs)).astype(np.int64)
     return accounted, nested, deep
 
