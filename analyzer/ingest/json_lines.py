@@ -323,6 +323,8 @@ def _line_by_line_block(text: bytes, text_keys: frozenset[str]) -> Block:
     lines: list[int] = []
     dropped: dict[str, list[int]] = {}
     exact: list[int] = []  # record positions to read again exactly
+    if set(map(type, parsed)) == {dict}:  # every line an object orjson read: no line to look at alone
+        objs, lines, parsed = parsed, list(range(len(parsed))), []
     for i, value in enumerate(parsed):
         if value is _FAILED:
             value = _json(raws[i])
@@ -351,8 +353,8 @@ def _line_by_line_block(text: bytes, text_keys: frozenset[str]) -> Block:
         if escaped:
             exact += [r for r, i in enumerate(lines) if _ESCAPED_COLON.search(raws[i])]
     if plain is None:
-        records = [flatten(o) if r in nested else o for r, o in enumerate(objs)]
-        columns = table_columns(records, text_keys)
+        records = [flatten(o) if r in nested else o for r, o in enumerate(objs)] if nested else objs
+        columns = table_columns(records, text_keys, try_plain=False)
     block = Block(len(objs), columns, np.asarray(lines, dtype=np.int64), dropped)
     if exact:
         starts, ends = _line_bounds(text)

@@ -9,7 +9,7 @@ own note, never an unreadable file; JSON ``true``/``false`` are not numbers (kin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -19,6 +19,9 @@ import polars as pl
 #: Parsed structures deeper than this are parsed again by ``json`` (whose recursion limit decides).
 MAX_DEPTH = 100
 _PLAIN_TYPES = frozenset({float, int})
+_STR = frozenset({str})
+_NONE = frozenset({type(None)})
+_MISSING = frozenset({object})  # the type of MISSING alone
 #: Values that hold no colon and nothing nested.
 _SCALAR_TYPES = frozenset({float, int, bool, type(None)})
 
@@ -98,30 +101,34 @@ def convert(objs: Sequence[Any], keep_text: bool = False) -> Column:
         except OverflowError:  # an integer beyond float range: sort it out value by value below
             pass
     col = Column.empty(n, keep_text)
-    kind, values = col.kind, col.values
-    seen: dict[str, float | None] = {}  # a column's strings repeat (timestamps, names): each is read once
-    for i, obj in enumerate(objs):
-        t = type(obj)
-        if t is float or t is int:
+    kinds = list(map(type, objs))
+
+    def where(wanted: frozenset[type]) -> np.ndarray:
+        return np.flatnonzero(np.fromiter(map(wanted.__contains__, kinds), dtype=bool, count=n))
+
+    numbers, texts = where(_PLAIN_TYPES), where(_STR)
+    # bool, list, object (a nested object where records are not flattened): no number
+    col.kind[:] = OTHER
+    col.kind[where(_MISSING)] = ABSENT
+    col.kind[where(_NONE)] = NULL
+    cells = list(map(objs.__getitem__, numbers.tolist()))
+    try:
+        col.values[numbers] = np.array(cells, dtype=np.float64)
+        col.kind[numbers] = NUMBER
+    except OverflowError:  # an integer beyond float range: value by value
+        for i, obj in zip(numbers.tolist(), cells):
             try:
-                values[i] = obj
-                kind[i] = NUMBER
+                col.values[i], col.kind[i] = obj, NUMBER
             except OverflowError:
-                kind[i] = HUGE
-        elif t is str:
-            x = seen[obj] if obj in seen else seen.setdefault(obj, number_of_text(obj))
-            if x is None:
-                kind[i] = TEXT
-            else:
-                kind[i], values[i] = NUMBER, x
-            if col.text is not None:
-                col.text[i] = obj
-        elif obj is MISSING:
-            pass
-        elif obj is None:
-            kind[i] = NULL
-        else:  # bool, list, object (a nested object where records are not flattened)
-            kind[i] = OTHER
+                col.kind[i] = HUGE
+    strings = list(map(objs.__getitem__, texts.tolist()))
+    read = {t: number_of_text(t) for t in dict.fromkeys(strings)}  # a column's strings repeat: each read once
+    parsed = np.array([read[t] for t in strings], dtype=np.float64)  # None -> nan, told apart below
+    numeric = np.fromiter((read[t] is not None for t in strings), dtype=bool, count=len(strings))
+    col.kind[texts] = np.where(numeric, NUMBER, TEXT)
+    col.values[texts] = np.where(numeric, parsed, 0.0)
+    if col.text is not None:
+        col.text[texts] = strings if strings else col.text[texts]
     return col
 
 
@@ -155,11 +162,6 @@ def colons_of(value: Any) -> int:
     return n
 
 
-_PLAIN_TYPES = frozenset({float, int})
-#: Values that hold no colon and nothing nested.
-_SCALAR_TYPES = frozenset({float, int, bool, type(None)})
-
-
 def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], list[int]]:
     """For each parsed object, the colons its text must hold (one per key at every level, plus those inside keys
     and strings); also which objects hold a nested object (to flatten) and which nest too deeply to trust."""
@@ -173,11 +175,14 @@ def accounted_colons(objs: list[dict[str, Any]]) -> tuple[np.ndarray, set[int], 
     rows = np.repeat(np.arange(len(objs)), n_cells)
     nested: set[int] = set()
     deep: list[int] = []
-    for c in np.flatnonzero(~scalar).tolist():
+    odd = np.flatnonzero(~scalar)
+    is_str = np.fromiter(map(_STR.__contains__, map(types.__getitem__, odd.tolist())), dtype=bool, count=odd.size)
+    texts = odd[is_str]
+    per_cell[texts] += np.fromiter(map(str.count, map(cells.__getitem__, texts.tolist()), repeat(":")),
+                                   dtype=np.int64, count=texts.size)
+    for c in odd[~is_str].tolist():
         v, t = cells[c], types[c]
-        if t is str:
-            per_cell[c] += v.count(":")
-        elif t is list or t is dict:
+        if t is list or t is dict:
             per_cell[c] += colons_of(v)
             if depth_of(v) > MAX_DEPTH:
                 deep.append(int(rows[c]))
@@ -229,16 +234,17 @@ def plain_columns(objs: Sequence[dict[str, Any]], keep_text: Iterable[str] = ()
     return columns, np.fromiter(map(len, objs), dtype=np.int64, count=len(objs))
 
 
-def table_columns(records: Sequence[dict[str, Any]], keep_text: Iterable[str] = ()) -> dict[str, Column]:
+def table_columns(records: Sequence[dict[str, Any]], keep_text: Iterable[str] = (), *, try_plain: bool = True
+                  ) -> dict[str, Column]:
     """Columns of ``records`` (flat mappings); gathered value by value (a sparse key costs its cells only) unless
     they are `plain_columns`."""
-    plain = plain_columns(records, keep_text)
+    plain = plain_columns(records, keep_text) if try_plain else None
     if plain is not None:
         return plain[0]
     n = len(records)
     lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
     keys = list(chain.from_iterable(records))
-    cells = np.fromiter(chain.from_iterable(r.values() for r in records), dtype=object, count=len(keys))
+    cells = np.fromiter(chain.from_iterable(map(dict.values, records)), dtype=object, count=len(keys))
     names = list(dict.fromkeys(keys))
     code_of = {k: i for i, k in enumerate(names)}
     codes = np.fromiter(map(code_of.__getitem__, keys), dtype=np.int64, count=len(keys))
