@@ -240,7 +240,8 @@ def _polars_block(text: bytes, text_keys: frozenset[str]) -> Block | None:
     inferred from every line."""
     if b"\\u" in text and _POLARS_UNSAFE_ESCAPE.search(text):
         return None
-    if text.count(b"null") > max(16, _MAX_EXACT_SHARE * text.count(b"\n")):
+    n_lines = text.count(b"\n")
+    if b"null" in text and text.count(b"null") > max(16, _MAX_EXACT_SHARE * n_lines):
         return None  # polars cannot tell null from an absent key: that many lines would be read again exactly
     colons = text.count(b":")
     source = _quote_nonfinite(text)
@@ -257,16 +258,15 @@ def _polars_block(text: bytes, text_keys: frozenset[str]) -> Block | None:
             columns, accounted = _frame_columns(df, text_keys)
         except (_Unsure, pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError, OverflowError):
             continue
-        block = _checked(df.height, columns, accounted, text, colons, text_keys)
+        block = _checked(df.height, columns, accounted, text, colons, n_lines, text_keys)
         if block is not None:
             return block
     return None
 
 
-def _checked(n: int, columns: dict[str, Column], accounted: np.ndarray, text: bytes, colons: int,
+def _checked(n: int, columns: dict[str, Column], accounted: np.ndarray, text: bytes, colons: int, n_lines: int,
              text_keys: frozenset[str]) -> Block | None:
     """The block when every line's colons are accounted for (the few lines that are not read exactly), else None."""
-    n_lines = text.count(b"\n")
     bounds: tuple[np.ndarray, np.ndarray] | None = None
     if n == n_lines:
         lines = np.arange(n_lines, dtype=np.int64)
