@@ -238,3 +238,35 @@ def test_json_records_run_together_by_a_damaged_file_are_not_used(tmp_path):
     js = runs["log.jsonl"]
     assert js.series("loss").steps.tolist() == [1, 4]
     assert any("2 line(s) repeating a key" in n.message and n.count == 2 for n in js.notes)
+
+
+HUGE = 10**400  # a 400-digit integer: json reads it, no float holds it
+
+
+def test_one_value_too_large_for_a_float_is_one_skipped_point(tmp_path):
+    """Issue 17 item 4: a 400-digit loss or step drops that point (noted), never the file; true/false are no loss."""
+    rows = [{"step": i, "loss": 1.0 / (i + 1), "is_best": i == 3} for i in range(20)]
+    rows[5]["loss"] = HUGE
+    rows[9]["step"] = HUGE
+    rows[12]["loss"] = True
+    write_jsonl(tmp_path / "j" / "log.jsonl", rows)
+    history = hf_log_history(curve(100))
+    history[1]["loss"] = HUGE
+    history[3]["step"] = -HUGE
+    history[4]["loss"] = False
+    write_trainer_state(tmp_path / "hf", history, max_steps=100)
+    runs, skipped = _load(tmp_path)
+    assert not skipped
+    jl, hf = runs["j/log.jsonl"], runs["hf"]
+    assert jl.series("loss").steps.tolist() == [s for s in range(20) if s not in (5, 9, 12)]
+    assert "is_best" not in jl.tags  # a flag, not a metric
+    train = [h for h in history if "loss" in h]
+    assert hf.series("loss").steps.tolist() == [h["step"] for h in train if h not in (history[1], history[3],
+                                                                                       history[4])]
+    for run, source in ((jl, "log.jsonl"), (hf, "trainer_state.json")):
+        messages = {n.message: n.count for n in run.notes}
+        assert messages[f"{source}: 1 value(s) that are integers too large for a 64-bit float were not used "
+                        "(loss x1)"] == 1
+        assert messages[f"{source}: 1 row(s) whose step is an integer too large for a 64-bit float were not "
+                        "used"] == 1
+        assert messages[f"{source}: 1 non-numeric value(s) in metric fields were not used (loss x1)"] == 1

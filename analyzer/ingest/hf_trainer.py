@@ -15,17 +15,18 @@ from typing import Any
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import RepeatedKeys, RowCollector, loads, to_float
+from analyzer.ingest.hf_history import SUMMARY_MARKERS, history_points, parse_state
+from analyzer.ingest.tabular import RepeatedKeys, to_float
 from analyzer.types import Note
 
-_SUMMARY_MARKERS = ("train_runtime", "total_flos")
+_SUMMARY_MARKERS = SUMMARY_MARKERS
 _STATE_KEYS = ("max_steps", "num_train_epochs", "train_batch_size", "global_step", "logging_steps", "eval_steps")
 
 
 def load_state(path: Path) -> dict[str, Any]:
     """The parsed trainer state, or LogFormatError saying why the file is not one."""
     try:
-        state = loads(path.read_text(encoding="utf-8"))
+        state = parse_state(path)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LogFormatError(f"not valid JSON ({exc.__class__.__name__})") from exc
     except RecursionError:
@@ -45,25 +46,11 @@ def _scalar(value: Any) -> bool:
 def read_trainer_state(path: Path, state: dict[str, Any] | None = None) -> tuple[RawPoints, list[Note], dict[str, Any]]:
     """(points, notes, run info) of one trainer_state.json; LogFormatError when a step does not fit an int64."""
     state = state if state is not None else load_state(path)
-    rows = RowCollector(source=path.name)
     info: dict[str, Any] = {k: state[k] for k in _STATE_KEYS if _scalar(state.get(k))}
-    repeated = 0
-    for i, entry in enumerate(state["log_history"]):
-        if not isinstance(entry, dict):
-            rows.rows_without_step += 1
-            continue
-        if isinstance(entry, RepeatedKeys):  # two entries merged by a damaged file: which step is meant is unknowable
-            repeated += 1
-            continue
-        if any(m in entry for m in _SUMMARY_MARKERS):
-            info.update({f"final/{k}": v for k, v in entry.items() if k != "step" and _scalar(v)})
-            continue
-        rows.add_row(entry, "step", where=f"log_history entry {i}")
-    notes = rows.notes()
-    if repeated:
-        notes.append(Note("dropped", f"{path.name}: {repeated} log_history entr(ies) repeating a key (a damaged file: "
-                          "two entries run together) were not used", count=repeated))
-    return rows.points(), notes, info
+    points, notes, summaries = history_points(state["log_history"], path.name)
+    for entry in summaries:
+        info.update({f"final/{k}": v for k, v in entry.items() if k != "step" and _scalar(v)})
+    return points, notes, info
 
 
 def progress_key(state: dict[str, Any]) -> tuple[float, int]:

@@ -6,40 +6,37 @@ extension: `sniff` reads the first lines only. A line that is not JSON, or is ne
 for the JSON parser, is counted and skipped. Dialects that interleave train and validation
 records (a ``split``/``mode``/... field, MMEngine's scalars.json, per-epoch iteration counters)
 are read as `analyzer.ingest.jsonl_dialects` describes.
+
+Reading is vectorised (`analyzer.ingest.json_lines`: polars' NDJSON reader by blocks, orjson line by
+line where polars cannot take a block) and means exactly what reading each line with ``json.loads``
+means; a line only the exact parser can judge is read by it, one line at a time.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.jsonl_dialects import plan, prefixed
-from analyzer.ingest.tabular import (NON_METRIC_KEYS, STEP_KEYS, RepeatedKeys, RowCollector, find_key, flatten, loads,
-                                     to_float)
+from analyzer.ingest.json_points import to_points
+from analyzer.ingest.json_table import JsonTable, concat_columns, table_columns
+from analyzer.ingest.json_lines import NOT_JSON, NOT_OBJECT, REPEATED, TOO_DEEP, Block, read_block, read_line
+from analyzer.ingest.jsonl_dialects import SPLIT_FIELDS, plan
+from analyzer.ingest.tabular import NON_METRIC_KEYS, STEP_KEYS, find_key, to_float
 from analyzer.types import Note
 
+log = logging.getLogger(__name__)
+
 _SNIFF_LINES = 20
-_BLANK = object()
-_TOO_DEEP = object()
-_REPEATED = object()
-
-
-def _parse_line(raw: bytes) -> object:
-    """The JSON value of one line: _BLANK for an empty line, _TOO_DEEP when it nests deeper than the
-    parser can go, _REPEATED when an object in it repeats a key, None when it is not JSON."""
-    text = raw.strip()
-    if not text:
-        return _BLANK
-    try:
-        value = loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    except RecursionError:
-        return _TOO_DEEP
-    return _REPEATED if isinstance(value, RepeatedKeys) else value
+#: Lines are read in blocks of about this many bytes (polars reads a block at once; a block it cannot
+#: take whole is read line by line, so one bad line costs its block, not the file).
+BLOCK_BYTES = 8 << 20
+_TEXT_KEYS = frozenset(SPLIT_FIELDS)
 
 
 def _repeated_key(raw: bytes) -> str:
@@ -59,11 +56,11 @@ def sniff(path: Path) -> str:
     """The step key of a JSONL log, or LogFormatError saying why it is not one."""
     with open(path, "rb") as fh:
         head = [fh.readline(1 << 20) for _ in range(_SNIFF_LINES)]
-    parsed = [_parse_line(line) for line in head]
-    objs = [flatten(obj) for obj in parsed if isinstance(obj, dict)]
+    parsed = [read_line(line) for line in head]
+    objs = [obj for obj in parsed if isinstance(obj, dict)]
     if not objs:
-        if any(obj is _REPEATED for obj in parsed):
-            twice = _repeated_key(next(line for line, obj in zip(head, parsed) if obj is _REPEATED))
+        if REPEATED in parsed:
+            twice = _repeated_key(next(line for line, obj in zip(head, parsed) if obj == REPEATED))
             raise LogFormatError(f"its first lines are JSON objects that repeat a key ({twice!r} twice in one object: "
                                  "which value is meant is unknowable, a damaged or hand-merged log); not read")
         raise LogFormatError("no JSON object per line in its first lines: not a JSONL log")
@@ -75,55 +72,88 @@ def sniff(path: Path) -> str:
                          "and a numeric value")
 
 
+class _Lines:
+    """The text of one line of a file, found on demand (only messages and tag order need it)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._starts: np.ndarray | None = None
+
+    def __getitem__(self, line: int) -> bytes:
+        if line < 64:  # the first lines (where tags are usually first met): no index needed
+            start = 0
+            for _ in range(line):
+                start = self.data.find(b"\n", start) + 1
+            end = self.data.find(b"\n", start)
+            return self.data[start: end if end >= 0 else len(self.data)]
+        if self._starts is None:
+            ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)
+            self._starts = np.concatenate([[0], ends + 1])
+        start = int(self._starts[line])
+        end = self.data.find(b"\n", start)
+        return self.data[start: end if end >= 0 else len(self.data)]
+
+
+def _blocks(body: bytes) -> list[tuple[int, Block]]:
+    """(first line, block) over ``body`` (whole lines)."""
+    out = []
+    pos = line = 0
+    while pos < len(body):
+        end = body.find(b"\n", min(pos + BLOCK_BYTES, len(body)) - 1) + 1
+        text = body[pos:end]
+        out.append((line, read_block(text, _TEXT_KEYS)))
+        line += text.count(b"\n")
+        pos = end
+    return out
+
+
 def read_jsonl(path: Path, step_key: str) -> tuple[RawPoints, list[Note]]:
     """Points and notes of one JSONL log; LogFormatError when a step does not fit an int64."""
-    rows = RowCollector(source=path.name)
-    notes: list[Note] = []
-    bad_lines = 0
-    too_deep = 0
-    repeated = 0
     with open(path, "rb") as fh:
         data = fh.read()
-    lines = data.split(b"\n")
-    last_unterminated = bool(data) and not data.endswith(b"\n")
-    records: list[tuple[int, dict[str, Any]]] = []  # (line index, flattened object)
-    for i, raw in enumerate(lines):
-        obj = _parse_line(raw)
-        if obj is _BLANK:
-            continue
-        if obj is _TOO_DEEP:
-            too_deep += 1
-            continue
-        if obj is _REPEATED:
-            repeated += 1
-            continue
-        if obj is None:
-            if last_unterminated and i == len(lines) - 1:
-                notes.append(Note("truncated", f"{path.name}: the last line is cut off (an interrupted write); "
-                                  "it was not used", count=1))
-            else:
-                bad_lines += 1
-            continue
-        if not isinstance(obj, dict):
-            bad_lines += 1
-            continue
-        records.append((i, flatten(obj)))
+    cut = data.rfind(b"\n") + 1
+    body, tail = data[:cut], data[cut:]
+    blocks = _blocks(body)
+    notes: list[Note] = []
+    dropped: dict[str, int] = {}
+    for _, block in blocks:
+        for why, lines in block.dropped.items():
+            dropped[why] = dropped.get(why, 0) + len(lines)
+    exact = sum(b.exact_lines for _, b in blocks)
+    if tail:  # a last line without its newline: used when whole, else the cut-off end of an interrupted write
+        got = read_line(tail)
+        exact += 1
+        if isinstance(got, dict):
+            blocks.append((body.count(b"\n"), Block(1, table_columns([got], _TEXT_KEYS), np.zeros(1, np.int64))))
+        elif got == NOT_JSON:
+            notes.append(Note("truncated", f"{path.name}: the last line is cut off (an interrupted write); "
+                              "it was not used", count=1))
+        else:
+            dropped[got] = dropped.get(got, 0) + 1
+    if exact:
+        log.debug("%s: %d line(s) read by the exact JSON parser", path.name, exact)
+    line_of = np.concatenate([b.lines + first for first, b in blocks]) if blocks else np.zeros(0, np.int64)
+    text_of = _Lines(data)
+
+    def key_order(i: int) -> list[str]:
+        got = read_line(text_of[int(line_of[i])])
+        return list(got) if isinstance(got, dict) else []
+
+    table = JsonTable(int(line_of.size), concat_columns([(b.n, b.columns) for _, b in blocks], _TEXT_KEYS),
+                      key_order, lambda i: f"line {int(line_of[i]) + 1}")
     # How records are read can depend on the whole file (a split field is one only if records of two
     # kinds share a metric), so the plan is made once every line is parsed.
-    how = plan([flat for _, flat in records], step_key, path.name)
-    skip = NON_METRIC_KEYS | how.skip
-    for j, (i, flat) in enumerate(records):
-        key = step_key if step_key in flat else find_key(flat, STEP_KEYS)
-        prefix = how.prefixes.get(j)
-        row = prefixed(flat, prefix, key, skip) if prefix else flat
-        rows.add_row(row, key, where=f"line {i + 1}", skip=skip, step=how.steps.get(j))
-    if bad_lines:
-        notes.append(Note("dropped", f"{path.name}: {bad_lines} line(s) that are not JSON objects were not used",
-                          count=bad_lines))
-    if repeated:
-        notes.append(Note("dropped", f"{path.name}: {repeated} line(s) repeating a key in one object (a damaged "
-                          "line: which value is meant is unknowable) were not used", count=repeated))
-    if too_deep:
-        notes.append(Note("dropped", f"{path.name}: {too_deep} line(s) nested too deeply to parse were not used",
-                          count=too_deep))
-    return rows.points(), notes + list(how.notes) + rows.notes()
+    how = plan(table, step_key, path.name)
+    points, row_notes = to_points(table, step_key, source=path.name, skip=NON_METRIC_KEYS | how.skip,
+                                  prefixes=how.prefixes, step_override=how.steps)
+    bad = dropped.get(NOT_JSON, 0) + dropped.get(NOT_OBJECT, 0)
+    if bad:
+        notes.append(Note("dropped", f"{path.name}: {bad} line(s) that are not JSON objects were not used", count=bad))
+    if dropped.get(REPEATED):
+        n = dropped[REPEATED]
+        notes.append(Note("dropped", f"{path.name}: {n} line(s) repeating a key in one object (a damaged "
+                          "line: which value is meant is unknowable) were not used", count=n))
+    if dropped.get(TOO_DEEP):
+        n = dropped[TOO_DEEP]
+        notes.append(Note("dropped", f"{path.name}: {n} line(s) nested too deeply to parse were not used", count=n))
+    return points, notes + list(how.notes) + row_notes

@@ -19,12 +19,14 @@ epoch records) is a step key and string values are read as numbers.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
 
-from analyzer.ingest.tabular import NON_METRIC_KEYS, to_float
+import numpy as np
+
+from analyzer.ingest.json_points import Prefixes
+from analyzer.ingest.json_table import NULL, NUMBER, JsonTable
+from analyzer.ingest.tabular import NON_METRIC_KEYS
 from analyzer.types import Note
 
 SPLIT_FIELDS = ("split", "phase", "mode", "event", "stage")
@@ -36,138 +38,150 @@ _EVAL_VALUES = frozenset({"val", "valid", "validation", "eval", "evaluation", "t
 
 @dataclass(frozen=True)
 class RecordPlan:
-    """How each record of a JSONL file is read.
+    """How each record of a JSONL file is read (records are a `JsonTable`'s, in file order).
 
     Attributes:
-        prefixes: record index -> tag prefix of its metrics.
-        steps: record index -> step that replaces the one written.
+        prefixes: tag prefix of each record's metrics, if any record has one.
+        steps: (mask, steps): records whose step is derived, and that step.
         skip: fields that are no metric in this file (the split field).
         notes: what was decided, with counts.
     """
 
-    prefixes: dict[int, str] = field(default_factory=dict)
-    steps: dict[int, int] = field(default_factory=dict)
+    prefixes: Prefixes | None = None
+    steps: tuple[np.ndarray, np.ndarray] | None = None
     skip: frozenset[str] = frozenset()
     notes: tuple[Note, ...] = ()
 
 
-def _int(value: Any) -> int | None:
-    x = to_float(value)
-    return int(x) if x is not None and math.isfinite(x) and x == int(x) and abs(x) < 2.0**62 else None
+def _strings(table: JsonTable, name: str) -> np.ndarray:
+    """The string each record holds under ``name`` (None where it holds no string)."""
+    col = table.columns.get(name)
+    if col is None or col.text is None:
+        return np.full(table.n, None, dtype=object)
+    return col.text
 
 
-def split_field(records: list[Mapping[str, Any]]) -> str | None:
+def _is_str(text: np.ndarray) -> np.ndarray:
+    return np.array([v is not None for v in text.tolist()], dtype=bool)
+
+
+def split_field(table: JsonTable) -> str | None:
     """The field whose values tell train from validation records, when a metric is logged under two of them."""
     for name in SPLIT_FIELDS:
-        keys_by_value: dict[str, set[str]] = {}
-        usable = True
-        for r in records:
-            value = r.get(name)
-            if value is None:
-                continue
-            if not isinstance(value, str) or not _SPLIT_VALUE.match(value) or (
-                    value not in keys_by_value and len(keys_by_value) == MAX_SPLITS):
-                usable = False
-                break
-            keys_by_value.setdefault(value, set()).update(
-                k for k, v in r.items() if k != name and k not in NON_METRIC_KEYS and to_float(v) is not None)
-        if not usable or len(keys_by_value) < 2:
+        kind = table.kind(name)
+        given = kind > NULL  # r.get(name) is not None
+        if not given.any():
             continue
+        text = _strings(table, name)
+        is_text = given & _is_str(text)
+        if bool((given & ~is_text).any()):
+            continue
+        values = list(dict.fromkeys(text[given].tolist()))
+        if len(values) > MAX_SPLITS or len(values) < 2 or not all(_SPLIT_VALUE.match(v) for v in values):
+            continue
+        metrics = [k for k in table.columns if k != name and k not in NON_METRIC_KEYS]
         seen: set[str] = set()
-        for keys in keys_by_value.values():
+        for value in values:
+            rows = given & (text == value)
+            keys = {k for k in metrics if bool((table.columns[k].kind[rows] == NUMBER).any())}
             if seen & keys:
                 return name
             seen |= keys
     return None
 
 
-def prefixed(record: Mapping[str, Any], prefix: str, step_key: str | None, skip: frozenset[str]) -> dict[str, Any]:
-    """The record with its metric keys under ``prefix/`` (a key already named for it, 'val_loss', is kept)."""
-    out = {}
-    for k, v in record.items():
-        keep = k in NON_METRIC_KEYS or k in skip or k == step_key or any(
-            k.startswith(prefix + sep) for sep in "_/-.")
-        out[k if keep else f"{prefix}/{k}"] = v
-    return out
-
-
-def _mmengine(records: list[Mapping[str, Any]], source: str) -> RecordPlan | None:
-    train = [r for r in records if "iter" in r and "step" in r]
-    val = [i for i, r in enumerate(records) if "step" in r and "iter" not in r]
-    if not train or not val:
+def _mmengine(table: JsonTable, source: str) -> RecordPlan | None:
+    has_iter, has_step = table.present("iter"), table.present("step")
+    train = has_iter & has_step
+    val = has_step & ~has_iter
+    if not train.any() or not val.any():
         return None
+    epoch_ok, epoch = table.integers("epoch")
+    step_ok, step = table.integers("step")
+    known = train & epoch_ok & step_ok
     last_of_epoch: dict[int, int] = {}
-    for r in train:
-        epoch, step = _int(r.get("epoch")), _int(r.get("step"))
-        if epoch is not None and step is not None:
-            last_of_epoch[epoch] = max(last_of_epoch.get(epoch, step), step)
-    steps = {}
-    epochs = [_int(records[i].get("step")) for i in val]
-    if last_of_epoch and all(e is not None and e in last_of_epoch for e in epochs):
-        steps = {i: last_of_epoch[e] for i, e in zip(val, epochs) if e is not None}
+    if known.any():
+        epochs, first = np.unique(epoch[known], return_inverse=True)
+        last = np.full(epochs.size, np.iinfo(np.int64).min)
+        np.maximum.at(last, first, step[known])
+        last_of_epoch = dict(zip(epochs.tolist(), last.tolist()))
+    val_rows = np.flatnonzero(val)
+    steps = None
+    if last_of_epoch and bool(step_ok[val_rows].all()) and all(e in last_of_epoch for e in step[val_rows].tolist()):
+        derived = np.zeros(table.n, np.int64)
+        derived[val_rows] = [last_of_epoch[e] for e in step[val_rows].tolist()]
+        steps = (val.copy(), derived)
         how = ("carry their epoch as the step; each was placed at the last logged training iteration of that "
                "epoch, its tags")
     else:  # an iteration-based runner: validation steps are iterations already
         how = "are tagged"
-    note = Note("split_tags", f"{source}: {len(val)} MMEngine validation record(s) {how} under val/", count=len(val))
-    return RecordPlan(prefixes={i: "val" for i in val}, steps=steps, notes=(note,))
+    note = Note("split_tags", f"{source}: {val_rows.size} MMEngine validation record(s) {how} under val/",
+                count=int(val_rows.size))
+    return RecordPlan(prefixes=Prefixes(np.where(val, 0, -1), ("val",)), steps=steps, notes=(note,))
 
 
-def _epoch_counter(records: list[Mapping[str, Any]], step_key: str, split: str | None) -> dict[int, int] | None:
-    """Global steps when ``step_key`` counts within the epoch, else None."""
-    def is_eval(r: Mapping[str, Any]) -> bool:
-        return split is not None and str(r.get(split, "")).lower() in _EVAL_VALUES
-
-    length: dict[int, int] = {}
-    last: tuple[int, int] | None = None
-    resets = 0
-    for r in records:
-        epoch, it = _int(r.get("epoch")), _int(r.get(step_key))
-        if epoch is None or it is None:
-            if step_key in r:
-                return None
-            continue
-        if is_eval(r):
-            continue
-        if last is not None:
-            if epoch < last[0] or (it < last[1]) != (epoch > last[0]):
-                return None  # a restart, or a counter that does not restart with the epoch
-            resets += epoch > last[0]
-        length[epoch] = max(length.get(epoch, it), it)
-        last = (epoch, it)
-    if not resets:
+def _epoch_counter(table: JsonTable, step_key: str, split: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mask, global steps) when ``step_key`` counts within the epoch, else None."""
+    if "epoch" not in table.columns:
+        return None  # no record has an epoch: nothing counts within one
+    epoch_ok, epoch = table.integers("epoch")
+    it_ok, it = table.integers(step_key)
+    both = epoch_ok & it_ok
+    if bool((~both & table.present(step_key)).any()):
         return None
-    offset, total = {}, 0
-    for epoch in sorted(length):
-        offset[epoch] = total
-        total += length[epoch]
-    steps = {}
-    for i, r in enumerate(records):
-        epoch, it = _int(r.get("epoch")), _int(r.get(step_key))
-        if epoch is None or it is None or epoch not in offset:
-            continue
-        steps[i] = offset[epoch] + (length[epoch] if is_eval(r) else it)
-    return steps
+    if split is not None:
+        text = _strings(table, split)
+        is_eval = np.array([isinstance(v, str) and v.lower() in _EVAL_VALUES for v in text.tolist()], dtype=bool)
+    else:
+        is_eval = np.zeros(table.n, bool)
+    seq = np.flatnonzero(both & ~is_eval)
+    if seq.size < 2:
+        return None
+    e, i = epoch[seq], it[seq]
+    up = e[1:] > e[:-1]
+    if bool((e[1:] < e[:-1]).any()) or bool(((i[1:] < i[:-1]) != up).any()):
+        return None  # a restart, or a counter that does not restart with the epoch
+    if not up.any():
+        return None
+    epochs, which = np.unique(e, return_inverse=True)
+    length = np.full(epochs.size, np.iinfo(np.int64).min)
+    np.maximum.at(length, which, i)
+    offsets = np.concatenate([[0], np.cumsum(length[:-1], dtype=np.int64)])
+    rows = np.flatnonzero(both)
+    at = np.searchsorted(epochs, epoch[rows])
+    at_ok = (at < epochs.size)
+    at_ok[at_ok] = epochs[at[at_ok]] == epoch[rows][at_ok]
+    rows, at = rows[at_ok], at[at_ok]
+    derived = np.zeros(table.n, np.int64)
+    derived[rows] = offsets[at] + np.where(is_eval[rows], length[at], it[rows])
+    mask = np.zeros(table.n, bool)
+    mask[rows] = True
+    return mask, derived
 
 
-def plan(records: list[Mapping[str, Any]], step_key: str, source: str) -> RecordPlan:
-    """How to read ``records`` (flattened JSON objects in file order)."""
-    mm = _mmengine(records, source)
+def plan(table: JsonTable, step_key: str, source: str) -> RecordPlan:
+    """How to read the records of ``table`` (flattened JSON objects in file order)."""
+    mm = _mmengine(table, source)
     if mm is not None:
         return mm
     notes: list[Note] = []
-    split = split_field(records)
-    prefixes: dict[int, str] = {}
+    split = split_field(table)
+    prefixes = None
     if split is not None:
-        prefixes = {i: str(r[split]) for i, r in enumerate(records) if isinstance(r.get(split), str)}
-        values = sorted(set(prefixes.values()))
-        notes.append(Note("split_tags", f"{source}: records of {len(values)} kinds interleaved by their '{split}' field "
-                          f"({', '.join(values)}); each record's metrics are tagged '<{split}>/<metric>'",
-                          count=len(prefixes)))
-    steps = _epoch_counter(records, step_key, split) or {}
-    if steps:
+        text = _strings(table, split)
+        given = _is_str(text)
+        values = list(dict.fromkeys(text[given].tolist()))
+        code_of = {v: i for i, v in enumerate(values)}
+        codes = np.array([code_of[v] if v is not None else -1 for v in text.tolist()], dtype=np.int64)
+        prefixes = Prefixes(codes, tuple(values))
+        shown = sorted(values)
+        notes.append(Note("split_tags", f"{source}: records of {len(shown)} kinds interleaved by their '{split}' field "
+                          f"({', '.join(shown)}); each record's metrics are tagged '<{split}>/<metric>'",
+                          count=int(given.sum())))
+    steps = _epoch_counter(table, step_key, split)
+    if steps is not None:
         notes.append(Note("derived_step", f"{source}: '{step_key}' counts within each epoch (it restarts when the "
                           f"epoch goes up); step = the iterations of earlier epochs (their largest logged '{step_key}') "
                           f"+ '{step_key}'" + (", validation records at the end of their epoch" if split else ""),
-                          count=len(steps)))
+                          count=int(steps[0].sum())))
     return RecordPlan(prefixes, steps, frozenset({split}) if split else frozenset(), tuple(notes))

@@ -62,11 +62,15 @@ def find_key(keys: Iterable[str], candidates: tuple[str, ...]) -> str | None:
 
 
 def to_float(value: Any) -> float | None:
-    """A logged value as a float: numbers, numeric strings ("2.31", "nan", "inf"), bools as 0/1."""
+    """A logged value as a float: numbers and numeric strings ("2.31", "nan", "inf"). JSON true/false are no
+    number (a flag is not a loss), nor is an integer beyond float range (a 400-digit "loss")."""
     if isinstance(value, bool):
-        return float(value)
+        return None
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, str):
         text = value.strip()
         if not text:

@@ -66,6 +66,26 @@ def _masked_crc_of_u64_at(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return (rotated.astype(np.uint64) + _MASK_DELTA).astype(np.uint32)
 
 
+#: Masked CRC of the 8-byte length field for every length below this (built on first use): a record
+#: header's CRC is then one table lookup, not eight vectorised CRC rounds.
+_LENGTH_TABLE_SIZE = 1 << 16
+_length_crcs: np.ndarray | None = None
+
+
+def _header_crcs(buf: np.ndarray, offsets: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Masked CRC32C of the 8-byte length at each offset, whose low half is ``low`` (the high half is zero)."""
+    global _length_crcs
+    if _length_crcs is None:
+        lengths = np.arange(_LENGTH_TABLE_SIZE, dtype="<u8").view(np.uint8)
+        _length_crcs = _masked_crc_of_u64_at(lengths, np.arange(0, lengths.size, 8))
+    small = low < _LENGTH_TABLE_SIZE
+    crc = np.empty(offsets.shape[0], np.uint32)
+    crc[small] = _length_crcs[low[small]]
+    if not small.all():
+        crc[~small] = _masked_crc_of_u64_at(buf, offsets[~small])
+    return crc
+
+
 def _u64_at(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return read_at(buf, offsets, "<u8")
 
@@ -112,20 +132,28 @@ class Framing:
     damage: list[Damage] = field(default_factory=list)
 
 
-def _candidates(buf: np.ndarray, begin: int) -> np.ndarray:
+def _candidates(buf: np.ndarray, begin: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, data lengths) of the positions holding a valid record header whose record starts like an Event."""
     n = buf.shape[0]
     found: list[np.ndarray] = []
+    sizes: list[np.ndarray] = []
     last = n - _HEADER - 1  # a header needs 12 bytes plus the first data byte
     for lo in range(begin, last + 1, _SCAN_CHUNK):
         hi = min(lo + _SCAN_CHUNK, last + 1)
         cand = np.flatnonzero(buf[lo + _HEADER : hi + _HEADER] == _EVENT_FIRST_BYTE).astype(np.int64) + lo
         # Lengths above 4 GiB do not occur in event files: the high half of the length is 0. Checked on the
-        # few positions left (a gather), not as four more passes over the whole window.
-        cand = cand[read_at(buf, cand + 4, "<u4") == 0]
+        # few positions left, with the header CRC beside it in the same 8-byte gather.
+        rest = read_at(buf, cand + 4, "<u8")
+        keep = (rest & np.uint64(_U32)) == 0
+        cand, stored = cand[keep], (rest[keep] >> np.uint64(32)).astype(np.uint32)
         if cand.size:
-            ok = _masked_crc_of_u64_at(buf, cand) == _u32_at(buf, cand + 8)
+            low = _u32_at(buf, cand)
+            ok = _header_crcs(buf, cand, low) == stored
             found.append(cand[ok])
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+            sizes.append(low[ok].astype(np.int64))
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(found), np.concatenate(sizes)
 
 
 def _header_ok(buf: np.ndarray, off: int) -> int | None:
@@ -163,8 +191,7 @@ def frame_records(buf: np.ndarray, *, begin: int = 0) -> Framing:
     ``damage``). A record cut off by the end of the buffer is the truncated tail.
     """
     n = buf.shape[0]
-    heads = _candidates(buf, begin)
-    lens = _u64_at(buf, heads).astype(np.int64)
+    heads, lens = _candidates(buf, begin)
     nxt = heads + lens + (_HEADER + _FOOTER)
     breaks = np.flatnonzero(nxt[:-1] != heads[1:])  # the chain from candidate i does not reach i + 1
     starts: list[np.ndarray] = []

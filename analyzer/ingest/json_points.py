@@ -1,0 +1,234 @@
+"""Points of a `JsonTable`: what `tabular.RowCollector.add_row` does for one row, done for every record at once.
+
+The same counts and notes: a row without a usable step is counted, a non-numeric value is counted
+against its tag, NaN/inf are values, and a step outside int64 rejects the file. Tags come out in
+the order a row-by-row read meets them. A value too large for a float (kind HUGE) is one unusable
+point with its own note; a row whose step is one is a row without a step, with its own note.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analyzer.frame import RawPoints
+from analyzer.ingest.json_table import ABSENT, HUGE, NUMBER, TEXT, JsonTable
+from analyzer.ingest.tabular import NON_METRIC_KEYS, STEP_KEYS, STEP_MAX, STEP_MIN, non_numeric_notes, step_out_of_range
+from analyzer.types import Note
+
+
+@dataclass(frozen=True)
+class Prefixes:
+    """Tag prefixes by record (a split dialect): ``codes[i]`` indexes ``names``, -1 for none."""
+
+    codes: np.ndarray
+    names: tuple[str, ...]
+
+
+@dataclass
+class _Tags:
+    """Points gathered tag by tag, with what could not be a point."""
+
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # tag -> (rows, values)
+    first: dict[str, int] = field(default_factory=dict)  # tag -> first record with a point
+    non_numeric: Counter[str] = field(default_factory=Counter)
+    huge: Counter[str] = field(default_factory=Counter)
+
+    def add(self, tag: str, rows: np.ndarray, values: np.ndarray) -> None:
+        self.parts.setdefault(tag, []).append((rows, values))
+        first = int(rows[0])
+        if first < self.first.get(tag, first + 1):
+            self.first[tag] = first
+
+
+def _step_column_of_each_record(table: JsonTable, step_key: str | None, per_record: bool) -> np.ndarray:
+    """Index (into ``names``) of the key each record takes its step from, -1 for none: ``step_key`` where a
+    record has it, else (``per_record``) the first of STEP_KEYS it has, then one matching case-insensitively."""
+    names = list(table.columns)
+    choice = np.full(table.n, -1, np.int64)
+    candidates: list[str] = [step_key] if step_key is not None else []
+    if per_record:
+        candidates += list(STEP_KEYS)
+        lowered: dict[str, list[str]] = {}
+        for name in names:
+            lowered.setdefault(name.lower(), []).append(name)
+        candidates += [n for c in STEP_KEYS for n in lowered.get(c.lower(), ())]
+    for name in candidates:
+        if name in table.columns:
+            free = (choice < 0) & table.present(name)
+            choice[free] = names.index(name)
+    return choice
+
+
+def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record_key: bool = True,
+              skip: frozenset[str] = NON_METRIC_KEYS, prefixes: Prefixes | None = None,
+              step_override: tuple[np.ndarray, np.ndarray] | None = None,
+              rows_without_step: int = 0) -> tuple[RawPoints, list[Note]]:
+    """Points and notes of every record, as `RowCollector.add_row` makes them row by row.
+
+    ``per_record_key``: a record lacking ``step_key`` takes its step from another step key it has (JSONL);
+    ``prefixes``: metric keys of a record become ``<prefix>/<key>`` (unless already named for it);
+    ``step_override``: (mask, steps) replacing the written step of some records (derived by a dialect);
+    ``rows_without_step``: rows the caller found without one (counted in the same note).
+    LogFormatError when a step does not fit an int64.
+    """
+    n = table.n
+    names = list(table.columns)
+    choice = _step_column_of_each_record(table, step_key, per_record_key)
+    step_columns = np.unique(choice[choice >= 0]).tolist() if n else []
+    if len(step_columns) == 1 and bool((choice >= 0).all()):  # one step key for every record: no mixing
+        col = table.columns[names[step_columns[0]]]
+        step_f = np.where(col.kind == NUMBER, col.values, np.nan)
+        huge_step = col.kind == HUGE
+    else:
+        step_f = np.full(n, np.nan)
+        huge_step = np.zeros(n, bool)
+        for j in step_columns:
+            mine = choice == j
+            col = table.columns[names[j]]
+            number = mine & (col.kind == NUMBER)
+            step_f[number] = col.values[number]
+            huge_step |= mine & (col.kind == HUGE)
+    has_step = np.isfinite(step_f)
+    if step_override is not None:
+        has_step = has_step | step_override[0]
+    outside = has_step & ((step_f < STEP_MIN) | (step_f >= STEP_MAX))
+    if step_override is not None:
+        outside &= ~step_override[0]
+    if outside.any():
+        first = int(np.argmax(outside))
+        raise step_out_of_range(float(step_f[first]), table.where(first))
+    every_step = bool(has_step.all())
+    if bool(np.isfinite(step_f).all()):
+        steps = step_f.astype(np.int64)
+    else:
+        steps = np.zeros(n, np.int64)
+        steps[has_step] = step_f[has_step].astype(np.int64)
+    if step_override is not None:
+        steps[step_override[0]] = step_override[1][step_override[0]]
+    if prefixes is not None:
+        _resolve_renamed_collisions(table, prefixes, choice, skip)
+    tags = _Tags()
+    prefix_names = prefixes.names if prefixes is not None else ()
+    for j, name in enumerate(names):
+        if name in skip:
+            continue
+        col = table.columns[name]
+        if every_step and j not in step_columns:
+            number, unusable = col.kind == NUMBER, col.kind >= TEXT  # TEXT, OTHER, HUGE
+        else:
+            usable = has_step & (choice != j)
+            number = usable & (col.kind == NUMBER)
+            unusable = usable & (col.kind >= TEXT)
+        if not number.any() and not unusable.any():
+            continue
+        by_prefix: list[tuple[str, np.ndarray | None]] = []
+        if prefixes is None:
+            by_prefix.append((name, None))
+        else:
+            plain = prefixes.codes < 0
+            for p, pname in enumerate(prefix_names):
+                mine = prefixes.codes == p
+                if not mine.any():
+                    continue
+                if not _renamed(name, pname):
+                    plain = plain | mine  # a key already named for its split keeps its name
+                else:
+                    by_prefix.append((f"{pname}/{name}", mine))
+            by_prefix.insert(0, (name, plain))
+        for tag, only in by_prefix:
+            if only is None and bool(number.all()):
+                tags.add(tag, np.arange(n), col.values)
+                continue
+            rows = np.flatnonzero(number if only is None else number & only)
+            if rows.size:
+                tags.add(tag, rows, col.values[rows])
+            bad = unusable if only is None else unusable & only
+            if bad.any():
+                kinds = col.kind[bad]
+                huge = int((kinds == HUGE).sum())
+                if huge:
+                    tags.huge[tag] += huge
+                if huge < kinds.size:
+                    tags.non_numeric[tag] += kinds.size - huge
+    order = _tag_order(table, tags, prefixes)
+    rows_of, values_of = [], []
+    for tag in order:
+        parts = tags.parts[tag]
+        rows = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
+        values = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
+        if len(parts) > 1:
+            by_row = np.argsort(rows, kind="stable")
+            rows, values = rows[by_row], values[by_row]
+        rows_of.append(rows)
+        values_of.append(values)
+    if order:
+        all_rows = np.concatenate(rows_of)
+        points = RawPoints(tuple(order), np.repeat(np.arange(len(order), dtype=np.int32), [r.size for r in rows_of]),
+                           steps[all_rows], np.full(all_rows.size, np.nan), np.concatenate(values_of))
+    else:
+        points = RawPoints.empty()
+    notes = []
+    without = int((~has_step).sum()) - int(huge_step.sum()) + rows_without_step
+    if without:
+        notes.append(Note("dropped", f"{source}: {without} row(s) without a step value were not used", count=without))
+    if huge_step.any():
+        k = int(huge_step.sum())
+        notes.append(Note("dropped", f"{source}: {k} row(s) whose step is an integer too large for a 64-bit float "
+                          "were not used", count=k))
+    dropped = {k: v for k, v in tags.non_numeric.items() if k in tags.parts}
+    ignored = sorted(k for k in tags.non_numeric if k not in tags.parts)
+    notes += non_numeric_notes(source, dropped, ignored, "value(s) in metric fields", "field(s)")
+    if tags.huge:
+        total = sum(tags.huge.values())
+        detail = ", ".join(f"{k} x{v}" for k, v in sorted(tags.huge.items())[:10])
+        notes.append(Note("dropped", f"{source}: {total} value(s) that are integers too large for a 64-bit float "
+                          f"were not used ({detail})", count=total))
+    return points, notes
+
+
+def _renamed(name: str, prefix: str) -> bool:
+    """Whether a metric key of a record with this prefix is renamed '<prefix>/<key>' (not when named for it)."""
+    return not any(name.startswith(prefix + sep) for sep in "_/-.")
+
+
+def _resolve_renamed_collisions(table: JsonTable, prefixes: Prefixes, choice: np.ndarray, skip: frozenset[str]) -> None:
+    """A record holding both ``loss`` and ``val/loss`` under prefix ``val`` has one value for tag ``val/loss``, the
+    one written later (a dict keeps the last write): the earlier cell is made absent."""
+    names = list(table.columns)
+    for p, pname in enumerate(prefixes.names):
+        mine = prefixes.codes == p
+        for j, name in enumerate(names):
+            other = f"{pname}/{name}"
+            if other not in table.columns or name in skip or not _renamed(name, pname):
+                continue
+            both = np.flatnonzero(mine & table.present(name) & table.present(other) & (choice != j))
+            for i in both.tolist():
+                order = table.key_order(i)
+                earlier = name if order.index(name) < order.index(other) else other
+                table.columns[earlier].kind[i] = ABSENT
+
+
+def _tag_order(table: JsonTable, tags: _Tags, prefixes: Prefixes | None) -> list[str]:
+    """Tags in the order a row-by-row read creates them: by first record with a point, then by key order there."""
+    by_first: dict[int, list[str]] = {}
+    for tag, first in tags.first.items():
+        by_first.setdefault(first, []).append(tag)
+    out: list[str] = []
+    for first in sorted(by_first):
+        group = by_first[first]
+        if len(group) > 1:
+            code = int(prefixes.codes[first]) if prefixes is not None else -1
+            pname = prefixes.names[code] if prefixes is not None and code >= 0 else None
+            position: dict[str, int] = {}
+            for pos, key in enumerate(table.key_order(first)):
+                tag = key
+                if pname is not None and _renamed(key, pname):
+                    tag = f"{pname}/{key}"
+                position.setdefault(tag, pos)
+            group.sort(key=lambda t: position.get(t, math.inf))
+        out += group
+    return out
