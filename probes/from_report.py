@@ -6,6 +6,7 @@ Torch-free: `steadytrain report` and the live callbacks write these.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from pathlib import Path
@@ -13,12 +14,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from analyzer.errors import context
+from analyzer.display import printable, shown
+from analyzer.errors import SteadytrainError
 from analyzer.facts import facts_of
 from analyzer.plans import ClipPlan, WarmupPlan
 from analyzer.types import Diagnosis, Report
 from probes.own_run import own_run_spec
 from probes.spec import OPTIMIZERS, ProbeSpec, dump_spec, load_spec
+
+log = logging.getLogger(__name__)
 
 _WORKLOAD_FOR = {"early_instability": "builtin:early_residual_mlp", "mid_instability": "builtin:outlier_batches",
                  "divergence": "builtin:divergent_mlp"}
@@ -78,6 +82,9 @@ def stand_in_spec(d: Diagnosis) -> ProbeSpec:
         target = _positive(warm.params.sweep_base_lr)
         if target and lr:
             factor = target / lr
+        if factor < 1.0:  # a run that diverged while its LR was below the peak: the probe's LR is the peak
+            notes.append(f"the run diverged at LR {target:g}, below its peak {lr:g}: warmup_target runs at the peak")
+            factor = 1.0
         notes.append(f"warmup recommendation for the logged run: a safe first run with {warm.params.warmup_steps} "
                      f"steps, then the sweep {list(warm.params.sweep_warmup_steps)} at {factor:g}x the LR; scaled here "
                      f"to a {steps}-step probe: warmup_sweep finds the shortest warmup that fixes the current LR, "
@@ -102,11 +109,12 @@ def _file_name(run_id: str) -> str:
 
 
 def write_probe_specs(report: Report, directory: str | Path) -> dict[str, str]:
-    """One spec per flagged run in ``directory``: run id -> spec path."""
+    """One spec per flagged run in ``directory``: run id -> spec path. A run whose spec cannot be made is
+    left without one and said in one warning line: the report and the other runs' specs are still written."""
     out: dict[str, str] = {}
     used: set[str] = set()
     for d in report.diagnoses:
-        with context(f"writing the probe spec of run {d.run.id!r}"):
+        try:
             spec = spec_for(d)
             if spec is None:
                 continue
@@ -115,6 +123,11 @@ def write_probe_specs(report: Report, directory: str | Path) -> dict[str, str]:
                 name = f"{name}_{hashlib.sha1(d.run.id.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
             used.add(name)
             out[d.run.id] = str(dump_spec(spec, Path(directory) / f"{name}.yaml"))
+        except OSError:
+            raise  # the folder cannot be written: every spec would fail the same way
+        except Exception as exc:  # noqa: BLE001 - one run's spec never costs the report
+            what = str(exc) if isinstance(exc, SteadytrainError) else f"{type(exc).__name__}: {exc}"
+            log.warning("no probe spec for run %s: %s", shown(d.run.id), printable(what))
     return out
 
 

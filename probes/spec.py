@@ -329,7 +329,9 @@ def _yaml_ready(value: Any) -> Any:
 
 
 def dump_spec(spec: ProbeSpec, path: str | Path) -> Path:
+    """Write ``spec`` as YAML; ConfigError (nothing written) when `steadytrain probe` would refuse it."""
     data = {"version": 1, **{k: _yaml_ready(v) for k, v in asdict(spec).items()}}
+    spec_from_mapping(data, source=str(path))
     if spec.own_run:
         src = spec.source or {}
         what = f"{src.get('architecture')} ({src.get('kind')})"

@@ -395,3 +395,46 @@ def test_a_flagged_runs_spec_plans_the_warmup_target_from_the_recommendation(tmp
     assert spec is not None and "warmup_sweep" in spec.plans and "warmup_target" in spec.plans
     assert spec.warmup_lr_factor == pytest.approx(warm.params["sweep_base_lr"] / warm.params["lr"])
     assert spec.lr == pytest.approx(0.02)
+
+
+def _diverged_during_warmup(root: Path) -> None:
+    import numpy as np
+
+    from tests.writers import curve, write_summarywriter
+
+    n = 400
+    loss = curve(n, seed=2)
+    loss[25:] = np.linspace(loss[24], 60, n - 25)  # blows up at step 25, while the LR still ramps to its peak
+    write_summarywriter(root, {"train/loss": loss, "train/lr": np.minimum(3e-3 * np.arange(1, n + 1) / 100, 3e-3)})
+
+
+def test_a_run_that_diverged_below_its_peak_lr_gets_a_spec_the_probe_accepts(tmp_path):
+    from probes.from_report import write_probe_specs
+
+    _diverged_during_warmup(tmp_path / "logs" / "run")
+    report = analyze([tmp_path / "logs"], load_options=LoadOptions(cache_dir=None))
+    warm = next(r for r in report.diagnoses[0].recommendations if r.kind == "warmup")
+    assert warm.params["sweep_base_lr"] < 1e-3  # the LR in force when it diverged, below the 3e-3 peak
+    (path,) = write_probe_specs(report, tmp_path / "specs").values()
+    spec = load_spec(path)
+    assert spec.lr == pytest.approx(3e-3) and spec.warmup_lr_factor == 1.0 and "warmup_target" in spec.plans
+    assert any("below its peak" in note for note in spec.notes)
+
+
+def test_one_runs_spec_that_cannot_be_made_costs_only_that_spec(tmp_path, monkeypatch):
+    import probes.from_report as from_report
+
+    _diverged_during_warmup(tmp_path / "logs" / "a")
+    _diverged_during_warmup(tmp_path / "logs" / "b")
+    made = from_report.spec_for
+
+    def failing(d):  # type: ignore[no-untyped-def]
+        if d.run.id == "a":
+            raise ValueError("a field the spec cannot hold")
+        return made(d)
+
+    monkeypatch.setattr(from_report, "spec_for", failing)
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "logs"), "-o", str(tmp_path / "r.html"), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "r_files" / "probes").glob("*.yaml")] == ["b.yaml"]
+    assert "no probe spec for run a: ValueError: a field the spec cannot hold" in res.output
