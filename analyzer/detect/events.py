@@ -93,18 +93,7 @@ def find_spikes(curve: Curve, cfg: AnalysisConfig, *, min_ratio: float = 1.0, z:
     best = np.minimum.accumulate(curve.level_raw)
     tail_level = _tail_level(curve, cfg)
     n = y.size
-    recovered = _recoveries(y, hits, base[hits], sigma[hits], cfg)
-    # Events in order: a hit inside the span of the event before it belongs to that event.
-    starts: list[int] = []
-    stops: list[int | None] = []
-    covered_to = -1
-    for h, r in zip(hits.tolist(), recovered.tolist()):
-        if h < covered_to:
-            continue
-        stop = None if r < 0 else r
-        starts.append(h)
-        stops.append(stop)
-        covered_to = stop if stop is not None else n
+    starts, stops = _events_of(y, hits, base, sigma, cfg)
     first = np.array(starts)
     end = np.array([st if st is not None else n for st in stops])
     b, s = base[first], sigma[first]
@@ -127,6 +116,34 @@ def find_spikes(curve: Curve, cfg: AnalysisConfig, *, min_ratio: float = 1.0, z:
             for st, pk, e, stop, r, pv, ra, z, pr, pt in zip(
                 first.tolist(), peak.tolist(), end.tolist(), stops, ref.tolist(), peak_raw.tolist(), ratio.tolist(),
                 (height_y / s).tolist(), progress.tolist(), points.tolist())]
+
+
+def _events_of(y: np.ndarray, hits: np.ndarray, base: np.ndarray, sigma: np.ndarray, cfg: AnalysisConfig
+               ) -> tuple[list[int], list[int | None]]:
+    """(start, recovery or None) of each event, in order: a hit inside the span of the event before it belongs
+    to that event. An event almost always starts at the first hit of a run of consecutive hits (the curve
+    was back below the threshold before it), so those recoveries are found together; a start inside a run
+    (the event before ended there) is searched for alone."""
+    first_of_run = np.r_[True, hits[1:] != hits[:-1] + 1]
+    heads = hits[first_of_run]
+    head_stop = dict(zip(heads.tolist(), _recoveries(y, heads, base[heads], sigma[heads], cfg).tolist()))
+    hit_list = hits.tolist()
+    starts: list[int] = []
+    stops: list[int | None] = []
+    j = 0
+    while j < len(hit_list):
+        h = hit_list[j]
+        if h in head_stop:
+            r = head_stop[h]
+            stop = None if r < 0 else r
+        else:
+            stop = _recovery(y, h, float(base[h]), float(sigma[h]), cfg)
+        starts.append(h)
+        stops.append(stop)
+        if stop is None:
+            break
+        j = int(np.searchsorted(hits, stop, side="left"))
+    return starts, stops
 
 
 def _recoveries(y: np.ndarray, starts: np.ndarray, b: np.ndarray, s: np.ndarray, cfg: AnalysisConfig) -> np.ndarray:

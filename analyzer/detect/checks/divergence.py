@@ -168,11 +168,13 @@ def _oscillated(t: _Tail) -> list[Finding]:
     """Swung up and down across the whole run and ended above where it started: it never learned."""
     c, cfg, n = t.c, t.ctx.cfg, len(t.c)
     swings = _swings(c, cfg.oscillation_ratio)
+    if swings < cfg.oscillation_min_swings:
+        return []
     fifth = max(3, n // 5)  # with that many swings, a fifth of the run holds whole cycles: its median is their centre
     head, end = float(np.median(c.raw[:fifth])), float(np.median(c.raw[-fifth:]))
     lo, hi = np.percentile(c.level_raw, [5, 95])
     # never learned: the run starts inside its own swings (a run that learned first starts far above them)
-    if swings < cfg.oscillation_min_swings or end <= head + 2 * t.noise / np.sqrt(fifth) or t.initial > hi:
+    if end <= head + 2 * t.noise / np.sqrt(fifth) or t.initial > hi:
         return []
     return t.finding("regression", 0,
                      f"the loss swung up and down across the whole run ({swings} swings of its smoothed level between "
@@ -273,18 +275,13 @@ def _swings(c: Curve, ratio: float) -> int:
     if hi - lo < (np.log(ratio) if c.log_space else 3 * ratio * c.spread):
         return 0
     q1, q3 = lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo)
-    state = 0
-    turns: list[int] = []
-    for i in np.flatnonzero((level <= q1) | (level >= q3)):
-        side = 1 if level[i] >= q3 else -1
-        if side != state:
-            if state != 0:
-                turns.append(int(i))
-            state = side
+    outer = np.flatnonzero((level <= q1) | (level >= q3))
+    side = level[outer] >= q3
+    turns = outer[1:][side[1:] != side[:-1]]  # each point in the other outer quarter than the one before it
     half = len(c) // 2
-    if not turns or min(turns) >= half or max(turns) < half:
+    if not turns.size or turns.min() >= half or turns.max() < half:
         return 0
-    return len(turns)
+    return int(turns.size)
 
 
 
