@@ -37,6 +37,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_text import megatron_line  # noqa: E402
+from probes.events import encode_scalar_event, frame_record  # noqa: E402
 
 FORMATS = ("tensorboard", "lightning_csv", "jsonl", "trainer_state", "megatron", "periodic")
 TB_TAGS = ("train/loss", "train/grad_norm", "train/lr")
@@ -49,33 +50,10 @@ def _loss(step: int, steps: int, rng: random.Random, period: int = 0) -> float:
     return loss
 
 
-# ---- TensorBoard: Event protos serialised by hand (checked against protobuf), framed as RecordWriter does ----
+# ---- TensorBoard: the probes' event writer (checked against protobuf below), framed as RecordWriter does ----
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _event(wall: float, step: int, tag: bytes, value: float) -> bytes:
-    """Event{wall_time, step, summary{value{tag, simple_value}}} as protobuf serialises it."""
-    val = b"\x0a" + _varint(len(tag)) + tag + b"\x15" + struct.pack("<f", value)
-    summ = b"\x0a" + _varint(len(val)) + val
-    return (b"\x09" + struct.pack("<d", wall) + (b"\x10" + _varint(step) if step else b"")
-            + b"\x2a" + _varint(len(summ)) + summ)
-
-
-def _record(data: bytes) -> bytes:
-    from analyzer.ingest.tfrecord import masked_crc
-
-    header = struct.pack("<Q", len(data))
-    return header + struct.pack("<I", masked_crc(header)) + data + struct.pack("<I", masked_crc(data))
+def _event(wall: float, step: int, tag: str, value: float) -> bytes:
+    return encode_scalar_event(wall, step, {tag: value})
 
 
 def _check_event_bytes() -> None:
@@ -85,7 +63,7 @@ def _check_event_bytes() -> None:
     for step in (0, 1, 300, 1_000_000):
         want = Event(wall_time=1.7e9 + step, step=step,
                      summary=Summary(value=[Summary.Value(tag="train/loss", simple_value=0.5)])).SerializeToString()
-        assert _event(1.7e9 + step, step, b"train/loss", 0.5) == want, step
+        assert _event(1.7e9 + step, step, "train/loss", 0.5) == want, step
 
 
 def write_tensorboard(directory: Path, steps: int, period: int = 0) -> Path:
@@ -93,14 +71,14 @@ def write_tensorboard(directory: Path, steps: int, period: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "events.out.tfevents.1700000000.bench.0.0"
     rng = random.Random(0)
-    tags = [t.encode() for t in TB_TAGS]
+    tags = list(TB_TAGS)
     with open(path, "wb") as fh:
-        fh.write(_record(b"\x09" + struct.pack("<d", 1.7e9) + b"\x1a\x0dbrain.Event:2"))
+        fh.write(frame_record(b"\x09" + struct.pack("<d", 1.7e9) + b"\x1a\x0dbrain.Event:2"))
         chunk: list[bytes] = []
         for step in range(steps):
             wall = 1.7e9 + step * 0.01
             for tag, value in zip(tags, (_loss(step, steps, rng, period), 1.0 + rng.random(), 1e-3)):
-                chunk.append(_record(_event(wall, step, tag, value)))
+                chunk.append(frame_record(_event(wall, step, tag, value)))
             if len(chunk) >= 30_000:
                 fh.write(b"".join(chunk))
                 chunk = []
