@@ -113,6 +113,23 @@ def test_every_file_is_accounted_for(tmp_path):
     assert set(skipped) == {"notes.md", "empty.csv", "nometrics.csv", "state.json"}
 
 
+def test_a_file_inside_an_add_hparams_folder_is_accounted_for(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    for step, value in enumerate(curve(30)):
+        writer.add_scalar("loss", float(value), step)
+    writer.add_hparams({"lr": 0.1}, {"hp/final_loss": 0.3})  # a timestamp-named sub-folder with its own events
+    writer.close()
+    (sub,) = [d for d in (tmp_path / "run").iterdir() if d.is_dir()]
+    (sub / "notes.txt").write_text("hello")
+    runs, inputs = load_runs([tmp_path], OPTS)
+    assert len(runs) == 1 and runs[0].hparams["lr"] == 0.1
+    assert {i.path for i in inputs} == {str(p) for p in tmp_path.rglob("*") if p.is_file()}
+    assert [i.reason for i in inputs if i.path.endswith("notes.txt")] == [
+        "in an add_hparams folder of a TensorBoard run (only its event files are read)"]
+
+
 def test_bad_paths_raise_one_line_input_errors(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_runs([tmp_path / "missing"], OPTS)

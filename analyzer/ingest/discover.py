@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 from analyzer.display import file_kind
 from analyzer.errors import InputError
@@ -177,14 +177,36 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
 
 
 def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> None:
+    """The runs of one root's files, in ``found``: run folders (MLflow, W&B), TensorBoard folders, loose files
+    by the reader that claims them, HF output folders; then the side files of each run."""
     def rid(target: Path) -> str:
         return _run_id(root, target, multi)
 
-    def skip(path: Path, reason: str) -> None:
-        found.skipped.append(InputFile(str(path), "skipped", reason))
+    remaining = _run_folders(root, files, found, rid)
+    by_dir: dict[Path, list[Path]] = {}
+    for f in remaining:
+        by_dir.setdefault(f.parent, []).append(f)
+    folded = _tensorboard_runs(by_dir, found, rid)
+    for f in (f for d in sorted(folded) for f in by_dir[d] if "tfevents" not in f.name):
+        found.skipped.append(InputFile(str(f), "skipped", "in an add_hparams folder of a TensorBoard run (only its "
+                                       "event files are read)"))
+    hf_groups, loose, side_candidates = _claim_files({d: fs for d, fs in by_dir.items() if d not in folded}, found)
+    for (reader_name, _), (claim, claimed) in loose.items():
+        reader = registry.BY_NAME[reader_name]
+        run_files = tuple(sorted(claimed))
+        # each file keeps what its own sniff found (two panel exports of one run have different columns)
+        detail = claim.detail if len(run_files) == 1 else registry.PerFile(claimed)
+        found.sources.append(RunSource(rid(claim.target), reader.format, reader.name, run_files, (),
+                                       run_files[0].parent, detail))
+    for key, states in sorted(hf_groups.items()):
+        _add_hf_run(rid(key), key, states, found)
+    _attach_side_files(side_candidates, found)
+    _dedupe_ids(found.sources)
 
+
+def _run_folders(root: Path, files: list[Path], found: Discovery, rid: Callable[[Path], str]) -> list[Path]:
+    """Runs of MLflow and W&B run folders (a run folder owns everything under it); the files no run folder owns."""
     remaining: list[Path] = []
-    # An MLflow or W&B run directory owns everything under it.
     owned_by: dict[Path, list[Path]] = {}
     owner_kind: dict[Path, str | None] = {}
 
@@ -217,70 +239,74 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
         lineage = wandb_run.run_id(data[0]) if kind == "wandb" and data else None
         found.sources.append(RunSource(rid(run_dir), reader.format, reader.name, tuple(data), (), run_dir, None,
                                        others, lineage=lineage))
+    return remaining
 
-    by_dir: dict[Path, list[Path]] = {}
-    for f in remaining:
-        by_dir.setdefault(f.parent, []).append(f)
+
+def _tensorboard_runs(by_dir: dict[Path, list[Path]], found: Discovery, rid: Callable[[Path], str]) -> set[Path]:
+    """One run per folder of event files, its add_hparams sub-folders (named by a timestamp) folded in: those
+    sub-folders are returned (the run owns them whole)."""
     tb_dirs = {d for d, fs in by_dir.items() if any("tfevents" in f.name for f in fs)}
-    hf_groups: dict[Path, list[Path]] = {}
-    loose: dict[tuple[str, Hashable], tuple[registry.Claim, dict[Path, Any]]] = {}  # (reader, group) -> files
-    side_candidates: list[Path] = []
-
     hparam_dirs: dict[Path, list[Path]] = {}  # run dir -> its add_hparams sub-directories
     for d in tb_dirs:
         if _TIMESTAMP_DIR.match(d.name) and d.parent in tb_dirs:
             hparam_dirs.setdefault(d.parent, []).append(d)
     for directory, dir_files in sorted(by_dir.items()):
         events = [f for f in dir_files if "tfevents" in f.name]
-        if events:
-            if _TIMESTAMP_DIR.match(directory.name) and directory.parent in tb_dirs:
-                continue  # folded into the parent run below
-            hp_dirs = sorted(hparam_dirs.get(directory, ()))
-            hp_files = tuple(f for d in hp_dirs for f in sorted(by_dir[d]) if "tfevents" in f.name)
-            found.sources.append(RunSource(rid(directory), "tensorboard", "tensorboard",
-                                           tuple(sorted(events, key=_event_file_order)), hp_files, directory))
+        if not events or (_TIMESTAMP_DIR.match(directory.name) and directory.parent in tb_dirs):
+            continue  # no events, or folded into the parent run
+        hp_dirs = sorted(hparam_dirs.get(directory, ()))
+        hp_files = tuple(f for d in hp_dirs for f in sorted(by_dir[d]) if "tfevents" in f.name)
+        found.sources.append(RunSource(rid(directory), "tensorboard", "tensorboard",
+                                       tuple(sorted(events, key=_event_file_order)), hp_files, directory))
+    return {d for ds in hparam_dirs.values() for d in ds}
+
+
+_Loose = dict[tuple[str, Hashable], tuple[registry.Claim, dict[Path, Any]]]  # (reader, group) -> claim, files
+
+
+def _claim_files(by_dir: dict[Path, list[Path]], found: Discovery
+                 ) -> tuple[dict[Path, list[Path]], _Loose, list[Path]]:
+    """The files that are not event files, sorted out: HF trainer_state.json copies by output folder, loose
+    files by the reader and group that claim them, side files (configs) for later; the rest skipped, why said."""
+    hf_groups: dict[Path, list[Path]] = {}
+    loose: _Loose = {}
+    side_candidates: list[Path] = []
+    for directory, dir_files in sorted(by_dir.items()):
         for f in dir_files:
-            if "tfevents" in f.name:
-                continue
             name = f.name
+            if "tfevents" in name:
+                continue
             if name == "trainer_state.json":
                 key = directory.parent if _CHECKPOINT_DIR.match(directory.name) else directory
                 hf_groups.setdefault(key, []).append(f)
             elif name in SIDE_FILE_NAMES:
                 side_candidates.append(f)
             elif name == "meta.yaml" and _holds_mlflow_runs(directory):
-                skip(f, "MLflow experiment metadata (its runs are read from their own directories)")
+                found.skipped.append(InputFile(str(f), "skipped", "MLflow experiment metadata (its runs are read "
+                                               "from their own directories)"))
             else:
                 try:
                     found_as = registry.recognise(f)
                 except Exception as exc:  # noqa: BLE001 - one unreadable file is that file's problem only
-                    skip(f, _why(exc))
+                    found.skipped.append(InputFile(str(f), "skipped", _why(exc)))
                     continue
                 for claim in registry.claims(f, found_as):
                     loose.setdefault((found_as.reader.name, claim.group), (claim, {}))[1][f] = claim.detail
+    return hf_groups, loose, side_candidates
 
-    for (reader_name, _), (claim, claimed) in loose.items():
-        reader = registry.BY_NAME[reader_name]
-        run_files = tuple(sorted(claimed))
-        # each file keeps what its own sniff found (two panel exports of one run have different columns)
-        detail = claim.detail if len(run_files) == 1 else registry.PerFile(claimed)
-        found.sources.append(RunSource(rid(claim.target), reader.format, reader.name, run_files, (),
-                                       run_files[0].parent, detail))
 
-    for key, states in sorted(hf_groups.items()):
-        _add_hf_run(rid(key), key, states, found)
-
+def _attach_side_files(side_candidates: list[Path], found: Discovery) -> None:
+    """A config file beside a run's log (or in one of its checkpoint folders) goes with that run."""
     run_dirs = {s.directory: i for i, s in enumerate(found.sources)}
     for f in side_candidates:
         i = run_dirs.get(f.parent)
         if i is None and _CHECKPOINT_DIR.match(f.parent.name):
             i = run_dirs.get(f.parent.parent)
         if i is None:
-            skip(f, "configuration file with no log beside it")
+            found.skipped.append(InputFile(str(f), "skipped", "configuration file with no log beside it"))
             continue
         src = found.sources[i]
         found.sources[i] = replace(src, side_files=src.side_files + (f,))
-    _dedupe_ids(found.sources)
 
 
 def _why(exc: Exception) -> str:
