@@ -86,6 +86,10 @@ class Reader:
             panel export, or a run is several files, TensorBoard's per-tag CSV export): only such runs can be
             copies or parts of another run of their folder.
         named: the format as --help and the "no readable logs" error name it (short, in the user's words).
+        framework: what wrote such a log ("pytorch", "lightning", "hf_trainer"): recommendations' config
+            snippets target it first.
+        appends: how `steadytrain watch` reads only what such a file grew by: "lines" (complete JSON lines),
+            "records" (whole TFRecord records), or None (the run is read again when it changes).
     """
 
     name: str
@@ -100,6 +104,8 @@ class Reader:
     family: str = ""
     file_is_run: bool = True
     named: str = ""
+    framework: str = "pytorch"
+    appends: str | None = None
 
 
 # ---- reading functions of each format (thin adapters onto the format modules) ----
@@ -225,10 +231,10 @@ READERS: tuple[Reader, ...] = (
     # layout readers (found by `discover` from the directory layout)
     Reader("tensorboard", "tensorboard", "tensorboard events",
            "files named *tfevents* (one run per directory; add_hparams sub-directories folded in)",
-           _read_tensorboard, named="TensorBoard event files"),
+           _read_tensorboard, named="TensorBoard event files", appends="records"),
     Reader("hf", "hf_trainer_state", "HF trainer_state.json",
            "trainer_state.json with a log_history list (checkpoint-*/ copies folded into the most complete one)",
-           _read_hf, named="HF Trainer's trainer_state.json"),
+           _read_hf, named="HF Trainer's trainer_state.json", framework="hf_trainer"),
     Reader("mlflow", "mlflow", "MLflow metric",
            "an MLflow file store run: a directory with metrics/ and meta.yaml or params/",
            _read_mlflow, run_hparams=mlflow.read_params, named="MLflow file stores (mlruns/)"),
@@ -247,7 +253,7 @@ READERS: tuple[Reader, ...] = (
     Reader("lightning", "lightning_csv", "CSV (lightning)",
            "metrics.csv with a step or epoch column (Lightning's CSVLogger; hparams.yaml beside it)",
            _read_csv, wants=lambda p: p.name == "metrics.csv", sniff=_csv_of_kind("lightning"),
-           claim=_claim_directory, family="csv", named="Lightning's metrics.csv"),
+           claim=_claim_directory, family="csv", named="Lightning's metrics.csv", framework="lightning"),
     Reader("csv", "csv", "CSV",
            "any other comma-separated file with a header: Keras CSVLogger (epoch first), long (tag,value,step) "
            "or wide (a step column and metric columns)",
@@ -260,7 +266,7 @@ READERS: tuple[Reader, ...] = (
            "one JSON object per line with a step key (step, global_step, iteration, num_updates, ...), "
            "by content; a split/phase/mode field separates train and val records",
            _read_jsonl, wants=_suffix(*_JSONISH), sniff=jsonl.sniff, family="json",
-           named="JSONL (fairseq, Detectron2, MMEngine, ...)"),
+           named="JSONL (fairseq, Detectron2, MMEngine, ...)", appends="lines"),
     Reader("text", "text_log", "text log",
            "a job's printed output (stdout, Slurm .out): Megatron-LM/NeMo/GPT-NeoX iteration lines, nanoGPT, "
            "the HF Trainer's printed dicts, fairseq; by content, noise between the lines tolerated",
@@ -269,6 +275,22 @@ READERS: tuple[Reader, ...] = (
 )
 
 BY_NAME: dict[str, Reader] = {r.name: r for r in READERS}
+#: The reader of each JSON-contract format (where two share a format, the first: they agree on what is asked here).
+_BY_FORMAT: dict[str, Reader] = {}
+for _reader in READERS:
+    _BY_FORMAT.setdefault(_reader.format, _reader)
+
+
+def framework_of(fmt: str) -> str:
+    """What wrote a log of this format ("pytorch" when the format does not say)."""
+    reader = _BY_FORMAT.get(fmt)
+    return reader.framework if reader is not None else "pytorch"
+
+
+def appends_of(fmt: str) -> str | None:
+    """How a growing log of this format is read from where the last read stopped (`Reader.appends`)."""
+    reader = _BY_FORMAT.get(fmt)
+    return reader.appends if reader is not None else None
 
 
 def formats_in_words() -> str:

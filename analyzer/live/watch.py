@@ -33,6 +33,7 @@ from analyzer.errors import InputError, LogFormatError
 from analyzer.ingest import jsonl
 from analyzer.engine import make_report
 from analyzer.ingest.load import LoadOptions, load_runs
+from analyzer.ingest.registry import appends_of
 from analyzer.live.finding import LiveFinding, compare
 from analyzer.live.history import grown
 from analyzer.live.judging import Judged, Judges
@@ -261,7 +262,7 @@ class Watcher:
         for i in inputs:
             if i.status == "read" and i.run is not None:
                 files.setdefault(i.run, []).append(i.path)
-        after = self._snapshot_of([p for r in runs if r.format in ("jsonl", "tensorboard") for p in files.get(r.id, [])])
+        after = self._snapshot_of([p for r in runs if appends_of(r.format) for p in files.get(r.id, [])])
         new_points = 0
         kept: dict[str, _Tracked] = {}
         to_judge: list[tuple[Run, tuple[str, ...], _Tracked | None]] = []
@@ -292,9 +293,9 @@ class Watcher:
             if change is not None:
                 changes.append(change)
             # A JSONL tail completes a cut-off last line; an event file's cut-off record note is replaced per file.
-            notes = [n for n in run.notes if n.kind != "truncated" or run.format == "tensorboard"]
+            notes = [n for n in run.notes if n.kind != "truncated" or appends_of(run.format) == "records"]
             kept[run.id] = _Tracked(run, d, facts, mine, tail, notes, events=self._event_tails(run, snap, after))
-            if run.format == "jsonl" and tail is None:
+            if appends_of(run.format) == "lines" and tail is None:
                 for p in mine:  # it grew while being read: read it again next poll, and make a tail then
                     snap[p] = _STALE
         self._runs = kept
@@ -309,7 +310,7 @@ class Watcher:
     def _tail_for(self, run: Run, before: dict[str, Stat], after: dict[str, Stat]) -> JsonlTail | None:
         """A tail after what the loader read of a plain JSONL run: only when the file did not change while it
         was read (then what it read is exactly the file as listed before)."""
-        if run.format != "jsonl" or len(run.sources) != 1 or any(n.kind in DIALECT_NOTES for n in run.notes):
+        if appends_of(run.format) != "lines" or len(run.sources) != 1 or any(n.kind in DIALECT_NOTES for n in run.notes):
             return None
         old = self._runs.get(run.id)
         if old is not None and old.no_tail:
@@ -326,7 +327,7 @@ class Watcher:
     def _event_tails(self, run: Run, before: dict[str, Stat], after: dict[str, Stat]) -> dict[str, EventTail]:
         """Tails after what the loader read of a TensorBoard run's event files (none when one changed while
         it was read: then its next growth re-reads the run)."""
-        if run.format != "tensorboard":
+        if appends_of(run.format) != "records":
             return {}
         out = {}
         for path in run.sources:
@@ -396,8 +397,8 @@ class Watcher:
         after = self._snapshot_of(list(new.sources))
         tracked.tail = self._tail_for(new, snap, after)
         tracked.events = self._event_tails(new, snap, after)
-        tracked.notes = [n for n in new.notes if n.kind != "truncated" or new.format == "tensorboard"]
-        if new.format == "jsonl" and tracked.tail is None:
+        tracked.notes = [n for n in new.notes if n.kind != "truncated" or appends_of(new.format) == "records"]
+        if appends_of(new.format) == "lines" and tracked.tail is None:
             for p in new.sources:
                 snap[p] = _STALE
         return new

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+from analyzer.ingest.registry import framework_of
 from analyzer.types import Format
-
-FRAMEWORK_OF_FORMAT: dict[str, str] = {
-    "tensorboard": "pytorch", "jsonl": "pytorch", "csv": "pytorch", "mlflow": "pytorch",
-    "lightning_csv": "lightning", "hf_trainer_state": "hf_trainer",
-}
 
 
 def framework_for(fmt: Format) -> str:
-    return FRAMEWORK_OF_FORMAT.get(fmt, "pytorch")
+    """The framework a log of this format came from: the registry's table says it."""
+    return framework_of(fmt)
 
 
 def _num(x: float) -> str:
