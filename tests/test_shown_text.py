@@ -96,6 +96,8 @@ def test_a_name_that_is_not_utf8_is_read_through_the_run_cache(tmp_path):
         res = CliRunner().invoke(main, ["inspect", str(logs), "--cache-dir", str(tmp_path / "cache")])
         assert res.exit_code == 0, res.output
         assert "caf\\xff" in res.stdout and "2 run(s)" in res.stdout
+    # the decode cache of event files holds both folders' files too (its key encoded the path the same way)
+    assert len(list((tmp_path / "cache").glob("*.bin"))) == 2
 
 def test_shown_keeps_ordinary_text_as_it_is():
     text = "runs/日本語/lr_3e-4: loss 2.31 -> 0.4 at step 1,000"
