@@ -84,6 +84,21 @@ def test_a_folder_named_with_a_byte_that_is_not_utf8_is_shown_with_an_escape(tmp
     assert res.exit_code == 0 and "caf\\xff" in res.stdout and "\udcff" not in res.stdout + res.stderr
 
 
+
+def test_a_name_that_is_not_utf8_is_read_through_the_run_cache(tmp_path):
+    """Regression: the run cache's key encoded the path as strict UTF-8, so with the cache on (the default) a
+    file or folder named with a byte 0xff ended the whole command with an internal error (exit 3)."""
+    logs = tmp_path / "logs"
+    write_summarywriter(logs / "fine", {"train/loss": curve(200)})
+    write_summarywriter(logs / "cafe", {"train/loss": curve(200, seed=2)})
+    os.rename(os.fsencode(logs / "cafe"), os.fsencode(logs) + b"/caf\xff")
+    for _ in range(2):  # a cache miss, then a hit
+        res = CliRunner().invoke(main, ["inspect", str(logs), "--cache-dir", str(tmp_path / "cache")])
+        assert res.exit_code == 0, res.output
+        assert "caf\\xff" in res.stdout and "2 run(s)" in res.stdout
+    # the decode cache of event files holds both folders' files too (its key encoded the path the same way)
+    assert len(list((tmp_path / "cache").glob("*.bin"))) == 2
+
 def test_shown_keeps_ordinary_text_as_it_is():
     text = "runs/日本語/lr_3e-4: loss 2.31 -> 0.4 at step 1,000"
     assert shown(text) == text

@@ -76,7 +76,7 @@ class DecodeCache:
 
     def _entry(self, path: Path) -> Path:
         # Paths from discovery are absolute already; resolving each costs more than the cache hit saves.
-        digest = hashlib.sha1(str(path.absolute()).encode()).hexdigest()[:20]
+        digest = hashlib.sha1(str(path.absolute()).encode("utf-8", "surrogateescape")).hexdigest()[:20]
         return self.directory / digest
 
     def meta(self, path: Path) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ def run_key(files: list[Path], run_id: str, reader: str, options: tuple[Any, ...
             parts.append(f"{f.absolute()}|{st.st_size}|{st.st_mtime_ns}")
     except OSError:
         return None
-    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:24]
+    return hashlib.sha1("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 def _inputs(items: Any) -> list[InputFile] | None:

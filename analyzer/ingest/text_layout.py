@@ -71,6 +71,8 @@ _LOG_LEVELS = frozenset({"INFO", "DEBUG", "WARNING", "WARN", "ERROR", "CRITICAL"
 #: next token is its joint), a clock (``12:00:01``), a version (``1.2.3``), an ETA (``00:10<00:12``).
 _GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
 _FRACTION = re.compile(r"^\s*/\s*$")
+#: What may wrap a kind word printed on its own (``eval:``, ``[val]``, ``- test -``).
+_WORD_PUNCTUATION = ":=|-[](){}<>\"'*#"
 
 
 #: Counter keys, once qualifiers (``global_step``, ``train_step``, ``num_updates``) are set aside.
@@ -239,7 +241,10 @@ def _mark_names_groups_and_totals(line: str, tokens: list[_Token]) -> None:
         before = line[t.start - 1] if t.start else ""
         previous = tokens[j - 1] if j else None
         glued_to_previous = previous is not None and previous.stop == t.start - 1
-        if before and (before.isalnum() or before in "_@#"):
+        # ``2024-05-01``: the sign of ``-05`` joins it to the number before it (a date), not to a name.
+        signed_join = (previous is not None and previous.stop == t.start and t.text[:1] in "+-"
+                       and previous.role != "name" and _is_integer(previous.text) and _is_integer(t.text))
+        if before and (before.isalnum() or before in "_@#") and not signed_join:
             t.role = "name"  # top-1, Acc@1, #3
         elif before == "." and t.start >= 2 and line[t.start - 2].isalnum() and not glued_to_previous:
             t.role = "name"  # layers.0
@@ -301,6 +306,11 @@ def learn_layout(line: str) -> LineLayout:
         if first_value is None:
             first_value = j
             prefix_words = _words(before + (line[boundary:t.start] if key is None else ""))
+            if key is not None:  # a kind word printed before the first key (``eval: step 100``, ``INFO val: loss``)
+                segment = line[boundary:t.start]
+                cut = segment.rfind(key)
+                prefix_words += [w for w in (w.strip(_WORD_PUNCTUATION).lower() for w in segment[:max(cut, 0)].split())
+                                 if w in EVAL_WORDS or w in TRAIN_WORDS]
         t.key = key
         boundary = t.stop
         previous_value = t
