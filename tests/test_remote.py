@@ -246,6 +246,16 @@ def test_file_urls_are_local_paths_and_unknown_protocols_one_line(tmp_path):
         load_runs(["nosuchproto://bucket/x"], LoadOptions(cache_dir=None))
 
 
+def test_a_store_that_refuses_the_connection_is_one_line_naming_the_url_without_its_secret():
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(InputError) as err:
+        load_runs([f"ftp://user:s3cret@127.0.0.1:{port}/logs"], LoadOptions(cache_dir=None))
+    text = str(err.value)
+    assert text.startswith(f"ftp://***@127.0.0.1:{port}/logs: cannot connect") and "s3cret" not in text
+
+
 def test_import_analyzer_loads_no_object_store_or_ray_package():
     code = ("import sys, analyzer, analyzer.cli, analyzer.pipeline; "
             "bad = [m for m in ('fsspec', 's3fs', 'ray', 'botocore') if m in sys.modules]; print(bad); "

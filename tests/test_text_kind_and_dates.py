@@ -70,3 +70,5 @@ def test_python_logging_dates(tmp_path):
     assert set(by_id) == {"train.log", "llmc.log"}, [(i.path, i.reason) for i in report.inputs]
     assert by_id["train.log"].run.roles.eval_loss == "val loss"
     assert by_id["llmc.log"].run.roles.train_loss == "trl" and by_id["llmc.log"].run.series("trl").steps.tolist() == list(range(50))
+    layout_note = next(n.message for n in by_id["train.log"].run.notes if n.kind == "layout")
+    assert "(step: the training line before it)" in layout_note and "(step: epoch)" not in layout_note

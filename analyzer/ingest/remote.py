@@ -221,6 +221,9 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
         raise InputError(f"{given}: {short(exc, 200)} (check --storage-option)") from None
     except TypeError as exc:
         raise InputError(f"{given}: a storage option was not accepted: {short(exc, 200)}") from None
+    except OSError as exc:  # filesystems that connect when made (ftp://, sftp://): refused, unreachable, timed out
+        raise InputError(f"{given}: cannot connect ({type(exc).__name__}: {short(exc, 200)}); check the address "
+                         "and the network") from None
 
 
 def _list(fs: Any, url: str, root: str) -> list[_Object]:

@@ -350,11 +350,20 @@ def _place_evaluations(deferred: list[_Counted], k_rows: np.ndarray, k_steps: np
     return notes
 
 
+def _counter_words(layout: LineLayout) -> str:
+    """Where a kind of line's step comes from, for the note that lists the kinds read."""
+    if layout.step_key:
+        return layout.step_key
+    if layout.epoch is not None:
+        return "epoch"
+    return "the training line before it"
+
+
 def _notes(read_kinds: list[tuple[LineKind, int]], no_counter: int, name: str) -> list[Note]:
     notes: list[Note] = []
     if read_kinds:
         n = sum(k for _, k in read_kinds)
-        shown = "; ".join(f"{k:,} like {_quote(kind.example)} (step: {kind.layout.step_key or 'epoch'})"
+        shown = "; ".join(f"{k:,} like {_quote(kind.example)} (step: {_counter_words(kind.layout)})"
                           for kind, k in read_kinds[:3])
         more = f"; and {len(read_kinds) - 3} more kind(s)" if len(read_kinds) > 3 else ""
         notes.append(Note("layout", f"{name}: {n:,} metric line(s) read by their layout: {shown}{more}", count=n))
