@@ -281,7 +281,7 @@ class Mirror:
         return self.directory / re.sub(r"[^a-z0-9+.-]", "_", protocol)
 
     def _manifest_path(self, url: str) -> Path:
-        return self.directory / "manifests" / (hashlib.sha1(url.encode()).hexdigest()[:24] + ".json")
+        return self.directory / "manifests" / (hashlib.sha1(url.encode("utf-8", "surrogateescape")).hexdigest()[:24] + ".json")
 
     def _load_manifest(self, url: str) -> dict[str, Any]:
         try:
