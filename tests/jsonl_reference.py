@@ -21,7 +21,7 @@ import numpy as np
 
 from analyzer.frame import RawPoints
 from analyzer.ingest.tabular import (NON_METRIC_KEYS, STEP_KEYS, STEP_MAX, STEP_MIN, RepeatedKeys, find_key, flatten,
-                                     loads, non_numeric_notes, step_out_of_range)
+                                     fractional_steps_note, loads, non_numeric_notes, step_out_of_range)
 from analyzer.types import Note
 
 HUGE = object()
@@ -66,6 +66,7 @@ class RowCollector:
     huge: Counter[str] = field(default_factory=Counter)
     huge_steps: int = 0
     rows_without_step: int = 0
+    read_steps: list[float] = field(default_factory=list)  # each step read from a row (for the fractional count)
 
     def add_row(self, row: Mapping[str, Any], step_key: str | None, *, fallback_step: int | None = None,
                 wall_key: str | None = None, skip: frozenset[str] = NON_METRIC_KEYS, where: str = "a row",
@@ -86,6 +87,7 @@ class RowCollector:
             elif not STEP_MIN <= step_f < STEP_MAX:
                 raise step_out_of_range(step_f, where)
             else:
+                self.read_steps.append(step_f)
                 step = int(step_f)
         wall = _num(row.get(wall_key)) if wall_key else None
         for key, value in row.items():
@@ -108,7 +110,7 @@ class RowCollector:
                          np.asarray(self.walls, np.float64), np.asarray(self.values, np.float64))
 
     def notes(self) -> list[Note]:
-        out = []
+        out = fractional_steps_note(self.source, np.asarray(self.read_steps, np.float64))
         if self.rows_without_step:
             out.append(Note("dropped", f"{self.source}: {self.rows_without_step} row(s) without a step value were "
                             "not used", count=self.rows_without_step))

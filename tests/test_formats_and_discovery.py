@@ -130,6 +130,24 @@ def test_a_file_inside_an_add_hparams_folder_is_accounted_for(tmp_path):
         "in an add_hparams folder of a TensorBoard run (only its event files are read)"]
 
 
+def test_fractional_steps_are_counted_not_silently_floored(tmp_path):
+    write_jsonl(tmp_path / "j" / "log.jsonl", [{"step": s / 2, "loss": 2.0 / (s + 1)} for s in range(40)])
+    (tmp_path / "c").mkdir()
+    rows = "".join(f"{e / 4},{2.0 / (e + 1)!r}\n" for e in range(40))  # fractional epochs as the only counter
+    (tmp_path / "c" / "history.csv").write_text("epoch,loss\n" + rows)
+    runs, _ = load_runs([tmp_path], OPTS)
+    counts = {}
+    for run in runs:
+        (note,) = [n for n in run.notes if n.kind == "fractional_step"]
+        assert "toward zero" in note.message, note.message
+        counts[run.format] = note.count
+    assert counts == {"jsonl": 20, "csv": 30}
+    whole = [{"step": s, "loss": 2.0 / (s + 1)} for s in range(40)]
+    write_jsonl(tmp_path / "w" / "log.jsonl", whole)
+    (run,) = load_runs([tmp_path / "w"], OPTS)[0]
+    assert not [n for n in run.notes if n.kind == "fractional_step"]
+
+
 def test_bad_paths_raise_one_line_input_errors(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_runs([tmp_path / "missing"], OPTS)

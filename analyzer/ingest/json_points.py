@@ -16,7 +16,8 @@ import numpy as np
 
 from analyzer.frame import RawPoints
 from analyzer.ingest.json_table import ABSENT, HUGE, NUMBER, TEXT, JsonTable
-from analyzer.ingest.tabular import NON_METRIC_KEYS, STEP_KEYS, STEP_MAX, STEP_MIN, non_numeric_notes, step_out_of_range
+from analyzer.ingest.tabular import (NON_METRIC_KEYS, STEP_KEYS, STEP_MAX, STEP_MIN, fractional_steps_note,
+                                     non_numeric_notes, step_out_of_range)
 from analyzer.types import Note
 
 
@@ -102,6 +103,8 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
         first = int(np.argmax(outside))
         raise step_out_of_range(float(step_f[first]), table.where(first))
     every_step = bool(has_step.all())
+    read_steps = has_step if step_override is None else has_step & ~step_override[0]
+    fractional = fractional_steps_note(source, step_f[read_steps])
     if bool(np.isfinite(step_f).all()):
         steps = step_f.astype(np.int64)
     else:
@@ -171,7 +174,7 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
                            steps[all_rows], np.full(all_rows.size, np.nan), np.concatenate(values_of))
     else:
         points = RawPoints.empty()
-    notes = []
+    notes = fractional
     without = int((~has_step).sum()) - int(huge_step.sum()) + rows_without_step
     if without:
         notes.append(Note("dropped", f"{source}: {without} row(s) without a step value were not used", count=without))

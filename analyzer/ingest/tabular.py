@@ -111,6 +111,18 @@ def flatten(obj: Mapping[Any, Any], sep: str = "/", prefix: str = "", *, max_key
     return out
 
 
+def fractional_steps_note(source: str, steps: np.ndarray) -> list[Note]:
+    """A note counting the step values that are not whole numbers (each read at the whole step toward zero),
+    so a fractional epoch used as the step is never folded into its neighbours unsaid."""
+    fractional = steps != np.trunc(steps)
+    k = int(fractional.sum())
+    if not k:
+        return []
+    example = float(steps[int(np.argmax(fractional))])
+    return [Note("fractional_step", f"{source}: {k} step value(s) are not whole numbers (e.g. {example:g}): each was "
+                 f"read at the whole step toward zero ({int(example)})", count=k)]
+
+
 def step_out_of_range(step: float, where: str) -> LogFormatError:
     """The error that rejects a file whose step does not fit a 64-bit step counter."""
     return LogFormatError(f"step {step:g} ({where}) is outside the range of a 64-bit step counter; "
@@ -207,6 +219,7 @@ def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall
             notes.append(Note("dropped", f"{source}: {missing} row(s) with no '{step_col}' value were not used",
                               count=missing))
         df = df.filter(has_step)
+        notes += fractional_steps_note(source, step_raw.filter(has_step).to_numpy())
         steps = step_raw.filter(has_step).cast(pl.Int64).to_numpy()
     else:
         steps = np.arange(n, dtype=np.int64)
