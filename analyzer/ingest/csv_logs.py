@@ -1,12 +1,14 @@
 """CSV logs: Lightning CSVLogger, Keras CSVLogger, TensorBoard's exported CSV, generic wide/long CSV.
 
-All CSVs are read with polars as text first and cast per column, so that a stray "N/A" costs
-one counted cell, not a whole column, and "nan"/"inf" stay data.
+A CSV whose cells are all numbers or empty is read by polars straight into float columns; one that
+holds anything else (a stray "N/A", a text column, a space before a number) is read as text and cast
+per column, so that a stray "N/A" costs one counted cell, not a whole column. "nan"/"inf" stay data
+either way: both ways give the same points and notes (tests/test_csv_typed_read.py).
 """
 
 from __future__ import annotations
 
-import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -86,14 +88,31 @@ def sniff(path: Path) -> CsvShape:
     return CsvShape("wide", tuple(cols))
 
 
+_UTF8_CHUNK = 1 << 20
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8, without decoding it whole (a str of the file would be 1-4 times its size)."""
+    if data.isascii():
+        return True
+    view, start, n = memoryview(data), 0, len(data)
+    while start < n:
+        end = data.find(b"\n", min(start + _UTF8_CHUNK, n))  # a line end never splits a UTF-8 sequence
+        end = n if end < 0 else end + 1
+        try:
+            str(view[start:end], "utf-8")
+        except UnicodeDecodeError:
+            return False
+        start = end
+    return True
+
+
 def _without_undecodable_lines(data: bytes) -> tuple[bytes, int]:
     """``data`` without its lines that are not UTF-8 (one damaged byte costs its line, not the file: polars
-    refuses the whole file), and how many were dropped. Whole-file decoding first: the common case is one pass."""
-    try:
-        data.decode("utf-8")
+    refuses the whole file), and how many were dropped. The whole file is checked first: the common case is
+    one pass."""
+    if _is_utf8(data):
         return data, 0
-    except UnicodeDecodeError:
-        pass
     kept, bad = [], 0
     for line in data.split(b"\n"):
         try:
@@ -104,9 +123,8 @@ def _without_undecodable_lines(data: bytes) -> tuple[bytes, int]:
     return b"\n".join(kept), bad
 
 
-def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
-    """Every cell as text (cast per column later); columns by position, the header row sets the width; a
-    cut-off last row is dropped and noted."""
+def _usable_bytes(path: Path) -> tuple[bytes, list[Note]]:
+    """The file's bytes without a cut-off last line and without lines that are not UTF-8, each noted."""
     notes: list[Note] = []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
@@ -119,20 +137,62 @@ def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
     if bad:
         notes.append(Note("dropped", f"{path.name}: {bad} line(s) that are not UTF-8 text (a damaged byte) were not "
                           "used", count=bad))
+    return data, notes
+
+
+def _text_frame(data: bytes) -> pl.DataFrame:
     try:
-        df = pl.read_csv(io.BytesIO(data), infer_schema=False, truncate_ragged_lines=True)
+        df = pl.read_csv(data, infer_schema=False, truncate_ragged_lines=True)
     except Exception as exc:  # noqa: BLE001 - polars raises several types for malformed CSV
         raise LogFormatError(f"cannot be parsed as CSV ({type(exc).__name__})") from exc
     padded = [c for c in df.columns if c != c.strip()]
     if padded and len({c.strip() for c in df.columns}) == len(df.columns):
         # Fixed-width CSV (ultralytics 8.0-8.2 writes '%23s,' headers and '%23.5g,' values): names and cells padded.
         df = df.rename({c: c.strip() for c in padded}).with_columns(pl.all().str.strip_chars())
+    return df
+
+
+def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
+    """Every cell as text (cast per column later); columns by position, the header row sets the width; a
+    cut-off last row is dropped and noted."""
+    data, notes = _usable_bytes(path)
+    return _text_frame(data), notes
+
+
+def _typed_frame(data: bytes, text_keys: Sequence[str]) -> pl.DataFrame | None:
+    """The frame with every column Float64 (the one named by ``text_keys``, if any, text), or None when that
+    would not mean what the text frame cast per column means: a cell that is not a number nor empty (polars
+    refuses the file), a space or tab in a data row (polars' reader takes " 1" as 1, the cast counts it as
+    text), a padded header (fixed-width CSV, whose cells the text path strips)."""
+    header_end = data.find(b"\n")
+    if header_end < 0 or data.find(b" ", header_end) >= 0 or data.find(b"\t", header_end) >= 0:
+        return None
+    try:
+        names = pl.read_csv(data[: header_end + 1], infer_schema=False, truncate_ragged_lines=True).columns
+        if any(c != c.strip() for c in names):
+            return None
+        text = find_key(names, tuple(text_keys)) if text_keys else None
+        dtypes = [pl.String if c == text else pl.Float64 for c in names]
+        return pl.read_csv(data, infer_schema=False, schema_overrides=dtypes, truncate_ragged_lines=True)
+    except Exception:  # noqa: BLE001 - a non-numeric cell, or malformed CSV: the text path reads or refuses it
+        return None
+
+
+def read_frame(path: Path, text_keys: Sequence[str] = ()) -> tuple[pl.DataFrame, list[Note]]:
+    """The CSV's columns (by position, the header row sets the width; a cut-off last row dropped and noted),
+    for `frame_to_points`: Float64 where every cell is a number or empty, else every column as text to be
+    cast per column (the column named by ``text_keys`` stays text either way). The same points and notes
+    as `read_text_frame`, with a float frame in place of a frame of strings in the common case."""
+    data, notes = _usable_bytes(path)
+    df = _typed_frame(data, text_keys)
+    if df is None:
+        df = _text_frame(data)
     return df, notes
 
 
 def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
     """Points of a wide, Lightning, Keras or long CSV (TensorBoard exports: see `read_tb_exports`)."""
-    df, notes = read_text_frame(path)
+    df, notes = read_frame(path, _TAG_COLS if shape.kind == "long" else ())
     if df.height == 0:
         raise LogFormatError("has a header but no rows")
     name = path.name
@@ -175,7 +235,7 @@ def tb_export_tag(path: Path) -> tuple[str, str]:
 
 def read_tb_export(path: Path) -> tuple[RawPoints, list[Note]]:
     """One tag from one TensorBoard-exported CSV ("Wall time,Step,Value"), named after the file."""
-    df, notes = read_text_frame(path)
+    df, notes = read_frame(path)
     if df.height == 0:
         raise LogFormatError("has a header but no rows")
     _, tag = tb_export_tag(path)

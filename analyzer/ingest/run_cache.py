@@ -25,7 +25,7 @@ from analyzer.types import InputFile
 
 #: Bumped whenever reading gives other points or notes for the same files (4: text logs of any layout, notes
 #: naming their file): a run cached by an older reader is read again, never served stale.
-_VERSION = 5  # 5: JSON read by columns (true/false no numbers, out-of-range values one skipped point)
+_VERSION = 6  # 6: fractional steps counted in a note; 5: JSON read by columns
 _COLUMNS = ("tag", "step", "wall_time", "value")
 _SMALL = 4 << 20
 

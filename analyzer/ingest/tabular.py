@@ -218,9 +218,11 @@ def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall
         if missing:
             notes.append(Note("dropped", f"{source}: {missing} row(s) with no '{step_col}' value were not used",
                               count=missing))
-        df = df.filter(has_step)
-        notes += fractional_steps_note(source, step_raw.filter(has_step).to_numpy())
-        steps = step_raw.filter(has_step).cast(pl.Int64).to_numpy()
+        if missing:
+            df = df.filter(has_step)
+            step_raw = step_raw.filter(has_step)
+        notes += fractional_steps_note(source, step_raw.to_numpy())
+        steps = step_raw.cast(pl.Int64).to_numpy()
     else:
         steps = np.arange(n, dtype=np.int64)
         notes.append(Note("no_step_column", f"{source}: no step column; the row number is used as the step",
@@ -228,7 +230,7 @@ def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall
     walls = (df.get_column(wall_col).cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
              if wall_col is not None else np.full(df.height, np.nan))
     skipped = set(skip) | {step_col, wall_col}
-    columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    kept: list[tuple[str, pl.Series | None, np.ndarray, int]] = []  # (tag, rows kept or None for all, values, count)
     dropped: dict[str, int] = {}
     ignored: list[str] = []
     for name in df.columns:
@@ -241,13 +243,42 @@ def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall
             present = present & (col.str.strip_chars() != "")
         numeric = as_float.is_not_null()
         bad = int((present & ~numeric).sum())
-        if not bool(numeric.any()):
+        count = int(numeric.sum())
+        if count == 0:
             if bool(present.any()):
                 ignored.append(name)
             continue
         if bad:
             dropped[name] = bad
-        mask = numeric.to_numpy()
-        columns[name] = (steps[mask], walls[mask], as_float.to_numpy()[mask])
+        if count == len(numeric):
+            kept.append((name, None, as_float.to_numpy(), count))  # no copy: a float column without nulls
+        else:  # the rows as a bitmask, the values as a copy of this column's points only
+            kept.append((name, numeric, as_float.drop_nulls().to_numpy(), count))
     notes += non_numeric_notes(source, dropped, ignored, "cell(s) in metric columns", "column(s)")
-    return RawPoints.from_columns(columns), notes
+    return _points_of_columns(kept, steps, walls), notes
+
+
+def _points_of_columns(kept: list[tuple[str, pl.Series | None, np.ndarray, int]], steps: np.ndarray,
+                       walls: np.ndarray) -> RawPoints:
+    """Each column's kept rows (``rows``: those of a boolean series, or all; ``values``: the kept rows' values)
+    as points, tag by tag in column order, written straight into the arrays of the result: what
+    `RawPoints.from_columns` of per-column copies gives, without those copies."""
+    total = sum(count for *_, count in kept)
+    codes = np.empty(total, np.int32)
+    out_steps = np.empty(total, np.int64)
+    out_walls = np.empty(total, np.float64)
+    out_values = np.empty(total, np.float64)
+    lo = 0
+    for code, (_, rows, values, count) in enumerate(kept):
+        hi = lo + count
+        codes[lo:hi] = code
+        out_values[lo:hi] = values
+        if rows is None:
+            out_steps[lo:hi] = steps
+            out_walls[lo:hi] = walls
+        else:
+            mask = rows.to_numpy()
+            np.compress(mask, steps, out=out_steps[lo:hi])
+            np.compress(mask, walls, out=out_walls[lo:hi])
+        lo = hi
+    return RawPoints(tuple(name for name, *_ in kept), codes, out_steps, out_walls, out_values)
