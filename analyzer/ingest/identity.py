@@ -20,9 +20,9 @@ layouts this module has never seen (across folders: `lineage`):
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -181,13 +181,33 @@ def _merge_parts(parts: list[Run], roles: Mapping[str, str]) -> Run:
                roles=assign_roles({str(k): int(v) for k, v in counts.items()}, roles))
 
 
+@dataclass
+class _Renames:
+    """What folding and joining decided: old run id -> (new run id, reason for its data files or None), and the
+    data files of folded copies (their side files keep their own reason)."""
+
+    runs: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    data_files: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Additions:
+    """Notes and settings a kept run receives from the runs folded into it (one folder's group)."""
+
+    notes: dict[str, list[Note]] = field(default_factory=dict)
+    hparams: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, run_id: str, note: Note, hparams: Mapping[str, Any]) -> None:
+        self.notes.setdefault(run_id, []).append(note)
+        self.hparams.setdefault(run_id, {}).update(hparams)
+
+
 def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[str, str]) -> list[Run]:
     """The runs, one per training; ``inputs`` entries of files folded or merged are rewritten in place."""
     by_home: dict[str, list[Member]] = {}
     for m in members:
         by_home.setdefault(m.home, []).append(m)
-    renamed: dict[str, tuple[str, str | None]] = {}  # old run id -> (new run id, reason for its files or None)
-    data_files: set[str] = set()  # the data files of folded copies (their side files keep their own reason)
+    renames = _Renames()
     out: list[Run] = []
     for group in by_home.values():
         if len(group) < 2 or not any(m.per_file for m in group):
@@ -195,84 +215,96 @@ def resolve(members: Sequence[Member], inputs: list[InputFile], roles: Mapping[s
             continue
         runs = [m.run for m in group]
         per_file = {m.run.id for m in group if m.per_file}
-        extra_notes: dict[str, list[Note]] = {}
-        extra_hparams: dict[str, dict] = {}
-        # summaries: one step of another run's final values (W&B's wandb-summary.json beside the run's output)
-        for r in [r for r in runs if r.id in per_file]:
-            found = _summary_of(r, runs)
-            if found is None:
-                continue
-            target, matched, total = found
-            runs.remove(r)
-            why = (f"the final values of run {target.id} ({matched} of its {total} metric values equal that run's last "
-                   "ones): a summary of it, not a run of its own")
-            renamed[r.id] = (target.id, why)
-            data_files.update(r.sources)
-            extra_notes.setdefault(target.id, []).append(Note(
-                "merged", f"{', '.join(Path(s).name for s in r.sources)} holds this run's final values ({matched} of "
-                f"{total} metric values equal its last ones): read as its summary, not as a run", count=1))
-            extra_hparams.setdefault(target.id, {}).update(r.hparams)
-        # copies: the richest run keeps, poorer copies of its history are folded into it. Keepers are taken
-        # richest first, so a run that received a copy is never folded itself (no chains), and a keeper takes at
-        # most one copy per format (two same-format copies of one history are reruns, not copies of each other).
-        folded: set[str] = set()
-        order = sorted(runs, key=_richness, reverse=True)
-        for i, keeper in enumerate(order):
-            if keeper.id in folded:
-                continue
-            took_formats: set[str] = set()
-            for copy in order[i + 1:]:
-                if (copy.id in folded or copy.id in extra_notes or copy.format in took_formats
-                        or not ({copy.id, keeper.id} & per_file) or keeper.format == copy.format
-                        or set(keeper.sources) & set(copy.sources)):
-                    continue
-                agree = same_history(copy, keeper)
-                if agree is None:
-                    continue
-                folded.add(copy.id)
-                took_formats.add(copy.format)
-                files = ", ".join(Path(s).name for s in copy.sources)
-                why = (f"the same history as run {keeper.id} ({agree[0]} of {agree[1]} train-loss values at common "
-                       f"steps equal), which has more metrics or points: folded into it, not read as a second run")
-                renamed[copy.id] = (keeper.id, why)
-                unread = sorted(metric_tags(copy) - set(keeper.tags))
-                lost = (f"; its metrics {', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''} are not in the "
-                        "richer copy and were not read") if unread else ""
-                extra_notes.setdefault(keeper.id, []).append(Note(
-                    "merged", f"{files} holds the same history ({agree[0]} of {agree[1]} common train-loss points "
-                    f"equal); this run's richer copy was read{lost}", count=1))
-                extra_hparams.setdefault(keeper.id, {}).update(copy.hparams)
-                data_files.update(copy.sources)
-        kept = [r if r.id not in extra_notes else
-                replace(r, notes=r.notes + tuple(extra_notes[r.id]), hparams={**extra_hparams[r.id], **r.hparams})
+        added = _Additions()
+        _fold_summaries(runs, per_file, renames, added)
+        folded = _fold_copies(runs, per_file, renames, added)
+        kept = [r if r.id not in added.notes else
+                replace(r, notes=r.notes + tuple(added.notes[r.id]), hparams={**added.hparams[r.id], **r.hparams})
                 for r in runs if r.id not in folded]
-        # parts: per-file logs of the folder holding different metrics over the same steps
-        loose = [r for r in kept if r.id in per_file]
-        clusters: list[list[Run]] = []
-        for r in loose:
-            for cluster in clusters:
-                # parts hold other metrics of one training: at most one of them a training of its own (a loss)
-                if (not (r.roles.train_loss and any(c.roles.train_loss for c in cluster))
-                        and all(not (metric_tags(r) & metric_tags(c)) and _overlap(r, c)
-                                and not (set(r.sources) & set(c.sources)) for c in cluster)):
-                    cluster.append(r)
-                    break
-            else:
-                clusters.append([r])
         out.extend(r for r in kept if r.id not in per_file)
-        for cluster in clusters:
-            if len(cluster) == 1:
-                out.append(cluster[0])
-                continue
-            merged = _merge_parts(cluster, roles)
-            for part in cluster:
-                if part.id != merged.id:
-                    renamed[part.id] = (merged.id, None)
-            out.append(merged)
+        out.extend(_join_parts([r for r in kept if r.id in per_file], roles, renames))
     for i, entry in enumerate(inputs):
-        if entry.run is not None and entry.run in renamed:
-            new_id, reason = renamed[entry.run]
-            own_data = entry.path in data_files
+        if entry.run is not None and entry.run in renames.runs:
+            new_id, reason = renames.runs[entry.run]
+            own_data = entry.path in renames.data_files
             inputs[i] = InputFile(entry.path, entry.status,
                                   reason if (reason and own_data and entry.status == "read") else entry.reason, new_id)
+    return out
+
+
+def _fold_summaries(runs: list[Run], per_file: set[str], renames: _Renames, added: _Additions) -> None:
+    """A run that is one step of another run's final values (W&B's wandb-summary.json beside the run's output)
+    becomes that run's summary: removed from ``runs``."""
+    for r in [r for r in runs if r.id in per_file]:
+        found = _summary_of(r, runs)
+        if found is None:
+            continue
+        target, matched, total = found
+        runs.remove(r)
+        why = (f"the final values of run {target.id} ({matched} of its {total} metric values equal that run's last "
+               "ones): a summary of it, not a run of its own")
+        renames.runs[r.id] = (target.id, why)
+        renames.data_files.update(r.sources)
+        added.add(target.id, Note(
+            "merged", f"{', '.join(Path(s).name for s in r.sources)} holds this run's final values ({matched} of "
+            f"{total} metric values equal its last ones): read as its summary, not as a run", count=1), r.hparams)
+
+
+def _fold_copies(runs: list[Run], per_file: set[str], renames: _Renames, added: _Additions) -> set[str]:
+    """The ids of poorer copies folded into the richest run of their history. Keepers are taken richest first, so
+    a run that received a copy is never folded itself (no chains), and a keeper takes at most one copy per format
+    (two same-format copies of one history are reruns, not copies of each other)."""
+    folded: set[str] = set()
+    order = sorted(runs, key=_richness, reverse=True)
+    for i, keeper in enumerate(order):
+        if keeper.id in folded:
+            continue
+        took_formats: set[str] = set()
+        for copy in order[i + 1:]:
+            if (copy.id in folded or copy.id in added.notes or copy.format in took_formats
+                    or not ({copy.id, keeper.id} & per_file) or keeper.format == copy.format
+                    or set(keeper.sources) & set(copy.sources)):
+                continue
+            agree = same_history(copy, keeper)
+            if agree is None:
+                continue
+            folded.add(copy.id)
+            took_formats.add(copy.format)
+            files = ", ".join(Path(s).name for s in copy.sources)
+            why = (f"the same history as run {keeper.id} ({agree[0]} of {agree[1]} train-loss values at common "
+                   f"steps equal), which has more metrics or points: folded into it, not read as a second run")
+            renames.runs[copy.id] = (keeper.id, why)
+            unread = sorted(metric_tags(copy) - set(keeper.tags))
+            lost = (f"; its metrics {', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''} are not in the "
+                    "richer copy and were not read") if unread else ""
+            added.add(keeper.id, Note(
+                "merged", f"{files} holds the same history ({agree[0]} of {agree[1]} common train-loss points "
+                f"equal); this run's richer copy was read{lost}", count=1), copy.hparams)
+            renames.data_files.update(copy.sources)
+    return folded
+
+
+def _join_parts(loose: list[Run], roles: Mapping[str, str], renames: _Renames) -> list[Run]:
+    """Per-file logs of one folder holding different metrics over the same steps, joined into one run each."""
+    clusters: list[list[Run]] = []
+    for r in loose:
+        for cluster in clusters:
+            # parts hold other metrics of one training: at most one of them a training of its own (a loss)
+            if (not (r.roles.train_loss and any(c.roles.train_loss for c in cluster))
+                    and all(not (metric_tags(r) & metric_tags(c)) and _overlap(r, c)
+                            and not (set(r.sources) & set(c.sources)) for c in cluster)):
+                cluster.append(r)
+                break
+        else:
+            clusters.append([r])
+    out: list[Run] = []
+    for cluster in clusters:
+        if len(cluster) == 1:
+            out.append(cluster[0])
+            continue
+        merged = _merge_parts(cluster, roles)
+        for part in cluster:
+            if part.id != merged.id:
+                renames.runs[part.id] = (merged.id, None)
+        out.append(merged)
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +209,20 @@ def read_panel_csv(path: Path, panel: PanelCsv, run_name: str) -> tuple[RawPoint
     mine = [s for s in panel.series if s.run == run_name]
     step_series = next((s for s in mine if s.metric == "_step"), None)
     step_name = f"'{run_name} - _step'" if step_series else f"'{panel.x_axis}'"
+    steps, finite_x = _panel_steps(df, step_series, step_name)
+    read = _read_series(df, [s for s in mine if s is not step_series], steps, finite_x)
+    points = RawPoints.from_columns(read.columns)
+    if len(points) == 0:
+        raise LogFormatError(f"run {run_name!r} has no numeric value in this export")
+    where = f"{path.name} (run '{run_name}')"
+    notes += _panel_notes(where, read, step_name, axis_is_step=step_series is not None or panel.x_axis == "Step",
+                          points=len(points))
+    return points, notes
+
+
+def _panel_steps(df: pl.DataFrame, step_series: PanelSeries | None, step_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, which rows have one) from the run's _step column or the chart's x axis; LogFormatError when a
+    step is out of int64 range or not a whole number."""
     x, has_x, _ = _as_float(df, step_series.value if step_series else 0)
     finite_x = has_x & np.isfinite(x)
     if bool((finite_x & ((x < STEP_MIN) | (x >= STEP_MAX))).any()):
@@ -217,42 +231,49 @@ def read_panel_csv(path: Path, panel: PanelCsv, run_name: str) -> tuple[RawPoint
     if bool((finite_x & (x != np.floor(np.where(finite_x, x, 0)))).any()):
         raise LogFormatError(f"the steps in {step_name} are not whole numbers (the chart's x axis is not "
                              "a step counter): export the chart with Step as its x axis")
-    steps = np.where(finite_x, x, 0).astype(np.int64)
+    return np.where(finite_x, x, 0).astype(np.int64), finite_x
 
-    columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    no_step = 0
-    dropped: dict[str, int] = {}
-    sampled: list[tuple[str, int, int]] = []  # (metric, buckets, buckets wider than one value)
+
+@dataclass
+class _PanelRead:
+    """One run's series of a panel export, read, with what was dropped and which lines are bucketed."""
+
+    columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    no_step: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    sampled: list[tuple[str, int, int]] = field(default_factory=list)  # (metric, buckets, buckets wider than one)
+
+
+def _read_series(df: pl.DataFrame, series: list[PanelSeries], steps: np.ndarray, finite_x: np.ndarray) -> _PanelRead:
+    out = _PanelRead()
     walls = np.full(df.height, np.nan)
-    for s in mine:
-        if s is step_series:
-            continue
+    for s in series:
         value, has_value, bad = _as_float(df, s.value)
         low, has_low, bad_low = _as_float(df, s.low)
         high, has_high, bad_high = _as_float(df, s.high)
         if bad + bad_low + bad_high:
-            dropped[s.metric] = bad + bad_low + bad_high
+            out.dropped[s.metric] = bad + bad_low + bad_high
         row = has_value | has_low | has_high
-        no_step += int((row & ~finite_x).sum())
+        out.no_step += int((row & ~finite_x).sum())
         wide = has_low & has_high & finite_x & ~(_same(low, high) & (~has_value | _same(value, low)))
-        keep_envelope = bool(wide.any()) or (s.value is None)
         tags = [(s.metric, value, has_value)]
-        if keep_envelope:
+        if bool(wide.any()) or s.value is None:  # a bucketed line: keep each bucket's envelope
             tags += [(s.metric + "__MIN", low, has_low), (s.metric + "__MAX", high, has_high)]
-            sampled.append((s.metric, int((row & finite_x).sum()), int(wide.sum())))
+            out.sampled.append((s.metric, int((row & finite_x).sum()), int(wide.sum())))
         for tag, v, has in tags:
             mask = has & finite_x
             if bool(mask.any()):
-                columns[tag] = (steps[mask], walls[mask], v[mask])
-    points = RawPoints.from_columns(columns)
-    if len(points) == 0:
-        raise LogFormatError(f"run {run_name!r} has no numeric value in this export")
-    where = f"{path.name} (run '{run_name}')"
-    if no_step:
-        notes.append(Note("dropped", f"{where}: {no_step} row(s) with no {step_name} value were not used",
-                          count=no_step))
-    notes += non_numeric_notes(where, dropped, [], "cell(s) in metric columns", "column(s)")
-    for metric, buckets, wide_count in sampled:
+                out.columns[tag] = (steps[mask], walls[mask], v[mask])
+    return out
+
+
+def _panel_notes(where: str, read: _PanelRead, step_name: str, *, axis_is_step: bool, points: int) -> list[Note]:
+    notes: list[Note] = []
+    if read.no_step:
+        notes.append(Note("dropped", f"{where}: {read.no_step} row(s) with no {step_name} value were not used",
+                          count=read.no_step))
+    notes += non_numeric_notes(where, read.dropped, [], "cell(s) in metric columns", "column(s)")
+    for metric, buckets, wide_count in read.sampled:
         notes.append(Note(
             "sampled",
             f"{where}: {metric} is W&B's bucketed chart line: each of its {buckets} points stands for a "
@@ -260,12 +281,12 @@ def read_panel_csv(path: Path, panel: PanelCsv, run_name: str) -> tuple[RawPoint
             f"value); each bucket's min and max are kept as '{metric}__MIN' and '{metric}__MAX'. For every "
             "point, read the run's own folder (wandb/run-*) or export its history with the W&B API",
             count=buckets))
-    if step_series is None and panel.x_axis != "Step":
+    if not axis_is_step:
         notes.append(Note("step_axis", f"{where}: steps are the chart's x axis {step_name}, not W&B's _step",
-                          count=len(points)))
-    if not sampled:
+                          count=points))
+    if not read.sampled:
         notes.append(Note(
             "panel_export",
             f"{where}: points are the ones the W&B chart exported; a chart set to sample can leave logged "
             "points out. For every point, read the run's own folder (wandb/run-*)", count=0))
-    return points, notes
+    return notes
