@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from analyzer.ingest.text_layout import BAR_MARK, NUM_MARK, TOKEN, LineLayout, learn_layout
+from analyzer.ingest.text_layout import BAR_MARK, NUM_MARK, LineLayout, learn_layout
+from analyzer.ingest.text_numbers import TOKEN
 from analyzer.roles import EVAL_WORDS
 from analyzer.ingest.text_points import TextPoints
 from analyzer.types import Note

@@ -28,31 +28,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from analyzer.ingest.text_numbers import Token, is_integer, mark_roles, read_units, tokens_of
 from analyzer.roles import EVAL_WORDS, TRAIN_WORDS
 
-#: A number as the template marks it: it starts a word (not the 16 of ``bf16``), and the letters glued
-#: to it (its unit, or a word: ``12ms``, ``43.2it/s``) are kept beside it. NaN and infinity as printed
-#: by C, Python and numpy (``nan``, ``-inf``, ``NaN``, ``nanms``). Rust ``regex`` (polars) and Python
-#: ``re`` read it the same way.
-TOKEN = (r"(?:[-+]?\b(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?P<ua>[A-Za-z%]*)"
-         r"|[-+]?\b(?i:nan|inf(?:inity)?)(?P<ub>ms|s|%)?\b)")
 #: What a template holds in place of a number, and of a progress bar's glyphs (whose fill changes with every
 #: redraw): characters of Unicode's private use area, which no training script prints.
 NUM_MARK = "\ue000"
 BAR_MARK = "\ue001"
 
-_TOKEN = re.compile(TOKEN)
-
-#: Units glued to a number or printed after it: tag suffix (or None: a multiplier) and scale.
-_UNITS: dict[str, tuple[str | None, float]] = {
-    "ms": ("ms", 1.0), "s": ("s", 1.0), "sec": ("s", 1.0), "secs": ("s", 1.0), "us": ("us", 1.0),
-    "min": ("min", 1.0), "h": ("h", 1.0), "%": ("percent", 1.0), "x": ("x", 1.0),
-    "k": (None, 1e3), "K": (None, 1e3), "M": (None, 1e6), "B": (None, 1e9), "G": (None, 1e9), "T": (None, 1e12),
-    "KB": ("KB", 1.0), "MB": ("MB", 1.0), "GB": ("GB", 1.0), "TB": ("TB", 1.0),
-    "KiB": ("KiB", 1.0), "MiB": ("MiB", 1.0), "GiB": ("GiB", 1.0),
-}
-#: Units printed after a space (``3.21 BPC``, ``120.00 ms``).
-_SPACED_UNIT = re.compile(r"^ (ms|s|sec|%|BPC|bpc|bpb|bits|GB|MB|GiB|MiB)(?![\w/])")
 #: Where one item of a line ends and the next begins.
 _DELIMITER = re.compile(r"\||,|;|\t| - |\[|\]|\(|\)|\{|\}|<|>| {2,}")
 #: The same, but for the name before a bracket, which may hold parentheses (``Epoch(train) [1]``).
@@ -67,10 +50,6 @@ _PAREN_UNIT = re.compile(r" ?\([A-Za-z/%]+\)$")
 _KEY_AT_START = re.compile(rf"^((?:{_WORD})(?: (?:{_WORD})){{0,2}})")
 #: Log-record prefixes that are not part of a key (``09:59:53 INFO epoch 1``).
 _LOG_LEVELS = frozenset({"INFO", "DEBUG", "WARNING", "WARN", "ERROR", "CRITICAL", "TRACE", "NOTICE", "I", "W", "D"})
-#: How tokens are joined into one value that is not a metric: a date (``2024-05-01``: the sign of the
-#: next token is its joint), a clock (``12:00:01``), a version (``1.2.3``), an ETA (``00:10<00:12``).
-_GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
-_FRACTION = re.compile(r"^\s*/\s*$")
 #: What may wrap a kind word printed on its own (``eval:``, ``[val]``, ``- test -``).
 _WORD_PUNCTUATION = ":=|-[](){}<>\"'*#"
 
@@ -152,17 +131,6 @@ class LineLayout:
         return not self.metrics and self.epoch is not None and self.step is None
 
 
-@dataclass
-class _Token:
-    start: int  # where it starts (its sign included)
-    end: int  # where its number ends
-    stop: int  # where its glued suffix ends
-    text: str
-    suffix: str
-    role: str = "value"  # value | total | group | name
-    key: str | None = None
-    unit: tuple[str | None, float] | None = None
-
 
 def _words(key: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
@@ -174,9 +142,6 @@ def _kind_of(words: list[str]) -> str | None:
             return w
     return None
 
-
-def _is_integer(text: str) -> bool:
-    return re.fullmatch(r"[-+]?\d+", text) is not None
 
 
 def _clean_key(text: str) -> str | None:
@@ -227,65 +192,17 @@ def _key_after(line: str, stop: int, next_start: int) -> str | None:
     return found.group(1) if found else None
 
 
-def _tokens(line: str) -> list[_Token]:
-    out = []
-    for m in _TOKEN.finditer(line):
-        suffix = m.group("ua") or m.group("ub") or ""
-        end = m.end() - len(suffix)
-        out.append(_Token(m.start(), end, m.end(), line[m.start():end], suffix))
-    return out
-
-
-def _mark_names_groups_and_totals(line: str, tokens: list[_Token]) -> None:
-    for j, t in enumerate(tokens):
-        before = line[t.start - 1] if t.start else ""
-        previous = tokens[j - 1] if j else None
-        glued_to_previous = previous is not None and previous.stop == t.start - 1
-        # ``2024-05-01``: the sign of ``-05`` joins it to the number before it (a date), not to a name.
-        signed_join = (previous is not None and previous.stop == t.start and t.text[:1] in "+-"
-                       and previous.role != "name" and _is_integer(previous.text) and _is_integer(t.text))
-        if before and (before.isalnum() or before in "_@#") and not signed_join:
-            t.role = "name"  # top-1, Acc@1, #3
-        elif before == "." and t.start >= 2 and line[t.start - 2].isalnum() and not glued_to_previous:
-            t.role = "name"  # layers.0
-        if previous is None or t.role == "name" or previous.role == "name":
-            continue
-        joint = line[previous.stop:t.start]
-        if _FRACTION.match(joint) and _is_integer(t.text) and not previous.suffix:
-            if previous.role == "total":  # 24/29/50, 2023/01/01: not a counter
-                tokens[j - 2].role = previous.role = t.role = "group"
-            elif previous.role == "value":
-                t.role = "total"
-        elif joint in _GROUP_JOINTS and not previous.suffix and previous.role in ("value", "group"):
-            if joint == "." and not _is_integer(previous.text):
-                continue
-            previous.role = t.role = "group"
-    for j, t in enumerate(tokens):  # the numerator of a fraction whose chain became a group
-        if t.role == "total" and tokens[j - 1].role == "group":
-            t.role = "group"
-
-
-def _units(line: str, tokens: list[_Token]) -> None:
-    for t in tokens:
-        if t.suffix:
-            t.unit = _UNITS.get(t.suffix)
-        elif t.role == "value":
-            m = _SPACED_UNIT.match(line[t.stop:])
-            if m is not None:
-                name = {"sec": "s", "%": "percent"}.get(m.group(1), m.group(1))
-                t.unit = (name, 1.0)
-                t.stop += m.end()
 
 
 def learn_layout(line: str) -> LineLayout:
     """The layout of the line kind ``line`` is an example of."""
-    tokens = _tokens(line)
-    _mark_names_groups_and_totals(line, tokens)
-    _units(line, tokens)
+    tokens = tokens_of(line)
+    mark_roles(line, tokens)
+    read_units(line, tokens)
     boundary = 0
     first_value: int | None = None
     prefix_words: list[str] = []
-    previous_value: _Token | None = None
+    previous_value: Token | None = None
     for j, t in enumerate(tokens):
         if t.role != "value":
             if t.role in ("total", "group"):
@@ -344,7 +261,7 @@ def _counter_kind(key: str | None, first: bool) -> str | None:
     return None
 
 
-def _assemble(line: str, tokens: list[_Token], first_value: int | None, prefix_words: list[str]) -> LineLayout:
+def _assemble(line: str, tokens: list[Token], first_value: int | None, prefix_words: list[str]) -> LineLayout:
     values = [(j, t) for j, t in enumerate(tokens) if t.role == "value"]
     has_total = {j for j, t in values if j + 1 < len(tokens) and tokens[j + 1].role == "total"}
     step = epoch = None
@@ -354,7 +271,7 @@ def _assemble(line: str, tokens: list[_Token], first_value: int | None, prefix_w
     kind = _kind_of(prefix_words)
     used: set[int] = set()
     kinds = {j: _counter_kind(t.key, j == first_value) for j, t in values}
-    integer = {j for j, t in values if _is_integer(t.text) and not t.suffix}
+    integer = {j for j, t in values if is_integer(t.text) and not t.suffix}
     steps_keyed = [j for j, t in values if kinds[j] == "step" and j in integer]
     preferred = min(steps_keyed, key=lambda j: _step_priority(tokens[j].key), default=None)
     for j, t in values:
@@ -402,11 +319,11 @@ def _assemble(line: str, tokens: list[_Token], first_value: int | None, prefix_w
             continue
         metrics.append(Metric(j, _tag(t, kind), t.unit[1] if t.unit else 1.0))
     step_total = step + 1 if step is not None and step in has_total else None
-    measured = any(not _is_integer(tokens[m.position].text) for m in metrics)
+    measured = any(not is_integer(tokens[m.position].text) for m in metrics)
     return LineLayout(tuple(metrics), step, step_key, step_total, epoch, within, kind, counter, measured)
 
 
-def _tag(t: _Token, kind: str | None) -> str:
+def _tag(t: Token, kind: str | None) -> str:
     key = t.key or ""
     if t.unit is not None and t.unit[0] is not None and not _words(key)[-1:] == [t.unit[0].lower()]:
         key = f"{key}_{t.unit[0]}"
