@@ -64,35 +64,45 @@ def _step_column_of_each_record(table: JsonTable, step_key: str | None, per_reco
     return choice
 
 
-def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record_key: bool = True,
-              skip: frozenset[str] = NON_METRIC_KEYS, prefixes: Prefixes | None = None,
-              step_override: tuple[np.ndarray, np.ndarray] | None = None,
-              rows_without_step: int = 0) -> tuple[RawPoints, list[Note]]:
-    """Points and notes of every record, as `RowCollector.add_row` makes them row by row.
+@dataclass
+class _Steps:
+    """The step of every record, and the records that have none."""
 
-    ``per_record_key``: a record lacking ``step_key`` takes its step from another step key it has (JSONL);
-    ``prefixes``: metric keys of a record become ``<prefix>/<key>`` (unless already named for it);
-    ``step_override``: (mask, steps) replacing the written step of some records (derived by a dialect);
-    ``rows_without_step``: rows the caller found without one (counted in the same note).
-    LogFormatError when a step does not fit an int64.
-    """
-    n = table.n
+    choice: np.ndarray  # per record: index (into the table's columns) of its step key, -1 for none
+    columns: list[int]  # the columns some record takes its step from
+    steps: np.ndarray  # int64 per record, 0 where there is none
+    has_step: np.ndarray  # the record has a step (written, or set by the caller's override)
+    huge: np.ndarray  # the step is an integer too large for a float: a row without a step, with its own note
+    fractional: list[Note]
+
+
+def _written_steps(table: JsonTable, choice: np.ndarray, columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's step as a float (NaN where its step key holds no number), and whether that key holds an
+    integer too large for a float."""
     names = list(table.columns)
+    n = table.n
+    if len(columns) == 1 and bool((choice >= 0).all()):  # one step key for every record: no mixing
+        col = table.columns[names[columns[0]]]
+        return np.where(col.kind == NUMBER, col.values, np.nan), col.kind == HUGE
+    step_f = np.full(n, np.nan)
+    huge_step = np.zeros(n, bool)
+    for j in columns:
+        mine = choice == j
+        col = table.columns[names[j]]
+        number = mine & (col.kind == NUMBER)
+        step_f[number] = col.values[number]
+        huge_step |= mine & (col.kind == HUGE)
+    return step_f, huge_step
+
+
+def _record_steps(table: JsonTable, step_key: str | None, per_record_key: bool, source: str,
+                  step_override: tuple[np.ndarray, np.ndarray] | None) -> _Steps:
+    """The int64 step of every record; LogFormatError when a written one does not fit an int64. An overridden
+    step is the caller's, not the file's: it is neither range-checked nor counted as fractional."""
+    n = table.n
     choice = _step_column_of_each_record(table, step_key, per_record_key)
-    step_columns = np.unique(choice[choice >= 0]).tolist() if n else []
-    if len(step_columns) == 1 and bool((choice >= 0).all()):  # one step key for every record: no mixing
-        col = table.columns[names[step_columns[0]]]
-        step_f = np.where(col.kind == NUMBER, col.values, np.nan)
-        huge_step = col.kind == HUGE
-    else:
-        step_f = np.full(n, np.nan)
-        huge_step = np.zeros(n, bool)
-        for j in step_columns:
-            mine = choice == j
-            col = table.columns[names[j]]
-            number = mine & (col.kind == NUMBER)
-            step_f[number] = col.values[number]
-            huge_step |= mine & (col.kind == HUGE)
+    columns = np.unique(choice[choice >= 0]).tolist() if n else []
+    step_f, huge_step = _written_steps(table, choice, columns)
     has_step = np.isfinite(step_f)
     if step_override is not None:
         has_step = has_step | step_override[0]
@@ -102,7 +112,6 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
     if outside.any():
         first = int(np.argmax(outside))
         raise step_out_of_range(float(step_f[first]), table.where(first))
-    every_step = bool(has_step.all())
     read_steps = has_step if step_override is None else has_step & ~step_override[0]
     fractional = fractional_steps_note(source, step_f[read_steps])
     if bool(np.isfinite(step_f).all()):
@@ -112,39 +121,47 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
         steps[has_step] = step_f[has_step].astype(np.int64)
     if step_override is not None:
         steps[step_override[0]] = step_override[1][step_override[0]]
-    if prefixes is not None:
-        _resolve_renamed_collisions(table, prefixes, choice, skip)
+    return _Steps(choice, columns, steps, has_step, huge_step, fractional)
+
+
+def _tags_of_column(name: str, prefixes: Prefixes | None) -> list[tuple[str, np.ndarray | None]]:
+    """(tag, records it takes, None for all) for one metric key: its own name, and ``<prefix>/<key>`` for the
+    records of each prefix it is renamed under."""
+    if prefixes is None:
+        return [(name, None)]
+    by_prefix: list[tuple[str, np.ndarray | None]] = []
+    plain = prefixes.codes < 0
+    for p, pname in enumerate(prefixes.names):
+        mine = prefixes.codes == p
+        if not mine.any():
+            continue
+        if not _renamed(name, pname):
+            plain = plain | mine  # a key already named for its split keeps its name
+        else:
+            by_prefix.append((f"{pname}/{name}", mine))
+    by_prefix.insert(0, (name, plain))
+    return by_prefix
+
+
+def _gather_tags(table: JsonTable, steps: _Steps, skip: frozenset[str], prefixes: Prefixes | None) -> _Tags:
+    """The points of every metric column, tag by tag, and its values that cannot be points."""
     tags = _Tags()
-    prefix_names = prefixes.names if prefixes is not None else ()
-    for j, name in enumerate(names):
+    every_step = bool(steps.has_step.all())
+    for j, name in enumerate(table.columns):
         if name in skip:
             continue
         col = table.columns[name]
-        if every_step and j not in step_columns:
+        if every_step and j not in steps.columns:
             number, unusable = col.kind == NUMBER, col.kind >= TEXT  # TEXT, OTHER, HUGE
         else:
-            usable = has_step & (choice != j)
+            usable = steps.has_step & (steps.choice != j)
             number = usable & (col.kind == NUMBER)
             unusable = usable & (col.kind >= TEXT)
         if not number.any() and not unusable.any():
             continue
-        by_prefix: list[tuple[str, np.ndarray | None]] = []
-        if prefixes is None:
-            by_prefix.append((name, None))
-        else:
-            plain = prefixes.codes < 0
-            for p, pname in enumerate(prefix_names):
-                mine = prefixes.codes == p
-                if not mine.any():
-                    continue
-                if not _renamed(name, pname):
-                    plain = plain | mine  # a key already named for its split keeps its name
-                else:
-                    by_prefix.append((f"{pname}/{name}", mine))
-            by_prefix.insert(0, (name, plain))
-        for tag, only in by_prefix:
+        for tag, only in _tags_of_column(name, prefixes):
             if only is None and bool(number.all()):
-                tags.add(tag, np.arange(n), col.values)
+                tags.add(tag, np.arange(table.n), col.values)
                 continue
             rows = np.flatnonzero(number if only is None else number & only)
             if rows.size:
@@ -157,29 +174,36 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
                     tags.huge[tag] += huge
                 if huge < kinds.size:
                     tags.non_numeric[tag] += kinds.size - huge
-    order = _tag_order(table, tags, prefixes)
+    return tags
+
+
+def _points(order: list[str], tags: _Tags, steps: np.ndarray) -> RawPoints:
+    """The gathered tags as one `RawPoints`, each tag's points in record order."""
+    if not order:
+        return RawPoints.empty()
     rows_of, values_of = [], []
     for tag in order:
         parts = tags.parts[tag]
         rows = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
         values = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
-        if len(parts) > 1:
+        if len(parts) > 1:  # a tag fed from several prefixes' records: its parts interleave
             by_row = np.argsort(rows, kind="stable")
             rows, values = rows[by_row], values[by_row]
         rows_of.append(rows)
         values_of.append(values)
-    if order:
-        all_rows = np.concatenate(rows_of)
-        points = RawPoints(tuple(order), np.repeat(np.arange(len(order), dtype=np.int32), [r.size for r in rows_of]),
-                           steps[all_rows], np.full(all_rows.size, np.nan), np.concatenate(values_of))
-    else:
-        points = RawPoints.empty()
-    notes = fractional
-    without = int((~has_step).sum()) - int(huge_step.sum()) + rows_without_step
+    all_rows = np.concatenate(rows_of)
+    return RawPoints(tuple(order), np.repeat(np.arange(len(order), dtype=np.int32), [r.size for r in rows_of]),
+                     steps[all_rows], np.full(all_rows.size, np.nan), np.concatenate(values_of))
+
+
+def _notes(source: str, steps: _Steps, tags: _Tags, rows_without_step: int) -> list[Note]:
+    """The notes `RowCollector` writes for the same rows, in its order."""
+    notes = steps.fractional
+    without = int((~steps.has_step).sum()) - int(steps.huge.sum()) + rows_without_step
     if without:
         notes.append(Note("dropped", f"{source}: {without} row(s) without a step value were not used", count=without))
-    if huge_step.any():
-        k = int(huge_step.sum())
+    if steps.huge.any():
+        k = int(steps.huge.sum())
         notes.append(Note("dropped", f"{source}: {k} row(s) whose step is an integer too large for a 64-bit float "
                           "were not used", count=k))
     dropped = {k: v for k, v in tags.non_numeric.items() if k in tags.parts}
@@ -190,7 +214,27 @@ def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record
         detail = ", ".join(f"{k} x{v}" for k, v in sorted(tags.huge.items())[:10])
         notes.append(Note("dropped", f"{source}: {total} value(s) that are integers too large for a 64-bit float "
                           f"were not used ({detail})", count=total))
-    return points, notes
+    return notes
+
+
+def to_points(table: JsonTable, step_key: str | None, *, source: str, per_record_key: bool = True,
+              skip: frozenset[str] = NON_METRIC_KEYS, prefixes: Prefixes | None = None,
+              step_override: tuple[np.ndarray, np.ndarray] | None = None,
+              rows_without_step: int = 0) -> tuple[RawPoints, list[Note]]:
+    """Points and notes of every record, as `RowCollector.add_row` makes them row by row.
+
+    ``per_record_key``: a record lacking ``step_key`` takes its step from another step key it has (JSONL);
+    ``prefixes``: metric keys of a record become ``<prefix>/<key>`` (unless already named for it);
+    ``step_override``: (mask, steps) replacing the written step of some records (derived by a dialect);
+    ``rows_without_step``: rows the caller found without one (counted in the same note).
+    LogFormatError when a step does not fit an int64.
+    """
+    steps = _record_steps(table, step_key, per_record_key, source, step_override)
+    if prefixes is not None:  # needs each record's step key, and never blanks it
+        _resolve_renamed_collisions(table, prefixes, steps.choice, skip)
+    tags = _gather_tags(table, steps, skip, prefixes)
+    points = _points(_tag_order(table, tags, prefixes), tags, steps.steps)
+    return points, _notes(source, steps, tags, rows_without_step)
 
 
 def _renamed(name: str, prefix: str) -> bool:
