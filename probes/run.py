@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,10 @@ from analyzer.errors import ConfigError
 from analyzer.ingest.load import LoadOptions
 from analyzer.pipeline import analyze
 from analyzer.types import Diagnosis, Severity
-from probes.mechanism import attribute
+from probes.mechanism import Attribution, attribute
 from probes.outcome import ProbeOutcome, TrialOutcome
 from probes.spec import PLAN_KINDS, ProbeSpec, TrialConfig, load_spec
-from probes.verdict import judge_replay
+from probes.verdict import Replay, judge_replay
 
 _UNSTABLE = ("early_instability", "mid_instability", "divergence")
 
@@ -236,11 +236,9 @@ def _layer_series(d: Diagnosis) -> dict[str, dict[str, tuple[np.ndarray, np.ndar
     return out
 
 
-def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Path | None = None,
-              plan: str | None = None, steps: int | None = None, executor: str = "sequential",
-              address: str | None = None, progress: bool = False, data: str | None = None,
-              data_order: str | None = None, scale: dict[str, float] | None = None) -> ProbeOutcome:
-    spec = load_spec(spec_path)
+def _overridden(spec: ProbeSpec, steps: int | None, device: str, data: str | None, data_order: str | None,
+                scale: dict[str, float] | None) -> ProbeSpec:
+    """The spec with the command line's settings over its own."""
     if steps is not None:
         spec = replace(spec, steps=steps)
     if device != "auto":
@@ -254,7 +252,11 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
     if (data is not None or scale) and not spec.own_run:
         raise ConfigError("--data and --scale apply to a spec that re-runs the run itself (workload: run); this spec's "
                           f"workload is {spec.workload}")
-    _check_executor(executor, spec.device)
+    return spec
+
+
+def _plan_order(spec: ProbeSpec, plan: str | None) -> tuple[list[str], bool]:
+    """The plans in the order they run, and whether the clip sweep's candidates come from the baseline."""
     requested = [plan] if plan else list(spec.plans)
     unknown = [p for p in requested if p not in PLAN_KINDS]
     if unknown:
@@ -263,8 +265,12 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
     derive_clips = "clip_sweep" in requested and (spec.workload.startswith("builtin:") or not spec.clip_candidates)
     ordered = (["baseline"] if "baseline" in requested or derive_clips else []) + \
         [p for p in requested if p != "baseline"]
-    out = probe_out_dir(spec_path, out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    return ordered, derive_clips
+
+
+def _run_plans(spec: ProbeSpec, ordered: list[str], derive_clips: bool, out: Path, executor: str,
+               address: str | None, progress: bool) -> list[Any]:
+    """Every plan's trials, in order; stops after a plan where Ctrl-C interrupted a trial."""
     results: list[Any] = []
     baseline_grad = None
     for p in ordered:
@@ -285,47 +291,84 @@ def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Pat
         if p == "baseline":
             start = (spec.window or {}).get("start") if spec.own_run else None
             baseline_grad = _grad_of(done[0].log_dir, start if isinstance(start, int) else None)
-    report = analyze([out / "trials"], load_options=LoadOptions(cache_dir=None))
-    by_dir = {Path(d.run.id).name: d for d in report.diagnoses}
-    outcomes = [_judged(res, by_dir.get(Path(res.log_dir).name)) for res in results]
-    replay, attribution = None, None
-    if spec.own_run:
-        replay = judge_replay(spec, outcomes)
-        base = next((o for o in outcomes if o.result.plan == "baseline"), None)
-        d = by_dir.get(Path(base.result.log_dir).name) if base is not None else None
-        if base is not None and d is not None and base.unstable_at is not None and replay.reproduced:
-            attribution = attribute(_layer_series(d), base.unstable_at, base.peak_at or base.unstable_at)
-        parts = [replay.reproduced_line + ".", replay.data_line + "." if replay.data_line else "",
-                 replay.fixes_line, replay.lr_search_line + "." if replay.lr_search_line else "",
-                 ("Mechanism: " + attribution.sentence) if attribution is not None else ""]
-        conclusion, smallest = " ".join(x for x in parts if x), replay.smallest
-    else:
-        conclusion, smallest = _conclude(outcomes)
-    interrupted = next((r for r in results if r.interrupted), None)
-    if interrupted is not None:
-        planned = sum(len(spec.trials(p)) for p in ordered if p != "lr_search")
-        conclusion = (f"Interrupted (Ctrl-C) in trial {interrupted.name!r} after {interrupted.steps_run} of "
-                      f"{interrupted.steps_planned} steps; {len(results)} of {planned} planned trials ran, and what "
-                      f"follows covers only those. {conclusion}")
-    used = results[0].used if results else ()
-    from probes.report import write_probe_report
+    return results
 
-    partial = ProbeOutcome(spec, tuple(outcomes), conclusion, smallest, str(out), "", "", "", replay, attribution,
-                           tuple(used))
-    html, js = write_probe_report(partial, report, out)
+
+@dataclass(frozen=True)
+class _Conclusion:
+    """What the trials say, in words, and the judgements behind the words of a replay."""
+
+    text: str
+    smallest: str | None
+    replay: Replay | None = None
+    attribution: Attribution | None = None
+
+
+def _replay_conclusion(spec: ProbeSpec, outcomes: list[TrialOutcome], by_dir: dict[str, Diagnosis]) -> _Conclusion:
+    """A replay of the run itself: was the instability reproduced, by what, which fix removed it, and (when
+    reproduced) which block led it."""
+    replay = judge_replay(spec, outcomes)
+    attribution = None
+    base = next((o for o in outcomes if o.result.plan == "baseline"), None)
+    d = by_dir.get(Path(base.result.log_dir).name) if base is not None else None
+    if base is not None and d is not None and base.unstable_at is not None and replay.reproduced:
+        attribution = attribute(_layer_series(d), base.unstable_at, base.peak_at or base.unstable_at)
+    parts = [replay.reproduced_line + ".", replay.data_line + "." if replay.data_line else "",
+             replay.fixes_line, replay.lr_search_line + "." if replay.lr_search_line else "",
+             ("Mechanism: " + attribution.sentence) if attribution is not None else ""]
+    return _Conclusion(" ".join(x for x in parts if x), replay.smallest, replay, attribution)
+
+
+def _interrupted_note(spec: ProbeSpec, ordered: list[str], results: list[Any], conclusion: str) -> str:
+    """The conclusion, prefixed by what Ctrl-C left out when a trial was interrupted."""
+    interrupted = next((r for r in results if r.interrupted), None)
+    if interrupted is None:
+        return conclusion
+    planned = sum(len(spec.trials(p)) for p in ordered if p != "lr_search")
+    return (f"Interrupted (Ctrl-C) in trial {interrupted.name!r} after {interrupted.steps_run} of "
+            f"{interrupted.steps_planned} steps; {len(results)} of {planned} planned trials ran, and what "
+            f"follows covers only those. {conclusion}")
+
+
+def _summary(outcome: ProbeOutcome, html: Path, out: Path) -> str:
+    """The terminal's text: one line a trial, then the conclusion and where the reports are."""
     lines = [f"{'trial':32s} {'plan':12s} {'lr':>8s} {'warmup':>6s} {'clip':>8s} {'verdict':18s} {'final':>8s} "
              f"{'clipped':>7s}"]
-    for o in outcomes:
+    for o in outcome.trials:
         r = o.result
         lines.append(f"{r.name[:32]:32s} {r.plan:12s} {r.lr:8.3g} {r.warmup_steps:6d} "
                      f"{(f'{r.clip:.3g}' if r.clip else '-'):>8s} {o.verdict:18s} "
                      f"{(f'{r.final_loss:.4g}' if r.final_loss is not None and math.isfinite(r.final_loss) else '-'):>8s} "
                      f"{(f'{r.fraction_clipped:.0%}' if r.fraction_clipped is not None else '-'):>7s}")
-    head = ["Re-ran: " + "; ".join(used), ""] if spec.own_run and used else []
-    summary = "\n".join(head + lines + ["", conclusion] + ([f"Smallest change that removed it: {smallest}"]
-                                                          if smallest else []) +
-                        [f"Probe report: {html}", f"Trial logs: {out / 'trials'}"])
-    return replace(partial, report_html=str(html), report_json=str(js), summary=summary)
+    used, smallest = outcome.used, outcome.smallest_fix
+    head = ["Re-ran: " + "; ".join(used), ""] if outcome.spec.own_run and used else []
+    return "\n".join(head + lines + ["", outcome.conclusion] + ([f"Smallest change that removed it: {smallest}"]
+                                                                if smallest else []) +
+                     [f"Probe report: {html}", f"Trial logs: {out / 'trials'}"])
+
+
+def run_probe(spec_path: str | Path, *, device: str = "auto", out_dir: str | Path | None = None,
+              plan: str | None = None, steps: int | None = None, executor: str = "sequential",
+              address: str | None = None, progress: bool = False, data: str | None = None,
+              data_order: str | None = None, scale: dict[str, float] | None = None) -> ProbeOutcome:
+    spec = _overridden(load_spec(spec_path), steps, device, data, data_order, scale)
+    _check_executor(executor, spec.device)
+    ordered, derive_clips = _plan_order(spec, plan)
+    out = probe_out_dir(spec_path, out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = _run_plans(spec, ordered, derive_clips, out, executor, address, progress)
+    report = analyze([out / "trials"], load_options=LoadOptions(cache_dir=None))
+    by_dir = {Path(d.run.id).name: d for d in report.diagnoses}
+    outcomes = [_judged(res, by_dir.get(Path(res.log_dir).name)) for res in results]
+    concluded = _replay_conclusion(spec, outcomes, by_dir) if spec.own_run else _Conclusion(*_conclude(outcomes))
+    conclusion = _interrupted_note(spec, ordered, results, concluded.text)
+    used = results[0].used if results else ()
+    from probes.report import write_probe_report
+
+    partial = ProbeOutcome(spec, tuple(outcomes), conclusion, concluded.smallest, str(out), "", "", "",
+                           concluded.replay, concluded.attribution, tuple(used))
+    html, js = write_probe_report(partial, report, out)
+    return replace(partial, report_html=str(html), report_json=str(js), summary=_summary(partial, html, out))
 
 
 #: A replay's clip candidates come from its steps before the flagged window when it has at least this many.

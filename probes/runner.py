@@ -24,7 +24,7 @@ from analyzer.errors import ConfigError
 from probes.events import EventLog
 from probes.layers import LayerRecorder
 from probes.optim import make_optimizer  # noqa: F401 - re-exported for the benchmarks
-from probes.setup import own_setup, workload_setup
+from probes.setup import TrialSetup, own_setup, workload_setup
 from probes.spec import ProbeSpec, TrialConfig
 
 
@@ -198,6 +198,133 @@ class _StepRecorder:
         return self.stop
 
 
+@dataclass(frozen=True)
+class _Precision:
+    """Autocast and loss scaling for one trial: autocast only on CUDA, a GradScaler only for float16
+    (bfloat16 has float32's range, nothing underflows)."""
+
+    amp: Callable[[], Any]
+    scaler: torch.amp.GradScaler | None
+
+
+def _precision(dtype: str, device: torch.device) -> _Precision:
+    amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    use_amp = amp_dtype is not None and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    amp: Callable[[], Any] = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp \
+        else contextlib.nullcontext
+    return _Precision(amp, scaler)
+
+
+_StepValues = tuple[torch.Tensor, "list[torch.Tensor] | torch.Tensor", float, "torch.Tensor | None"]
+
+
+class _Stepper:
+    """One optimizer update of the trial at a time; returns what the recorder logs for it. The unclipped
+    norm is measured after unscaling and before clipping, so the log shows what the run's gradient was."""
+
+    def __init__(self, spec: ProbeSpec, trial: TrialConfig, setup: TrialSetup,
+                 scaler: torch.amp.GradScaler | None) -> None:
+        self.setup, self.opt, self.scaler, self.clip = setup, setup.optimizer, scaler, trial.clip
+        self.first, self.layer_every, self.eval_interval = setup.first_step, spec.layer_every, spec.eval_interval
+        self.params = [p for g in self.opt.param_groups for p in g["params"] if p.requires_grad]
+        self.measure_norm = grad_norm_fn(self.params)
+        self.layers = LayerRecorder(setup.model, self.opt) if spec.layer_stats and spec.own_run else None
+        self._lrs_set: list[float] = []
+
+    def _set_lrs(self, step: int) -> list[float]:
+        lrs = self.setup.lrs_at(step)
+        if lrs != self._lrs_set:  # only when the schedule moved: a constant LR costs the loop nothing
+            for group, lr in zip(self.opt.param_groups, lrs):
+                group["lr"] = lr
+            self._lrs_set = lrs
+        return lrs
+
+    def _norm_then_clip(self) -> list[torch.Tensor] | torch.Tensor:
+        # the UNCLIPPED global norm, logged as is
+        grad_norm = self.measure_norm([p.grad for p in self.params if p.grad is not None])
+        if self.clip is not None:
+            if isinstance(grad_norm, list):
+                grad_norm = combine_norms([grad_norm])[0]
+            torch.nn.utils.clip_grads_with_norm_(self.params, self.clip, grad_norm)
+        return grad_norm
+
+    def _optimizer_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+
+    def _eval_loss(self, step: int) -> torch.Tensor | None:
+        if self.setup.evaluate is None or (step - self.first + 1) % self.eval_interval != 0:
+            return None
+        self.setup.model.eval()
+        eval_loss = self.setup.evaluate()
+        self.setup.model.train()
+        return eval_loss
+
+    def step(self, step: int) -> _StepValues:
+        lrs = self._set_lrs(step)
+        batch = self.setup.batch_for(step)
+        if self.layers is not None:
+            self.layers.before_forward((step - self.first) % self.layer_every == 0)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.setup.forward_backward(batch)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)  # clip the true gradient, not the scaled one
+        if self.layers is not None:
+            self.layers.before_step()  # the per-block gradient before clipping
+        grad_norm = self._norm_then_clip()
+        self._optimizer_step()
+        if self.layers is not None:
+            self.layers.after_step(step)
+        return loss, grad_norm, lrs[0], self._eval_loss(step)
+
+
+def _train(stepper: _Stepper, rec: _StepRecorder, steps: int, log_every: int, bar: Any) -> str | None:
+    """Every step of the trial, flushed each ``log_every`` steps and after the last; returns why it stopped
+    early, or None."""
+    first = stepper.first
+    stop: str | None = None
+    for step in range(first, first + steps):
+        rec.add(*stepper.step(step))
+        if (step - first + 1) % log_every == 0 or step + 1 == first + steps:
+            pending = len(rec.losses)
+            stop = rec.flush()
+            if bar is not None:
+                bar.update(pending)
+            if stop is not None:
+                break
+    return stop
+
+
+def _progress_bar(trial: TrialConfig) -> Any:
+    from tqdm import tqdm  # only when asked: tqdm stays off the import path of library callers
+
+    return tqdm(total=trial.steps, desc=trial.name, unit="step", leave=False)
+
+
+def _out_of_memory(spec: ProbeSpec, trial: TrialConfig) -> ConfigError:
+    return ConfigError(f"CUDA out of memory in trial {trial.name!r} at batch_size={spec.batch_size} (micro-batch "
+                       f"{spec.micro_batch_size or spec.batch_size}): lower micro_batch_size in the spec (the same "
+                       "effective batch, accumulated), use --scale, or run with --device cpu")
+
+
+def _result(trial: TrialConfig, plan: str, rec: _StepRecorder, stop: str | None, interrupted: bool,
+            log_dir: Path, seconds: float, device: torch.device, setup: TrialSetup) -> TrialResult:
+    steps_run = rec.steps_logged
+    return TrialResult(name=trial.name, plan=plan, lr=trial.lr, warmup_steps=trial.warmup_steps, clip=trial.clip,
+                       steps_planned=trial.steps, steps_run=steps_run,
+                       infeasible=stop is not None and not interrupted, stop_reason=stop, interrupted=interrupted,
+                       final_loss=rec.last_loss, best_loss=None if rec.best == math.inf else rec.best,
+                       fraction_clipped=rec.clipped_total / steps_run if steps_run and trial.clip is not None
+                       else None,
+                       log_dir=str(log_dir), seconds=seconds, device=str(device),
+                       first_step=setup.first_step, lr_factor=trial.lr_factor, skip=trial.skip,
+                       used=tuple(setup.used))
+
+
 def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.device, log_dir: Path,
               progress: bool = False) -> TrialResult:
     """Train one trial; every step logged; stops early (infeasible) on NaN/inf or runaway loss.
@@ -205,94 +332,31 @@ def run_trial(spec: ProbeSpec, trial: TrialConfig, plan: str, *, device: torch.d
     Ctrl-C ends the trial after writing every step it ran; the result says "interrupted" and
     the caller decides whether to go on.
     """
-    torch.manual_seed(spec.seed)
-    amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(spec.dtype)
-    use_amp = amp_dtype is not None and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
-    amp: Callable[[], Any] = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp \
-        else contextlib.nullcontext
+    torch.manual_seed(spec.seed)  # before the setup: the model's initial weights come from the seed
+    precision = _precision(spec.dtype, device)
     make = own_setup if spec.own_run else workload_setup
-    setup = make(spec, trial, device, amp, scaler)
-    model, opt = setup.model, setup.optimizer
-    params = [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
-    measure_norm = grad_norm_fn(params)
-    layers = LayerRecorder(model, opt) if spec.layer_stats and spec.own_run else None
+    setup = make(spec, trial, device, precision.amp, precision.scaler)
+    stepper = _Stepper(spec, trial, setup, precision.scaler)
     log = EventLog(log_dir)
-    k = max(1, min(spec.log_every, trial.steps))
-    clip = trial.clip
-    first = setup.first_step
-    rec = _StepRecorder(log, clip, spec.divergence_factor, first, layers)
-    stop: str | None = None
+    rec = _StepRecorder(log, trial.clip, spec.divergence_factor, setup.first_step, stepper.layers)
+    log_every = max(1, min(spec.log_every, trial.steps))
     interrupted = False
-    lrs_set: list[float] = []
     started = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=trial.steps, desc=trial.name, unit="step", leave=False)
-    model.train()
+    bar = _progress_bar(trial) if progress else None
+    setup.model.train()
     try:
-        for step in range(first, first + trial.steps):
-            lrs = setup.lrs_at(step)
-            if lrs != lrs_set:
-                for group, lr in zip(opt.param_groups, lrs):
-                    group["lr"] = lr
-                lrs_set = lrs
-            batch = setup.batch_for(step)
-            if layers is not None:
-                layers.before_forward((step - first) % spec.layer_every == 0)
-            opt.zero_grad(set_to_none=True)
-            loss = setup.forward_backward(batch)
-            if scaler is not None:
-                scaler.unscale_(opt)  # clip the true gradient, not the scaled one
-            if layers is not None:
-                layers.before_step()  # the per-block gradient before clipping
-            # the UNCLIPPED global norm, logged as is
-            grad_norm = measure_norm([p.grad for p in params if p.grad is not None])
-            if clip is not None:
-                if isinstance(grad_norm, list):
-                    grad_norm = combine_norms([grad_norm])[0]
-                torch.nn.utils.clip_grads_with_norm_(params, clip, grad_norm)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            if layers is not None:
-                layers.after_step(step)
-            eval_loss = None
-            if setup.evaluate is not None and (step - first + 1) % spec.eval_interval == 0:
-                model.eval()
-                eval_loss = setup.evaluate()
-                model.train()
-            rec.add(loss, grad_norm, lrs[0], eval_loss)
-            if (step - first + 1) % k == 0 or step + 1 == first + trial.steps:
-                pending = len(rec.losses)
-                stop = rec.flush()
-                if bar is not None:
-                    bar.update(pending)
-                if stop is not None:
-                    break
+        stop = _train(stepper, rec, trial.steps, log_every, bar)
     except KeyboardInterrupt:
         stop = rec.flush()
         if stop is None:
             interrupted = True
             stop = "interrupted (Ctrl-C) after writing every step it ran"
     except torch.cuda.OutOfMemoryError:
-        raise ConfigError(f"CUDA out of memory in trial {trial.name!r} at batch_size={spec.batch_size} (micro-batch "
-                          f"{spec.micro_batch_size or spec.batch_size}): lower micro_batch_size in the spec (the same "
-                          "effective batch, accumulated), use --scale, or run with --device cpu") from None
+        raise _out_of_memory(spec, trial) from None
     finally:
         log.close()
-        if layers is not None:
-            layers.close()
+        if stepper.layers is not None:
+            stepper.layers.close()
         if bar is not None:
             bar.close()
-    steps_run = rec.steps_logged
-    return TrialResult(name=trial.name, plan=plan, lr=trial.lr, warmup_steps=trial.warmup_steps, clip=trial.clip,
-                       steps_planned=trial.steps, steps_run=steps_run,
-                       infeasible=stop is not None and not interrupted, stop_reason=stop, interrupted=interrupted,
-                       final_loss=rec.last_loss, best_loss=None if rec.best == math.inf else rec.best,
-                       fraction_clipped=rec.clipped_total / steps_run if steps_run and clip is not None else None,
-                       log_dir=str(log_dir), seconds=time.perf_counter() - started, device=str(device),
-                       first_step=first, lr_factor=trial.lr_factor, skip=trial.skip, used=tuple(setup.used))
+    return _result(trial, plan, rec, stop, interrupted, log_dir, time.perf_counter() - started, device, setup)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from analyzer.detect.context import RunContext
@@ -45,6 +47,88 @@ def _noise_top(ctx: RunContext) -> float:
     return float(np.percentile((c.y - c.base)[later], 99.9))
 
 
+@dataclass(frozen=True)
+class _Rise:
+    """One early rise measured: the point ``index`` (into the curve) stands at ``peak``, ``z`` calm sigmas
+    above ``reference``; ``ratio`` is peak / reference in log space (NaN otherwise)."""
+
+    index: int
+    reference: float
+    peak: float
+    ratio: float
+    z: float
+
+
+def _above_initial(ctx: RunContext, early: np.ndarray, grad_led: bool, total: float) -> _Rise | None:
+    """Route 1: the highest early point above the initial loss, when it is high enough to count."""
+    c, cfg = ctx.curve, ctx.cfg
+    assert c is not None
+    # the start: the first point, or the median of the first 3 when it is lower (one low first batch is passed
+    # over by the curve): a rise at step 1 must not lift the reference it is measured against
+    ref0 = c.start
+    i = int(early[np.argmax(c.raw[early])])
+    peak = float(c.raw[i])
+    z_needed = cfg.early_z if grad_led else cfg.early_rise_z
+    lasting = contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i)
+    if c.log_space:
+        ratio = peak / ref0
+        z = float(np.log(ratio) / c.calm_sigma)
+        rise_y = float(np.log(ratio))
+        above = ratio >= cfg.early_rise_ratio and z >= z_needed
+    else:
+        ratio = float("nan")
+        z = (peak - ref0) / float(c.calm_raw[i])
+        rise_y = peak - ref0
+        above = (peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
+    # A rise that lasts, or that the grad norm leads, is not noise. A one-point rise can be a heavy
+    # tail of the noise: it counts only when it stands above the top of the run's own later noise band.
+    if not (grad_led or lasting >= cfg.grad_led_min_points):
+        above = above and rise_y > _noise_top(ctx)
+    return _Rise(i, ref0, peak, ratio, z) if above else None
+
+
+def _above_best(ctx: RunContext, early: np.ndarray, grad_led: bool, total: float) -> _Rise | None:
+    """Route 2: the early point highest above the best so far, when it undoes a real share of what the run
+    learns and something besides its height says it is not noise."""
+    c, cfg = ctx.curve, ctx.cfg
+    assert c is not None
+    # "Best so far" is the running minimum of a trailing 3-point median: it follows a steep descent (a
+    # centred level runs ahead of it) without taking one low, noisy batch as the best.
+    head = c.raw[: early[-1] + 1].copy()
+    head[0] = c.first  # one low first batch is passed over (Curve.first)
+    best_so_far = np.minimum.accumulate(rolling_median(head, 3))
+    rise = c.raw[early] - best_so_far[early]
+    k = int(np.argmax(rise))
+    i, height = int(early[k]), float(rise[k])
+    ref, peak = float(best_so_far[i]), float(c.raw[i])
+    z = height / float(c.calm_raw[i])
+    lasting = contiguous(c.raw >= ref + 0.5 * height, i)
+    # without the grad norm's word, a rise must last and stand far out of the noise
+    corroborated = (grad_led and z >= cfg.early_z) or (lasting >= cfg.grad_led_min_points and z >= cfg.spike_z)
+    if height / total < cfg.min_undone_share or not corroborated:
+        return None
+    return _Rise(i, ref, peak, peak / ref if c.log_space else float("nan"), z)
+
+
+def _evidence(ctx: RunContext, rise: _Rise, early: np.ndarray, total: float) -> ExcursionEvidence:
+    """The rise's evidence: from the first early point to where the loss came back to the reference."""
+    c = ctx.curve
+    assert c is not None
+    i, ref, peak = rise.index, rise.reference, rise.peak
+    share = (peak - ref) / total
+    after = np.flatnonzero(c.raw[i:] <= ref * 1.05 if c.log_space else c.raw[i:] <= ref)
+    rec = i + int(after[0]) if after.size else None
+    rec_step = int(c.steps[rec]) if rec is not None else None
+    end = rec_step if rec_step is not None else int(c.steps[-1])
+    first_step = int(c.steps[early[0]])
+    return ExcursionEvidence(
+        signal=ctx.signal, shape="early_rise", start_step=first_step, peak_step=int(c.steps[i]), end_step=end,
+        recovered_step=rec_step, reference=ref, peak=peak, ratio=rise.ratio, share_undone=round(share, 4),
+        noise_z=round(rise.z, 2), points=contiguous(c.raw >= ref + 0.5 * (peak - ref), i),
+        span_steps=end - first_step, recovered_fraction=1.0 if rec is not None else 0.0,
+        lr_at_start=ctx.lr_at(first_step), lr_at_recovery=ctx.lr_at(rec_step) if rec_step is not None else None)
+
+
 def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
     """The loss going UP in its first ``early_blip_points`` logged points (in the whole early phase when
     the grad norm there is ``early_grad_ratio``x its later level), measured against the run's calm
@@ -62,7 +146,6 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
     early = early[early > 0]
     if early.size == 0:
         return None
-    calm = c.calm_raw
     total = max(ctx.total_progress, ctx.progress_floor(0))
     grad_led = _early_grad_ratio(ctx) >= cfg.early_grad_ratio  # NaN compares False
     if not grad_led:
@@ -71,56 +154,5 @@ def early_rise(ctx: RunContext) -> ExcursionEvidence | None:
         early = early[early < cfg.early_blip_points]
         if early.size == 0:
             return None
-    # the start: the first point, or the median of the first 3 when it is lower (one low first batch is passed
-    # over by the curve): a rise at step 1 must not lift the reference it is measured against
-    ref0 = c.start
-    # route 1: above the initial loss
-    i = int(early[np.argmax(c.raw[early])])
-    peak = float(c.raw[i])
-    z_needed = cfg.early_z if grad_led else cfg.early_rise_z
-    lasting = contiguous(c.raw >= ref0 + 0.5 * (peak - ref0), i)
-    if c.log_space:
-        ratio = peak / ref0
-        z = float(np.log(ratio) / c.calm_sigma)
-        rise_y = float(np.log(ratio))
-        above_initial = ratio >= cfg.early_rise_ratio and z >= z_needed
-    else:
-        ratio = float("nan")
-        z = (peak - ref0) / float(calm[i])
-        rise_y = peak - ref0
-        above_initial = (peak - ref0) >= cfg.early_rise_share * total and z >= z_needed
-    # A rise that lasts, or that the grad norm leads, is not noise. A one-point rise can be a heavy
-    # tail of the noise: it counts only when it stands above the top of the run's own later noise band.
-    if not (grad_led or lasting >= cfg.grad_led_min_points):
-        above_initial = above_initial and rise_y > _noise_top(ctx)
-    ref = ref0
-    if not above_initial:
-        # route 2: above the best so far, by a real share of what the run learns. "Best so far" is the
-        # running minimum of a trailing 3-point median: it follows a steep descent (a centred level runs
-        # ahead of it) without taking one low, noisy batch as the best.
-        head = c.raw[: early[-1] + 1].copy()
-        head[0] = c.first  # one low first batch is passed over (Curve.first)
-        best_so_far = np.minimum.accumulate(rolling_median(head, 3))
-        rise = c.raw[early] - best_so_far[early]
-        k = int(np.argmax(rise))
-        i, height = int(early[k]), float(rise[k])
-        ref, peak = float(best_so_far[i]), float(c.raw[i])
-        z = height / float(calm[i])
-        lasting = contiguous(c.raw >= ref + 0.5 * height, i)
-        # without the grad norm's word, a rise must last and stand far out of the noise
-        corroborated = (grad_led and z >= cfg.early_z) or (lasting >= cfg.grad_led_min_points and z >= cfg.spike_z)
-        if height / total < cfg.min_undone_share or not corroborated:
-            return None
-        ratio = peak / ref if c.log_space else float("nan")
-    share = (peak - ref) / total
-    after = np.flatnonzero(c.raw[i:] <= ref * 1.05 if c.log_space else c.raw[i:] <= ref)
-    rec = i + int(after[0]) if after.size else None
-    rec_step = int(c.steps[rec]) if rec is not None else None
-    end = rec_step if rec_step is not None else int(c.steps[-1])
-    first_step = int(c.steps[early[0]])
-    return ExcursionEvidence(
-        signal=ctx.signal, shape="early_rise", start_step=first_step, peak_step=int(c.steps[i]), end_step=end,
-        recovered_step=rec_step, reference=ref, peak=peak, ratio=ratio, share_undone=round(share, 4),
-        noise_z=round(z, 2), points=contiguous(c.raw >= ref + 0.5 * (peak - ref), i),
-        span_steps=end - first_step, recovered_fraction=1.0 if rec is not None else 0.0,
-        lr_at_start=ctx.lr_at(first_step), lr_at_recovery=ctx.lr_at(rec_step) if rec_step is not None else None)
+    rise = _above_initial(ctx, early, grad_led, total) or _above_best(ctx, early, grad_led, total)
+    return _evidence(ctx, rise, early, total) if rise is not None else None
