@@ -239,19 +239,46 @@ def _place(rows: np.ndarray, known_rows: np.ndarray, known_steps: np.ndarray, *,
 
 
 def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Note]]:
-    """Points and notes of one text log in the given dialect(s); LogFormatError when a step does not fit an int64."""
+    """Points and notes of one text log in the given dialect(s); LogFormatError when a step does not fit an int64.
+
+    In four steps, each reading what the ones before left: the lines a known pattern claims, the lines of those
+    patterns that print no step, metric lines of any layout, then instability messages; the rest is noise."""
     name = path.name
     data = _clean(path.read_bytes())
     unterminated = bool(data) and not data.endswith(b"\n")
     lines = _lines(data).to_frame().with_row_index("row")
     n_lines = lines.height
-    notes: list[Note] = []
     patterns = [p for p in LINE_PATTERNS if p.dialect in dialect.names]
     claimed, rest = _claim(lines, patterns)
     values = TextPoints(name)
+    k_rows, k_steps, deferred, claimed_lines, notes = _read_claimed(lines, claimed, values, name, unterminated)
+    notes += _place_deferred(deferred, k_rows, k_steps, values, name)
+    rest, k_rows, k_steps, generic_lines, generic_notes = _read_any_layout(rest, n_lines, unterminated, k_rows,
+                                                                           k_steps, values, name)
+    claimed_lines += generic_lines
+    notes += generic_notes
+    event_rows, event_notes = _events(rest, k_rows, k_steps, values)
+    notes += event_notes
+    noise = rest.height - event_rows
+    if noise:
+        blank = n_lines - rest.height - claimed_lines
+        notes.append(Note("noise", f"{name}: {noise:,} of {n_lines:,} line(s) are no metric line of "
+                          f"{'/'.join(dialect.names)} and were ignored (warnings, progress bars, tracebacks, other "
+                          f"prints; {blank:,} more are blank)", count=noise))
+    points, value_notes = values.points()
+    return points, notes + value_notes
+
+
+def _read_claimed(lines: pl.DataFrame, claimed: list[tuple[LinePattern, pl.DataFrame]], values: TextPoints, name: str,
+                  unterminated: bool) -> tuple[np.ndarray, np.ndarray, list[tuple[LinePattern, LineItems]], int,
+                                               list[Note]]:
+    """The lines a known pattern claimed -> ``values``: (rows and steps of the metric lines in row order, the
+    lines that take a neighbour's step, how many lines were claimed, notes)."""
+    n_lines = lines.height
+    notes: list[Note] = []
     known_rows: list[np.ndarray] = []
     known_steps: list[np.ndarray] = []
-    deferred: list[tuple[LinePattern, LineItems]] = []  # lines that take a neighbour's step
+    deferred: list[tuple[LinePattern, LineItems]] = []
     claimed_lines = 0
     for p, got in claimed:
         if got.is_empty():
@@ -277,11 +304,17 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
         known_rows.append(rows)
         known_steps.append(steps)
         values.add(parsed, rows, steps, p)
-
     k_rows = np.concatenate(known_rows) if known_rows else np.zeros(0, np.int64)
     k_steps = np.concatenate(known_steps) if known_steps else np.zeros(0, np.int64)
+    # Patterns are read one after another; messages and step-less lines are placed by row, so rows must be in order.
     order = np.argsort(k_rows, kind="stable")
-    k_rows, k_steps = k_rows[order], k_steps[order]
+    return k_rows[order], k_steps[order], deferred, claimed_lines, notes
+
+
+def _place_deferred(deferred: list[tuple[LinePattern, LineItems]], k_rows: np.ndarray, k_steps: np.ndarray,
+                    values: TextPoints, name: str) -> list[Note]:
+    """Lines that print no step -> ``values`` at the step of the metric line before (or after) them; notes."""
+    notes: list[Note] = []
     for p, parsed in deferred:
         n = parsed.lines.height
         if not len(k_rows):
@@ -294,28 +327,23 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
         side = "after" if p.step_from == "next" else "before"
         notes.append(Note("derived_step", f"{name}: {n} {p.name} line(s) print no step; each took the step of the "
                           f"metric line {side} it", count=n))
+    return notes
 
+
+def _read_any_layout(rest: pl.DataFrame, n_lines: int, unterminated: bool, k_rows: np.ndarray, k_steps: np.ndarray,
+                  values: TextPoints, name: str) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, int, list[Note]]:
+    """Metric lines of any layout among the lines no pattern claimed -> ``values``: (the lines still unread, the
+    metric lines' rows and steps with these merged in row order, how many lines were read, notes)."""
     # A cut-off last line is not read (a cut number would be a wrong value).
-    g_rows, g_steps, g_taken, g_notes = read_generic(rest.filter(pl.col("row") < n_lines - 1) if unterminated
-                                                     else rest, values, name)
-    notes += g_notes
+    g_rows, g_steps, g_taken, notes = read_generic(rest.filter(pl.col("row") < n_lines - 1) if unterminated
+                                                   else rest, values, name)
     if len(g_taken):
         taken = np.zeros(n_lines, dtype=bool)
         taken[g_taken] = True
         rest = rest.filter(pl.Series(~taken[rest.get_column("row").to_numpy()]))
-        claimed_lines += len(g_taken)
         order = np.argsort(np.concatenate([k_rows, g_rows]), kind="stable")
         k_rows, k_steps = np.concatenate([k_rows, g_rows])[order], np.concatenate([k_steps, g_steps])[order]
-    event_rows, event_notes = _events(rest, k_rows, k_steps, values)
-    notes += event_notes
-    noise = rest.height - event_rows
-    if noise:
-        blank = n_lines - rest.height - claimed_lines
-        notes.append(Note("noise", f"{name}: {noise:,} of {n_lines:,} line(s) are no metric line of "
-                          f"{'/'.join(dialect.names)} and were ignored (warnings, progress bars, tracebacks, other "
-                          f"prints; {blank:,} more are blank)", count=noise))
-    points, value_notes = values.points()
-    return points, notes + value_notes
+    return rest, k_rows, k_steps, len(g_taken), notes
 
 
 def _events(rest: pl.DataFrame, k_rows: np.ndarray, k_steps: np.ndarray, values: TextPoints) -> tuple[int, list[Note]]:

@@ -8,9 +8,10 @@ with the others of its N steps in one asynchronous copy, judged once it landed).
 Judging costs ~4-6 ms plus ~1 ms per 1,000 points of history (the engine reads the whole curve:
 regimes, noise bands and the early/mid split are properties of all of it). A judgement that is
 due is deferred while the time spent in copies and judgements would exceed ``max_overhead`` of the
-wall time since the first update: that cost stays under that share by construction, and a long run
-is judged less often rather than slowed down. Recording (~1-3 us a step) is not deferrable and is not
-counted there: counting it would starve the judgements of a loop whose steps are very short.
+wall time since the first update (`analyzer.live.budget`): that cost stays under that share by
+construction, and a long run is judged less often rather than slowed down. Recording (~1-3 us a step)
+is not deferrable and is not counted there: counting it would starve the judgements of a loop whose
+steps are very short.
 
 Under DDP (a ``process_group``, or the callbacks' strategy) the ranks decide together
 (`analyzer.live.collective`): every N steps, at the same step on every rank, one all-reduce of a few
@@ -41,6 +42,7 @@ import numpy as np
 from analyzer.config import AnalysisConfig
 from analyzer.frame import RawPoints
 import analyzer.live.state as live_state
+from analyzer.live.budget import Budget, warm_up
 from analyzer.live.collective import Collective, TorchCollective, mean_over_ranks
 from analyzer.live.decisions import Decisions, Saver
 from analyzer.live.finding import FailOn, LiveFinding, at_or_above, compare
@@ -56,13 +58,11 @@ LossAcrossRanks = Literal["own", "mean"]
 #: The format of the logs each framework writes with these same values: the run is reported (snippets first
 #: for its framework, the probe spec) as those logs would be.
 FORMAT_OF: Mapping[str, Format] = {"pytorch": "jsonl", "lightning": "lightning_csv", "hf_trainer": "hf_trainer_state"}
-#: The engine's cost floor for one judgement (a short history), before the first one is measured.
-_FIRST_COST = 0.005
 _FIELDS = ("loss", "grad_norm", "lr", "eval_loss")  # update's keyword metrics, in its row order
 _FLOAT, _NONE = {float}, {type(None)}
 
 
-class Monitor(Decisions):
+class Monitor(Budget, Decisions):
     """Judge a training run from inside its loop, every ``every_n_steps`` steps.
 
     Parameters
@@ -148,7 +148,7 @@ class Monitor(Decisions):
         self._last_step: int | None = None
         self._judged_step: int | None = None
         self._next_check = 0  # the first step at which a judgement may be due
-        _warm_up()
+        warm_up()
         self._checkpointed: set[str] = set()
         self._t0: float | None = None
         self._first_step = 0
@@ -207,23 +207,6 @@ class Monitor(Decisions):
         self._next_event = min(self._next_flush, self._next_check) if self._due else self._next_flush
         return change
 
-    def _maybe_judge(self, step: int) -> LiveFinding | None:
-        if self._transfers and not all(t.ready() for t in self._transfers):
-            return None  # a copy is still on its way: judge at a later step, never wait for the device
-        if self.max_overhead is not None:
-            assert self._t0 is not None
-            elapsed = time.perf_counter() - self._t0
-            wait = (self._spent + self._expected_cost()) / self.max_overhead - elapsed  # seconds until it fits
-            if wait > 0:
-                self._deferred += 1
-                # Look again when it should fit, at the loop's pace so far (in steps): not a clock read every
-                # few steps. A loop that speeds up is looked at early (and waits again), one that slows down late.
-                per_step = elapsed / max(step - self._first_step, 1)
-                steps = int(wait / per_step) if per_step > 0 else self.every_n_steps
-                self._next_check = step + min(max(1, steps), 20 * self.every_n_steps)
-                return None
-        return self._timed_judge()
-
     def judge(self) -> Diagnosis:
         """Judge now on everything recorded here (waits for outstanding copies), e.g. at the end of training.
         Local to this process (no collective); with ``loss_across_ranks="mean"`` the steps since the last
@@ -247,16 +230,7 @@ class Monitor(Decisions):
         assert self.diagnosis is not None
         return self.diagnosis
 
-    # -- judgement ---------------------------------------------------------------------------------
-    def _expected_cost(self) -> float:
-        """What the next judgement will cost: the last one's, grown with the history (the engine reads all
-        of it); before any, the engine's floor (~5 ms), so even the first waits for its share of time."""
-        if not self._judgements:
-            return _FIRST_COST
-        points = (self._points + 2 * len(self._rows) + len(self._extra)  # a row is ~2 points (loss, LR)
-                  + sum(len(s) for t in self._transfers for s in t.steps.values()))
-        return self._last_cost * max(1.0, points / max(self._points_judged, 1))
-
+    # -- the host history and the judgement (when to judge: `Budget`) ------------------------------
     def _flush(self) -> None:
         """The rows since the last flush, by metric, into the host history or a transfer (in order)."""
         rows, self._rows = self._rows, []
@@ -317,21 +291,6 @@ class Monitor(Decisions):
             for tag, (steps, values) in transfer.result().items():
                 self._columns.setdefault(tag, Column()).add(steps, values)
                 self._points += len(steps)
-
-    def _timed_judge(self) -> LiveFinding | None:
-        started = time.perf_counter()
-        self._collect()
-        self._due = False
-        self._judged_step = self._last_step
-        if self._last_step is not None:
-            self._next_check = self._last_step + self.every_n_steps
-        try:
-            return self._judge()
-        finally:
-            self._last_cost = time.perf_counter() - started
-            self._spent += self._last_cost
-            self._judgements += 1
-            self._points_judged = self._points
 
     def history(self) -> Run:
         """Everything recorded so far (already on the host) as a `Run` (in the format of its framework's logs)."""
@@ -400,32 +359,3 @@ class Monitor(Decisions):
     def finding(self) -> LiveFinding | None:
         """The latest change found (None while nothing was found)."""
         return self.findings[-1] if self.findings else None
-
-    @property
-    def stats(self) -> dict[str, float | int]:
-        """How often it judged, how often it deferred, and the share of the wall time its copies, judgements
-        and decisions took."""
-        wall = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
-        return {"judgements": self._judgements, "deferred": self._deferred, "seconds_judging": self._spent,
-                "last_judgement_seconds": self._last_cost, "wall_seconds": wall,
-                "overhead": self._spent / wall if wall > 0 else 0.0,
-                "points": self._points}
-
-
-_WARM = False
-
-
-def _warm_up() -> None:
-    """Judge a small synthetic run once per process, when a Monitor is made (before training): the
-    engine's first judgement in a process costs ~70 ms of one-off work (then ~5 ms), which would
-    otherwise land on a training step and take a long run's budget for seconds."""
-    global _WARM
-    if _WARM:
-        return
-    _WARM = True
-    steps = np.arange(64)
-    raw = RawPoints.from_columns({"loss": (steps, np.full(64, math.nan), 2.0 / (steps + 1.0))})
-    try:
-        diagnose_run(build_run("warm-up", "jsonl", raw), AnalysisConfig())
-    except Exception as exc:  # noqa: BLE001 - a warm-up is only about speed
-        log.debug("warm-up judgement failed: %s", exc)

@@ -4,7 +4,7 @@ Each poll first lists and stats every file under the watched paths (one scandir 
 one stat per file): a poll where nothing changed costs that and nothing else. Then:
 
 - a JSONL log that grew: only its new complete lines are parsed (`JsonlTail`) and appended to the
-  run's frame (`history.grown`);
+  run's frame (`history.grown`; what is kept per run and how it is extended: `analyzer.live.tracking`);
 - any other log of a known run that grew (TensorBoard events, a CSV, a trainer_state.json): that
   run alone is re-read with `load_runs`; for event files the decode cache decodes only the new bytes;
 - a new file, a removed file of a run, or a skipped file that changed: a new file is first tried
@@ -24,42 +24,22 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from analyzer.config import AnalysisConfig
-from analyzer.errors import InputError, LogFormatError
-from analyzer.ingest import jsonl
+from analyzer.errors import InputError
 from analyzer.engine import make_report
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.ingest.registry import appends_of
 from analyzer.live.finding import LiveFinding, compare
-from analyzer.live.history import grown
 from analyzer.live.judging import Judged, Judges
 from analyzer.live.sources import WatchedPaths
-from analyzer.live.tail import DIALECT_NOTES, EventTail, JsonlTail, event_notes
-from analyzer.sweep import SweepFacts
-from analyzer.types import Diagnosis, InputFile, Note, Report, Run
+from analyzer.live.tracking import STALE, Stat, Tracked, Tracking, stat_into
+from analyzer.types import Diagnosis, InputFile, Report, Run
 
 log = logging.getLogger(__name__)
-
-Stat = tuple[int, int]  # (size, mtime_ns)
-_STALE: Stat = (-1, -1)  # a file to look at again next poll
-
-
-@dataclass
-class _Tracked:
-    """One watched run: its latest points and judgement, and how to read what it appends."""
-
-    run: Run
-    diagnosis: Diagnosis
-    facts: SweepFacts | None  # what the LR-sweep grouping needs of its measured context
-    files: tuple[str, ...]  # every file read for it (data and side files)
-    tail: JsonlTail | None = None
-    notes: list[Note] = field(default_factory=list)  # the run's notes but what the tail recounts
-    no_tail: bool = False  # a JSONL log the loader reads as a dialect: read whole each time it grows
-    events: dict[str, EventTail] = field(default_factory=dict)  # event file -> where its last read stopped
 
 
 @dataclass(frozen=True)
@@ -90,7 +70,7 @@ class PollResult:
     parallel: bool = False
 
 
-class Watcher:
+class Watcher(Tracking):
     """Poll log paths; each `poll()` reads what the logs appended and re-judges the runs that changed.
 
     Parameters
@@ -130,7 +110,7 @@ class Watcher:
                 raise InputError(f"{p}: no such file or directory")
         self._judges = Judges(self.config, workers=self.options.workers, parallel_from=parallel_from)
         self._ignore = {os.path.abspath(p) for p in ignore}
-        self._runs: dict[str, _Tracked] = {}
+        self._runs: dict[str, Tracked] = {}
         self._owner: dict[str, str] = {}  # file -> run id
         self._inputs: list[InputFile] = []
         self._snap: dict[str, Stat] = {}
@@ -146,7 +126,7 @@ class Watcher:
         for given in self.paths:
             root = given.absolute()
             if root.is_file():
-                self._stat_into(out, str(root))
+                stat_into(out, str(root))
                 continue
             stack = [str(root)]
             while stack:
@@ -170,14 +150,6 @@ class Watcher:
                 except OSError:
                     continue
         return out
-
-    @staticmethod
-    def _stat_into(out: dict[str, Stat], path: str) -> None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return
-        out[path] = (st.st_size, st.st_mtime_ns)
 
     # -- polling -----------------------------------------------------------------------------------------
     def poll(self) -> PollResult:
@@ -264,8 +236,8 @@ class Watcher:
                 files.setdefault(i.run, []).append(i.path)
         after = self._snapshot_of([p for r in runs if appends_of(r.format) for p in files.get(r.id, [])])
         new_points = 0
-        kept: dict[str, _Tracked] = {}
-        to_judge: list[tuple[Run, tuple[str, ...], _Tracked | None]] = []
+        kept: dict[str, Tracked] = {}
+        to_judge: list[tuple[Run, tuple[str, ...], Tracked | None]] = []
         self._owner = {}
         for run in runs:
             mine = tuple(sorted(files.get(run.id, [])))
@@ -294,114 +266,12 @@ class Watcher:
                 changes.append(change)
             # A JSONL tail completes a cut-off last line; an event file's cut-off record note is replaced per file.
             notes = [n for n in run.notes if n.kind != "truncated" or appends_of(run.format) == "records"]
-            kept[run.id] = _Tracked(run, d, facts, mine, tail, notes, events=self._event_tails(run, snap, after))
+            kept[run.id] = Tracked(run, d, facts, mine, tail, notes, events=self._event_tails(run, snap, after))
             if appends_of(run.format) == "lines" and tail is None:
                 for p in mine:  # it grew while being read: read it again next poll, and make a tail then
-                    snap[p] = _STALE
+                    snap[p] = STALE
         self._runs = kept
         return judge_s, max(new_points, 0)
-
-    def _snapshot_of(self, paths: list[str]) -> dict[str, Stat]:
-        out: dict[str, Stat] = {}
-        for p in paths:
-            self._stat_into(out, p)
-        return out
-
-    def _tail_for(self, run: Run, before: dict[str, Stat], after: dict[str, Stat]) -> JsonlTail | None:
-        """A tail after what the loader read of a plain JSONL run: only when the file did not change while it
-        was read (then what it read is exactly the file as listed before)."""
-        if appends_of(run.format) != "lines" or len(run.sources) != 1 or any(n.kind in DIALECT_NOTES for n in run.notes):
-            return None
-        old = self._runs.get(run.id)
-        if old is not None and old.no_tail:
-            return None
-        path = run.sources[0]
-        st = before.get(path)
-        if st is None or st == _STALE or after.get(path) != st:
-            return None
-        try:
-            return JsonlTail.at(Path(path), st[0], jsonl.sniff(Path(path)))
-        except (OSError, LogFormatError):
-            return None
-
-    def _event_tails(self, run: Run, before: dict[str, Stat], after: dict[str, Stat]) -> dict[str, EventTail]:
-        """Tails after what the loader read of a TensorBoard run's event files (none when one changed while
-        it was read: then its next growth re-reads the run)."""
-        if appends_of(run.format) != "records":
-            return {}
-        out = {}
-        for path in run.sources:
-            st = before.get(path)
-            if st is None or st == _STALE or after.get(path) != st:
-                return {}
-            try:
-                tail = EventTail.at(Path(path))
-            except OSError:
-                return {}
-            if tail is None:
-                return {}
-            out[path] = tail
-        return out
-
-    def _read_more(self, rid: str, files: list[str], snap: dict[str, Stat]) -> Run | None:
-        """Run ``rid`` with what it appended; None when it must be found afresh."""
-        tracked = self._runs[rid]
-        run = tracked.run
-        new_run: Run | None = None
-        if tracked.tail is not None and files == [str(tracked.tail.path)]:
-            got = tracked.tail.read_new()
-            if got is None:  # rewritten (read afresh), or a line that may make it a dialect (read whole from now on)
-                tracked.no_tail = tracked.tail.dialect
-                tracked.tail = None
-            else:
-                points, _lines = got
-                known = set(run.tags)
-                new_run = grown(run, points, tracked.notes + tracked.tail.notes(known), roles=self.options.roles,
-                                restarts=self.options.restarts)
-                tracked.notes += [n for n in new_run.notes if n.kind in ("restart", "duplicate_steps")]
-        last = run.sources[-1] if run.sources else None
-        if new_run is None and last is not None and files == [last] and last in tracked.events:
-            # Only the run's latest event file grew (the usual case): its new records, in write order after
-            # everything the run has. An earlier file growing would interleave: the run is re-read then.
-            content = tracked.events[last].read_new(self.options.verify_crc)
-            if content is None:
-                tracked.events = {}
-            else:
-                tracked.notes = event_notes(tracked.notes, Path(last).name, content)
-                base = replace(run, hparams={**run.hparams, **content.hparams}) if content.hparams else run
-                new_run = grown(base, content.points, tracked.notes, roles=self.options.roles,
-                                restarts=self.options.restarts)
-                tracked.notes += [n for n in new_run.notes if n.kind in ("restart", "duplicate_steps")]
-        if new_run is None:
-            new_run = self._reread(tracked, snap)
-        return new_run
-
-    def _reread(self, tracked: _Tracked, snap: dict[str, Stat]) -> Run | None:
-        """Run ``tracked`` read again alone, matched by its source files; None when that fails."""
-        run = tracked.run
-        if not run.sources:
-            return None
-        sources = [Path(s) for s in run.sources]
-        # A one-file run is read alone (side files beside it are not found then: their hparams are kept below);
-        # a run of several files (event files, MLflow metrics) from the directory that holds them all.
-        target = sources[0] if len(sources) == 1 else Path(os.path.commonpath([str(s.parent) for s in sources]))
-        try:
-            runs, _ = load_runs([target], replace(self.options, progress=False, workers=1))
-        except InputError:
-            return None
-        match = [r for r in runs if set(r.sources) == set(run.sources)]
-        if len(match) != 1:
-            return None
-        # Side files beside a one-file run are not found when the file is read alone: keep what they gave.
-        new = replace(match[0], id=run.id, hparams={**run.hparams, **match[0].hparams})
-        after = self._snapshot_of(list(new.sources))
-        tracked.tail = self._tail_for(new, snap, after)
-        tracked.events = self._event_tails(new, snap, after)
-        tracked.notes = [n for n in new.notes if n.kind != "truncated" or appends_of(new.format) == "records"]
-        if appends_of(new.format) == "lines" and tracked.tail is None:
-            for p in new.sources:
-                snap[p] = _STALE
-        return new
 
     # -- the state -------------------------------------------------------------------------------------
     @property
