@@ -30,7 +30,9 @@ _TRAIN_WORDS = TRAIN_WORDS
 
 
 def _tokens(tag: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9]+", tag.lower()) if t]
+    # camelCase names split like snake_case ones: OLMo's ``train/CrossEntropyLoss``, Keras-style ``valLoss``
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", tag)
+    return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
 
 
 #: Not metrics: the AMP loss scaler's scale, and the counts of messages a text log printed (log_events/...).
@@ -42,12 +44,24 @@ _TRAIN_LOSS_ABBREVIATIONS = frozenset({"trl", "trloss"})
 _EVAL_LOSS_ABBREVIATIONS = frozenset({"tel", "vl", "vloss"})
 
 
+_CROSS_ENTROPY = frozenset({"cross", "entropy", "crossentropy", "ce", "xent", "nll"})
+
+
+def _names_cross_entropy(tokens: list[str]) -> bool:
+    """A loss named by what it is, without the word: Composer's ``LanguageCrossEntropy``, ``xent``, ``nll``."""
+    return {"cross", "entropy"} <= set(tokens) or bool({"crossentropy", "xent", "nll"} & set(tokens))
+
+
+def _loss_like(tokens: list[str]) -> bool:
+    return "loss" in tokens or "losses" in tokens or _names_cross_entropy(tokens)
+
+
 def _score_train_loss(tokens: list[str]) -> int:
     if len(tokens) == 1 and tokens[0] in _TRAIN_LOSS_ABBREVIATIONS:
         return 80
     if len(tokens) == 1 and tokens[0] in _TRAIN_WORDS:
         return 60  # build-nanogpt's log.txt: ``{step} train {loss}``: a split's name alone names its loss
-    if "loss" not in tokens and "losses" not in tokens or _EVAL_WORDS & set(tokens) or _NOT_A_LOSS & set(tokens):
+    if not _loss_like(tokens) or _EVAL_WORDS & set(tokens) or _NOT_A_LOSS & set(tokens):
         return 0
     rest = [t for t in tokens if t not in {"loss", "losses"} | _TRAIN_WORDS]
     if not rest:
@@ -58,6 +72,8 @@ def _score_train_loss(tokens: list[str]) -> int:
         return 85
     if rest == ["epoch"]:
         return 60
+    if set(rest) <= _CROSS_ENTROPY:  # the loss named by what it is: ``CrossEntropyLoss``, ``ce_loss``, ``nll_loss``
+        return 80  # below a total: Mask2Former's ``loss_ce`` is one term of its ``total_loss``
     if "ppl" in tokens or "perplexity" in tokens:
         return 0
     return 30  # a component loss (loss_cls, mlm_loss): better than nothing
@@ -68,7 +84,7 @@ def _score_eval_loss(tokens: list[str]) -> int:
         return 80
     if len(tokens) == 1 and tokens[0] in _EVAL_WORDS:
         return 60 if tokens[0] != "test" else 40  # ``{step} val {loss}``
-    if "loss" not in tokens or not (_EVAL_WORDS & set(tokens)):
+    if not ("loss" in tokens or _names_cross_entropy(tokens)) or not (_EVAL_WORDS & set(tokens)):
         return 0
     # An evaluation's result is the average over its batches: timm prints ``Loss: 0.51 (0.60)`` per eval batch.
     averaged = 5 if {"avg", "mean"} & set(tokens) else 0

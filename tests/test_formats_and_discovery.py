@@ -176,6 +176,17 @@ def test_nan_and_inf_are_kept_as_data(tmp_path):
     (["train_loss_step", "train_loss_epoch", "grad_norm_clipped", "lr-SGD"],
      {"train_loss": "train_loss_step", "eval_loss": None, "grad_norm": "grad_norm_clipped", "lr": "lr-SGD"}),
     (["eval/loss", "eval/accuracy"], {"train_loss": None, "eval_loss": "eval/loss", "grad_norm": None, "lr": None}),
+    # camelCase names, and the loss named by what it is (OLMo, Composer); a total still beats one of its terms
+    (["train/ZLoss", "train/CrossEntropyLoss", "eval/c4/CrossEntropyLoss", "optim/total_grad_norm"],
+     {"train_loss": "train/CrossEntropyLoss", "eval_loss": "eval/c4/CrossEntropyLoss",
+      "grad_norm": "optim/total_grad_norm", "lr": None}),
+    (["Train metrics/train/LanguageCrossEntropy", "Train loss/train/total", "Eval metrics/eval/LanguageCrossEntropy",
+      "Train lr-DecoupledAdamW/group0"],
+     {"train_loss": "Train loss/train/total", "eval_loss": "Eval metrics/eval/LanguageCrossEntropy", "grad_norm": None,
+      "lr": "Train lr-DecoupledAdamW/group0"}),
+    (["loss_ce", "loss_mask", "loss_dice", "total_loss", "lr"],
+     {"train_loss": "total_loss", "eval_loss": None, "grad_norm": None, "lr": "lr"}),
+    (["trainLoss", "valLoss"], {"train_loss": "trainLoss", "eval_loss": "valLoss", "grad_norm": None, "lr": None}),
 ])
 def test_role_names_real_tools_use(tags, expected):
     assert assign_roles({t: 10 for t in tags}).as_dict() == expected

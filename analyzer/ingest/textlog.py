@@ -54,6 +54,7 @@ from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
 from analyzer.ingest.text_items import LineItems, items_of
 from analyzer.ingest.text_generic import read_generic
 from analyzer.ingest.text_points import TextPoints
+from analyzer.ingest.text_stacked import read_stacked, without_rows
 from analyzer.ingest.text_patterns import DIALECTS, EVENT_PATTERNS, LINE_PATTERNS, LinePattern
 from analyzer.types import Note
 
@@ -183,9 +184,11 @@ def sniff(path: Path) -> TextDialect:
     found = sorted((d for d, k in counts.items() if k >= SNIFF_MIN_LINES or (k >= 2 and 2 * k >= total)),
                    key=lambda d: -counts[d])
     if not found:
-        k_rows, _, _, _ = read_generic(rest, TextPoints(path.name), path.name)
-        counts[GENERIC] = len(k_rows)
-        if len(k_rows) >= SNIFF_MIN_LINES:
+        # a step on a line of its own or a table, then any line-by-line layout, as read_text_log reads them
+        stacked = read_stacked(rest, TextPoints(path.name), path.name)
+        k_rows, _, _, _ = read_generic(without_rows(rest, stacked.taken), TextPoints(path.name), path.name)
+        counts[GENERIC] = len(k_rows) + len(stacked.rows)
+        if counts[GENERIC] >= SNIFF_MIN_LINES:
             found = [GENERIC]
     if not found:
         where = f"the {total:,} non-blank line(s) sampled from its head" + (" and middle" if middle else "")
@@ -331,19 +334,24 @@ def _place_deferred(deferred: list[tuple[LinePattern, LineItems]], k_rows: np.nd
 
 
 def _read_any_layout(rest: pl.DataFrame, n_lines: int, unterminated: bool, k_rows: np.ndarray, k_steps: np.ndarray,
-                  values: TextPoints, name: str) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, int, list[Note]]:
-    """Metric lines of any layout among the lines no pattern claimed -> ``values``: (the lines still unread, the
-    metric lines' rows and steps with these merged in row order, how many lines were read, notes)."""
+                     values: TextPoints, name: str) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, int, list[Note]]:
+    """Blocks and tables, then metric lines of any layout, among the lines no pattern claimed -> ``values``: (the
+    lines still unread, the metric lines' rows and steps with these merged in row order, how many lines were read,
+    notes). Blocks first: their item lines are named numbers without a counter, which the line reader counts as
+    unread."""
     # A cut-off last line is not read (a cut number would be a wrong value).
-    g_rows, g_steps, g_taken, notes = read_generic(rest.filter(pl.col("row") < n_lines - 1) if unterminated
-                                                   else rest, values, name)
-    if len(g_taken):
-        taken = np.zeros(n_lines, dtype=bool)
-        taken[g_taken] = True
-        rest = rest.filter(pl.Series(~taken[rest.get_column("row").to_numpy()]))
-        order = np.argsort(np.concatenate([k_rows, g_rows]), kind="stable")
-        k_rows, k_steps = np.concatenate([k_rows, g_rows])[order], np.concatenate([k_steps, g_steps])[order]
-    return rest, k_rows, k_steps, len(g_taken), notes
+    whole = rest.filter(pl.col("row") < n_lines - 1) if unterminated else rest
+    stacked = read_stacked(whole, values, name)
+    if len(stacked.taken):
+        whole = without_rows(whole, stacked.taken)
+    g_rows, g_steps, g_taken, notes = read_generic(whole, values, name)
+    taken = np.concatenate([stacked.taken, np.asarray(g_taken, np.int64)])
+    if len(taken):
+        rest = without_rows(rest, taken)
+        rows = np.concatenate([k_rows, stacked.rows, g_rows])
+        order = np.argsort(rows, kind="stable")
+        k_rows, k_steps = rows[order], np.concatenate([k_steps, stacked.steps, g_steps])[order]
+    return rest, k_rows, k_steps, len(taken), list(stacked.notes) + notes
 
 
 def _events(rest: pl.DataFrame, k_rows: np.ndarray, k_steps: np.ndarray, values: TextPoints) -> tuple[int, list[Note]]:
