@@ -529,3 +529,18 @@ def test_a_fast_path_leaves_a_line_it_cannot_read_to_the_general_reader(tmp_path
     got, _ = read(p)
     assert got["loss_bpc"][1][:2] == [3.0, 2.99]
     assert assign_roles({t: len(v[0]) for t, v in got.items()}).train_loss == "loss_bpc"
+
+
+def test_a_dict_printed_after_the_scripts_own_step_is_read_at_that_step(tmp_path):
+    # An accelerate-style loop prints ``step N: {...}`` every 50 steps: the dicts' order would put them at 1, 2, 3;
+    # a dict behind a logging prefix (autotrain's ``on_log:226 - {...}``) has no counter and keeps its order.
+    own = tmp_path / "own.log"
+    own.write_text("".join(f"epoch 0: step {s}: {{'loss': {3 - s / 1000:.4f}, 'lr': 0.0001}}\n" for s in range(50, 501, 50)))
+    got, _ = read(own)
+    assert got["loss"][0] == list(range(50, 501, 50))
+    prefixed = tmp_path / "prefixed.log"
+    prefixed.write_text("".join(f"INFO | 2024-04-30 11:16:10 | autotrain.trainers.common:on_log:226 - "
+                                f"{{'loss': {3 - k / 10:.4f}, 'learning_rate': 0.0001, 'epoch': {k / 10}}}\n"
+                                for k in range(1, 6)))
+    got, _ = read(prefixed)
+    assert got["loss"][0] == [1, 2, 3, 4, 5]

@@ -80,6 +80,7 @@ class LinePattern:
             these (HF's ``eval_*``) is an evaluation: it takes the step of the counted line before it.
         summary_keys: with ``step_from="ordinal"``, a line holding one of these keys is the end-of-
             training summary (an *averaged* loss): it is counted, not read.
+        unless: a line ``find`` claims is left to the other readers when this expression matches it too.
     """
 
     dialect: str
@@ -101,6 +102,7 @@ class LinePattern:
     missing: Mapping[str, float] = field(default_factory=dict)
     attach_prefixes: tuple[str, ...] = ()
     summary_keys: tuple[str, ...] = ()
+    unless: str | None = None
 
 
 _NUM = r"(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf))"
@@ -135,7 +137,10 @@ LINE_PATTERNS: tuple[LinePattern, ...] = (
     LinePattern("hf_trainer_print", "hf_trainer_print.log",
                 r"(?:(?P<bar>\d+)/\d+ \[[^\]\n]*\])?\s*(?P<body>\{'[^']+': .*\})\s*$", "pydict", marker="{'",
                 step_from="ordinal", step_keys=("step",), skip=frozenset({"epoch", "step", "total_flos"}),
-                attach_prefixes=("eval_",), summary_keys=("train_runtime",)),
+                attach_prefixes=("eval_",), summary_keys=("train_runtime",),
+                # a script's own line that prints its counter before the dict (``step 100: {'loss': ...}``) is
+                # read by its layout, at that step, not by the dicts' order
+                unless=r"(?i)\b(?:step|global_step|iter|iteration|update)\b\s*[:=]?\s*\d+[^{]*\{'"),
     # fairseq's simple progress bar, in its old ("| epoch 001 |") and logging-prefixed forms, and its JSON bar.
     LinePattern("fairseq_text", "fairseq.valid", r"epoch \d+ \| valid on '(?P<prefix>[^']+)' subset \| (?P<body>.*)$",
                 "pipe", marker="subset |", key_sep=" ", step_keys=_UPDATES,

@@ -3,7 +3,7 @@
 `sniff` reads the head of a file (and a window from its middle) and names the dialects whose
 metric lines it holds; `read_text_log` reads every line of the file. The dialects and their line
 patterns are in `analyzer.ingest.text_patterns` (megatron, nemo, nanogpt, hf_trainer_print,
-fairseq_text); adding one is one entry there.
+fairseq_text); lines of any other layout are read by `text_stacked` and `text_generic`.
 
 Every line is accounted for: read as a metric line, read as an instability message, ignored as
 noise (warnings, progress bars, tracebacks, other prints: counted in a note), or reported (a line
@@ -23,8 +23,7 @@ counts), or for the loss scale the last scale announced:
 - ``log_events/nan_warning``: NaN/inf warnings about a loss, a gradient or a tensor.
 - ``log_events/oom``: out-of-memory errors.
 
-A message's step is the step of the last metric line before it (the next one for messages before
-the first metric line); the note says how many were placed either way.
+A message's step is the step of the last metric line before it (the next one before the first).
 
 Examples
 --------
@@ -144,6 +143,8 @@ def _claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple
             mask[where] = col.gather(where).str.contains(p.find).fill_null(False).to_numpy()
         else:  # most lines are candidates: testing them twice would cost more than it saves
             mask = col.str.contains(p.find).fill_null(False).to_numpy() & free
+        if p.unless is not None and mask.any():
+            mask &= ~col.str.contains(p.unless).fill_null(False).to_numpy()
         free &= ~mask
         masks.append((p, mask))
     claimed = [(p, lines.filter(pl.Series(m)) if m.any() else lines.clear()) for p, m in masks]
