@@ -197,3 +197,20 @@ def test_role_override(tmp_path):
     (run,), _ = load_runs([tmp_path], LoadOptions(cache_dir=None, roles={"train_loss": "objective",
                                                                          "grad_norm": "gn"}))
     assert run.roles.train_loss == "objective" and run.roles.grad_norm == "gn"
+
+
+def test_a_pandas_csv_with_its_unnamed_index_column(tmp_path):
+    # df.to_csv(path) writes the index first under an empty name (a W&B `run.history()` export, a script's own table)
+    import pandas as pd
+
+    loss = curve(40)
+    pd.DataFrame({"_step": np.arange(40) * 10, "_runtime": np.arange(40) * 1.5, "train/loss": loss}).to_csv(
+        tmp_path / "history.csv")
+    (run,), _ = load_runs([tmp_path], OPTS)
+    assert run.roles.train_loss == "train/loss" and "" not in run.tags
+    assert run.series("train/loss").steps.tolist() == list(range(0, 400, 10))
+    other = tmp_path / "no_step"
+    other.mkdir()
+    pd.DataFrame({"loss": loss, "accuracy": np.linspace(0.1, 0.9, 40)}).to_csv(other / "metrics_table.csv")
+    (run,), _ = load_runs([other], OPTS)
+    assert run.series("loss").steps.tolist() == list(range(40)) and "index" not in run.tags

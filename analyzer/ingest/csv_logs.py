@@ -65,6 +65,8 @@ _OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 def sniff(path: Path) -> CsvShape:
     """Which CSV layout a file has, or LogFormatError saying why it is not a usable log."""
     cols = read_header(path)
+    if len(cols) >= 3 and cols[0] == "" and all(cols[1:3]):
+        cols = cols[1:]  # pandas' to_csv() writes its index as a first column with no name
     if len(cols) < 2 or any(c == "" for c in cols[:2]):
         if len(cols) == 1:
             for sep, name in _OTHER_SEPARATORS.items():
@@ -215,6 +217,9 @@ def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
     epoch_col = find_key(df.columns, EPOCH_KEYS)
     if step_col is None and epoch_col is not None:
         step_col, epoch_col = epoch_col, None  # Keras and other per-epoch logs: the epoch is the step
+    if df.columns[0] == "":  # pandas' unnamed index: the row's position, the step when no column names one
+        df = df.rename({"": "index"}) if step_col is None else df.drop("")
+        step_col = step_col or "index"
     wall_col = find_key(df.columns, WALL_KEYS)
     skip = [c for c in (epoch_col,) if c]
     points, more = frame_to_points(df, source=name, step_col=step_col, wall_col=wall_col, skip=skip)
