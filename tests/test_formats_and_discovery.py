@@ -214,3 +214,18 @@ def test_a_pandas_csv_with_its_unnamed_index_column(tmp_path):
     pd.DataFrame({"loss": loss, "accuracy": np.linspace(0.1, 0.9, 40)}).to_csv(other / "metrics_table.csv")
     (run,), _ = load_runs([other], OPTS)
     assert run.series("loss").steps.tolist() == list(range(40)) and "index" not in run.tags
+
+
+def test_a_wandb_summary_of_one_metric_is_the_runs_summary_not_a_run(tmp_path):
+    # wandb < 0.10 kept wandb-history.jsonl (one JSON object per log call) beside wandb-summary.json (the last
+    # values); a run that logged one metric besides its LR has a summary of one metric value
+    folder = tmp_path / "wandb" / "run-20190101_000000-abc123"
+    folder.mkdir(parents=True)
+    loss = curve(30)
+    rows = [{"_step": i, "_runtime": 1.5 * i, "_timestamp": 1546300800 + i, "loss": float(v), "lr": 1e-4}
+            for i, v in enumerate(loss)]
+    (folder / "wandb-history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "wandb-summary.json").write_text(json.dumps(rows[-1]))
+    (run,), _ = load_runs([tmp_path], OPTS)
+    assert run.series("loss").steps.tolist() == list(range(30))
+    assert any("summary" in n.message for n in run.notes)

@@ -96,14 +96,17 @@ def same_losses(la: tuple[np.ndarray, np.ndarray] | None,
 
 def _summary_of(run: Run, others: Sequence[Run]) -> tuple[Run, int, int] | None:
     """(the run, matched, compared) when ``run`` is one step of values of which at least two metric values (not
-    step, epoch or LR: those many runs share) equal the last values of one other run, and of no other."""
+    step, epoch or LR: those many runs share; one for a file named a summary) equal the last values of one other
+    run, and of no other."""
     rng = run.step_range()
     if rng is None or rng[0] != rng[1]:
         return None
     metrics = metric_tags(run)
     mine = run.points.filter(pl.col("tag").cast(pl.String).is_in(list(metrics))).get_column("value").to_numpy()
     mine = mine[np.isfinite(mine)]
-    if mine.size < 2:
+    # a file that says it is a summary (W&B's wandb-summary.json) needs one matching value: a run may log one metric
+    needed = 1 if all(Path(s).name.lower().endswith("summary.json") for s in run.sources) else 2
+    if mine.size < needed:
         return None
     hits = []
     for other in others:
@@ -114,7 +117,7 @@ def _summary_of(run: Run, others: Sequence[Run]) -> tuple[Run, int, int] | None:
         theirs_np = theirs.to_numpy()
         theirs_np = theirs_np[np.isfinite(theirs_np)]
         matched = int(sum(bool(np.any(np.isclose(v, theirs_np, rtol=SAME_VALUE_RTOL, atol=0.0))) for v in mine))
-        if matched >= 2:
+        if matched >= needed:
             hits.append((other, matched, int(mine.size)))
     return hits[0] if len(hits) == 1 else None
 
