@@ -53,6 +53,7 @@ from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
 from analyzer.ingest.text_items import LineItems, items_of
 from analyzer.ingest.text_generic import read_generic
 from analyzer.ingest.text_points import TextPoints
+from analyzer.ingest.text_ordinal import read_ordinal
 from analyzer.ingest.text_stacked import read_stacked, without_rows
 from analyzer.ingest.text_patterns import DIALECTS, EVENT_PATTERNS, LINE_PATTERNS, LinePattern
 from analyzer.types import Note
@@ -189,6 +190,8 @@ def sniff(path: Path) -> TextDialect:
         stacked = read_stacked(rest, TextPoints(path.name), path.name)
         k_rows, _, _, _ = read_generic(without_rows(rest, stacked.taken), TextPoints(path.name), path.name)
         counts[GENERIC] = len(k_rows) + len(stacked.rows)
+        if not counts[GENERIC]:
+            counts[GENERIC] = len(read_ordinal(rest, TextPoints(path.name), path.name)[0])
         if counts[GENERIC] >= SNIFF_MIN_LINES:
             found = [GENERIC]
     if not found:
@@ -256,11 +259,15 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
     claimed, rest = _claim(lines, patterns)
     values = TextPoints(name)
     k_rows, k_steps, deferred, claimed_lines, notes = _read_claimed(lines, claimed, values, name, unterminated)
-    notes += _place_deferred(deferred, k_rows, k_steps, values, name)
+    counted = len(k_rows) > 0
+    if counted:
+        notes += _place_deferred(deferred, k_rows, k_steps, values, name)
     rest, k_rows, k_steps, generic_lines, generic_notes = _read_any_layout(rest, n_lines, unterminated, k_rows,
                                                                            k_steps, values, name)
     claimed_lines += generic_lines
     notes += generic_notes
+    if not counted:  # lines that take a neighbour's step, once the lines of any layout are read
+        notes += _place_deferred(deferred, k_rows, k_steps, values, name)
     event_rows, event_notes = _events(rest, k_rows, k_steps, values)
     notes += event_notes
     noise = rest.height - event_rows
@@ -347,6 +354,11 @@ def _read_any_layout(rest: pl.DataFrame, n_lines: int, unterminated: bool, k_row
         whole = without_rows(whole, stacked.taken)
     g_rows, g_steps, g_taken, notes = read_generic(whole, values, name)
     taken = np.concatenate([stacked.taken, np.asarray(g_taken, np.int64)])
+    if not len(k_rows) and not len(taken):  # no line prints a step anywhere: lines in their order
+        o_rows, o_steps, taken, o_notes = read_ordinal(whole, values, name)
+        if len(taken):
+            notes = [n for n in notes if n.kind != "no_step"] + o_notes
+            g_rows, g_steps = o_rows, o_steps
     if len(taken):
         rest = without_rows(rest, taken)
         rows = np.concatenate([k_rows, stacked.rows, g_rows])
