@@ -95,15 +95,15 @@ class ColumnarHistory:
 
     def entries(self) -> list[dict[str, Any]]:
         """Every entry as a Python object (comparing two copies that are not byte for byte one history): the lines
-        joined into one JSON array (objects of numbers without a repeated key: ``json`` reads them as the exact
-        reader does)."""
+        joined into one JSON array, read by the parser the document's parse took."""
         text = b"[" + self.lines.replace(b"\n", b",") + b"]"
         return list(orjson.loads(text) if self.by_orjson else json.loads(text))
 
     def is_prefix_of(self, other: ColumnarHistory) -> bool:
         """Whether this history's text is the start of ``other``'s, byte for byte (then its entries are the first
-        entries of ``other``, as written: a checkpoint's copy of the same run's trainer state)."""
-        if self.n > other.n:
+        entries of ``other``, as written: a checkpoint's copy of the same run's trainer state). Not when the two
+        documents were parsed differently: an integer beyond 64 bits would then be a float in one, an int in the other."""
+        if self.n > other.n or self.by_orjson != other.by_orjson:
             return False
         end = len(self.lines)
         while end and self.lines[end - 1] in _WHITESPACE:
