@@ -11,8 +11,6 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from analyzer.errors import LogFormatError
 from analyzer.ingest.tabular import flatten
 
@@ -39,6 +37,8 @@ def read_side_file(path: Path) -> dict[str, Any]:
 
     LogFormatError when it is not YAML/JSON text (binary, malformed, absurdly large when flattened).
     """
+    import yaml  # here: 15 ms a process without a YAML side file never needs
+
     raw = path.read_bytes()
     if b"\x00" in raw[:8192]:
         raise LogFormatError("binary content, not a YAML/JSON configuration")

@@ -67,11 +67,17 @@ def decimal_quantum(raw: np.ndarray) -> float:
     """
     if raw.size < 4:
         return 0.0
+    head = raw[:1000]  # a value of these off the grid rules a k out without a pass over a long run's values
     for k in range(1, 7):
-        scaled = raw * 10.0 ** k
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) + 1e-9):
+        if _on_grid(head, k) and (head.size == raw.size or _on_grid(raw, k)):
             return 10.0 ** -k
     return 0.0
+
+
+def _on_grid(raw: np.ndarray, k: int) -> bool:
+    """Whether every value is within 1e-9 (relative 1e-6) of a multiple of 10^-k."""
+    scaled = raw * 10.0 ** k
+    return bool(np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) + 1e-9))
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
 
 from analyzer.frame import RawPoints
+from analyzer.ingest.hf_columns import ColumnarHistory, read_columnar
 from analyzer.ingest.json_points import to_points
-from analyzer.ingest.json_table import (MAX_DEPTH, JsonTable, accounted_colons, colons_of, depth_of, plain_frame,
+from analyzer.ingest.json_table import (MAX_DEPTH, Column, JsonTable, accounted_colons, colons_of, depth_of, plain_frame,
                                         plain_keys, table_columns)
 from analyzer.ingest.json_lines import escaped_colon
 from analyzer.ingest.tabular import RepeatedKeys, loads
@@ -61,23 +62,61 @@ def _accounted(doc: Any) -> int | None:
 
 
 def parse_state(path: Path) -> Any:
-    """The parsed trainer state, as `tabular.loads` of its UTF-8 text gives it; its exceptions when it fails."""
-    data = path.read_bytes()
+    """The parsed trainer state, as `tabular.loads` of its UTF-8 text gives it (a big file's ``log_history`` as a
+    `ColumnarHistory` where that means the same); its exceptions when it fails."""
+    state = read_columnar(path, parse_text)
+    return state if state is not None else parse_text(path.read_bytes())[0]
+
+
+def parse_text(data: bytes) -> tuple[Any, bool]:
+    """(`tabular.loads` of the UTF-8 text ``data``, whether orjson's parse of it was used): orjson's where that
+    provably gives the same (but for an integer beyond 64 bits: orjson makes it a float)."""
     if not escaped_colon(data):
+        by_orjson = True
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:
+            by_orjson = False
             try:
                 doc = json.loads(data.decode("utf-8"))  # NaN/Infinity tokens, as Python's json writes them
             except (UnicodeDecodeError, ValueError, RecursionError):
                 doc = None
         if doc is not None and _accounted(doc) == data.count(b":"):
-            return doc
-    return loads(path.read_text(encoding="utf-8"))
+            return doc, by_orjson
+    return loads(data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")), False
 
 
-def history_points(history: list[Any], source: str) -> tuple[RawPoints, list[Note], list[dict[str, Any]]]:
+def history_points(history: list[Any] | ColumnarHistory, source: str
+                   ) -> tuple[RawPoints, list[Note], list[dict[str, Any]]]:
     """(points, notes, summary entries in order) of a log_history list."""
+    entry: Callable[[int], dict[str, Any]]
+    if isinstance(history, ColumnarHistory):
+        n, columns, entry, index = history.n, dict(history.columns), history.entry, np.arange(history.n)
+        not_objects = repeated = 0
+    else:
+        n, columns, entry, index, not_objects, repeated = _list_columns(history)
+    summary = np.zeros(n, bool)
+    for marker in SUMMARY_MARKERS:
+        if marker in columns:
+            summary |= columns[marker].kind != 0
+    rows = np.flatnonzero(~summary)
+    summaries = [entry(i) for i in np.flatnonzero(summary).tolist()]
+    if summaries:
+        columns = {k: c.take(rows) for k, c in columns.items()}
+        columns = {k: c for k, c in columns.items() if bool((c.kind != 0).any())}
+    table = JsonTable(int(rows.size), columns, lambda i: list(entry(int(rows[i]))),
+                      lambda i: f"log_history entry {int(index[rows[i]])}")
+    points, notes = to_points(table, "step", source=source, per_record_key=False, rows_without_step=not_objects)
+    if repeated:
+        notes.append(Note("dropped", f"{source}: {repeated} log_history entr(ies) repeating a key (a damaged file: "
+                          "two entries run together) were not used", count=repeated))
+    return points, notes, summaries
+
+
+def _list_columns(history: list[Any]
+                  ) -> tuple[int, dict[str, Column], Callable[[int], dict[str, Any]], np.ndarray, int, int]:
+    """(records, columns, record i's entry, each record's index in the list, entries that are no object,
+    entries repeating a key) of a parsed log_history."""
     if isinstance(history, CheckedHistory) or set(map(type, history)) <= {dict}:  # every entry a plain object
         entries, index = history, np.arange(len(history))
     else:
@@ -88,19 +127,4 @@ def history_points(history: list[Any], source: str) -> tuple[RawPoints, list[Not
     columns = plain_frame(entries, history.keys) if isinstance(history, CheckedHistory) else None
     if columns is None:
         columns = table_columns(entries)
-    summary = np.zeros(len(entries), bool)
-    for marker in SUMMARY_MARKERS:
-        if marker in columns:
-            summary |= columns[marker].kind != 0
-    rows = np.flatnonzero(~summary)
-    summaries = [entries[i] for i in np.flatnonzero(summary).tolist()]
-    if summaries:
-        columns = {k: c.take(rows) for k, c in columns.items()}
-        columns = {k: c for k, c in columns.items() if bool((c.kind != 0).any())}
-    table = JsonTable(int(rows.size), columns, lambda i: list(entries[int(rows[i])]),
-                      lambda i: f"log_history entry {int(index[rows[i]])}")
-    points, notes = to_points(table, "step", source=source, per_record_key=False, rows_without_step=not_objects)
-    if repeated:
-        notes.append(Note("dropped", f"{source}: {repeated} log_history entr(ies) repeating a key (a damaged file: "
-                          "two entries run together) were not used", count=repeated))
-    return points, notes, summaries
+    return len(entries), columns, entries.__getitem__, index, not_objects, repeated

@@ -15,6 +15,7 @@ from typing import Any
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
+from analyzer.ingest.hf_columns import ColumnarHistory
 from analyzer.ingest.hf_history import SUMMARY_MARKERS, history_points, parse_state
 from analyzer.ingest.tabular import RepeatedKeys, to_float
 from analyzer.types import Note
@@ -31,7 +32,7 @@ def load_state(path: Path) -> dict[str, Any]:
         raise LogFormatError(f"not valid JSON ({exc.__class__.__name__})") from exc
     except RecursionError:
         raise LogFormatError("JSON nested too deeply to parse: not a HuggingFace trainer state") from None
-    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), (list, ColumnarHistory)):
         raise LogFormatError("JSON without a 'log_history' list: not a HuggingFace trainer state")
     if isinstance(state, RepeatedKeys):
         raise LogFormatError("a trainer state repeating a key outside its log_history: a damaged file")
@@ -94,11 +95,18 @@ def _entry_text(entry: Any) -> str:
     return json.dumps(entry, sort_keys=True, default=str)
 
 
-def first_difference(a: list[Any], b: list[Any]) -> int | None:
+History = list[Any] | ColumnarHistory
+
+
+def first_difference(a: History, b: History) -> int | None:
     """Index of the first log_history entry where ``a`` and ``b`` differ, None when one is a prefix of the other.
 
     Entries are compared whole, as written (step, epoch, learning rate and every value): a checkpoint copy is
-    the earlier content of the same file, so equal entries are the same record, NaN losses included."""
+    the earlier content of the same file, so equal entries are the same record, NaN losses included. Two
+    histories read by columns whose texts are one the start of the other are that without a look at each entry."""
+    if isinstance(a, ColumnarHistory) and isinstance(b, ColumnarHistory) and (a.is_prefix_of(b) or b.is_prefix_of(a)):
+        return None
+    a, b = _as_list(a), _as_list(b)
     n = min(len(a), len(b))
     for i in range(n):
         if _entry_text(a[i]) != _entry_text(b[i]):
@@ -106,8 +114,18 @@ def first_difference(a: list[Any], b: list[Any]) -> int | None:
     return None
 
 
-def _step_of(history: list[Any], index: int) -> str:
-    entry = history[index] if index < len(history) else None
+def _as_list(history: History) -> list[Any]:
+    return history.entries() if isinstance(history, ColumnarHistory) else history
+
+
+def _entry(history: History, index: int) -> Any:
+    if index >= len(history):
+        return None
+    return history.entry(index) if isinstance(history, ColumnarHistory) else history[index]
+
+
+def _step_of(history: History, index: int) -> str:
+    entry = _entry(history, index)
     step = entry.get("step") if isinstance(entry, dict) else None
     return f"step {step}" if step is not None else f"log_history entry {index}"
 
@@ -160,9 +178,9 @@ def _where(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def _int_step(a: list[Any], b: list[Any], index: int) -> int | None:
+def _int_step(a: History, b: History, index: int) -> int | None:
     for history in (a, b):
-        entry = history[index] if index < len(history) else None
+        entry = _entry(history, index)
         step = to_float(entry.get("step")) if isinstance(entry, dict) else None
         if step is not None and math.isfinite(step) and step == int(step) and abs(step) < 2 ** 62:
             return int(step)

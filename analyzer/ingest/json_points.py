@@ -101,7 +101,7 @@ def _record_steps(table: JsonTable, step_key: str | None, per_record_key: bool, 
     step is the caller's, not the file's: it is neither range-checked nor counted as fractional."""
     n = table.n
     choice = _step_column_of_each_record(table, step_key, per_record_key)
-    columns = np.unique(choice[choice >= 0]).tolist() if n else []
+    columns = np.flatnonzero(np.bincount(choice[choice >= 0], minlength=1)).tolist() if n else []
     step_f, huge_step = _written_steps(table, choice, columns)
     has_step = np.isfinite(step_f)
     if step_override is not None:
@@ -178,22 +178,30 @@ def _gather_tags(table: JsonTable, steps: _Steps, skip: frozenset[str], prefixes
 
 
 def _points(order: list[str], tags: _Tags, steps: np.ndarray) -> RawPoints:
-    """The gathered tags as one `RawPoints`, each tag's points in record order."""
+    """The gathered tags as one `RawPoints`, each tag's points in record order (written straight into the result's
+    arrays: a big log's points are most of a read's memory)."""
     if not order:
         return RawPoints.empty()
-    rows_of, values_of = [], []
+    gathered: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (rows, values, every record)
     for tag in order:
         parts = tags.parts[tag]
-        rows = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
-        values = np.concatenate([v for _, v in parts]) if len(parts) > 1 else parts[0][1]
-        if len(parts) > 1:  # a tag fed from several prefixes' records: its parts interleave
-            by_row = np.argsort(rows, kind="stable")
-            rows, values = rows[by_row], values[by_row]
-        rows_of.append(rows)
-        values_of.append(values)
-    all_rows = np.concatenate(rows_of)
-    return RawPoints(tuple(order), np.repeat(np.arange(len(order), dtype=np.int32), [r.size for r in rows_of]),
-                     steps[all_rows], np.full(all_rows.size, np.nan), np.concatenate(values_of))
+        if len(parts) == 1:  # one column's increasing record indexes: as many as there are records is every one
+            gathered.append((parts[0][0], parts[0][1], parts[0][0].size == steps.size))
+            continue
+        rows, values = np.concatenate([r for r, _ in parts]), np.concatenate([v for _, v in parts])
+        by_row = np.argsort(rows, kind="stable")  # a tag fed from several prefixes' records: its parts interleave
+        gathered.append((rows[by_row], values[by_row], False))
+    sizes = [r.size for r, _, _ in gathered]
+    total = sum(sizes)
+    out_steps, out_values = np.empty(total, np.int64), np.empty(total, np.float64)
+    at = 0
+    for rows, values, every in gathered:
+        k = rows.size
+        out_steps[at:at + k] = steps if every else steps[rows]
+        out_values[at:at + k] = values
+        at += k
+    return RawPoints(tuple(order), np.repeat(np.arange(len(order), dtype=np.int32), sizes),
+                     out_steps, np.full(total, np.nan), out_values)
 
 
 def _notes(source: str, steps: _Steps, tags: _Tags, rows_without_step: int) -> list[Note]:
