@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from analyzer.ingest.text_layout import BAR_MARK, NUM_MARK, LineLayout, learn_layout
-from analyzer.ingest.text_numbers import TOKEN
+from analyzer.ingest.text_numbers import TOKEN, Recipe, recipes, runs_expression
 from analyzer.roles import EVAL_WORDS
 from analyzer.ingest.text_points import TextPoints
 from analyzer.types import Note
@@ -41,7 +41,6 @@ _BAR_GLYPHS = re.compile(r"[\u2580-\u259f\u2500-\u257f][\u2580-\u259f\u2500-\u25
 _SPACES = re.compile(r"\s+")
 _TOKEN = re.compile(TOKEN)
 _NONFINITE_WORD = r"(?i)\b(?:nan|inf|infinity)\b"
-_DIGIT_RUN = re.compile("[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -63,37 +62,6 @@ class LineKind:
 
 def _fold(raw_template: str) -> str:
     return _SPACES.sub(" ", _BAR_GLYPHS.sub(BAR_MARK, raw_template)).strip()
-
-
-#: A number's text rebuilt from a shape's digit runs: literals (str) and run indices (int); or a constant
-#: (a NaN or infinity printed as a word).
-Recipe = tuple[tuple[str | int, ...], float | None]
-
-
-def _recipes(example: str) -> list[Recipe]:
-    """How each number of ``example`` (in TOKEN order) is made of the line's digit runs."""
-    runs = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(example)]
-    out: list[Recipe] = []
-    k = 0
-    for m in _TOKEN.finditer(example):
-        end = m.end() - len(m.group("ua") or m.group("ub") or "")
-        while k < len(runs) and runs[k][1] <= m.start():
-            k += 1
-        parts: list[str | int] = []
-        at = m.start()
-        while k < len(runs) and runs[k][0] < end:
-            if runs[k][0] > at:
-                parts.append(example[at:runs[k][0]])
-            parts.append(k)
-            at = runs[k][1]
-            k += 1
-        if not any(isinstance(p, int) for p in parts):
-            out.append(((), float(example[m.start():end])))
-        else:
-            if end > at:
-                parts.append(example[at:end])
-            out.append((tuple(parts), None))
-    return out
 
 
 @dataclass(frozen=True)
@@ -149,7 +117,7 @@ def line_kinds(lines: pl.DataFrame) -> tuple[list[LineKind], int, dict[int, list
         mine = []
         for _ in shapes:
             part = parts[shape_id]
-            mine.append(_Shape(part.get_column("line")[0], _recipes(part.get_column("line")[0]), part))
+            mine.append(_Shape(part.get_column("line")[0], recipes(part.get_column("line")[0]), part))
             shape_id += 1
         shapes_of[i] = mine
         rows = np.sort(np.concatenate([sh.lines.get_column("row").to_numpy().astype(np.int64) for sh in mine]))
@@ -157,23 +125,11 @@ def line_kinds(lines: pl.DataFrame) -> tuple[list[LineKind], int, dict[int, list
     return out, no_counter, shapes_of
 
 
-def _runs_expression(example: str) -> str:
-    """An anchored expression with one group per digit run of ``example``; it matches every line of its shape."""
-    out = []
-    at = 0
-    for k, m in enumerate(_DIGIT_RUN.finditer(example)):
-        out.append(re.escape(example[at:m.start()]))
-        out.append(f"(?P<r{k}>[0-9]+)")
-        at = m.end()
-    out.append(re.escape(example[at:]))
-    return "^" + "".join(out) + "$"
-
-
 def _numbers(shapes: list[_Shape], n_numbers: int) -> pl.DataFrame:
     """The numbers of a kind's lines (Float64 columns ``n0``.. by position), in row order."""
     frames = []
     for sh in shapes:
-        runs = sh.lines.select("row", pl.col("line").str.extract_groups(_runs_expression(sh.example)).alias("r"))
+        runs = sh.lines.select("row", pl.col("line").str.extract_groups(runs_expression(sh.example)).alias("r"))
         runs = runs.unnest("r")
         columns = []
         for j, (parts, constant) in enumerate(sh.recipes[:n_numbers]):

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import polars as pl
 
@@ -50,6 +51,13 @@ class TagColumn:
     values: pl.Series
 
 
+#: A pattern's common layout: (prefix of every line, item count, fields); a field is (position, raw text up to
+#: the value, key, unit). Two reads that use the same one read every line of that layout alike.
+Layout = tuple[str | None, int, tuple[tuple[int, str, str, str], ...]]
+#: Called with the lines of one pattern (``row``, ``body``, ``prefix``, ``seps``) before their layout is chosen.
+Census = Callable[[pl.DataFrame], None]
+
+
 @dataclass(frozen=True)
 class LineItems:
     """What one pattern's lines hold.
@@ -57,14 +65,19 @@ class LineItems:
     Attributes:
         lines: one row per line read: ``row`` (u32 line index), ``step`` (the step as printed, or null).
         columns: the values of lines in the common layout, one tag at a time.
-        items: the values of the other lines: ``row``, ``tag``, ``value`` (as printed).
+        items: the values of the other lines: ``row``, ``tag``, ``value`` (as printed), ``src`` (0: the item
+            held the key separator, 1: it was split at its last space; all of the first come first).
         notes: lines or items that could not be read, with counts.
+        counts: what the notes about dropped lines and items count (``damaged``, ``unpaired``, ``bad_json``).
+        layout: the common layout the columns were read by (None: every line took the general path).
     """
 
     lines: pl.DataFrame
     columns: tuple[TagColumn, ...]
     items: pl.DataFrame
     notes: tuple[Note, ...]
+    counts: tuple[tuple[str, int], ...] = ()
+    layout: Layout | None = None
 
 
 def tag_of(p: LinePattern, key: str, prefix: str | None) -> str:
@@ -85,12 +98,9 @@ def _split_key(item: str, key_sep: str) -> tuple[str, str] | None:
     return None if m is None else (item[: m.start(2)], m.group(2))
 
 
-def _by_layout(p: LinePattern, df: pl.DataFrame, prefix: str | None, sep: str) -> tuple[list[TagColumn], pl.Series]:
-    """The tag columns (values as numbers) of the lines laid out like the first line of the most common item
-    count, and a mask of the lines that are not (they take the general path)."""
-    seps = df.get_column("seps")
-    common = int(seps.mode().sort()[-1])
-    first = str(df.filter(seps == common).get_column("body")[0]).split(sep)
+def common_layout(p: LinePattern, prefix: str | None, common: int, body: str) -> Layout:
+    """The layout of lines with ``common`` separators laid out like ``body`` (the first such line)."""
+    first = body.split("|" if p.split == "pipe" else ",")
     fields: list[tuple[int, str, str, str]] = []  # position, raw text up to the value, key, unit
     for j, item in enumerate(first):
         last = p.terminated and j == common
@@ -104,6 +114,17 @@ def _by_layout(p: LinePattern, df: pl.DataFrame, prefix: str | None, sep: str) -
         m = _UNIT.match(value.strip()) if p.units and to_float(value) is None else None
         unit = m.group("unit") if m is not None else ""
         fields.append((j, head, f"{key}_{_UNIT_NAMES[unit]}" if unit else key, unit))
+    return prefix, common, tuple(fields)
+
+
+def _by_layout(p: LinePattern, df: pl.DataFrame, prefix: str | None, sep: str) -> tuple[list[TagColumn], pl.Series,
+                                                                                         Layout]:
+    """The tag columns (values as numbers) of the lines laid out like the first line of the most common item
+    count, a mask of the lines that are not (they take the general path), and that layout."""
+    seps = df.get_column("seps")
+    common = int(seps.mode().sort()[-1])
+    layout = common_layout(p, prefix, common, str(df.filter(seps == common).get_column("body")[0]))
+    fields = layout[2]
     parts = df.select(pl.col("seps"), pl.col("body").str.split_exact(sep, common).alias("part")).unnest("part")
 
     def part(j: int) -> pl.Expr:
@@ -126,7 +147,7 @@ def _by_layout(p: LinePattern, df: pl.DataFrame, prefix: str | None, sep: str) -
     rows = df.get_column("row").filter(ok)
     columns = [TagColumn(key, tag_of(p, key, prefix), rows, out.get_column(str(j)).filter(ok))
                for j, _, key, _ in fields]
-    return columns, ~ok
+    return columns, ~ok, layout
 
 
 def _split_kv(df: pl.DataFrame, key_sep: str) -> tuple[pl.DataFrame, int]:
@@ -135,7 +156,7 @@ def _split_kv(df: pl.DataFrame, key_sep: str) -> tuple[pl.DataFrame, int]:
     if key_sep != " ":
         df = df.with_columns(pl.col("item").str.split_exact(key_sep, 1).struct.rename_fields(["key", "value"])
                              .alias("kv")).unnest("kv")
-        ok = df.filter(pl.col("value").is_not_null()).select("row", "key", "value")
+        ok = df.filter(pl.col("value").is_not_null()).select("row", "key", "value", src=pl.lit(0, pl.UInt8))
         rest = df.filter(pl.col("value").is_null()).select("row", "item")
     else:
         ok, rest = None, df.select("row", "item")
@@ -143,37 +164,49 @@ def _split_kv(df: pl.DataFrame, key_sep: str) -> tuple[pl.DataFrame, int]:
     words = rest.with_columns(pl.col("item").str.extract_groups(_LAST_WORD).struct.rename_fields(["key", "value"])
                               .alias("kv")).unnest("kv")
     unpaired = int(words.get_column("value").null_count())
-    words = words.filter(pl.col("value").is_not_null()).select("row", "key", "value")
+    words = words.filter(pl.col("value").is_not_null()).select("row", "key", "value", src=pl.lit(1, pl.UInt8))
     out = words if ok is None else pl.concat([ok, words])
-    return out.select("row", pl.col("key").str.strip_chars(), pl.col("value").str.strip_chars()), unpaired
+    return out.select("row", pl.col("key").str.strip_chars(), pl.col("value").str.strip_chars(), "src"), unpaired
 
 
-def _split_lines(p: LinePattern, base: pl.DataFrame, name: str) -> tuple[list[TagColumn], pl.DataFrame,
-                                                                           list[Note]]:
-    """Columns and items of '|' or ',' separated lines."""
-    notes: list[Note] = []
+def _split_lines(p: LinePattern, base: pl.DataFrame, census: Census | None) -> tuple[list[TagColumn], pl.DataFrame,
+                                                                                     dict[str, int], Layout | None]:
+    """Columns and items of '|' or ',' separated lines; what was dropped (counts); the common layout used."""
+    counts: dict[str, int] = {}
     sep = "|" if p.split == "pipe" else ","
     columns: list[TagColumn] = []
+    layout = None
     if base.height:
+        if census is not None:
+            census(base)
         prefixes = base.get_column("prefix").unique()
         if len(prefixes) == 1:  # a per-line prefix (fairseq's subset name) takes the general path
-            columns, other = _by_layout(p, base, prefixes[0], sep)
+            columns, other, layout = _by_layout(p, base, prefixes[0], sep)
             base = base.filter(other)
     df = base.select("row", "prefix", pl.col("body").str.split(sep).alias("item"))
     if p.terminated:
-        damaged = int(df.get_column("item").list.last().str.contains(r"\S").sum())
-        if damaged:
-            notes.append(Note("dropped", f"{name}: {damaged} {p.name} line(s) cut off or run into other output; "
-                              "their complete items were read, the rest was not", count=damaged))
+        counts["damaged"] = int(df.get_column("item").list.last().str.contains(r"\S").sum())
         df = df.with_columns(pl.col("item").list.head(pl.col("item").list.len() - 1))
     df = df.explode("item").filter(pl.col("item").is_not_null())
     if p.step_item is not None:
         df = df.filter(~pl.col("item").str.contains(p.step_item))
-    items, unpaired = _split_kv(df.select("row", "item"), p.key_sep)
-    if unpaired:
-        notes.append(Note("dropped", f"{name}: {unpaired} {p.name} item(s) that are no key/value pair (damaged "
-                          "lines) were not read", count=unpaired))
-    return columns, items, notes
+    items, counts["unpaired"] = _split_kv(df.select("row", "item"), p.key_sep)
+    return columns, items, counts, layout
+
+
+def count_notes(p: LinePattern, counts: dict[str, int], name: str) -> list[Note]:
+    """The notes on one pattern's dropped lines and items."""
+    notes = []
+    if counts.get("damaged"):
+        notes.append(Note("dropped", f"{name}: {counts['damaged']} {p.name} line(s) cut off or run into other output; "
+                          "their complete items were read, the rest was not", count=counts["damaged"]))
+    if counts.get("unpaired"):
+        notes.append(Note("dropped", f"{name}: {counts['unpaired']} {p.name} item(s) that are no key/value pair "
+                          "(damaged lines) were not read", count=counts["unpaired"]))
+    if counts.get("bad_json"):
+        notes.append(Note("dropped", f"{name}: {counts['bad_json']} {p.name} line(s) whose JSON could not be read",
+                          count=counts["bad_json"]))
+    return notes
 
 
 def _pydict_items(base: pl.DataFrame) -> pl.DataFrame:
@@ -182,7 +215,8 @@ def _pydict_items(base: pl.DataFrame) -> pl.DataFrame:
     kv = df.get_column("item").str.extract_groups(_PY_KV).struct.unnest()
     key, quoted, called, bare = (kv.get_column(c) for c in kv.columns)
     return pl.DataFrame({"row": df.get_column("row"), "key": key,
-                         "value": pl.select(pl.coalesce(quoted, called, bare).str.strip_chars()).to_series()})
+                         "value": pl.select(pl.coalesce(quoted, called, bare).str.strip_chars()).to_series(),
+                         "src": pl.Series([0] * df.height, dtype=pl.UInt8)})
 
 
 def _json_items(base: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -204,8 +238,8 @@ def _json_items(base: pl.DataFrame) -> tuple[pl.DataFrame, int]:
                 rows.append(row)
                 keys.append(k)
                 values.append(v if isinstance(v, str) else repr(v))
-    return pl.DataFrame({"row": rows, "key": keys, "value": values},
-                        schema={"row": pl.UInt32, "key": pl.String, "value": pl.String}), bad
+    return pl.DataFrame({"row": rows, "key": keys, "value": values, "src": [0] * len(rows)},
+                        schema={"row": pl.UInt32, "key": pl.String, "value": pl.String, "src": pl.UInt8}), bad
 
 
 def _regular(counts: list[int]) -> bool:
@@ -273,8 +307,9 @@ def _ordinal_steps(p: LinePattern, lines: pl.DataFrame, items: pl.DataFrame,
     return kept, items.filter(pl.col("row").is_in(list(step))), notes
 
 
-def items_of(p: LinePattern, got: pl.DataFrame, name: str) -> LineItems:
-    """The lines (row, step) and values of the lines ``p`` claimed (``got``: row, line)."""
+def items_of(p: LinePattern, got: pl.DataFrame, name: str, census: Census | None = None) -> LineItems:
+    """The lines (row, step) and values of the lines ``p`` claimed (``got``: row, line); ``census`` sees the
+    lines a common layout is chosen from."""
     groups = re.compile(p.find).groupindex
     line = pl.col("line")
 
@@ -292,16 +327,16 @@ def items_of(p: LinePattern, got: pl.DataFrame, name: str) -> LineItems:
             if p.split in ("pipe", "comma") else [])
     # One select: polars runs the expressions side by side.
     base = got.select(pl.col("row"), body, group("step"), group("prefix", p.prefix or None), bar, *seps)
-    notes: list[Note] = []
+    counts: dict[str, int] = {}
     columns: list[TagColumn] = []
+    layout = None
     if p.split in ("pipe", "comma"):
-        columns, items, notes = _split_lines(p, base, name)
+        columns, items, counts, layout = _split_lines(p, base, census)
     elif p.split == "pydict":
         items = _pydict_items(base)
     else:
-        items, bad = _json_items(base)
-        if bad:
-            notes.append(Note("dropped", f"{name}: {bad} {p.name} line(s) whose JSON could not be read", count=bad))
+        items, counts["bad_json"] = _json_items(base)
+    notes = count_notes(p, counts, name)
     if p.units and items.height:
         unit = pl.col("value").str.extract(_UNIT.pattern, 2)
         items = items.with_columns(
@@ -314,7 +349,7 @@ def items_of(p: LinePattern, got: pl.DataFrame, name: str) -> LineItems:
         notes += more
     elif p.step_keys:
         prio = {k: i for i, k in enumerate(p.step_keys)}
-        found = [items.filter(pl.col("key").is_in(list(p.step_keys)))]
+        found = [items.filter(pl.col("key").is_in(list(p.step_keys))).select("row", "key", "value")]
         found += [pl.DataFrame({"row": c.rows, "key": [c.key] * len(c.rows), "value": c.values.cast(pl.String)})
                   for c in columns if c.key in prio]
         from_keys = (pl.concat(found).with_columns(pl.col("key").replace_strict(prio, return_dtype=pl.Int32).alias("prio"))
@@ -323,8 +358,11 @@ def items_of(p: LinePattern, got: pl.DataFrame, name: str) -> LineItems:
         lines = lines.join(from_keys, on="row", how="left").select("row", pl.coalesce("key_step", "step").alias("step"))
     columns = [c for c in columns if c.key not in p.skip]
     items = items.filter(~pl.col("key").is_in(list(p.skip)))
-    with_prefix = items.join(base.select("row", pl.col("prefix").fill_null("")), on="row", how="left")
+    with_prefix = items.join(base.select("row", pl.col("prefix").fill_null("")), on="row", how="left",
+                             maintain_order="left")
     pairs = with_prefix.select("key", "prefix").unique(maintain_order=True)
     pairs = pairs.with_columns(pl.Series("tag", [tag_of(p, k, pre) for k, pre in pairs.iter_rows()], dtype=pl.String))
-    items = with_prefix.join(pairs, on=["key", "prefix"], how="left").select("row", "tag", "value")
-    return LineItems(lines.select("row", "step"), tuple(columns), items, tuple(notes))
+    # Items keep their order (`TextPoints` takes a tag's values in it; `text_stream` rebuilds it across blocks).
+    items = with_prefix.join(pairs, on=["key", "prefix"], how="left", maintain_order="left").select("row", "tag",
+                                                                                                   "value", "src")
+    return LineItems(lines.select("row", "step"), tuple(columns), items, tuple(notes), tuple(counts.items()), layout)

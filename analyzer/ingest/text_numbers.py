@@ -2,7 +2,9 @@
 
 What a number is (a metric, a counter) is `text_layout`'s question; this module only says where each
 number is, whether it is part of a name (``bf16``, ``Acc@1``), of a date, clock or version (``2024-05-01``,
-``12:00:01``, ``1.2.3``) or the total of a fraction (``/20000``), and which unit or multiplier it carries.
+``12:00:01``, ``1.2.3``) or the total of a fraction (``/20000``), and which unit or multiplier it carries;
+and, for lines that differ only in their digits, how each number is rebuilt from the line's digit runs
+(`recipes`, `runs_expression`: one expression reads every such line).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 TOKEN = (r"(?:[-+]?\b(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?P<ua>[A-Za-z%]*)"
          r"|[-+]?\b(?i:nan|inf(?:inity)?)(?P<ub>ms|s|%)?\b)")
 _TOKEN = re.compile(TOKEN)
+_DIGIT_RUN = re.compile("[0-9]+")
 
 #: Units glued to a number or printed after it: tag suffix (or None: a multiplier) and scale.
 _UNITS: dict[str, tuple[str | None, float]] = {
@@ -103,3 +106,46 @@ def read_units(line: str, tokens: list[Token]) -> None:
                 name = {"sec": "s", "%": "percent"}.get(m.group(1), m.group(1))
                 t.unit = (name, 1.0)
                 t.stop += m.end()
+
+
+#: A number's text rebuilt from a shape's digit runs: literals (str) and run indices (int); or a constant
+#: (a NaN or infinity printed as a word).
+Recipe = tuple[tuple[str | int, ...], float | None]
+
+
+def recipes(example: str) -> list[Recipe]:
+    """How each number of ``example`` (in TOKEN order) is made of the line's digit runs."""
+    runs = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(example)]
+    out: list[Recipe] = []
+    k = 0
+    for m in _TOKEN.finditer(example):
+        end = m.end() - len(m.group("ua") or m.group("ub") or "")
+        while k < len(runs) and runs[k][1] <= m.start():
+            k += 1
+        parts: list[str | int] = []
+        at = m.start()
+        while k < len(runs) and runs[k][0] < end:
+            if runs[k][0] > at:
+                parts.append(example[at:runs[k][0]])
+            parts.append(k)
+            at = runs[k][1]
+            k += 1
+        if not any(isinstance(p, int) for p in parts):
+            out.append(((), float(example[m.start():end])))
+        else:
+            if end > at:
+                parts.append(example[at:end])
+            out.append((tuple(parts), None))
+    return out
+
+
+def runs_expression(example: str) -> str:
+    """An anchored expression with one group per digit run of ``example``; it matches every line of its shape."""
+    out = []
+    at = 0
+    for k, m in enumerate(_DIGIT_RUN.finditer(example)):
+        out.append(re.escape(example[at:m.start()]))
+        out.append(f"(?P<r{k}>[0-9]+)")
+        at = m.end()
+    out.append(re.escape(example[at:]))
+    return "^" + "".join(out) + "$"

@@ -32,37 +32,26 @@ class TextPoints:
 
     def add(self, parsed: LineItems, rows: np.ndarray, steps: np.ndarray, p: LinePattern) -> None:
         """The values of one pattern's lines; ``rows``/``steps``: the lines whose step is known (ascending rows)."""
-        placed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # the columns of a layout share rows
-        for c in parsed.columns:
-            if id(c.rows) not in placed:
-                placed[id(c.rows)] = self._place(c.rows, rows)
-            at, idx, found = placed[id(c.rows)]
-            values = c.values if found.all() else c.values.filter(pl.Series(found))
-            self.add_column(c.tag, at, steps[idx], values, p.missing.get(c.tag))
+        for tag, at, st, values in placed_columns(parsed, rows, steps):
+            self.add_column(tag, at, st, values, p.missing.get(tag))
         if parsed.items.height:
             for (tag,), part in parsed.items.partition_by("tag", as_dict=True, maintain_order=True).items():
-                at, idx, found = self._place(part.get_column("row"), rows)
+                at, idx, found = place(part.get_column("row"), rows)
                 values = part.get_column("value")
                 values = values if found.all() else values.filter(pl.Series(found))
                 self.add_column(str(tag), at, steps[idx], values, p.missing.get(str(tag)))
 
-    @staticmethod
-    def _place(at: pl.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Lines ``at`` that have a step (rows[idx] == line): (those lines, their index in rows, mask over ``at``)."""
-        at_np = at.to_numpy().astype(np.int64)
-        idx = np.searchsorted(rows, at_np)
-        found = idx < len(rows)
-        found[found] = rows[idx[found]] == at_np[found]
-        return at_np[found], idx[found], found
-
     def add_column(self, tag: str, rows: np.ndarray, steps: np.ndarray, values: pl.Series,
                    missing: float | None = None) -> None:
         """Points of one tag at ``steps`` (written at line ``rows``) from values as printed (or as numbers)."""
-        as_float = values if values.dtype == pl.Float64 else values.cast(pl.Float64, strict=False)
-        n_null = as_float.null_count()
-        n_bad = n_null - (values.null_count() if values.dtype != pl.Float64 else 0)
+        self.add_numbers(tag, rows, steps, *as_numbers(values), missing)
+
+    def add_numbers(self, tag: str, rows: np.ndarray, steps: np.ndarray, as_float: pl.Series, n_bad: int,
+                    missing: float | None = None) -> None:
+        """`add_column` of values already made numbers (`as_numbers`): ``n_bad`` of them were not numbers."""
         if n_bad:
             self.non_numeric[tag] += n_bad
+        n_null = as_float.null_count()
         x = as_float.to_numpy() if not n_null else as_float.fill_null(np.nan).to_numpy()
         keep = None if not n_null else ~as_float.is_null().to_numpy()
         if missing is not None:
@@ -105,3 +94,35 @@ class TextPoints:
             order = np.lexsort((rows, codes))
             codes, steps, values = codes[order], steps[order], values[order]
         return RawPoints(tuple(names[c] for c in old), codes, steps, np.full(len(steps), np.nan), values), notes
+
+
+def as_numbers(values: pl.Series) -> tuple[pl.Series, int]:
+    """Values as printed (or numbers) as Float64, and how many printed values are not numbers (null where so)."""
+    if values.dtype == pl.Float64:
+        return values, values.null_count()
+    as_float = values.cast(pl.Float64, strict=False)
+    return as_float, as_float.null_count() - values.null_count()
+
+
+def place(at: pl.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lines ``at`` that have a step (rows[idx] == line): (those lines, their index in rows, mask over ``at``)."""
+    at_np = at.to_numpy().astype(np.int64)
+    idx = np.searchsorted(rows, at_np)
+    found = idx < len(rows)
+    found[found] = rows[idx[found]] == at_np[found]
+    return at_np[found], idx[found], found
+
+
+def placed_columns(parsed: LineItems, rows: np.ndarray,
+                   steps: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, pl.Series]]:
+    """(tag, rows, steps, values) of each column of ``parsed`` at the lines whose step is known (``rows``,
+    ``steps``); the columns of a layout share their rows and steps (one array each, not one per column)."""
+    shared: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    out = []
+    for c in parsed.columns:
+        if id(c.rows) not in shared:
+            at, idx, found = place(c.rows, rows)
+            shared[id(c.rows)] = (at, steps[idx], found)
+        at, st, found = shared[id(c.rows)]
+        out.append((c.tag, at, st, c.values if found.all() else c.values.filter(pl.Series(found))))
+    return out

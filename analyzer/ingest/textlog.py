@@ -49,12 +49,13 @@ import polars as pl
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
-from analyzer.ingest.text_items import LineItems, items_of
 from analyzer.ingest.text_generic import read_generic
+from analyzer.ingest.text_items import LineItems, count_notes, items_of
+from analyzer.ingest.text_lines import BLOCK_BYTES, blocks, clean, lines_of as _lines
 from analyzer.ingest.text_points import TextPoints
 from analyzer.ingest.text_ordinal import read_ordinal
 from analyzer.ingest.text_stacked import read_stacked, without_rows
+from analyzer.ingest.text_stream import PatternStream, claim, line_steps
 from analyzer.ingest.text_patterns import DIALECTS, EVENT_PATTERNS, LINE_PATTERNS, LinePattern
 from analyzer.types import Note
 
@@ -67,8 +68,6 @@ SNIFF_MIDDLE_BYTES = 1 << 18
 SNIFF_MIN_LINES = 3
 #: The dialect name of lines read by their learned layout (analyzer.ingest.text_generic).
 GENERIC = "any layout"
-
-_ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
 @dataclass(frozen=True)
@@ -89,67 +88,6 @@ class TextDialect:
     def name(self) -> str:
         """The main dialect (the one with the most sampled lines)."""
         return self.names[0]
-
-
-def _clean(data: bytes) -> bytes:
-    """ANSI colour and cursor codes removed."""
-    return _ANSI.sub(b"", data) if b"\x1b" in data else data
-
-
-def _lines(data: bytes) -> pl.Series:
-    """The lines of ``data`` (row i = line i + 1; blank lines are null or whitespace), decoded leniently.
-
-    CRLF ends a line; so does a lone CR (a progress bar redrawing itself): each redraw is a line."""
-    if not data:
-        return pl.Series("line", [], dtype=pl.String)
-    try:
-        # polars' CSV reader splits lines in Rust (and drops the CR of a CRLF); a separator no log prints
-        # makes each line one cell.
-        lines = pl.read_csv(data, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
-                            encoding="utf8-lossy", infer_schema=False, truncate_ragged_lines=True).get_column("line")
-    except pl.exceptions.PolarsError:  # never seen; the plain split is slower but takes anything
-        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n")
-        lines = pl.Series("line", text[:-1] if data.endswith(b"\n") else text, dtype=pl.String)
-    has_cr = lines.str.contains("\r", literal=True).fill_null(False).to_numpy()
-    if not has_cr.any():
-        return lines
-    # Split only the lines holding a CR (few, unless the file is all progress bars) and gather every line or
-    # piece into its place.
-    at_cr = np.flatnonzero(has_cr)
-    pieces = lines.gather(at_cr).str.split("\r")
-    k = pieces.list.len().to_numpy().astype(np.int64)
-    counts = np.ones(len(lines), np.int64)
-    counts[at_cr] = k
-    starts = np.cumsum(counts) - counts
-    order = np.empty(int(counts.sum()), np.int64)
-    whole = np.flatnonzero(~has_cr)
-    order[starts[whole]] = whole
-    first_piece = np.repeat(np.cumsum(k) - k, k)
-    order[np.repeat(starts[at_cr], k) + np.arange(int(k.sum())) - first_piece] = len(lines) + np.arange(int(k.sum()))
-    return pl.concat([lines, pieces.explode()]).gather(order)
-
-
-def _claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple[LinePattern, pl.DataFrame]],
-                                                                      pl.DataFrame]:
-    """Each pattern's lines (first pattern wins) and the non-blank lines none claimed."""
-    col = lines.get_column("line")
-    free = col.str.contains(r"\S").fill_null(False).to_numpy()  # blank lines are nobody's
-    masks = []
-    for p in patterns:
-        candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy() if p.marker else free
-        candidates = candidates & free
-        if candidates.sum() < len(col) // 2:
-            mask = np.zeros(len(col), dtype=bool)
-            where = np.flatnonzero(candidates)
-            mask[where] = col.gather(where).str.contains(p.find).fill_null(False).to_numpy()
-        else:  # most lines are candidates: testing them twice would cost more than it saves
-            mask = col.str.contains(p.find).fill_null(False).to_numpy() & free
-        if p.unless is not None and mask.any():
-            mask &= ~col.str.contains(p.unless).fill_null(False).to_numpy()
-        free &= ~mask
-        masks.append((p, mask))
-    claimed = [(p, lines.filter(pl.Series(m)) if m.any() else lines.clear()) for p, m in masks]
-    return claimed, lines.filter(pl.Series(free))
 
 
 def _sample(path: Path) -> tuple[bytes, bool]:
@@ -174,12 +112,12 @@ def sniff(path: Path) -> TextDialect:
     (or 2 that are half of a short file), so JSONL, CSV and prose are not claimed.
     """
     sample, middle = _sample(path)
-    data = _clean(sample)
+    data = clean(sample)
     if b"\x00" in data[:4096]:
         raise LogFormatError("binary content (NUL bytes in its head): not a text log")
     lines = _lines(data).to_frame().with_row_index("row")
     counts = {d: 0 for d in DIALECTS}
-    claimed, rest = _claim(lines, list(LINE_PATTERNS))
+    claimed, rest = claim(lines, list(LINE_PATTERNS))
     for p, got in claimed:
         counts[p.dialect] += got.height
     total = rest.height + sum(counts.values())
@@ -217,19 +155,6 @@ def _show(lines: pl.DataFrame, k: int = 3, width: int = 60) -> str:
     return ", ".join(shown) or "(nothing but blank lines)"
 
 
-def _steps(lines: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, int64 steps) of the lines whose step is known; LogFormatError for a step outside int64."""
-    df = lines.filter(pl.col("step").is_not_null())
-    step_f = df.get_column("step").cast(pl.Float64, strict=False)
-    outside = step_f.is_not_null() & ((step_f < STEP_MIN) | (step_f >= STEP_MAX))
-    if bool(outside.any()):
-        i = int(outside.arg_true()[0])
-        raise step_out_of_range(float(step_f[i]), f"{where} line {int(df.get_column('row')[i]) + 1}")
-    ok = step_f.is_not_null() & step_f.is_finite()
-    return (df.get_column("row").filter(ok).to_numpy().astype(np.int64),
-            step_f.filter(ok).cast(pl.Int64).to_numpy())
-
-
 def _place(rows: np.ndarray, known_rows: np.ndarray, known_steps: np.ndarray, *, after: bool) -> tuple[np.ndarray,
                                                                                                         int]:
     """Steps for lines at ``rows`` from the metric lines around them: the one before (``after``=False: the
@@ -245,26 +170,74 @@ def _place(rows: np.ndarray, known_rows: np.ndarray, known_steps: np.ndarray, *,
     return known_steps[idx], int(fallback.sum())
 
 
-def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Note]]:
+@dataclass
+class _Lines:
+    """What reading a text log's lines block by block leaves: each pattern's share, the unclaimed lines."""
+
+    streams: list[PatternStream]
+    rest: list[pl.DataFrame]
+    n_lines: int = 0
+    unterminated: bool = False
+    claimed_lines: int = 0
+
+
+def read_text_log(path: Path, dialect: TextDialect, *, block_bytes: int | None = BLOCK_BYTES) -> tuple[RawPoints,
+                                                                                                        list[Note]]:
     """Points and notes of one text log in the given dialect(s); LogFormatError when a step does not fit an int64.
 
     In four steps, each reading what the ones before left: the lines a known pattern claims, the lines of those
-    patterns that print no step, metric lines of any layout, then instability messages; the rest is noise."""
-    name = path.name
-    data = _clean(path.read_bytes())
-    unterminated = bool(data) and not data.endswith(b"\n")
-    lines = _lines(data).to_frame().with_row_index("row")
-    n_lines = lines.height
+    patterns that print no step, metric lines of any layout, then instability messages; the rest is noise.
+    The file is read in blocks of about ``block_bytes`` (None: at once), with the same result (`text_lines`,
+    `text_stream`): a block holds its lines' numbers, not its text, so memory follows the numbers."""
     patterns = [p for p in LINE_PATTERNS if p.dialect in dialect.names]
-    claimed, rest = _claim(lines, patterns)
+    try:
+        read: _Lines | None = _read_lines(path, patterns, block_bytes)
+    except LogFormatError:
+        if block_bytes is None:
+            raise
+        read = None  # the whole file names the first such line of the first pattern
+    if read is None or not all(s.agrees() for s in read.streams):
+        read = _read_lines(path, patterns, None)
+    return _points(read, dialect, path.name)
+
+
+def _read_lines(path: Path, patterns: list[LinePattern], block_bytes: int | None) -> _Lines:
+    """Every block's lines: claimed by a pattern (`PatternStream.take`) or kept as unclaimed."""
+    read = _Lines([PatternStream(p, path.name) for p in patterns], [])
+    for block_no, block in enumerate(blocks(path, block_bytes)):
+        lines = block.lines
+        read.n_lines += lines.height
+        read.unterminated = block.unterminated
+        claimed, rest = claim(lines, patterns)
+        read.rest.append(rest)
+        for stream, (p, got) in zip(read.streams, claimed):
+            if got.is_empty():
+                continue
+            stream.seen = True
+            read.claimed_lines += got.height
+            if block.unterminated and int(got.get_column("row")[-1]) == read.n_lines - 1:
+                got = got.head(got.height - 1)  # a cut number would be a wrong value
+                stream.truncated = True
+            if p.step_from == "ordinal":  # a tqdm bar redrawn just before the line may hold the step
+                first = int(lines.get_column("row")[0])
+                before = (got.get_column("row").cast(pl.Int64) - 1).clip(0, None) - first + 1
+                context = pl.concat([pl.Series("line", [block.before], pl.String), lines.get_column("line")])
+                got = got.with_columns(context.gather(before).alias("previous"))
+            stream.take(got, block_no)
+    return read
+
+
+def _points(read: _Lines, dialect: TextDialect, name: str) -> tuple[RawPoints, list[Note]]:
+    """The points and notes of the lines read."""
     values = TextPoints(name)
-    k_rows, k_steps, deferred, claimed_lines, notes = _read_claimed(lines, claimed, values, name, unterminated)
+    rest = pl.concat(read.rest) if len(read.rest) > 1 else read.rest[0]
+    read.rest = []
+    k_rows, k_steps, deferred, notes = _read_claimed(read.streams, values, name)
     counted = len(k_rows) > 0
     if counted:
         notes += _place_deferred(deferred, k_rows, k_steps, values, name)
-    rest, k_rows, k_steps, generic_lines, generic_notes = _read_any_layout(rest, n_lines, unterminated, k_rows,
-                                                                           k_steps, values, name)
-    claimed_lines += generic_lines
+    rest, k_rows, k_steps, generic_lines, generic_notes = _read_any_layout(rest, read.n_lines, read.unterminated,
+                                                                           k_rows, k_steps, values, name)
     notes += generic_notes
     if not counted:  # lines that take a neighbour's step, once the lines of any layout are read
         notes += _place_deferred(deferred, k_rows, k_steps, values, name)
@@ -272,54 +245,55 @@ def read_text_log(path: Path, dialect: TextDialect) -> tuple[RawPoints, list[Not
     notes += event_notes
     noise = rest.height - event_rows
     if noise:
-        blank = n_lines - rest.height - claimed_lines
-        notes.append(Note("noise", f"{name}: {noise:,} of {n_lines:,} line(s) are no metric line of "
+        blank = read.n_lines - rest.height - read.claimed_lines - generic_lines
+        notes.append(Note("noise", f"{name}: {noise:,} of {read.n_lines:,} line(s) are no metric line of "
                           f"{'/'.join(dialect.names)} and were ignored (warnings, progress bars, tracebacks, other "
                           f"prints; {blank:,} more are blank)", count=noise))
     points, value_notes = values.points()
     return points, notes + value_notes
 
 
-def _read_claimed(lines: pl.DataFrame, claimed: list[tuple[LinePattern, pl.DataFrame]], values: TextPoints, name: str,
-                  unterminated: bool) -> tuple[np.ndarray, np.ndarray, list[tuple[LinePattern, LineItems]], int,
-                                               list[Note]]:
+def _read_claimed(streams: list[PatternStream], values: TextPoints, name: str) -> tuple[np.ndarray, np.ndarray,
+                                                                                       list[tuple[LinePattern,
+                                                                                                  LineItems]],
+                                                                                       list[Note]]:
     """The lines a known pattern claimed -> ``values``: (rows and steps of the metric lines in row order, the
-    lines that take a neighbour's step, how many lines were claimed, notes)."""
-    n_lines = lines.height
+    lines that take a neighbour's step, notes)."""
     notes: list[Note] = []
     known_rows: list[np.ndarray] = []
     known_steps: list[np.ndarray] = []
     deferred: list[tuple[LinePattern, LineItems]] = []
-    claimed_lines = 0
-    for p, got in claimed:
-        if got.is_empty():
+    for s in streams:
+        p = s.p
+        if not s.seen:
             continue
-        claimed_lines += got.height
-        if unterminated and int(got.get_column("row")[-1]) == n_lines - 1:
-            got = got.head(got.height - 1)
+        if s.truncated:
             notes.append(Note("truncated", f"{name}: the last line is cut off (an interrupted write); it was not "
                               "read", count=1))
-        if p.step_from == "ordinal":  # a tqdm bar redrawn just before the line may hold the step
-            before = (got.get_column("row").cast(pl.Int64) - 1).clip(0, None)
-            got = got.with_columns(lines.get_column("line").gather(before).alias("previous"))
-        parsed = items_of(p, got, name)
-        notes += parsed.notes
-        if p.step_from in ("previous", "next"):
-            deferred.append((p, parsed))
-            continue
-        rows, steps = _steps(parsed.lines, name)
-        without = parsed.lines.height - len(rows)
+        if s.streamed:
+            notes += count_notes(p, s.counts, name)
+            without = s.without
+            rows, steps = s.replay(values)
+        else:
+            parsed = items_of(p, pl.concat(s.held) if len(s.held) > 1 else s.held[0], name)
+            s.held = []
+            notes += parsed.notes
+            if p.step_from in ("previous", "next"):
+                deferred.append((p, parsed))
+                continue
+            rows, steps = line_steps(parsed.lines, name)
+            without = parsed.lines.height - len(rows)
+            values.add(parsed, rows, steps, p)
         if without:
             notes.append(Note("dropped", f"{name}: {without} {p.name} line(s) without a readable step were not read",
                               count=without))
         known_rows.append(rows)
         known_steps.append(steps)
-        values.add(parsed, rows, steps, p)
     k_rows = np.concatenate(known_rows) if known_rows else np.zeros(0, np.int64)
     k_steps = np.concatenate(known_steps) if known_steps else np.zeros(0, np.int64)
     # Patterns are read one after another; messages and step-less lines are placed by row, so rows must be in order.
     order = np.argsort(k_rows, kind="stable")
-    return k_rows[order], k_steps[order], deferred, claimed_lines, notes
+    return k_rows[order], k_steps[order], deferred, notes
 
 
 def _place_deferred(deferred: list[tuple[LinePattern, LineItems]], k_rows: np.ndarray, k_steps: np.ndarray,
