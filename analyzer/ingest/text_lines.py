@@ -10,11 +10,14 @@ What else could tell a block from the middle of the file is carried across the c
   file's first line in front of it, and that line's row dropped.
 - A line's step may come from the line printed just before it (`Block.before`), which may be the
   previous block's last line.
+
+`ahead` reads the next block in a second thread while the caller reads this one.
 """
 
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -150,3 +153,13 @@ def blocks(path: Path, block_bytes: int | None = BLOCK_BYTES) -> Iterator[Block]
         row += len(lines)
         if len(lines):
             before = lines[-1]
+
+
+def ahead(items: Iterator[Block]) -> Iterator[Block]:
+    """``items``, each made in a second thread while the one before is used: file reads and polars release the
+    GIL, so reading the next block's lines overlaps with reading this one's numbers."""
+    with ThreadPoolExecutor(1) as pool:
+        coming = pool.submit(next, items, None)
+        while (item := coming.result()) is not None:
+            coming = pool.submit(next, items, None)
+            yield item

@@ -51,7 +51,7 @@ from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.ingest.text_generic import read_generic
 from analyzer.ingest.text_items import LineItems, count_notes, items_of
-from analyzer.ingest.text_lines import BLOCK_BYTES, blocks, clean, lines_of as _lines
+from analyzer.ingest.text_lines import BLOCK_BYTES, ahead, blocks, clean, lines_of as _lines
 from analyzer.ingest.text_points import TextPoints
 from analyzer.ingest.text_ordinal import read_ordinal
 from analyzer.ingest.text_stacked import read_stacked, without_rows
@@ -204,7 +204,7 @@ def read_text_log(path: Path, dialect: TextDialect, *, block_bytes: int | None =
 def _read_lines(path: Path, patterns: list[LinePattern], block_bytes: int | None) -> _Lines:
     """Every block's lines: claimed by a pattern (`PatternStream.take`) or kept as unclaimed."""
     read = _Lines([PatternStream(p, path.name) for p in patterns], [])
-    for block_no, block in enumerate(blocks(path, block_bytes)):
+    for block_no, block in enumerate(ahead(blocks(path, block_bytes))):
         lines = block.lines
         read.n_lines += lines.height
         read.unterminated = block.unterminated
