@@ -229,3 +229,12 @@ def test_a_wandb_summary_of_one_metric_is_the_runs_summary_not_a_run(tmp_path):
     (run,), _ = load_runs([tmp_path], OPTS)
     assert run.series("loss").steps.tolist() == list(range(30))
     assert any("summary" in n.message for n in run.notes)
+
+
+def test_a_pandas_index_of_names_is_not_a_step(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"loss": curve(20), "acc": np.linspace(0.1, 0.9, 20)},
+                 index=[f"run{i}" for i in range(20)]).to_csv(tmp_path / "metrics_table.csv")
+    (run,), _ = load_runs([tmp_path], OPTS)
+    assert run.series("loss").steps.tolist() == list(range(20)) and "index" not in run.tags

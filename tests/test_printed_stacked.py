@@ -207,3 +207,42 @@ def test_a_table_needs_a_counter_column(tmp_path):
 
     with pytest.raises(SteadytrainError, match="no readable training logs"):
         analyze([tmp_path], load_options=LoadOptions(cache_dir=None))
+
+
+def _read(tmp_path: Path, text: str):
+    (tmp_path / "train.log").write_text(text)
+    (d,) = analyze([tmp_path], load_options=LoadOptions(cache_dir=None)).diagnoses
+    return d
+
+
+def test_a_finished_progress_bar_heads_no_block(tmp_path):
+    # a plain tqdm loop: the bar's last redraw (782/782, the same every epoch) then the epoch's loss on its own
+    text = "".join(f"100%|##########| 782/782 [00:21<00:00, 36.4it/s]\nloss: {2.4 - e / 10:.4f}\n" for e in range(8))
+    d = _read(tmp_path, text)
+    assert d.run.series("loss").steps.tolist() == list(range(1, 9))
+
+
+def test_a_table_cell_with_a_space_and_a_missing_value(tmp_path):
+    # what the Trainer prints when logging_steps > eval_steps, copied from a notebook (tab-separated)
+    rows = ["Step\tTraining Loss\tValidation Loss", "500\tNo log\t0.512", "1000\t0.612\t0.481", "1500\tNo log\t0.455",
+            "2000\t0.380\t0.440", "2500\t0.360\t0.430"]
+    d = _read(tmp_path, "\n".join(rows) + "\n")
+    assert d.run.series("Validation Loss").steps.tolist() == [500, 1000, 1500, 2000, 2500]
+    assert d.run.series("Training Loss").steps.tolist() == [1000, 2000, 2500]
+
+
+def test_block_steps_keep_their_sign_and_a_step_past_int64_refuses_the_file(tmp_path):
+    blocks = "".join(f"[step={s}]\n    loss={2.5 - s / 10:.3f}\n    time/step=2.3ms\n    grad_norm=1.0\n"
+                     for s in (-3, -2, -1, 1, 2, 3, 4))
+    (tmp_path / "signed").mkdir()
+    d = _read(tmp_path / "signed", blocks)
+    assert d.run.series("loss").steps.tolist() == [-3, -2, -1, 1, 2, 3, 4]
+    assert d.run.series("grad_norm").steps.tolist() == [-3, -2, -1, 1, 2, 3, 4]  # a unit line does not end a block
+    assert d.run.series("time/step_ms").values.tolist() == [2.3] * 7
+    from analyzer.errors import SteadytrainError
+
+    (tmp_path / "huge").mkdir()
+    table = "step  loss  grad_norm\n1  2.3  1.0\n2  2.2  1.0\n3  2.1  1.0\n1e30  2.0  1.0\n"
+    (tmp_path / "huge" / "train.log").write_text(table)
+    with pytest.raises(SteadytrainError, match="64-bit step counter"):
+        analyze([tmp_path / "huge"], load_options=LoadOptions(cache_dir=None))

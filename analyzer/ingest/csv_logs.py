@@ -217,9 +217,10 @@ def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
     epoch_col = find_key(df.columns, EPOCH_KEYS)
     if step_col is None and epoch_col is not None:
         step_col, epoch_col = epoch_col, None  # Keras and other per-epoch logs: the epoch is the step
-    if df.columns[0] == "":  # pandas' unnamed index: the row's position, the step when no column names one
-        df = df.rename({"": "index"}) if step_col is None else df.drop("")
-        step_col = step_col or "index"
+    if df.columns[0] == "":  # pandas' unnamed index: the step when no column names one and it holds numbers
+        numeric = df.get_column("").cast(pl.Float64, strict=False).null_count() == df.get_column("").null_count()
+        df = df.rename({"": "index"}) if step_col is None and numeric else df.drop("")
+        step_col = step_col or ("index" if numeric else None)
     wall_col = find_key(df.columns, WALL_KEYS)
     skip = [c for c in (epoch_col,) if c]
     points, more = frame_to_points(df, source=name, step_col=step_col, wall_col=wall_col, skip=skip)

@@ -6,7 +6,9 @@ the most common kind of line that holds a loss (its layout learned by
 `analyzer.ingest.text_layout.learn_layout`) and repeats is read in order, the k-th such line at step k,
 and a note says so (the script's logging interval is unknown: steps count printed lines). Evaluation
 lines that print no step (``validation loss: 2.41``) take the step of the training line before them
-(step 0 before the first). Lines of the same metrics that printed NaN or inf are the same kind.
+(step 0 before the first); an evaluation line a known tool's pattern claims keeps that tool's rule
+(build-nanogpt's ``validation loss: X`` takes the step of the line after it). Lines of the same metrics that
+printed NaN or inf are the same kind.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
 from analyzer.ingest.text_layout import NUM_MARK, learn_layout
 from analyzer.ingest.text_numbers import tokens_of
 from analyzer.ingest.text_points import TextPoints
@@ -38,8 +39,11 @@ _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf|infinity)
 _GROUPED = r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
 #: One named number alone on a line (a block's item): a key that starts with a letter (up to five words:
 #: ``Train loss/train/total``, ``optim/LR (group 0)``), ``=`` or ``:``, the number.
-_ITEM = rf"^\s*(?P<key>[A-Za-z_][^\s:=]*(?: [^\s:=]+){{0,4}}?)\s*[:=]\s*(?P<value>{_GROUPED}|{_NUMBER})\s*$"
+_ITEM = (rf"^\s*(?P<key>[A-Za-z_][^\s:=]*(?: [^\s:=]+){{0,4}}?)\s*[:=]\s*(?P<value>{_GROUPED}|{_NUMBER})"
+         r"(?P<unit>ms|s|%)?\s*$")  # a unit joins the tag, as on a metric line (``time/step=2.3ms`` -> ``time/step_ms``)
 _DIGIT_RUN = "[0-9]+"
+#: The step of an evaluation block with no training block before it: its items are dropped, and counted.
+NO_STEP = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def _header_steps(headers: pl.DataFrame) -> _Headers | None:
         # evaluator's label, ``eval/<label>/CrossEntropyLoss=...``): at the step of the training block before it
         keys = headers.get_column("next_key").to_list()
         if all(k and set(re.split(r"[^a-z]+", k.lower())) & EVAL_WORDS for k in keys):
-            return _Headers(rows, np.full(len(rows), -1, np.int64), example, True)
+            return _Headers(rows, np.full(len(rows), NO_STEP, np.int64), example, True)
         return None
     tokens = tokens_of(example)
     run_starts = [m.start() for m in re.finditer(_DIGIT_RUN, example)]
@@ -122,29 +126,35 @@ def _header_steps(headers: pl.DataFrame) -> _Headers | None:
         return run_starts.index(start) if start in run_starts and re.fullmatch(r"[-+]?\d+", t.text) else None
 
     runs = headers.get_column("line").str.extract_all(_DIGIT_RUN)
-    counter = run_of(layout.step if layout.step is not None else layout.epoch)
-    if counter is None:
+    position = layout.step if layout.step is not None else layout.epoch
+    counter = run_of(position)
+    if counter is None or position is None:
         return None
-    def column(run: int) -> np.ndarray:
-        # a counter past int64 reads as -1: its header places nothing
-        return runs.list.get(run).cast(pl.Int64, strict=False).fill_null(-1).to_numpy().astype(np.int64)
 
-    steps = column(counter)
+    def column(run: int, sign: int = 1) -> np.ndarray:
+        values = runs.list.get(run).cast(pl.Int64, strict=False)
+        if values.null_count():  # more digits than an int64 holds
+            i = int(values.is_null().arg_true()[0])
+            raise step_out_of_range(float(runs[i][run]), f"line {int(rows[i]) + 1}")
+        return sign * values.to_numpy().astype(np.int64)
+
+    # the shape keeps a sign printed before the digits: every line of it has one
+    steps = column(counter, -1 if tokens[position].text.startswith("-") else 1)
     epoch, total = run_of(layout.epoch), run_of(layout.step_total)
     if layout.step is not None and layout.within_epoch and epoch is not None and total is not None:
         # a batch counter that starts again every epoch: (epoch - first epoch) x batches per epoch + batch
-        epochs, per_epoch = column(epoch), column(total)
-        known = (epochs >= 0) & (per_epoch >= 0) & (steps >= 0)
-        first = int(epochs[known].min()) if known.any() else 0
-        steps = np.where(known, (epochs - first) * per_epoch + steps, -1)
+        epochs = column(epoch)
+        steps = (epochs - epochs.min()) * column(total) + steps
     # an evaluation counting its own batches (Composer's ``[Eval batch=10/10] Eval on eval data:``)
     evaluation = layout.kind in EVAL_WORDS and layout.counter == "batch"
+    if not evaluation and len(np.unique(steps)) * 2 < len(steps):
+        return None  # a counter that does not advance (a finished progress bar, ``782/782``) heads no blocks
     return _Headers(rows, steps, example, evaluation)
 
 
 def _placed(found: list[_Headers]) -> tuple[np.ndarray, np.ndarray] | None:
     """(rows, steps) of every header in row order; an evaluation's header takes the step of the training header
-    before it (none before it: -1, it places nothing)."""
+    before it (none before it: NO_STEP, it places nothing)."""
     training = [h for h in found if not h.evaluation]
     if not training:
         return None
@@ -156,7 +166,7 @@ def _placed(found: list[_Headers]) -> tuple[np.ndarray, np.ndarray] | None:
         if h.evaluation:
             before = np.searchsorted(t_rows, h.rows) - 1
             rows.append(h.rows)
-            steps.append(np.where(before >= 0, t_steps[np.maximum(before, 0)], -1))
+            steps.append(np.where(before >= 0, t_steps[np.maximum(before, 0)], NO_STEP))
     all_rows, all_steps = np.concatenate(rows), np.concatenate(steps)
     order = np.argsort(all_rows)
     return all_rows[order], all_steps[order]
@@ -193,19 +203,25 @@ def _read_blocks(lines: pl.DataFrame, values: TextPoints, name: str) -> StackedR
     if int(member.sum()) < MIN_REPEATS:
         return _NOTHING
     item_rows, item_steps = rows[member], h_steps[owner]
-    ok = item_steps >= 0  # a header whose counter did not read (null -> a negative sentinel) places nothing
+    ok = item_steps != NO_STEP
     picked = items.filter(pl.Series(member)).filter(pl.Series(ok))
     frame = pl.DataFrame({"row": item_rows[ok], "step": item_steps[ok],
-                          "key": picked.struct.field("key"),
+                          "key": picked.struct.unnest().select(pl.concat_str(
+                              [pl.col("key"), pl.col("unit").replace({"%": "percent"})], separator="_",
+                              ignore_nulls=True)).to_series(),
                           "value": picked.struct.field("value").str.replace_all(",", "", literal=True)})
     for (key,), part in frame.partition_by("key", as_dict=True, maintain_order=True).items():
         values.add_column(str(key), part.get_column("row").to_numpy(), part.get_column("step").to_numpy(),
                           part.get_column("value"))
     used = np.unique(owner)
     taken = np.sort(np.concatenate([h_rows[used], item_rows]))
-    note = Note("layout", f"{name}: {len(used):,} block(s) of one metric per line under a step line read "
-                f"({len(item_rows):,} metric line(s)), like {_shown(found[0].example)}", count=len(item_rows))
-    return StackedRead(item_rows[ok], item_steps[ok], taken, (note,))
+    notes = [Note("layout", f"{name}: {len(used):,} block(s) of one metric per line under a step line read "
+                  f"({int(ok.sum()):,} metric line(s)), like {_shown(found[0].example)}", count=int(ok.sum()))]
+    if not ok.all():
+        lost = int((~ok).sum())
+        notes.append(Note("dropped", f"{name}: {lost:,} metric line(s) of evaluation blocks printed before any "
+                          "training step were not used (no step to place them at)", count=lost))
+    return StackedRead(item_rows[ok], item_steps[ok], taken, tuple(notes))
 
 
 # -- tables -----------------------------------------------------------------------------------------------------
@@ -225,9 +241,14 @@ def _columns(line: str) -> list[str]:
     return [c.strip() for c in _COLUMN_SPLIT.split(inner.strip())]
 
 
-def _cells(line: str, markdown: bool) -> list[str]:
+def _cells(line: str, markdown: bool, width: int) -> list[str]:
+    """A row's cells: split as its header was (a cell may hold a space: the Trainer's ``No log``), else on any
+    whitespace (a value as wide as its column leaves one space)."""
     inner = line.strip()
-    return [c.strip() for c in inner.strip("|").split("|")] if markdown else inner.split()
+    if markdown:
+        return [c.strip() for c in inner.strip("|").split("|")]
+    columns = [c.strip() for c in _COLUMN_SPLIT.split(inner)]
+    return columns if len(columns) == width else inner.split()
 
 
 def _counter_column(names: list[str]) -> int | None:
@@ -270,7 +291,7 @@ def _read_tables(lines: pl.DataFrame, values: TextPoints, name: str) -> StackedR
         body: list[list[str]] = []
         body_at: list[int] = []
         while at < len(text):
-            cells = _cells(text[at], markdown)
+            cells = _cells(text[at], markdown, len(names))
             if len(cells) != len(names) or not _NUMERIC.match(cells[counter]):
                 break
             body.append(cells)
@@ -291,6 +312,10 @@ def _read_tables(lines: pl.DataFrame, values: TextPoints, name: str) -> StackedR
         steps = np.asarray([float(c[counter]) for c in table])
         if not np.isfinite(steps).all():
             continue
+        outside = (steps < STEP_MIN) | (steps >= STEP_MAX)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise step_out_of_range(float(steps[i]), f"line {int(rows[body_at[i]]) + 1}")
         steps_i = steps.astype(np.int64)
         for j, column in enumerate(header):
             if j != counter and column.lower() not in _STEP_COLUMNS | _EPOCH_COLUMNS:
