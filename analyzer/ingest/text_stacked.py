@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
+from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, fractional_steps_note, step_out_of_range
 from analyzer.ingest.text_layout import NUM_MARK, learn_layout
 from analyzer.ingest.text_numbers import tokens_of
 from analyzer.ingest.text_points import TextPoints
@@ -326,6 +326,7 @@ def _read_tables(lines: pl.DataFrame, values: TextPoints, name: str) -> StackedR
         notes.append(Note("layout", f"{name}: a table of {len(header)} column(s) read ({len(body_at):,} row(s) "
                           f"under {len(parts):,} header line(s) like {_shown(text[parts[0][0]])}; step: "
                           f"{header[counter]!r})", count=len(body_at)))
+        notes += fractional_steps_note(name, steps)
     if not point_rows:
         return _NOTHING
     r, s = np.concatenate(point_rows), np.concatenate(point_steps)
