@@ -40,7 +40,7 @@ MIN_LINES = 3
 _BAR_GLYPHS = re.compile(r"[\u2580-\u259f\u2500-\u257f][\u2580-\u259f\u2500-\u257f ]*|\[[=>.]{3,}\]")
 _SPACES = re.compile(r"\s+")
 _TOKEN = re.compile(TOKEN)
-_NONFINITE_WORD = r"(?i)\b(?:nan|inf|infinity)\b"
+NONFINITE_WORD = r"(?i)\b(?:nan|inf|infinity)\b"
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def line_kinds(lines: pl.DataFrame) -> tuple[list[LineKind], int, dict[int, list
     """The metric line kinds and epoch-header kinds among ``lines`` (``row``, ``line``), most lines first; how
     many lines hold named numbers but no counter (they are not read); and the shapes of each kind's lines."""
     # lines with a number in them (a NaN printed as a word is a number: ``val loss nan``)
-    candidates = lines.filter((pl.col("line").str.contains("[0-9]") | pl.col("line").str.contains(_NONFINITE_WORD))
+    candidates = lines.filter((pl.col("line").str.contains("[0-9]") | pl.col("line").str.contains(NONFINITE_WORD))
                               .fill_null(False))
     if candidates.is_empty():
         return [], 0, {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from analyzer.ingest.text_generic import NONFINITE_WORD
 from analyzer.ingest.text_layout import NUM_MARK, LineLayout, learn_layout
 from analyzer.ingest.text_numbers import TOKEN
 from analyzer.ingest.text_points import TextPoints
@@ -26,18 +27,17 @@ from analyzer.types import Note
 MIN_LINES = 3
 #: At most this many of the most common line shapes are read for their layout (a noisy log has many shapes).
 MAX_SHAPES = 200
-_NONFINITE = r"(?i)\b(?:nan|inf|infinity)\b"
 _NUMBER_PART = r"^[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?|^[-+]?(?i:nan|inf(?:inity)?)"
 
 
 def _shapes(lines: pl.DataFrame) -> list[tuple[str, int, LineLayout, pl.DataFrame]]:
     """(shape, lines, layout, the lines) of the most common shapes holding named numbers and no counter."""
-    candidates = lines.filter((pl.col("line").str.contains("[0-9]") | pl.col("line").str.contains(_NONFINITE))
+    candidates = lines.filter((pl.col("line").str.contains("[0-9]") | pl.col("line").str.contains(NONFINITE_WORD))
                               .fill_null(False))
     if candidates.is_empty():
         return []
     shaped = candidates.with_columns(pl.col("line").str.replace_all("[0-9]+", NUM_MARK)
-                                     .str.replace_all(_NONFINITE, NUM_MARK).alias("shape"))
+                                     .str.replace_all(NONFINITE_WORD, NUM_MARK).alias("shape"))
     counts = shaped.group_by("shape").agg(pl.len().alias("n"), pl.col("line").first().alias("example"))
     out = []
     for shape, n, example in counts.sort("n", descending=True).head(MAX_SHAPES).iter_rows():

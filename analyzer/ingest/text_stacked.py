@@ -26,7 +26,7 @@ import polars as pl
 
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, fractional_steps_note, step_out_of_range
 from analyzer.ingest.text_layout import NUM_MARK, learn_layout
-from analyzer.ingest.text_numbers import tokens_of
+from analyzer.ingest.text_numbers import recipes
 from analyzer.ingest.text_points import TextPoints
 from analyzer.roles import EVAL_WORDS
 from analyzer.types import Note
@@ -114,16 +114,16 @@ def _header_steps(headers: pl.DataFrame) -> _Headers | None:
         if all(k and set(re.split(r"[^a-z]+", k.lower())) & EVAL_WORDS for k in keys):
             return _Headers(rows, np.full(len(rows), NO_STEP, np.int64), example, True)
         return None
-    tokens = tokens_of(example)
-    run_starts = [m.start() for m in re.finditer(_DIGIT_RUN, example)]
+    made = recipes(example)
 
     def run_of(position: int | None) -> int | None:
-        # the counter's digit run (a counter is an integer: one run); the shape fixes its index on every line
-        if position is None:
+        # the counter's digit run (a counter is an integer: one run, a sign at most beside it); the shape fixes
+        # its index on every line
+        if position is None or position >= len(made):
             return None
-        t = tokens[position]
-        start = t.start + (1 if t.text[:1] in "+-" else 0)
-        return run_starts.index(start) if start in run_starts and re.fullmatch(r"[-+]?\d+", t.text) else None
+        parts = made[position][0]
+        runs = [q for q in parts if isinstance(q, int)]
+        return runs[0] if len(runs) == 1 and "".join(q for q in parts if isinstance(q, str)) in ("", "-", "+") else None
 
     runs = headers.get_column("line").str.extract_all(_DIGIT_RUN)
     position = layout.step if layout.step is not None else layout.epoch
@@ -139,7 +139,7 @@ def _header_steps(headers: pl.DataFrame) -> _Headers | None:
         return sign * values.to_numpy().astype(np.int64)
 
     # the shape keeps a sign printed before the digits: every line of it has one
-    steps = column(counter, -1 if tokens[position].text.startswith("-") else 1)
+    steps = column(counter, -1 if made[position][0][0] == "-" else 1)
     epoch, total = run_of(layout.epoch), run_of(layout.step_total)
     if layout.step is not None and layout.within_epoch and epoch is not None and total is not None:
         # a batch counter that starts again every epoch: (epoch - first epoch) x batches per epoch + batch
