@@ -15,6 +15,8 @@ Each tool runs as a whole process, the way a user runs it: ``python -m analyzer.
 pairs so machine noise hits both alike); the table gives the median wall time of --repeat pairs,
 the ratio (runmedic / steadytrain: > 1 is steadytrain faster) and each process's peak RSS (from
 ``wait4``). The machine is shared: the load average is printed, and only same-run ratios count.
+Both run from bytecode, as a pip install leaves a package: steadytrain's tree is compiled first
+(``--no-bytecode`` times it compiling its modules in every process instead).
 For ``periodic`` steadytrain's read and diagnosis times are also measured apart (in one process).
 """
 
@@ -25,6 +27,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import struct
 import subprocess
@@ -206,12 +209,30 @@ def phases(path: Path) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def bytecode(compiled: bool) -> str:
+    """Give steadytrain's tree its bytecode (``compileall``, what ``pip install`` does for a package) or take it
+    away; say which. runmedic runs from the bytecode its pip install wrote. Without this, on a machine that sets
+    PYTHONDONTWRITEBYTECODE=1 (this one), an editable checkout compiles its ~90 modules in every process."""
+    packages = [ROOT / name for name in ("analyzer", "reporters")]
+    if compiled:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", *map(str, packages)], check=True,
+                       stdout=subprocess.DEVNULL)
+        return "steadytrain: with bytecode (compileall, as pip install leaves it); runmedic: its installed bytecode"
+    for package in packages:
+        for cache in package.rglob("__pycache__"):
+            shutil.rmtree(cache)
+    return "steadytrain: no bytecode (every process compiles its modules); runmedic: its installed bytecode"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=HERE / "data" / "peers")
     ap.add_argument("--steps", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="time steadytrain compiling its modules in every process (no __pycache__), as a checkout "
+                         "on a machine with PYTHONDONTWRITEBYTECODE=1 does")
     ap.add_argument("--make", choices=FORMATS, help=argparse.SUPPRESS)  # the child that writes one file
     args = ap.parse_args()
     if args.make:
@@ -225,6 +246,7 @@ def main() -> None:
         sys.exit("runmedic is not installed: pip install runmedic==0.1.1")
     print(f"load average before: {os.getloadavg()}; peer: {peer}; {os.cpu_count()} CPUs", flush=True)
     files = {fmt: make(fmt, args.data, args.steps) for fmt in formats}
+    print(bytecode(compiled=not args.no_bytecode), flush=True)
     import resource
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"this process's peak RSS: {own:.0f} MiB (a child's peak cannot read below it)", flush=True)

@@ -45,6 +45,7 @@ _EDGE_BYTES = 1 << 20
 _SAMPLE_BYTES = 16 << 10
 _SAMPLES = 64
 _WHITESPACE = b" \t\r\n"
+_NEWLINE, _TAB, _CLOSE, _COMMA, _COLON = (ord(c) for c in "\n\t},:")
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,7 +133,9 @@ def read_columnar(path: Path, parse_rest: Callable[[bytes], tuple[Any, bool]]) -
         if rest is None:
             return None
         fh.seek(start)
-        text = fh.read(end - start)
+        text = bytearray(end - start)  # writable: made into lines in place
+        if fh.readinto(text) != len(text):
+            return None
     state, by_orjson = rest
     history = _history(text, by_orjson)
     if history is None:
@@ -189,21 +192,20 @@ def _rest(before: bytes, after: bytes, parse_rest: Callable[[bytes], tuple[Any, 
     return state, by_orjson
 
 
-def _history(text: bytes, by_orjson: bool) -> ColumnarHistory | None:
+def _history(text: bytearray, by_orjson: bool) -> ColumnarHistory | None:
     """The array's entries as columns, or None where polars' reading cannot be vouched for."""
-    lines = text.replace(b"\n", b"\t")
+    lines, colons = _entry_lines(text)
     del text
-    lines = lines.replace(b"},", b"}\n")
     names = _sample_names(lines)
     if names is None:
         return None
     frame = _read_lines(lines, names)
-    if frame is None or not _accounted(frame, lines):
+    if frame is None or not _accounted(frame, lines, colons):
         if frame is None or b"null" in lines:  # not for a key the sample missed: no second read can help
             return None
         names = _all_names(lines)  # a key the sample missed, or a repeated key (then this fails again)
         frame = _read_lines(lines, names) if names is not None else None
-        if frame is None or not _accounted(frame, lines):
+        if frame is None or not _accounted(frame, lines, colons):
             return None
     # Every line holds a "}" (the one before each "}," made a line end, and the one `_locate` found last), so
     # none is blank: polars' rows are the entries, one for one.
@@ -221,6 +223,17 @@ def _history(text: bytes, by_orjson: bool) -> ColumnarHistory | None:
     del frame
     history = ColumnarHistory(lines, columns, n, by_orjson)
     return ColumnarHistory(lines, _first_seen_order(history), n, by_orjson)
+
+
+def _entry_lines(text: bytearray) -> tuple[bytes, int]:
+    """The array's text with each entry on a line of its own (newlines made tabs, every ``},`` a ``}`` and a line
+    end), and its number of ``:``. One numpy pass each instead of two ``bytes.replace`` (which stop at each of the
+    millions of newlines): half the time on a 147 MB state. ``text`` is changed in place."""
+    buf = np.frombuffer(text, np.uint8)
+    np.putmask(buf, buf == _NEWLINE, _TAB)
+    closing = np.flatnonzero(buf[:-1] == _CLOSE)
+    buf[closing[buf[closing + 1] == _COMMA] + 1] = _NEWLINE
+    return buf.tobytes(), int(np.count_nonzero(buf == _COLON))
 
 
 def _read_lines(lines: bytes, names: list[str]) -> pl.DataFrame | None:
@@ -262,11 +275,11 @@ def _all_names(lines: bytes) -> list[str] | None:
     return _plain_names(schema)
 
 
-def _accounted(frame: pl.DataFrame, lines: bytes) -> bool:
-    """Whether every ``:`` of the text is a parsed key's (one each, plus those inside its name)."""
+def _accounted(frame: pl.DataFrame, lines: bytes, colons: int) -> bool:
+    """Whether every ``:`` of the text (``colons`` of them) is a parsed key's (one each, plus those inside its name)."""
     counts = frame.select(pl.all().is_not_null().sum()).row(0)
     accounted = sum(int(c) * (1 + k.count(":")) for k, c in zip(frame.columns, counts))
-    if accounted != lines.count(b":"):
+    if accounted != colons:
         return False
     # A key written with \u003a holds a colon its text does not: only possible where a name holds one.
     return not (any(":" in k for k in frame.columns) and escaped_colon(lines))
