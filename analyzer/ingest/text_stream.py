@@ -38,23 +38,35 @@ def claim(lines: pl.DataFrame, patterns: list[LinePattern]) -> tuple[list[tuple[
                                                                      pl.DataFrame]:
     """Each pattern's lines (first pattern wins) and the non-blank lines none claimed."""
     col = lines.get_column("line")
-    free = col.str.contains(r"\S").fill_null(False).to_numpy()  # blank lines are nobody's
+    n = len(col)
+    free = np.flatnonzero(col.str.contains(r"\S").fill_null(False).to_numpy())  # blank lines are nobody's
     masks = []
     for p in patterns:
-        candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy() if p.marker else free
-        candidates = candidates & free
-        if candidates.sum() < len(col) // 2:
-            mask = np.zeros(len(col), dtype=bool)
-            where = np.flatnonzero(candidates)
-            mask[where] = col.gather(where).str.contains(p.find).fill_null(False).to_numpy()
-        else:  # most lines are candidates: testing them twice would cost more than it saves
-            mask = col.str.contains(p.find).fill_null(False).to_numpy() & free
-        if p.unless is not None and mask.any():
-            mask &= ~col.str.contains(p.unless).fill_null(False).to_numpy()
-        free &= ~mask
+        mask = np.zeros(n, dtype=bool)
+        if free.size:  # a pattern tests only the lines still free: once one claims a log, the rest cost nothing
+            hit = _matching(col if free.size == n else col.gather(free), p, n // 2)
+            mask[free[hit]] = True
+            free = free[~hit]
         masks.append((p, mask))
     claimed = [(p, lines.filter(pl.Series(m)) if m.any() else lines.clear()) for p, m in masks]
-    return claimed, lines.filter(pl.Series(free))
+    rest = np.zeros(n, dtype=bool)
+    rest[free] = True
+    return claimed, lines.filter(pl.Series(rest))
+
+
+def _matching(col: pl.Series, p: LinePattern, few: int) -> np.ndarray:
+    """Which of ``col``'s lines ``p`` claims: its regex is tried only on lines holding its marker, unless that is
+    ``few`` lines or more (testing them twice would cost more than it saves)."""
+    candidates = col.str.contains(p.marker, literal=True).fill_null(False).to_numpy() if p.marker else None
+    if candidates is not None and candidates.sum() < few:
+        hit = np.zeros(len(col), dtype=bool)
+        where = np.flatnonzero(candidates)
+        hit[where] = col.gather(where).str.contains(p.find).fill_null(False).to_numpy()
+    else:
+        hit = col.str.contains(p.find).fill_null(False).to_numpy()
+    if p.unless is not None and hit.any():
+        hit &= ~col.str.contains(p.unless).fill_null(False).to_numpy()
+    return hit
 
 
 def line_steps(lines: pl.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
