@@ -1,13 +1,15 @@
 """Whole-process speed and peak memory: steadytrain vs runmedic 0.1.1, same files, same run.
 
     python benchmarks/bench_peers.py [--data benchmarks/data/peers] [--steps 1000000] [--repeat 3]
-                                     [--formats tensorboard,lightning_csv,jsonl,trainer_state,megatron,periodic]
+                                     [--formats tensorboard,lightning_csv,jsonl,trainer_state,megatron,mlflow,
+                                                mlflow_db,periodic]
 
 Generates (once, into --data, git-ignored) one run of --steps steps in each format a training job
 writes: a TensorBoard event file (train/loss, train/grad_norm, train/lr, every step; the bytes
 PyTorch's SummaryWriter writes), Lightning's CSVLogger metrics.csv, a JSONL log (``{"step", "loss",
 "grad_norm"}`` a line), HF Trainer's trainer_state.json (``log_history`` every step, indent 2 as the
-Trainer saves it) and a Megatron-LM stdout log (its training_log lines); plus ``periodic``, a
+Trainer saves it), a Megatron-LM stdout log (its training_log lines), an MLflow file store run
+(``mlruns/``) and an MLflow SQLite store (``mlflow.db``, MLflow's schema) with one run; plus ``periodic``, a
 TensorBoard run whose loss has a fast periodic component (period 50 steps) on top of its decay.
 
 Each tool runs as a whole process, the way a user runs it: ``python -m analyzer.cli inspect FILE
@@ -23,17 +25,20 @@ For ``periodic`` steadytrain's read and diagnosis times are also measured apart 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -42,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_text import megatron_line  # noqa: E402
 from probes.events import encode_scalar_event, frame_record  # noqa: E402
 
-FORMATS = ("tensorboard", "lightning_csv", "jsonl", "trainer_state", "megatron", "periodic")
+FORMATS = ("tensorboard", "lightning_csv", "jsonl", "trainer_state", "megatron", "mlflow", "mlflow_db", "periodic")
+MLFLOW_TAGS = ("train/loss", "train/grad_norm", "lr")
 TB_TAGS = ("train/loss", "train/grad_norm", "train/lr")
 
 
@@ -126,6 +132,56 @@ def write_trainer_state(directory: Path, steps: int) -> Path:
     return path
 
 
+def _mlflow_points(steps: int) -> Iterator[tuple[str, int, float, int]]:
+    """(tag, wall ms, value, step) of an MLflow run logging loss, grad norm and LR every step, tag by tag."""
+    rng = random.Random(0)
+    loss = [_loss(step, steps, rng) for step in range(steps)]
+    for tag in MLFLOW_TAGS:
+        for step in range(steps):
+            value = loss[step] if tag == "train/loss" else 1 + rng.random() if tag == "train/grad_norm" else 3e-4
+            yield tag, 1_700_000_000_000 + 100 * step, value, step
+
+
+def write_mlflow_file_store(root: Path, steps: int) -> Path:
+    """An ``mlruns/`` file store run as MLflow's FileStore writes it: ``metrics/<key>`` lines of
+    ``timestamp value step`` (a '/' in a key is a sub-folder), ``params/<key>``, ``meta.yaml``."""
+    run = root / "mlruns" / "1" / "0123456789abcdef0123456789abcdef"
+    (run / "params").mkdir(parents=True, exist_ok=True)
+    (run / "params" / "lr").write_text("0.0003")
+    (run / "meta.yaml").write_text("run_id: 0123456789abcdef0123456789abcdef\nexperiment_id: '1'\nstatus: 3\n")
+    handles: dict[str, Any] = {}
+    for tag, wall, value, step in _mlflow_points(steps):
+        if tag not in handles:
+            (run / "metrics" / tag).parent.mkdir(parents=True, exist_ok=True)
+            handles[tag] = open(run / "metrics" / tag, "w")
+        handles[tag].write(f"{wall} {value} {step}\n")
+    for fh in handles.values():
+        fh.close()
+    return root / "mlruns"
+
+
+def write_mlflow_db(path: Path, steps: int) -> Path:
+    """An ``mlflow.db`` with MLflow's own schema (that of the store MLflow 3.7.0 wrote for the tests, emptied)
+    holding one run, its rows inserted as MLflow's SQL store inserts them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(ROOT / "tests" / "data" / "mlflow_db" / "mlflow.db.gz", "rb") as src, open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    con = sqlite3.connect(path)
+    for table in ("metrics", "latest_metrics", "params", "tags", "runs"):
+        con.execute(f"DELETE FROM {table}")
+    uuid = "0123456789abcdef0123456789abcdef"
+    con.execute("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
+                "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
+                "VALUES (?, 'bench', 'LOCAL', '', '', 'bench', 'FINISHED', 0, 0, '', 'active', '', 1)", (uuid,))
+    con.execute("INSERT INTO params (key, value, run_uuid) VALUES ('lr', '0.0003', ?)", (uuid,))
+    con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)",
+                    ((tag, value, wall, uuid, step) for tag, wall, value, step in _mlflow_points(steps)))
+    con.commit()
+    con.execute("VACUUM")
+    con.close()
+    return path
+
+
 def write_megatron(path: Path, steps: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
@@ -156,6 +212,8 @@ def _write(fmt: str, data: Path, steps: int) -> None:
         "jsonl": lambda: write_jsonl(where / "metrics.jsonl", steps),
         "trainer_state": lambda: write_trainer_state(where / "out", steps),
         "megatron": lambda: write_megatron(where / "train.log", steps),
+        "mlflow": lambda: write_mlflow_file_store(where, steps),
+        "mlflow_db": lambda: write_mlflow_db(where / "mlflow.db", steps),
     }
     t0 = time.perf_counter()
     path = writers[fmt]()
@@ -207,6 +265,12 @@ def phases(path: Path) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", PHASES, str(path)], cwd=ROOT, env=env, capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def size_mb(path: Path) -> float:
+    """A file's size, or the size of every file under a folder (an MLflow file store)."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
 
 
 def bytecode(compiled: bool) -> str:
@@ -261,7 +325,7 @@ def main() -> None:
                 times[tool].append(wall)
                 peaks[tool].append(peak)
         st, rm = statistics.median(times["steadytrain"]), statistics.median(times["runmedic"])
-        row = {"format": fmt, "MB": path.stat().st_size / 1e6, "steadytrain_s": st, "runmedic_s": rm,
+        row = {"format": fmt, "MB": size_mb(path), "steadytrain_s": st, "runmedic_s": rm,
                "ratio": rm / st, "steadytrain_peak_mib": max(peaks["steadytrain"]),
                "runmedic_peak_mib": max(peaks["runmedic"]), "load": os.getloadavg()[0]}
         if fmt == "periodic":

@@ -69,7 +69,7 @@ def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None 
 def summary(report: Report) -> str:
     counts = Counter(d.verdict for d in report.diagnoses)
     parts = [f"{counts[v]} {v}" for v in reversed(VERDICT_ORDER) if counts[v]]
-    read = sum(1 for i in report.inputs if i.status == "read")
+    read = len({i.path for i in report.inputs if i.status == "read"})  # a file of several runs (mlflow.db) once
     skipped = [i for i in report.inputs if i.status == "skipped"]
     text = f"{len(report.diagnoses)} run(s): " + ", ".join(parts) + f"\n{read} file(s) read, {len(skipped)} skipped"
     if skipped:

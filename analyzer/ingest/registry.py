@@ -26,7 +26,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest import csv_logs, hf_trainer, jsonl, mlflow, tb_export_json, textlog, wandb_logs, wandb_run
+from analyzer.ingest import (csv_logs, hf_trainer, jsonl, mlflow, mlflow_sqlite, tb_export_json, textlog, wandb_logs,
+                             wandb_run)
 from analyzer.ingest.cache import DecodeCache, read_events_cached
 from analyzer.types import Format, Note
 
@@ -158,6 +159,11 @@ def _read_mlflow(path: Path, ctx: ReadContext) -> FileData:
     return FileData(pts, tuple(notes))
 
 
+def _read_mlflow_db(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes, params = mlflow_sqlite.read_run(path, ctx.detail)
+    return FileData(pts, tuple(notes), params)
+
+
 def _read_text(path: Path, ctx: ReadContext) -> FileData:
     pts, notes = textlog.read_text_log(path, ctx.detail)
     return FileData(pts, tuple(notes))
@@ -217,6 +223,12 @@ def _claim_panel_runs(path: Path, panel: Any) -> Iterable[Claim]:
     return tuple(Claim(path.parent / name, ("wandb_panel", path.parent, name), (panel, name)) for name in panel.runs)
 
 
+def _claim_store_runs(path: Path, store: mlflow_sqlite.Store) -> Iterable[Claim]:
+    # One database holds every run of every experiment: each run is one run of the report, named in the store.
+    names = mlflow_sqlite.run_names(store)
+    return tuple(Claim(path / names[run.uuid], ("mlflow_db", path, run.uuid), run) for run in store.runs)
+
+
 _CSV_REASON_PREFIX = "CSV that is not a usable log: "
 
 
@@ -242,6 +254,11 @@ READERS: tuple[Reader, ...] = (
            "a W&B run folder holding run-*.wandb (wandb/offline-run-*/); needs the [wandb] extra", _read_wandb,
            named="W&B offline runs"),
     # loose-file readers, most specific first
+    Reader("mlflow_db", "mlflow", "MLflow SQLite store",
+           "an SQLite file with MLflow's runs and metrics tables (mlflow.db: MLflow's default store since 3.7); "
+           "one run per MLflow run", _read_mlflow_db, wants=_suffix(".db", ".sqlite", ".sqlite3"),
+           sniff=mlflow_sqlite.sniff, claim=_claim_store_runs, family="sqlite", file_is_run=False,
+           named="MLflow SQLite stores (mlflow.db)"),
     Reader("tb_export", "csv", "TensorBoard-exported CSV (one tag)",
            "a CSV whose header is Wall time,Step,Value (TensorBoard's download; one file per tag)",
            _read_tb_export, wants=_suffix(".csv"), sniff=_csv_of_kind("tb_export"), claim=_claim_tb_export,
