@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from analyzer.cli import main
 from analyzer.config import AnalysisConfig
+from analyzer.ingest import mlflow_sqlite
 from analyzer.ingest.load import LoadOptions, load_runs
 from analyzer.pipeline import diagnose_run
 
@@ -112,3 +113,11 @@ def test_databases_that_are_not_mlflow_stores_are_skipped_with_why(tmp_path: Pat
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     for why in ("without MLflow's runs and metrics tables", "cannot be read", "not an SQLite database"):
         assert why in result.output
+
+
+def test_batches_of_rows_read_as_one(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = {r.id: r.points for r in load_runs([store], LoadOptions(cache_dir=None))[0]}
+    monkeypatch.setattr(mlflow_sqlite, "_BATCH_ROWS", 7)  # batches that split runs, tags and the NaN rows
+    batched = {r.id: r.points for r in load_runs([store], LoadOptions(cache_dir=None))[0]}
+    assert whole.keys() == batched.keys()
+    assert all(whole[k].equals(batched[k]) for k in whole)

@@ -8,10 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from analyzer.frame import RawPoints
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, step_out_of_range
 from analyzer.types import Note
+
+# polars refuses an integer column's cell that is not [+-]digits (the whole file is then read line by line);
+# the value's spelling is checked by _NUMBER
+_SCHEMA = {"ts": pl.Int64, "value": pl.String, "step": pl.Int64}
+_NUMBER = r"^-?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)$"  # str(float) of every value, as MLflow writes it
+_OTHER, _SPACE, _NEWLINE, _DIGIT = 0, 1, 2, 3  # _DIGIT: any byte of a number as str(float) spells it
+_BYTE_KIND = np.zeros(256, dtype=np.uint8)
+_BYTE_KIND[np.frombuffer(b"0123456789.-+eEnaif", np.uint8)] = _DIGIT
+_BYTE_KIND[ord(" ")], _BYTE_KIND[ord("\n")] = _SPACE, _NEWLINE
 
 
 def is_run_dir(path: Path) -> bool:
@@ -25,16 +35,26 @@ def metric_tag(run_dir: Path, path: Path) -> str:
 def read_metric_file(run_dir: Path, path: Path) -> tuple[RawPoints, list[Note]]:
     """One metric's points; LogFormatError when a step does not fit an int64."""
     tag = metric_tag(run_dir, path)
+    notes: list[Note] = []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):  # a cut-off last line could read as a wrong number: drop it, say so
+        data = data[: data.rfind(b"\n") + 1]
+        notes.append(Note("truncated", f"metrics/{tag}: the last line has no line end (an interrupted write); "
+                          "it was not used", count=1))
+    columns = _columns(data)
+    if columns is None:
+        columns, bad = _parse_lines(data.decode("utf-8", errors="replace"))
+        if bad:
+            notes.append(Note("dropped", f"metrics/{tag}: {bad} malformed line(s) were not used", count=bad))
+    return RawPoints.from_columns({tag: columns}), notes
+
+
+def _parse_lines(text: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """(steps, walls, values) line by line, and how many lines were malformed: what any file is read as."""
     steps: list[int] = []
     walls: list[float] = []
     values: list[float] = []
     bad = 0
-    notes: list[Note] = []
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    if text and not text.endswith("\n"):  # a cut-off last line could read as a wrong number: drop it, say so
-        text = text[: text.rfind("\n") + 1]
-        notes.append(Note("truncated", f"metrics/{tag}: the last line has no line end (an interrupted write); "
-                          "it was not used", count=1))
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -53,10 +73,46 @@ def read_metric_file(run_dir: Path, path: Path) -> tuple[RawPoints, list[Note]]:
         steps.append(int(step_f))
         walls.append(ts / 1000.0)
         values.append(value)
-    if bad:
-        notes.append(Note("dropped", f"metrics/{tag}: {bad} malformed line(s) were not used", count=bad))
-    return RawPoints.from_columns({tag: (np.asarray(steps, np.int64), np.asarray(walls, np.float64),
-                                         np.asarray(values, np.float64))}), notes
+    return (np.asarray(steps, np.int64), np.asarray(walls, np.float64), np.asarray(values, np.float64)), bad
+
+
+def _columns(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(steps, walls, values) of the lines MLflow writes (``timestamp value step``, or ``timestamp value``
+    before steps were logged), read as columns by polars; None where that reading could differ from
+    `_parse_lines` (any other character, spacing or number spelling, a blank or malformed line, a step outside
+    int64): then the file is read line by line. Python reads a line per microsecond; a run logging every step
+    writes millions."""
+    if not data:
+        return None
+    kind = _BYTE_KIND[np.frombuffer(data, np.uint8)]
+    separator = kind < _DIGIT
+    # a byte of no number, or two separators in a row (two spaces, a blank line, a line starting or ending with
+    # a space): Python's split() would not see the fields polars sees
+    if kind[0] != _DIGIT or bool((kind == _OTHER).any()) or bool(
+            (separator[1:] & separator[:-1]).any()):
+        return None
+    spaces, lines = int(np.count_nonzero(kind == _SPACE)), int(np.count_nonzero(kind == _NEWLINE))
+    # polars takes its columns from the first line: a store from before steps has two, lines with one more
+    # after it would lose their step (the count of spaces below sees that)
+    schema = _SCHEMA if data[: data.index(b"\n")].count(b" ") == 2 else {"ts": pl.Int64, "value": pl.String}
+    try:
+        frame = pl.read_csv(data, has_header=False, separator=" ", schema=schema, quote_char=None,
+                            truncate_ragged_lines=True)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError):
+        return None
+    if "step" not in frame.columns:
+        frame = frame.with_columns(step=pl.lit(None, pl.Int64))
+    steps = frame.get_column("step")
+    well_formed = frame.select(pl.col("ts").is_not_null().all(), pl.col("value").str.contains(_NUMBER).all()).row(0)
+    # every space separates two of a line's fields: a fourth field (truncated by polars) leaves one over
+    if frame.height != lines or not all(well_formed) or spaces != 2 * frame.height - steps.null_count():
+        return None
+    ordinal = pl.int_range(frame.height, eager=True).cast(pl.Float64)  # a line without a step: the count so far
+    step_f = steps.cast(pl.Float64).fill_null(ordinal).to_numpy()
+    if not bool(((step_f >= STEP_MIN) & (step_f < STEP_MAX)).all()):  # the line-by-line read says which line
+        return None
+    walls = frame.get_column("ts").cast(pl.Float64).to_numpy() / 1000.0
+    return step_f.astype(np.int64), walls, frame.get_column("value").cast(pl.Float64).to_numpy()
 
 
 def read_params(run_dir: Path) -> dict[str, Any]:

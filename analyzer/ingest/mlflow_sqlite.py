@@ -31,6 +31,7 @@ _METRIC_COLUMNS = frozenset({"key", "value", "timestamp", "run_uuid", "step", "i
 _RUN_COLUMNS = frozenset({"run_uuid", "name", "experiment_id", "lifecycle_stage"})
 _SCHEMA = {"key": pl.String, "step": pl.Int64, "timestamp": pl.Int64, "value": pl.Float64, "is_nan": pl.Int64}
 _DOUBLE_MAX = sys.float_info.max
+_BATCH_ROWS = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def read_run(path: Path, run: StoreRun) -> tuple[RawPoints, list[Note], dict[str
     try:
         con = _connect(path)
         try:
-            rows = _metric_rows(con, run.uuid)
+            points, notes = _metric_points(con, run.uuid)
             params = {str(k): v for k, v in con.execute("SELECT key, value FROM params WHERE run_uuid = ?",
                                                         (run.uuid,))}
         finally:
@@ -112,30 +113,36 @@ def read_run(path: Path, run: StoreRun) -> tuple[RawPoints, list[Note], dict[str
     except sqlite3.Error as exc:
         raise LogFormatError(f"the SQLite database cannot be read ({exc})") from None
     params["mlflow.runName"] = run.name
-    points, notes = _points(rows)
     return points, notes, params
 
 
-def _metric_rows(con: sqlite3.Connection, uuid: str) -> list[tuple[Any, ...]]:
+def _metric_points(con: sqlite3.Connection, uuid: str) -> tuple[RawPoints, list[Note]]:
+    """The run's metric values in write order, fetched and turned into points in batches (a run of millions of
+    values as Python tuples at once would take ~200 bytes each, its key strings as many again)."""
     query = "SELECT key, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = ?"
     try:  # rowid is the order MLflow inserted them: a value logged twice at one step keeps its last write
-        return con.execute(query + " ORDER BY rowid", (uuid,)).fetchall()
+        cursor = con.execute(query + " ORDER BY rowid", (uuid,))
     except sqlite3.OperationalError:  # a table without rowids (not MLflow's own schema): its stored order
-        return con.execute(query, (uuid,)).fetchall()
+        cursor = con.execute(query, (uuid,))
+    parts: list[RawPoints] = []
+    bad = 0
+    for rows in iter(lambda: cursor.fetchmany(_BATCH_ROWS), []):
+        # polars turns a batch of rows into columns in one call; a cell of another type (SQLite does not enforce
+        # column types) becomes a null and is counted, never guessed
+        points, dropped = _points(pl.DataFrame(rows, schema=_SCHEMA, orient="row", strict=False))
+        parts.append(points)
+        bad += dropped
+    notes = [Note("dropped", f"{bad} metric row(s) whose key, step or value was not of MLflow's type were not "
+                  "used", count=bad)] if bad else []
+    return RawPoints.concat(parts), notes
 
 
-def _points(rows: list[tuple[Any, ...]]) -> tuple[RawPoints, list[Note]]:
-    # polars turns the rows into columns in one call; a cell of another type (SQLite does not enforce column
-    # types) becomes a null and is counted, never guessed
-    frame = pl.DataFrame(rows, schema=_SCHEMA, orient="row", strict=False)
-    del rows
+def _points(frame: pl.DataFrame) -> tuple[RawPoints, int]:
+    """One batch's points, and how many of its rows were not usable."""
     usable = frame.select(pl.col("key").is_not_null() & pl.col("step").is_not_null() & pl.col("value").is_not_null()
                           ).to_series()
-    notes: list[Note] = []
     bad = frame.height - int(usable.sum())
     if bad:
-        notes.append(Note("dropped", f"{bad} metric row(s) whose key, step or value was not of MLflow's type "
-                          "were not used", count=bad))
         frame = frame.filter(usable)
     keys = frame.get_column("key")
     tags = keys.unique(maintain_order=True)
@@ -147,4 +154,4 @@ def _points(rows: list[tuple[Any, ...]]) -> tuple[RawPoints, list[Note]]:
     walls = frame.get_column("timestamp").cast(pl.Float64).to_numpy() / 1000.0
     points = RawPoints(tuple(tags.to_list()), codes.astype(np.int32), frame.get_column("step").to_numpy(), walls,
                        values)
-    return points, notes
+    return points, bad
