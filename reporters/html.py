@@ -282,10 +282,18 @@ def render_html(report: Report, *, probe_specs: Mapping[str, str] | None = None,
     # The page as a whole passes through `shown`: no URL credentials and no unencodable name in any part of it.
     return shown(_env().get_template("report.html").render(
         report=report, runs=runs, sweeps=sweeps, counts=counts, labels=_VERDICT_LABEL, config_rows=config_rows,
-        inputs=inputs, skipped=sum(1 for i in inputs if i["status"] == "skipped"),
+        inputs=inputs, **_file_counts(report),
         partial_plots=len(full_ids) < len(runs), full_count=len(full_ids),
         css=_asset("report.css"), js=_asset("report.js"),
     ))
+
+
+def _file_counts(report: Report) -> dict[str, int]:
+    """Files met, read and skipped, each file once: one database holds many runs (an input row per run), and a
+    file read for one run may be skipped for another (a deleted MLflow run); read wins."""
+    read = {i.path for i in report.inputs if i.status == "read"}
+    met = {i.path for i in report.inputs}
+    return {"files": len(met), "read_files": len(read), "skipped": len(met - read)}
 
 
 def write_html(report: Report, path: str | Path, *, probe_specs: Mapping[str, str] | None = None,

@@ -69,12 +69,15 @@ def runs_table(report: Report, *, with_verdicts: bool = True, limit: int | None 
 def summary(report: Report) -> str:
     counts = Counter(d.verdict for d in report.diagnoses)
     parts = [f"{counts[v]} {v}" for v in reversed(VERDICT_ORDER) if counts[v]]
-    read = len({i.path for i in report.inputs if i.status == "read"})  # a file of several runs (mlflow.db) once
-    skipped = [i for i in report.inputs if i.status == "skipped"]
-    text = f"{len(report.diagnoses)} run(s): " + ", ".join(parts) + f"\n{read} file(s) read, {len(skipped)} skipped"
-    if skipped:
-        reasons = Counter(clean(i.reason.split(":")[0]) for i in skipped)
-        text += " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(4)) + ")"
+    read = {i.path for i in report.inputs if i.status == "read"}  # a file of several runs (mlflow.db) once
+    skipped = [i for i in report.inputs if i.status == "skipped" and i.path not in read]
+    unread_runs = [i for i in report.inputs if i.status == "skipped" and i.path in read]  # a deleted MLflow run
+    text = (f"{len(report.diagnoses)} run(s): " + ", ".join(parts) +
+            f"\n{len(read)} file(s) read, {len({i.path for i in skipped})} skipped")
+    for listed, what in ((skipped, ""), (unread_runs, f"; {len(unread_runs)} run(s) in them not read")):
+        if listed:
+            reasons = Counter(clean(i.reason.split(":")[0]) for i in listed)
+            text += what + " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(4)) + ")"
     dropped = sum(n.count for d in report.diagnoses for n in d.run.notes if n.kind in ("dropped", "restart",
                                                                                        "duplicate_steps", "corrupt"))
     if dropped:
