@@ -4,6 +4,10 @@ import warnings
 import pytest
 from hypothesis import settings
 
+# tests/data holds files real tools wrote and the scripts that wrote them (with those tools, which the tests do not
+# need): not test modules.
+collect_ignore_glob = ["data/*"]
+
 # Tests never touch the user's cache.
 os.environ.setdefault("STEADYTRAIN_CACHE_DIR", "/tmp/steadytrain-test-cache-unused")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
