@@ -1,4 +1,5 @@
-"""Turning row-shaped logs (dicts or frames of metric columns) into points, counting every drop.
+"""Turning row-shaped logs (dicts of metric fields) into points, counting every drop; the keys and notes
+that tables share (their columns become points in `metric_columns`).
 
 Shared by the CSV, JSONL and HF trainer_state readers: they differ in how rows are found, not
 in how a row of "step + metric columns" becomes (tag, step, value) points.
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-import polars as pl
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
@@ -200,85 +200,3 @@ def non_numeric_notes(source: str, dropped: Mapping[str, int], ignored: list[str
         out.append(Note("ignored_fields", f"{source}: non-numeric {kind} ignored: {', '.join(ignored[:10])}",
                         count=len(ignored)))
     return out
-
-
-def frame_to_points(df: pl.DataFrame, *, source: str, step_col: str | None, wall_col: str | None,
-                    skip: Iterable[str] = ()) -> tuple[RawPoints, list[Note]]:
-    """A wide frame (one column per metric, sparse cells allowed) -> points, vectorised."""
-    notes: list[Note] = []
-    n = df.height
-    if step_col is not None:
-        step_raw = df.get_column(step_col).cast(pl.Float64, strict=False)
-        has_step = step_raw.is_not_null() & step_raw.is_finite()
-        outside = has_step & ((step_raw < STEP_MIN) | (step_raw >= STEP_MAX))
-        if bool(outside.any()):
-            row = int(outside.arg_true()[0])
-            raise step_out_of_range(float(step_raw[row]), f"data row {row + 1}, column '{step_col}'")
-        missing = int((~has_step).sum())
-        if missing:
-            notes.append(Note("dropped", f"{source}: {missing} row(s) with no '{step_col}' value were not used",
-                              count=missing))
-        if missing:
-            df = df.filter(has_step)
-            step_raw = step_raw.filter(has_step)
-        notes += fractional_steps_note(source, step_raw.to_numpy())
-        steps = step_raw.cast(pl.Int64).to_numpy()
-    else:
-        steps = np.arange(n, dtype=np.int64)
-        notes.append(Note("no_step_column", f"{source}: no step column; the row number is used as the step",
-                          count=n))
-    walls = (df.get_column(wall_col).cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
-             if wall_col is not None else np.full(df.height, np.nan))
-    skipped = set(skip) | {step_col, wall_col}
-    kept: list[tuple[str, pl.Series | None, np.ndarray, int]] = []  # (tag, rows kept or None for all, values, count)
-    dropped: dict[str, int] = {}
-    ignored: list[str] = []
-    for name in df.columns:
-        if name in skipped:
-            continue
-        col = df.get_column(name)
-        as_float = col.cast(pl.Float64, strict=False) if col.dtype != pl.Float64 else col
-        present = col.is_not_null()
-        if col.dtype == pl.String:
-            present = present & (col.str.strip_chars() != "")
-        numeric = as_float.is_not_null()
-        bad = int((present & ~numeric).sum())
-        count = int(numeric.sum())
-        if count == 0:
-            if bool(present.any()):
-                ignored.append(name)
-            continue
-        if bad:
-            dropped[name] = bad
-        if count == len(numeric):
-            kept.append((name, None, as_float.to_numpy(), count))  # no copy: a float column without nulls
-        else:  # the rows as a bitmask, the values as a copy of this column's points only
-            kept.append((name, numeric, as_float.drop_nulls().to_numpy(), count))
-    notes += non_numeric_notes(source, dropped, ignored, "cell(s) in metric columns", "column(s)")
-    return _points_of_columns(kept, steps, walls), notes
-
-
-def _points_of_columns(kept: list[tuple[str, pl.Series | None, np.ndarray, int]], steps: np.ndarray,
-                       walls: np.ndarray) -> RawPoints:
-    """Each column's kept rows (``rows``: those of a boolean series, or all; ``values``: the kept rows' values)
-    as points, tag by tag in column order, written straight into the arrays of the result: what
-    `RawPoints.from_columns` of per-column copies gives, without those copies."""
-    total = sum(count for *_, count in kept)
-    codes = np.empty(total, np.int32)
-    out_steps = np.empty(total, np.int64)
-    out_walls = np.empty(total, np.float64)
-    out_values = np.empty(total, np.float64)
-    lo = 0
-    for code, (_, rows, values, count) in enumerate(kept):
-        hi = lo + count
-        codes[lo:hi] = code
-        out_values[lo:hi] = values
-        if rows is None:
-            out_steps[lo:hi] = steps
-            out_walls[lo:hi] = walls
-        else:
-            mask = rows.to_numpy()
-            np.compress(mask, steps, out=out_steps[lo:hi])
-            np.compress(mask, walls, out=out_walls[lo:hi])
-        lo = hi
-    return RawPoints(tuple(name for name, *_ in kept), codes, out_steps, out_walls, out_values)
