@@ -162,16 +162,18 @@ def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
     return _text_frame(data), notes
 
 
-def _typed_frame(data: bytes, text_keys: Sequence[str]) -> pl.DataFrame | None:
+def _typed_frame(data: bytes, text_keys: Sequence[str], names: Sequence[str] | None = None) -> pl.DataFrame | None:
     """The frame with every column Float64 (the one named by ``text_keys``, if any, text), or None when that
     would not mean what the text frame cast per column means: a cell that is not a number nor empty (polars
     refuses the file), a space or tab in a data row (polars' reader takes " 1" as 1, the cast counts it as
-    text), a padded header (fixed-width CSV, whose cells the text path strips)."""
+    text), a padded header (fixed-width CSV, whose cells the text path strips). ``names``: the columns polars
+    reads off the header line, when known (the chunks of a file share its header)."""
     header_end = data.find(b"\n")
     if header_end < 0 or data.find(b" ", header_end) >= 0 or data.find(b"\t", header_end) >= 0:
         return None
     try:
-        names = pl.read_csv(data[: header_end + 1], infer_schema=False, truncate_ragged_lines=True).columns
+        if names is None:
+            names = pl.read_csv(data[: header_end + 1], infer_schema=False, truncate_ragged_lines=True).columns
         if any(c != c.strip() for c in names):
             return None
         text = find_key(names, tuple(text_keys)) if text_keys else None
@@ -194,7 +196,7 @@ def read_frame(path: Path, text_keys: Sequence[str] = ()) -> tuple[pl.DataFrame,
 
 
 #: Bytes of rows a chunk of a large CSV holds: what polars' allocator may keep of a read (see `MetricColumns`).
-CHUNK_BYTES = 1 << 21
+CHUNK_BYTES = 1 << 22
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
@@ -212,17 +214,28 @@ def _chunks(data: bytes) -> Iterator[bytes]:
         lo = hi
 
 
+def _header_names(data: bytes) -> list[str] | None:
+    """The columns polars reads off the first line (a file of several chunks has no quote: that is the header)."""
+    try:
+        return pl.read_csv(data[: data.find(b"\n") + 1], infer_schema=False, truncate_ragged_lines=True).columns
+    except Exception:  # noqa: BLE001 - each chunk's reader then reads it, or refuses the file
+        return None
+
+
 def read_columns(path: Path) -> tuple[MetricColumns, list[Note]]:
     """The CSV's columns as `read_frame` reads them (by position, the header row sets the width; a cut-off
     last row dropped and noted), read in row chunks into numpy columns: a large file never becomes one frame."""
     data, notes = _usable_bytes(path)
     cols: MetricColumns | None = None
+    names: list[str] | None = None
     for chunk in _chunks(data):
-        df = _typed_frame(chunk, ())
+        df = _typed_frame(chunk, (), names)
         if df is None:
             df = _text_frame(chunk)
         if cols is None:
-            cols = MetricColumns(df.columns, capacity=data.count(b"\n"))  # rows: at most the lines below the header
+            # Rows at the first chunk's rate and a fifth more (pages never written cost no memory); more grow it.
+            cols = MetricColumns(df.columns, df.height + (len(data) - len(chunk)) * (df.height + 1) * 6 // (5 * len(chunk)))
+            names = _header_names(chunk) if len(chunk) < len(data) else None
         cols.add(df)
     assert cols is not None  # `_chunks` yields at least one chunk
     return cols, notes

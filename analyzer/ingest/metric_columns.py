@@ -36,6 +36,23 @@ def _grown(array: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _cells_of(df: pl.DataFrame) -> list[tuple[pl.Series, pl.Series | None, pl.Series | None]]:
+    """Each column's cells as floats, and (None for a float column without empty cells, where both are all
+    true) which are numbers and which hold something. One polars query for the frame: each is a round trip."""
+    exprs, masked = [], []
+    for i, col in enumerate(df.get_columns()):
+        cell = pl.nth(i)  # by position: a column's name could read as a pattern ("^x$")
+        as_float = cell if col.dtype == pl.Float64 else cell.cast(pl.Float64, strict=False)
+        present = cell.is_not_null() & (cell.str.strip_chars() != "") if col.dtype == pl.String else cell.is_not_null()
+        masked.append(col.dtype != pl.Float64 or col.null_count() > 0)
+        exprs += [as_float.alias(f"v{i}"), as_float.is_not_null().alias(f"n{i}"), present.alias(f"p{i}")][
+            : 3 if masked[-1] else 1]
+    if not any(masked):  # the common chunk (all numbers): no query at all
+        return [(col, None, None) for col in df.get_columns()]
+    out = iter(df.select(exprs).get_columns())
+    return [(next(out), next(out), next(out)) if m else (next(out), None, None) for m in masked]
+
+
 class MetricColumns:
     """A table's columns by name (in column order), filled frame by frame with `add`."""
 
@@ -63,16 +80,15 @@ class MetricColumns:
                 c.values = _grown(c.values[:lo], self._capacity)
                 c.numeric = _grown(c.numeric[:lo], self._capacity)
                 c.present = _grown(c.present[:lo], self._capacity)
-        for cells, col in zip(self._cells, df.get_columns()):
-            as_float = col.cast(pl.Float64, strict=False) if col.dtype != pl.Float64 else col
-            numeric = as_float.is_not_null()
-            present = col.is_not_null()
+        for cells, col, (values, numeric, present) in zip(self._cells, df.get_columns(), _cells_of(df)):
             cells.not_null += len(col) - col.null_count()
-            if col.dtype == pl.String:
-                present = present & (col.str.strip_chars() != "")
-            cells.values[lo:hi] = as_float.to_numpy()  # nulls come as NaN; `numeric` tells them from NaN cells
-            cells.numeric[lo:hi] = numeric.to_numpy()
-            cells.present[lo:hi] = present.to_numpy()
+            cells.values[lo:hi] = values.to_numpy()  # nulls come as NaN; `numeric` tells them from NaN cells
+            if numeric is None:  # a float column without an empty cell: every cell is a number
+                cells.numeric[lo:hi] = True
+                cells.present[lo:hi] = True
+            else:
+                cells.numeric[lo:hi] = numeric.to_numpy()
+                cells.present[lo:hi] = present.to_numpy()
         self.height = hi
 
     def _of(self, name: str) -> _Cells:
