@@ -36,9 +36,9 @@ def _grown(array: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _cells_of(df: pl.DataFrame) -> list[tuple[pl.Series, pl.Series | None, pl.Series | None]]:
-    """Each column's cells as floats, and (None for a float column without empty cells, where both are all
-    true) which are numbers and which hold something. One polars query for the frame: each is a round trip."""
+def _cells_of(df: pl.DataFrame) -> list[tuple[pl.Series, tuple[pl.Series, pl.Series] | None]]:
+    """Each column's cells as floats and which are numbers and which hold something (None for a float column
+    without empty cells: all are both). One polars query for the frame: each query is a round trip."""
     exprs, masked = [], []
     for i, col in enumerate(df.get_columns()):
         cell = pl.nth(i)  # by position: a column's name could read as a pattern ("^x$")
@@ -48,9 +48,9 @@ def _cells_of(df: pl.DataFrame) -> list[tuple[pl.Series, pl.Series | None, pl.Se
         exprs += [as_float.alias(f"v{i}"), as_float.is_not_null().alias(f"n{i}"), present.alias(f"p{i}")][
             : 3 if masked[-1] else 1]
     if not any(masked):  # the common chunk (all numbers): no query at all
-        return [(col, None, None) for col in df.get_columns()]
+        return [(col, None) for col in df.get_columns()]
     out = iter(df.select(exprs).get_columns())
-    return [(next(out), next(out), next(out)) if m else (next(out), None, None) for m in masked]
+    return [(next(out), (next(out), next(out)) if m else None) for m in masked]
 
 
 class MetricColumns:
@@ -80,15 +80,15 @@ class MetricColumns:
                 c.values = _grown(c.values[:lo], self._capacity)
                 c.numeric = _grown(c.numeric[:lo], self._capacity)
                 c.present = _grown(c.present[:lo], self._capacity)
-        for cells, col, (values, numeric, present) in zip(self._cells, df.get_columns(), _cells_of(df)):
+        for cells, col, (values, masks) in zip(self._cells, df.get_columns(), _cells_of(df)):
             cells.not_null += len(col) - col.null_count()
             cells.values[lo:hi] = values.to_numpy()  # nulls come as NaN; `numeric` tells them from NaN cells
-            if numeric is None:  # a float column without an empty cell: every cell is a number
+            if masks is None:  # a float column without an empty cell: every cell is a number
                 cells.numeric[lo:hi] = True
                 cells.present[lo:hi] = True
             else:
-                cells.numeric[lo:hi] = numeric.to_numpy()
-                cells.present[lo:hi] = present.to_numpy()
+                cells.numeric[lo:hi] = masks[0].to_numpy()
+                cells.present[lo:hi] = masks[1].to_numpy()
         self.height = hi
 
     def _of(self, name: str) -> _Cells:
@@ -106,7 +106,7 @@ class MetricColumns:
         return int(self.numeric(name).sum()) == cells.not_null
 
     def rename(self, old: str, new: str) -> None:
-        if new in self.names:  # what polars' rename says: a frame's names are unique
+        if new in self.names:  # the error renaming the whole frame raised: the same outcome for the same file
             raise pl.exceptions.DuplicateError(f"column '{new}' is duplicate")
         self.names[self.names.index(old)] = new
 
