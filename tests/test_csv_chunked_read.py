@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from analyzer.errors import LogFormatError
 from analyzer.ingest import csv_logs
-from analyzer.ingest.metric_columns import MetricColumns
+from analyzer.ingest.tabular import MetricColumns
 from tests.test_csv_typed_read import NUMBERS, OTHER, _result
 
 QUOTED = st.sampled_from(['"1.5"', '"a,b"', '"two\nlines"', '"x\r\ny"', '""', '"say ""hi"""', '" 2"'])

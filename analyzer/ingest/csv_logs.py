@@ -17,8 +17,7 @@ import polars as pl
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.metric_columns import MetricColumns, frame_to_points
-from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, WALL_KEYS, find_key
+from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, WALL_KEYS, MetricColumns, find_key, frame_to_points
 from analyzer.types import Note
 
 CsvKind = Literal["lightning", "keras", "tb_export", "long", "wide"]

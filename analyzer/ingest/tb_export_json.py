@@ -17,7 +17,7 @@ import polars as pl
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.ingest.csv_logs import tb_export_tag
-from analyzer.ingest.metric_columns import frame_to_points
+from analyzer.ingest.tabular import frame_to_points
 from analyzer.types import Note
 
 #: The head of an export: a list whose first item is a [wall_time, step, value] triple, the wall time in seconds
