@@ -8,7 +8,7 @@ either way: both ways give the same points and notes (tests/test_csv_typed_read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,7 +17,7 @@ import polars as pl
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, WALL_KEYS, find_key, frame_to_points
+from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, WALL_KEYS, MetricColumns, find_key, frame_to_points
 from analyzer.types import Note
 
 CsvKind = Literal["lightning", "keras", "tb_export", "long", "wide"]
@@ -161,16 +161,18 @@ def read_text_frame(path: Path) -> tuple[pl.DataFrame, list[Note]]:
     return _text_frame(data), notes
 
 
-def _typed_frame(data: bytes, text_keys: Sequence[str]) -> pl.DataFrame | None:
+def _typed_frame(data: bytes, text_keys: Sequence[str], names: Sequence[str] | None = None) -> pl.DataFrame | None:
     """The frame with every column Float64 (the one named by ``text_keys``, if any, text), or None when that
     would not mean what the text frame cast per column means: a cell that is not a number nor empty (polars
     refuses the file), a space or tab in a data row (polars' reader takes " 1" as 1, the cast counts it as
-    text), a padded header (fixed-width CSV, whose cells the text path strips)."""
+    text), a padded header (fixed-width CSV, whose cells the text path strips). ``names``: the columns polars
+    reads off the header line, when known (the chunks of a file share its header)."""
     header_end = data.find(b"\n")
     if header_end < 0 or data.find(b" ", header_end) >= 0 or data.find(b"\t", header_end) >= 0:
         return None
     try:
-        names = pl.read_csv(data[: header_end + 1], infer_schema=False, truncate_ragged_lines=True).columns
+        if names is None:
+            names = pl.read_csv(data[: header_end + 1], infer_schema=False, truncate_ragged_lines=True).columns
         if any(c != c.strip() for c in names):
             return None
         text = find_key(names, tuple(text_keys)) if text_keys else None
@@ -192,38 +194,94 @@ def read_frame(path: Path, text_keys: Sequence[str] = ()) -> tuple[pl.DataFrame,
     return df, notes
 
 
-def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
-    """Points of a wide, Lightning, Keras or long CSV (TensorBoard exports: see `read_tb_exports`)."""
-    df, notes = read_frame(path, _TAG_COLS if shape.kind == "long" else ())
+#: Bytes of rows a chunk of a large CSV holds: what polars' allocator may keep of a read (see `MetricColumns`).
+CHUNK_BYTES = 1 << 22
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    """``data`` as CSVs of whole lines (about CHUNK_BYTES of rows each, under the header line), together the
+    rows of ``data`` in order. A quote could hold a line end inside a cell: then no split is safe, and ``data``
+    is one chunk."""
+    header_end = data.find(b"\n") + 1
+    if not 0 < header_end < len(data) or len(data) - header_end <= CHUNK_BYTES or b'"' in data:
+        yield data
+        return
+    lo = header_end
+    while lo < len(data):
+        hi = data.find(b"\n", lo + CHUNK_BYTES) + 1 or len(data)
+        yield data[:hi] if lo == header_end else data[:header_end] + data[lo:hi]
+        lo = hi
+
+
+def _header_names(data: bytes) -> list[str] | None:
+    """The columns polars reads off the first line (a file of several chunks has no quote: that is the header)."""
+    try:
+        return pl.read_csv(data[: data.find(b"\n") + 1], infer_schema=False, truncate_ragged_lines=True).columns
+    except Exception:  # noqa: BLE001 - each chunk's reader then reads it, or refuses the file
+        return None
+
+
+def read_columns(path: Path) -> tuple[MetricColumns, list[Note]]:
+    """The CSV's columns as `read_frame` reads them (by position, the header row sets the width; a cut-off
+    last row dropped and noted), read in row chunks into numpy columns: a large file never becomes one frame."""
+    data, notes = _usable_bytes(path)
+    cols: MetricColumns | None = None
+    names: list[str] | None = None
+    for chunk in _chunks(data):
+        df = _typed_frame(chunk, (), names)
+        if df is None:
+            df = _text_frame(chunk)
+        if cols is None:
+            # Rows at the first chunk's rate and a fifth more (pages never written cost no memory); more grow it.
+            cols = MetricColumns(df.columns, df.height + (len(data) - len(chunk)) * (df.height + 1) * 6 // (5 * len(chunk)))
+            names = _header_names(chunk) if len(chunk) < len(data) else None
+        cols.add(df)
+    assert cols is not None  # `_chunks` yields at least one chunk
+    return cols, notes
+
+
+def _read_long(path: Path) -> tuple[RawPoints, list[Note]]:
+    """Points of a long CSV (a tag column, a value column and a step column), one tag per tag value."""
+    df, notes = read_frame(path, _TAG_COLS)
     if df.height == 0:
         raise LogFormatError("has a header but no rows")
-    name = path.name
+    tag_col = find_key(df.columns, _TAG_COLS)
+    value_col = find_key(df.columns, _VALUE_COLS)
+    step_col = find_key(df.columns, STEP_KEYS) or find_key(df.columns, EPOCH_KEYS)
+    assert tag_col and value_col and step_col
+    parts = []
+    for (tag,), sub in df.group_by([tag_col], maintain_order=True):
+        # Fixed column names: a tag may be named like the step column.
+        pts, more = frame_to_points(sub.select(pl.col(step_col).alias("step"), pl.col(value_col).alias("value")),
+                                    source=path.name, step_col="step", wall_col=None)
+        if len(pts):
+            parts.append(RawPoints((str(tag),), pts.tag_codes, pts.steps, pts.wall_times, pts.values))
+        notes += [Note(n.kind, n.message.replace("'value'", f"'{value_col}' ({tag})"), n.count, n.step)
+                  for n in more]
+    return RawPoints.concat(parts), notes
+
+
+def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
+    """Points of a wide, Lightning, Keras or long CSV (TensorBoard exports: see `read_tb_exports`)."""
     if shape.kind == "long":
-        tag_col = find_key(df.columns, _TAG_COLS)
-        value_col = find_key(df.columns, _VALUE_COLS)
-        step_col = find_key(df.columns, STEP_KEYS) or find_key(df.columns, EPOCH_KEYS)
-        assert tag_col and value_col and step_col
-        parts = []
-        for (tag,), sub in df.group_by([tag_col], maintain_order=True):
-            # Fixed column names: a tag may be named like the step column.
-            pts, more = frame_to_points(sub.select(pl.col(step_col).alias("step"), pl.col(value_col).alias("value")),
-                                        source=name, step_col="step", wall_col=None)
-            if len(pts):
-                parts.append(RawPoints((str(tag),), pts.tag_codes, pts.steps, pts.wall_times, pts.values))
-            notes += [Note(n.kind, n.message.replace("'value'", f"'{value_col}' ({tag})"), n.count, n.step)
-                      for n in more]
-        return RawPoints.concat(parts), notes
-    step_col = find_key(df.columns, STEP_KEYS)
-    epoch_col = find_key(df.columns, EPOCH_KEYS)
+        return _read_long(path)
+    cols, notes = read_columns(path)
+    if cols.height == 0:
+        raise LogFormatError("has a header but no rows")
+    step_col = find_key(cols.names, STEP_KEYS)
+    epoch_col = find_key(cols.names, EPOCH_KEYS)
     if step_col is None and epoch_col is not None:
         step_col, epoch_col = epoch_col, None  # Keras and other per-epoch logs: the epoch is the step
-    if df.columns[0] == "":  # pandas' unnamed index: the step when no column names one and it holds numbers
-        numeric = df.get_column("").cast(pl.Float64, strict=False).null_count() == df.get_column("").null_count()
-        df = df.rename({"": "index"}) if step_col is None and numeric else df.drop("")
+    if cols.names[0] == "":  # pandas' unnamed index: the step when no column names one and it holds numbers
+        numeric = cols.all_numbers("")
+        if step_col is None and numeric:
+            cols.rename("", "index")
+        else:
+            cols.drop("")
         step_col = step_col or ("index" if numeric else None)
-    wall_col = find_key(df.columns, WALL_KEYS)
+    wall_col = find_key(cols.names, WALL_KEYS)
     skip = [c for c in (epoch_col,) if c]
-    points, more = frame_to_points(df, source=name, step_col=step_col, wall_col=wall_col, skip=skip)
+    points, more = cols.to_points(source=path.name, step_col=step_col, wall_col=wall_col, skip=skip)
     notes += more
     if len(points) == 0:
         raise LogFormatError("has no numeric metric columns")
