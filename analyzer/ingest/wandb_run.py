@@ -4,9 +4,9 @@ The ``.wandb`` file is a LevelDB-style log: after a 7-byte header (``:W&B``, mag
 version 0), 32 KiB blocks of chunks, each with a CRC-32 over its type byte and data, a length
 and a type (a whole record, or the first, a middle or the last piece of one). The records are
 protobuf ``Record`` messages, decoded with the wandb package's own classes, so reading a run
-needs the optional extra (``pip install 'steadytrain[wandb]'``). The framing is read here
-because recent wandb releases no longer ship the Python reader (``wandb.sdk.internal.datastore``)
-that older ones had.
+needs the optional extra (``pip install 'steadytrain[wandb]'``). The framing is read by
+`wandb_framing` because recent wandb releases no longer ship the Python reader
+(``wandb.sdk.internal.datastore``) that older ones had.
 """
 
 from __future__ import annotations
@@ -16,27 +16,23 @@ import json
 import math
 import os
 import struct
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, flatten, non_numeric_notes
+from analyzer.ingest.wandb_framing import Framing, records
 from analyzer.types import Note
 
 MISSING_EXTRA = "W&B offline run: reading it needs the wandb package: pip install 'steadytrain[wandb]'"
 
 _HEADER = struct.Struct("<4sHB")
 _HEADER_IDENT, _HEADER_MAGIC, _HEADER_VERSION = b":W&B", 0xBEE1, 0
-_CHUNK = struct.Struct("<IHB")  # crc32 (zlib, over the type byte then the data), length, type
-_BLOCK = 32768
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-_TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (_FULL, _FIRST, _MIDDLE, _LAST)}
 #: History keys that are W&B's own bookkeeping, not metrics (``_timestamp`` becomes the wall time).
 _INTERNAL_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
 
@@ -62,65 +58,6 @@ def run_id(path: Path) -> str | None:
     if not (name.startswith("run-") and name.endswith(".wandb")):
         return None
     return name[len("run-"): -len(".wandb")] or None
-
-
-@dataclass
-class _Framing:
-    """What the chunk layer of one .wandb file met besides whole records."""
-
-    corrupt_chunks: int = 0
-    orphan_chunks: int = 0
-    truncated_bytes: int = 0
-
-
-def _records(data: bytes, framing: _Framing) -> Iterator[bytes]:
-    """The records of a .wandb file in write order (after its header), as LevelDB's log reader does:
-    a chunk failing its CRC loses the rest of its block, and a torn tail ends the read."""
-    view = memoryview(data)
-    pos, end = _HEADER.size, len(data)
-    pending: list[bytes] | None = None
-    while pos < end:
-        block_left = _BLOCK - pos % _BLOCK
-        if block_left < _CHUNK.size:  # the writer pads a block's last few bytes
-            pos += block_left
-            continue
-        if pos + _CHUNK.size > end:
-            framing.truncated_bytes = end - pos
-            break
-        crc, length, kind = _CHUNK.unpack_from(data, pos)
-        stop = pos + _CHUNK.size + length
-        if stop > end:
-            framing.truncated_bytes = end - pos
-            break
-        if kind not in _TYPE_CRC or length > block_left - _CHUNK.size:
-            if crc == length == kind == 0:  # zero fill (a preallocated or torn block): nothing written here
-                pos += block_left
-                continue
-            framing.corrupt_chunks += 1
-            pending, pos = None, pos + block_left
-            continue
-        chunk = view[pos + _CHUNK.size: stop]
-        if zlib.crc32(chunk, _TYPE_CRC[kind]) != crc:
-            framing.corrupt_chunks += 1
-            pending, pos = None, pos + block_left
-            continue
-        pos = stop
-        if kind in (_FULL, _FIRST) and pending is not None:  # a record left without its LAST piece
-            framing.orphan_chunks += 1
-            pending = None
-        if kind == _FULL:
-            yield bytes(chunk)
-        elif kind == _FIRST:
-            pending = [bytes(chunk)]
-        elif pending is None:  # a MIDDLE or LAST whose FIRST was lost
-            framing.orphan_chunks += 1
-        elif kind == _MIDDLE:
-            pending.append(bytes(chunk))
-        else:
-            yield b"".join(pending + [bytes(chunk)])
-            pending = None
-    if pending is not None:
-        framing.truncated_bytes = framing.truncated_bytes or sum(len(p) for p in pending)
 
 
 def _item_key(item: Any) -> str:
@@ -211,6 +148,8 @@ class _History:
     no_step: Counter[str] = field(default_factory=Counter)
     bad_step: Counter[str] = field(default_factory=Counter)
     step_metrics: _StepMetrics = field(default_factory=_StepMetrics)
+    #: Points read by the fast path, each batch with the number of points the lists held before it.
+    batches: list[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
 
     def add(self, record: Any) -> None:
         row: dict[str, Any] = {}
@@ -258,9 +197,22 @@ class _History:
             self.walls.append(wall)
             self.values.append(x)
 
+    def extend(self, codes: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> None:
+        """Append points as `add` would have, one after the other (codes already in ``tags``)."""
+        self.batches.append((len(self.codes), (codes, steps, walls, values)))
+
     def points(self) -> RawPoints:
-        return RawPoints(tuple(self.tags), np.asarray(self.codes, np.int32), np.asarray(self.steps, np.int64),
-                         np.asarray(self.walls, np.float64), np.asarray(self.values, np.float64))
+        listed = (np.asarray(self.codes, np.int32), np.asarray(self.steps, np.int64),
+                  np.asarray(self.walls, np.float64), np.asarray(self.values, np.float64))
+        parts: list[list[np.ndarray]] = [[], [], [], []]
+        done = 0
+        for mark, batch in self.batches:
+            for part, column, more in zip(parts, listed, batch):
+                part += [column[done:mark], more]
+            done = mark
+        columns = [np.concatenate([*part, column[done:]]).astype(column.dtype, copy=False)
+                   for part, column in zip(parts, listed)]
+        return RawPoints(tuple(self.tags), *columns)
 
     def notes(self) -> list[Note]:
         out = []
@@ -316,7 +268,44 @@ def _load_protos() -> Any:
     return wandb_internal_pb2
 
 
-def read_wandb_run(directory: Path) -> tuple[RawPoints, list[Note], dict[str, Any]]:
+def apply_record(raw: bytes, pb: Any, history: _History, config: dict[str, Any]) -> bool:
+    """Decode one record with protobuf and apply it; False when it cannot be decoded."""
+    try:
+        record = pb.Record.FromString(raw)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError differs between its implementations
+        return False
+    kind = record.WhichOneof("record_type")
+    if kind == "history":
+        history.add(record.history)
+    elif kind == "run":
+        _apply_config(config, record.run.config)
+    elif kind == "config":
+        _apply_config(config, record.config)
+    elif kind == "metric":
+        history.step_metrics.define(record.metric)
+    return True
+
+
+def _read_exact(data: bytes, pb: Any, history: _History, config: dict[str, Any]) -> tuple[Framing, int, int]:
+    """(framing, records decoded, records undecodable) of one file, record by record."""
+    framing = Framing()
+    decoded = undecodable = 0
+    for raw in records(data, framing):
+        if apply_record(raw, pb, history, config):
+            decoded += 1
+        else:
+            undecodable += 1
+    return framing, decoded, undecodable
+
+
+def _read_fast(data: bytes, pb: Any, history: _History, config: dict[str, Any]) -> tuple[Framing, int, int] | None:
+    # Imported here: the fast path builds on this module's classes (the exact reading it must match).
+    from analyzer.ingest.wandb_fast import read_fast
+
+    return read_fast(data, pb, history, config)
+
+
+def read_wandb_run(directory: Path, *, exact: bool = False) -> tuple[RawPoints, list[Note], dict[str, Any]]:
     """(points, notes, hparams) of a W&B run folder, from its ``run-*.wandb`` file.
 
     Every numeric value of every history record (what ``wandb.log`` wrote) becomes a point of
@@ -325,6 +314,8 @@ def read_wandb_run(directory: Path) -> tuple[RawPoints, list[Note], dict[str, An
     way). ``_timestamp`` is the wall time; ``_runtime`` and step metrics are not points. Media,
     text and other non-numeric values are counted in notes. hparams: the run's config, flattened
     with '.'. LogFormatError when wandb is not installed or the file is not a W&B run file.
+    ``exact``: decode every record with protobuf (`wandb_columns` reads most records faster, to the
+    same result, and is used otherwise).
     """
     files = _run_files(directory)
     if not files:
@@ -344,24 +335,9 @@ def read_wandb_run(directory: Path) -> tuple[RawPoints, list[Note], dict[str, An
         if version != _HEADER_VERSION:
             raise LogFormatError(f"{path.name} is W&B run file version {version}; only version "
                                  f"{_HEADER_VERSION} is known")
-        framing = _Framing()
-        undecodable = 0
-        for raw in _records(data, framing):
-            try:
-                record = pb.Record.FromString(raw)
-            except Exception:  # noqa: BLE001 - protobuf's DecodeError differs between its implementations
-                undecodable += 1
-                continue
-            records += 1
-            kind = record.WhichOneof("record_type")
-            if kind == "history":
-                history.add(record.history)
-            elif kind == "run":
-                _apply_config(config, record.run.config)
-            elif kind == "config":
-                _apply_config(config, record.config)
-            elif kind == "metric":
-                history.step_metrics.define(record.metric)
+        read = None if exact else _read_fast(data, pb, history, config)
+        framing, decoded, undecodable = read or _read_exact(data, pb, history, config)
+        records += decoded
         if framing.truncated_bytes:
             notes.append(Note("truncated", f"{path.name}: the last record is incomplete (the run was still "
                               f"writing, or was killed); its {framing.truncated_bytes} byte(s) were not used",

@@ -1,0 +1,306 @@
+"""The history of a ``.wandb`` file read column-wise from its bytes, without a protobuf object per record.
+
+Why hand-written: no library walks protobuf messages column-wise (protobuf, upb and betterproto all
+build an object per message), and the exact path (`wandb_run`) spends ~5 us per record in
+``Record.FromString`` and ~10 us walking each history record's items in Python. Here every record
+is matched at once, in numpy, against the layout wandb writes, and the value_json texts are parsed
+in bulk by polars.
+
+The fast path vouches for two kinds of record: history records whose items each hold one key (or
+one nested_key) then one value_json, every value a JSON number or NaN/Infinity/-Infinity, no key
+twice and no media key (``._type``); and summary records (two thirds of a file's records, which
+the reader skips) made only of string items. Each must be encoded as protobuf's own serializers
+write it (shortest varints, known fields only, ASCII strings) so that every protobuf
+implementation decodes it without error and to the same values. Every other record (run, config,
+metric, stats, ..., and any history record with a nested dict, media, text, a typed value, an
+unknown field or an odd encoding) is left to the exact path, record by record. The field numbers
+come from wandb's own descriptors, so another release's protos are read as they define them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from analyzer.ingest import protowalk as pw
+from analyzer.ingest.wandb_framing import Framed
+
+SLOW, HISTORY, SUMMARY = 0, 1, 2  # how a record is read: exact path, fast history, skipped summary
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"  # what float() reads, no spaces or '_'
+_TEXT_MAX = 24  # value_json texts longer than this are left to the exact path (3 words, see _values)
+_NAN, _INF = int.from_bytes(b"NaN", "little"), int.from_bytes(b"Infinity", "little")
+_NINF = (int.from_bytes(b"-Infinit", "little"), int.from_bytes(b"y", "little"))
+_STRING, _MESSAGE, _INT64 = 9, 11, 3  # FieldDescriptor.TYPE_*
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The tags (as written: one or two bytes read as a little-endian int) of the fields read here."""
+
+    num: int  # Record.num, a varint
+    history: int
+    summary: int
+    item: int  # HistoryRecord
+    step: int
+    step_num: int  # HistoryStep.num, a varint
+    key: int  # HistoryItem
+    nested_key: int
+    value_json: int
+    summary_items: frozenset[int]  # SummaryRecord's SummaryItem fields
+    summary_strings: frozenset[int]  # SummaryItem's string fields
+
+
+def _tag(field: Any, wire: int) -> int:
+    key = field.number << 3 | wire
+    if key >= 1 << 14:
+        raise ValueError("a tag longer than two bytes")
+    return key if key < 0x80 else (key & 0x7F | 0x80) | (key >> 7) << 8
+
+
+def _repeated(field: Any) -> bool:
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
+
+
+def layout(pb: Any) -> Layout | None:
+    """The fields from wandb's descriptors; None when they are not the types this reading assumes."""
+    try:
+        rec, hist, item, step = (pb.Record.DESCRIPTOR.fields_by_name, pb.HistoryRecord.DESCRIPTOR.fields_by_name,
+                                 pb.HistoryItem.DESCRIPTOR.fields_by_name, pb.HistoryStep.DESCRIPTOR.fields_by_name)
+        summary = pb.SummaryRecord.DESCRIPTOR
+        expect = [(rec["num"], _INT64, False), (rec["history"], _MESSAGE, False), (rec["summary"], _MESSAGE, False),
+                  (hist["item"], _MESSAGE, True), (hist["step"], _MESSAGE, False), (step["num"], _INT64, False),
+                  (item["key"], _STRING, False), (item["nested_key"], _STRING, True),
+                  (item["value_json"], _STRING, False)]
+        if any(f.type != kind or _repeated(f) != many for f, kind, many in expect):
+            return None
+        if (rec["history"].message_type is not pb.HistoryRecord.DESCRIPTOR
+                or rec["summary"].message_type is not summary or hist["item"].message_type is not pb.HistoryItem.DESCRIPTOR
+                or hist["step"].message_type is not pb.HistoryStep.DESCRIPTOR):
+            return None
+        items = [f for f in summary.fields if f.type == _MESSAGE and f.message_type is pb.SummaryItem.DESCRIPTOR]
+        strings = [f for f in pb.SummaryItem.DESCRIPTOR.fields if f.type == _STRING]
+        return Layout(_tag(rec["num"], 0), _tag(rec["history"], 2), _tag(rec["summary"], 2), _tag(hist["item"], 2),
+                      _tag(hist["step"], 2), _tag(step["num"], 0), _tag(item["key"], 2), _tag(item["nested_key"], 2),
+                      _tag(item["value_json"], 2), frozenset(_tag(f, 2) for f in items),
+                      frozenset(_tag(f, 2) for f in strings))
+    except (AttributeError, KeyError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What the fast path read from one file's records.
+
+    Attributes:
+        kind: per record, SLOW, HISTORY or SUMMARY.
+        rec, key, value: the items of the HISTORY records, record by record, each record's in order:
+            its record, its key (an index into ``keys``) and its value.
+        keys: the distinct keys.
+        own_step: per record, its ``_step`` value, else its HistoryStep's num, else NaN.
+        wall: per record, its ``_timestamp`` value, else NaN.
+    """
+
+    kind: np.ndarray
+    rec: np.ndarray
+    key: np.ndarray
+    value: np.ndarray
+    keys: tuple[str, ...]
+    own_step: np.ndarray
+    wall: np.ndarray
+
+
+def _varint_at(buf: np.ndarray, pos: np.ndarray, max_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value as int64, byte count, whether it is a shortest varint of at most max_bytes) at each position."""
+    v, n = pw.read_varints(buf, pos)
+    n = np.minimum(n, 11)
+    floor = np.left_shift(np.uint64(1), (np.clip(n, 1, 10) - 1).astype(np.uint64) * np.uint64(7))
+    ok = (n <= max_bytes) & ((n == 1) | (v >= floor)) & (v < np.uint64(1 << 63))
+    return np.where(ok, v, 0).astype(np.int64), n, ok
+
+
+def _tag_at(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tag as written, its byte count) at each position, for comparison with the encoded tags."""
+    t0 = buf[pos].astype(np.int64)
+    two = t0 >= 0x80
+    t1 = np.where(two, buf[pos + 1], 0).astype(np.int64)
+    return t0 | t1 << 8, 1 + two
+
+
+def _top_level(f: Framed, lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per record: (kind, payload start, payload end, bytes >= 0x80 outside strings) for the records that
+    are ``[num] history|summary`` with nothing else; SLOW for the rest."""
+    s, e = f.starts, f.ends
+    first, fb = _tag_at(f.buf, s)
+    has_num = (e > s) & (first == lay.num)
+    _, nb, num_ok = _varint_at(f.buf, s + fb, 9)
+    q = np.where(has_num, s + fb + nb, s)
+    tag, tb = _tag_at(f.buf, q)
+    length, lb, len_ok = _varint_at(f.buf, q + tb, 5)
+    ps = q + tb + lb
+    fits = (e > s) & (~has_num | num_ok) & len_ok & (length < 1 << 31) & (ps + length == e)
+    kind = np.where(fits & (tag == lay.history), HISTORY, np.where(fits & (tag == lay.summary), SUMMARY, SLOW))
+    high = np.where(has_num, fb - 1 + nb - 1, 0) + tb - 1 + lb - 1
+    return kind.astype(np.int8), ps, e, high
+
+
+def _step_nums(buf: np.ndarray, a: np.ndarray, b: np.ndarray, lay: Layout) -> tuple[np.ndarray, np.ndarray,
+                                                                                    np.ndarray]:
+    """A HistoryStep payload: (num, bytes >= 0x80, ok) where it is empty or just ``num``."""
+    empty = a == b
+    num, nb, ok = _varint_at(buf, a + 1, 9)
+    ok = empty | ((buf[a] == lay.step_num) & ok & (a + 1 + nb == b))
+    return np.where(empty, 0, num), np.where(empty, 0, nb - 1), ok
+
+
+def _any_of(tag: np.ndarray, tags: frozenset[int]) -> np.ndarray:
+    hit = np.zeros(tag.size, bool)
+    for t in tags:
+        hit |= tag == t
+    return hit
+
+
+def _high_bytes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Bytes >= 0x80 in each range (ranges sorted by start, as records are within one buffer)."""
+    high = np.flatnonzero(buf >= 0x80)
+    return np.searchsorted(high, ends) - np.searchsorted(high, starts)
+
+
+def _repeated_keys(rec: np.ndarray, code: np.ndarray, distinct: int) -> np.ndarray:
+    """Whether each item's key came earlier in its record (items record by record)."""
+    if distinct <= 64 and hasattr(np, "bitwise_count"):  # a record's keys as bits: one OR per record
+        bits = np.left_shift(np.uint64(1), code.astype(np.uint64))
+        first = np.flatnonzero(np.diff(rec, prepend=-1))
+        union = np.bitwise_or.reduceat(bits, first) if rec.size else bits
+        count = np.diff(np.append(first, rec.size))
+        clash = np.bitwise_count(union) != count
+        return np.repeat(clash, count)
+    return pd.Series(rec * distinct + code).duplicated().to_numpy()
+
+
+def _values(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(value, ok) of each value_json text: ok where float() reads it the way polars does (checked
+    against float()'s grammar first), or it is exactly NaN, Infinity or -Infinity."""
+    words = [pw._word(buf, start, length, k) for k in range(0, _TEXT_MAX, 8)]
+    nan = (length == 3) & (words[0] == _NAN)
+    inf = (length == 8) & (words[0] == _INF)
+    ninf = (length == 9) & (words[0] == _NINF[0]) & (words[1] == _NINF[1])
+    texts = pl.Series(np.stack(words, axis=1).view(f"S{_TEXT_MAX}").ravel())  # trailing NULs are dropped
+    text = pl.col("t").cast(pl.String, strict=False)  # null where not UTF-8
+    read = pl.DataFrame({"t": texts, "n": length}).select(
+        number=(text.str.contains(_NUMBER) & (text.str.len_bytes() == pl.col("n"))).fill_null(False),
+        parsed=text.cast(pl.Float64, strict=False))
+    number, parsed = read["number"].to_numpy(), read["parsed"].to_numpy()
+    value = np.where(nan, np.nan, np.where(inf, np.inf, np.where(ninf, -np.inf, parsed)))
+    ok = (length <= _TEXT_MAX) & (nan | inf | ninf | (number & ~np.isnan(parsed)))
+    return value, ok
+
+
+@dataclass
+class _Reading:
+    """One file's records while they are matched: which are left to the exact path so far, and the
+    bytes >= 0x80 each holds outside its strings (a record whose strings hold any is left too)."""
+
+    kind: np.ndarray
+    slow: np.ndarray
+    high: np.ndarray
+    step_num: np.ndarray
+
+    def spoil(self, records: np.ndarray) -> None:
+        self.slow[records] = True
+
+    def count_high(self, records: np.ndarray, head_high: np.ndarray) -> None:
+        self.high += np.bincount(records, weights=head_high, minlength=self.high.size).astype(np.int64)
+
+
+def _items(f: Framed, lay: Layout, r: _Reading, ps: np.ndarray, pe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The HistoryRecord and SummaryRecord fields: (record, payload bounds) of each item, the history
+    items first, record by record and each record's in order, then the summary items."""
+    hs = np.flatnonzero(r.kind != SLOW)
+    l1 = pw.walk_len_fields(f.buf, ps[hs], pe[hs])
+    r.spoil(hs[l1.bad])
+    r.high[hs] += l1.head_high
+    rec = hs[l1.msg]
+    history = r.kind[rec] == HISTORY
+    item = np.where(history, l1.tag == lay.item, _any_of(l1.tag, lay.summary_items))
+    step = history & (l1.tag == lay.step)
+    r.spoil(rec[~(item | step)])
+    r.spoil(np.flatnonzero(np.bincount(rec[step], minlength=r.kind.size) > 1))  # two steps would merge
+    num, high, ok = _step_nums(f.buf, l1.start[step], l1.end[step], lay)
+    r.spoil(rec[step][~ok])
+    r.step_num[rec[step]] = num.astype(np.float64)  # float(record.step.num), as the exact path
+    r.count_high(rec[step], high)
+    # The walk lists fields position by position; each field's slot in message order is its message's
+    # first slot plus its position.
+    per_msg = np.bincount(l1.msg, minlength=hs.size)
+    slot = (np.cumsum(per_msg) - per_msg)[l1.msg] + l1.order
+    placed = np.full(l1.msg.size, -1)
+    placed[slot[item & history]] = np.flatnonzero(item & history)
+    ordered = placed[placed >= 0]
+    chosen = np.concatenate([ordered, np.flatnonzero(item & ~history)])
+    return rec[chosen], np.stack([l1.start[chosen], l1.end[chosen]])
+
+
+def _item_fields(f: Framed, lay: Layout, r: _Reading, item_rec: np.ndarray,
+                 bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The items' fields, checked; for the history items, in their order: (record, key bounds, value bounds)."""
+    l2 = pw.walk_len_fields(f.buf, bounds[0], bounds[1])
+    r.spoil(item_rec[l2.bad])
+    r.count_high(item_rec, l2.head_high)
+    rec = item_rec[l2.msg]
+    history = r.kind[rec] == HISTORY
+    r.spoil(rec[~history & ~_any_of(l2.tag, lay.summary_strings)])
+    fields = np.bincount(l2.msg, minlength=item_rec.size)
+    r.spoil(item_rec[(r.kind[item_rec] == HISTORY) & (fields != 2)])
+    pair = history & (fields[l2.msg] == 2)
+    # Position by position: the first fields of the pairs, then their second fields, both in item order.
+    key = pair & (l2.order == 0)
+    value = pair & (l2.order == 1)
+    r.spoil(rec[key & (l2.tag != lay.key) & (l2.tag != lay.nested_key)])
+    r.spoil(rec[value & (l2.tag != lay.value_json)])
+    return rec[key], np.stack([l2.start[key], l2.end[key]]), np.stack([l2.start[value], l2.end[value]])
+
+
+def decode(f: Framed, lay: Layout) -> Columns | None:
+    """The records' columns; None when the keys cannot be told apart exactly (a hash collision)."""
+    kind, ps, pe, high = _top_level(f, lay)
+    n = kind.size
+    r = _Reading(kind, np.zeros(n, bool), high.astype(np.int64), np.full(n, np.nan))
+    item_rec, bounds = _items(f, lay, r, ps, pe)
+    rec, key_at, value_at = _item_fields(f, lay, r, item_rec, bounds)
+    # Protobuf checks that strings are UTF-8: a summary record with a byte >= 0x80 in a string is left to it
+    # (history records' keys and values are checked to be ASCII as they are read).
+    summary = np.flatnonzero((r.kind == SUMMARY) & ~r.slow)
+    r.spoil(summary[_high_bytes(f.buf, f.starts[summary], f.ends[summary]) != r.high[summary]])
+    return _history(f, r, rec, key_at, value_at)
+
+
+def _history(f: Framed, r: _Reading, rec: np.ndarray, key_at: np.ndarray, value_at: np.ndarray) -> Columns | None:
+    """Keys interned and values parsed for the history records still read here."""
+    keep = ~r.slow[rec]
+    rec, key_at, value_at = rec[keep], key_at[:, keep], value_at[:, keep]
+    interned = pw.intern_strings(f.buf, key_at[0], key_at[1] - key_at[0])
+    if interned is None:
+        return None
+    code, first = interned
+    raw = [f.buf[a:b].tobytes() for a, b in zip(key_at[0][first].tolist(), key_at[1][first].tolist())]
+    keys = tuple(k.decode("latin-1") for k in raw)
+    # Not ASCII: left to protobuf's UTF-8 check. W&B's media parts: the exact path counts the whole object.
+    odd = np.array([not k.isascii() or k.endswith(b"._type") for k in raw], bool)
+    r.spoil(rec[odd[code]])
+    r.spoil(rec[_repeated_keys(rec, code, len(keys))])  # a key twice in a record: the last value wins
+    value, ok = _values(f.buf, value_at[0], value_at[1] - value_at[0])
+    r.spoil(rec[~ok])
+    keep = ~r.slow[rec]
+    rec, code, value = rec[keep], code[keep], value[keep]
+    own_step, wall = r.step_num.copy(), np.full(r.kind.size, np.nan)
+    index = {k: i for i, k in enumerate(keys)}
+    for name, into in (("_step", own_step), ("_timestamp", wall)):
+        hit = code == index.get(name, -1)
+        into[rec[hit]] = value[hit]
+    kind = np.where(r.slow, SLOW, r.kind).astype(np.int8)
+    return Columns(kind, rec, code, value, keys, own_step, wall)
