@@ -136,7 +136,7 @@ def read_at(buf: np.ndarray, offsets: np.ndarray, dtype: str) -> np.ndarray:
 _MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 
 
-def _word(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, k: int) -> np.ndarray:
+def word_at(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, k: int) -> np.ndarray:
     """Bytes k..k+7 of each string as a little-endian uint64, zero past the string's end."""
     limit = buf.shape[0] - 8
     at = offsets + k
@@ -162,7 +162,7 @@ def hash_strings(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> n
         return h
     offsets, lengths = offsets.astype(np.int64), lengths.astype(np.int64)
     for k in range(0, int(lengths.max()), 8):
-        h = _mix(h, _word(buf, offsets, lengths, k), k)
+        h = _mix(h, word_at(buf, offsets, lengths, k), k)
     return h
 
 
@@ -175,7 +175,7 @@ def intern_strings(buf: np.ndarray, offsets: np.ndarray,
     """
     offsets, lengths = offsets.astype(np.int64), lengths.astype(np.int64)
     h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    words = [_word(buf, offsets, lengths, k) for k in range(0, int(lengths.max()) if lengths.size else 0, 8)]
+    words = [word_at(buf, offsets, lengths, k) for k in range(0, int(lengths.max()) if lengths.size else 0, 8)]
     for k, word in zip(range(0, 8 * len(words), 8), words):
         h = _mix(h, word, k)
     codes, _ = pd.factorize(h)
@@ -202,8 +202,8 @@ class LenFields:
         order: the field's position within its message.
         head_high: per walked message, its bytes >= 0x80 in tags and lengths (the rest are payload).
         bad: per walked message, True when it has a field of another wire type, a tag longer than
-            two bytes, a length that is not the shortest varint or not below 2**31, or a field running
-            past its end. Such messages' fields are not listed.
+            two bytes, a length varint longer than 5 bytes, or a field running past its end. Such
+            messages' fields are not listed.
     """
 
     msg: np.ndarray
@@ -216,16 +216,15 @@ class LenFields:
 
 
 def _lengths(buf: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
-    """(length, byte count) of the length varint at each position; -1 where it is not a shortest varint
-    of at most 5 bytes below 2**31."""
+    """(length, byte count) of the length varint at each position; -1 where it is longer than 5 bytes
+    (upb refuses those; every implementation reads shorter ones, also when not the shortest)."""
     length = buf[q].astype(np.int64)
     long = np.flatnonzero(length >= 0x80)
     if not long.size:
         return length, 1
     v, n = read_varints(buf, q[long])
-    floor = np.left_shift(np.uint64(1), (np.minimum(n, 5) - 1).astype(np.uint64) * np.uint64(7))
-    canonical = (n <= 5) & (v < np.uint64(1 << 31)) & (v >= floor)
-    length[long] = np.where(canonical, np.minimum(v, np.uint64(1 << 31)).astype(np.int64), -1)
+    length[long] = np.where(n <= 5, v, 0).astype(np.int64)
+    length[long[n > 5]] = -1
     nb = np.ones(q.size, np.int64)
     nb[long] = n
     return length, nb
@@ -250,7 +249,7 @@ def walk_len_fields(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Le
         if two.any():
             t1 = buf[p + 1]
             tag |= np.where(two, t1, 0).astype(np.int64) << 8
-            broken |= two & ((t1 >= 0x80) | (t1 == 0))
+            broken |= two & (t1 >= 0x80)
             q += two
             high = two.astype(np.int64)
         length, nb = _lengths(buf, q)

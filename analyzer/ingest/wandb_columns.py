@@ -32,8 +32,9 @@ from analyzer.ingest.wandb_framing import Framed
 SLOW, HISTORY, SUMMARY = 0, 1, 2  # how a record is read: exact path, fast history, skipped summary
 _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"  # what float() reads, no spaces or '_'
 _TEXT_MAX = 24  # value_json texts longer than this are left to the exact path (3 words, see _values)
-_NAN, _INF = int.from_bytes(b"NaN", "little"), int.from_bytes(b"Infinity", "little")
-_NINF = (int.from_bytes(b"-Infinit", "little"), int.from_bytes(b"y", "little"))
+#: Texts matched whole: float() reads the first three; json.loads reads true and false as bools (points 1.0
+#: and 0.0) and null as no value.
+_WORDS = ("NaN", "Infinity", "-Infinity", "true", "false", "null")
 _STRING, _MESSAGE, _INT64 = 9, 11, 3  # FieldDescriptor.TYPE_*
 
 
@@ -51,7 +52,6 @@ class Layout:
     nested_key: int
     value_json: int
     summary_items: frozenset[int]  # SummaryRecord's SummaryItem fields
-    summary_strings: frozenset[int]  # SummaryItem's string fields
 
 
 def _tag(field: Any, wire: int) -> int:
@@ -83,11 +83,11 @@ def layout(pb: Any) -> Layout | None:
                 or hist["step"].message_type is not pb.HistoryStep.DESCRIPTOR):
             return None
         items = [f for f in summary.fields if f.type == _MESSAGE and f.message_type is pb.SummaryItem.DESCRIPTOR]
-        strings = [f for f in pb.SummaryItem.DESCRIPTOR.fields if f.type == _STRING]
+        if any(f.type != _STRING for f in pb.SummaryItem.DESCRIPTOR.fields):
+            return None  # a summary item is vouched for as strings only (protobuf parses no unknown field)
         return Layout(_tag(rec["num"], 0), _tag(rec["history"], 2), _tag(rec["summary"], 2), _tag(hist["item"], 2),
                       _tag(hist["step"], 2), _tag(step["num"], 0), _tag(item["key"], 2), _tag(item["nested_key"], 2),
-                      _tag(item["value_json"], 2), frozenset(_tag(f, 2) for f in items),
-                      frozenset(_tag(f, 2) for f in strings))
+                      _tag(item["value_json"], 2), frozenset(_tag(f, 2) for f in items))
     except (AttributeError, KeyError, ValueError):
         return None
 
@@ -115,12 +115,14 @@ class Columns:
 
 
 def _varint_at(buf: np.ndarray, pos: np.ndarray, max_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(value as int64, byte count, whether it is a shortest varint of at most max_bytes) at each position."""
+    """(value as int64, byte count up to 11, whether it is at most max_bytes long) at each position.
+
+    upb refuses a length varint longer than 5 bytes; 10 bytes hold any int64 (a negative one as its
+    two's complement, which the cast to int64 gives back as protobuf does).
+    """
     v, n = pw.read_varints(buf, pos)
-    n = np.minimum(n, 11)
-    floor = np.left_shift(np.uint64(1), (np.clip(n, 1, 10) - 1).astype(np.uint64) * np.uint64(7))
-    ok = (n <= max_bytes) & ((n == 1) | (v >= floor)) & (v < np.uint64(1 << 63))
-    return np.where(ok, v, 0).astype(np.int64), n, ok
+    n = np.minimum(n, 11)  # read_varints says 2**40 for no varint at all
+    return v.astype(np.int64), n, n <= max_bytes
 
 
 def _tag_at(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,25 +138,26 @@ def _top_level(f: Framed, lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarr
     are ``[num] history|summary`` with nothing else; SLOW for the rest."""
     s, e = f.starts, f.ends
     first, fb = _tag_at(f.buf, s)
-    has_num = (e > s) & (first == lay.num)
-    _, nb, num_ok = _varint_at(f.buf, s + fb, 9)
+    has_num = first == lay.num
+    _, nb, num_ok = _varint_at(f.buf, s + fb, 10)
     q = np.where(has_num, s + fb + nb, s)
     tag, tb = _tag_at(f.buf, q)
     length, lb, len_ok = _varint_at(f.buf, q + tb, 5)
     ps = q + tb + lb
-    fits = (e > s) & (~has_num | num_ok) & len_ok & (length < 1 << 31) & (ps + length == e)
+    fits = (~has_num | num_ok) & len_ok & (ps + length == e)  # nothing after it (a second history would merge)
     kind = np.where(fits & (tag == lay.history), HISTORY, np.where(fits & (tag == lay.summary), SUMMARY, SLOW))
     high = np.where(has_num, fb - 1 + nb - 1, 0) + tb - 1 + lb - 1
-    return kind.astype(np.int8), ps, e, high
+    return kind.astype(np.int8), ps, ps + length, high
 
 
 def _step_nums(buf: np.ndarray, a: np.ndarray, b: np.ndarray, lay: Layout) -> tuple[np.ndarray, np.ndarray,
                                                                                     np.ndarray]:
     """A HistoryStep payload: (num, bytes >= 0x80, ok) where it is empty or just ``num``."""
     empty = a == b
-    num, nb, ok = _varint_at(buf, a + 1, 9)
-    ok = empty | ((buf[a] == lay.step_num) & ok & (a + 1 + nb == b))
-    return np.where(empty, 0, num), np.where(empty, 0, nb - 1), ok
+    tag, tb = _tag_at(buf, a)
+    num, nb, ok = _varint_at(buf, a + tb, 10)
+    ok = empty | ((tag == lay.step_num) & ok & (a + tb + nb == b))
+    return np.where(empty, 0, num), np.where(empty, 0, tb - 1 + nb - 1), ok
 
 
 def _any_of(tag: np.ndarray, tags: frozenset[int]) -> np.ndarray:
@@ -182,22 +185,25 @@ def _repeated_keys(rec: np.ndarray, code: np.ndarray, distinct: int) -> np.ndarr
     return pd.Series(rec * distinct + code).duplicated().to_numpy()
 
 
-def _values(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(value, ok) of each value_json text: ok where float() reads it the way polars does (checked
-    against float()'s grammar first), or it is exactly NaN, Infinity or -Infinity."""
-    words = [pw._word(buf, start, length, k) for k in range(0, _TEXT_MAX, 8)]
-    nan = (length == 3) & (words[0] == _NAN)
-    inf = (length == 8) & (words[0] == _INF)
-    ninf = (length == 9) & (words[0] == _NINF[0]) & (words[1] == _NINF[1])
-    texts = pl.Series(np.stack(words, axis=1).view(f"S{_TEXT_MAX}").ravel())  # trailing NULs are dropped
-    text = pl.col("t").cast(pl.String, strict=False)  # null where not UTF-8
+def _values(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value, ok, null) of each value_json text: ok where float() reads it the way polars does (checked
+    against float()'s grammar first), or it is exactly NaN, Infinity, -Infinity, true, false or null."""
+    words = [pw.word_at(buf, start, length, k) for k in range(0, _TEXT_MAX, 8)]
+
+    nan, inf, ninf, true, false, null = ((length == len(name)) & (words[0] == int.from_bytes(name[:8].encode(), "little"))
+                                         & (words[1] == int.from_bytes(name[8:].encode(), "little")) for name in _WORDS)
+    table = np.stack(words, axis=1)
+    ascii_ = ~(table & np.uint64(0x8080808080808080)).any(axis=1)
+    table[~ascii_] = 0  # polars refuses a text that is not UTF-8; emptied, it fails the length check below
+    texts = pl.Series(table.view(f"S{_TEXT_MAX}").ravel())  # trailing NULs are dropped: the length check again
+    text = pl.col("t").cast(pl.String)
     read = pl.DataFrame({"t": texts, "n": length}).select(
         number=(text.str.contains(_NUMBER) & (text.str.len_bytes() == pl.col("n"))).fill_null(False),
         parsed=text.cast(pl.Float64, strict=False))
     number, parsed = read["number"].to_numpy(), read["parsed"].to_numpy()
-    value = np.where(nan, np.nan, np.where(inf, np.inf, np.where(ninf, -np.inf, parsed)))
-    ok = (length <= _TEXT_MAX) & (nan | inf | ninf | (number & ~np.isnan(parsed)))
-    return value, ok
+    value = np.select([nan, inf, ninf, true, false], [np.nan, np.inf, -np.inf, 1.0, 0.0], parsed)
+    ok = nan | inf | ninf | true | false | null | (number & ~np.isnan(parsed))
+    return value, ok, null
 
 
 @dataclass
@@ -253,7 +259,6 @@ def _item_fields(f: Framed, lay: Layout, r: _Reading, item_rec: np.ndarray,
     r.count_high(item_rec, l2.head_high)
     rec = item_rec[l2.msg]
     history = r.kind[rec] == HISTORY
-    r.spoil(rec[~history & ~_any_of(l2.tag, lay.summary_strings)])
     fields = np.bincount(l2.msg, minlength=item_rec.size)
     r.spoil(item_rec[(r.kind[item_rec] == HISTORY) & (fields != 2)])
     pair = history & (fields[l2.msg] == 2)
@@ -293,9 +298,9 @@ def _history(f: Framed, r: _Reading, rec: np.ndarray, key_at: np.ndarray, value_
     odd = np.array([not k.isascii() or k.endswith(b"._type") for k in raw], bool)
     r.spoil(rec[odd[code]])
     r.spoil(rec[_repeated_keys(rec, code, len(keys))])  # a key twice in a record: the last value wins
-    value, ok = _values(f.buf, value_at[0], value_at[1] - value_at[0])
+    value, ok, null = _values(f.buf, value_at[0], value_at[1] - value_at[0])
     r.spoil(rec[~ok])
-    keep = ~r.slow[rec]
+    keep = ~r.slow[rec] & ~null  # a null is no value: `History.add` reads it as if the key were not there
     rec, code, value = rec[keep], code[keep], value[keep]
     own_step, wall = r.step_num.copy(), np.full(r.kind.size, np.nan)
     index = {k: i for i, k in enumerate(keys)}

@@ -3,7 +3,7 @@ path (`wandb_run.apply_record`) reads the others, in file order, into the same s
 
 Only history and metric records change how later history records read (the tags' order, the step
 metrics and their latest values), so the file is replayed as runs of fast records between records
-read exactly. A run of fast history records is turned into points at once, as `wandb_run._History.add`
+read exactly. A run of fast history records is turned into points at once, as `wandb_run.History.add`
 would have one record after the other; a short run is read exactly, record by record (numpy's fixed
 cost per call would outweigh it).
 """
@@ -18,12 +18,12 @@ import pandas as pd
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN
 from analyzer.ingest.wandb_columns import HISTORY, SLOW, Columns, decode, layout
 from analyzer.ingest.wandb_framing import Framed, Framing, frame
-from analyzer.ingest.wandb_run import _INTERNAL_KEYS, _History, apply_record
+from analyzer.ingest.wandb_run import INTERNAL_KEYS, History, apply_record
 
 _MIN_RUN = 16  # fewer fast history records than this in a row are read exactly
 
 
-def read_fast(data: bytes, pb: Any, history: _History,
+def read_fast(data: bytes, pb: Any, history: History,
               config: dict[str, Any]) -> tuple[Framing, int, int] | None:
     """(framing, records decoded, records undecodable) as `wandb_run._read_exact` would give for this
     file, with ``history`` and ``config`` updated the same; None (nothing changed) where the fast path
@@ -59,10 +59,10 @@ def _raw(framed: Framed, i: int) -> bytes:
     return framed.buf[int(framed.starts[i]): int(framed.ends[i])].tobytes()
 
 
-def _step_series(history: _History, cols: Columns, rec: np.ndarray, key: np.ndarray,
+def _step_series(history: History, cols: Columns, rec: np.ndarray, key: np.ndarray,
                  value: np.ndarray) -> dict[str, np.ndarray]:
     """Per item, the latest finite value of each step metric as of its record (that record's own
-    included), as `_StepMetrics.last` holds when `_History.add` reads it; ``last`` updated."""
+    included), as `_StepMetrics.last` holds when `History.add` reads it; ``last`` updated."""
     sm = history.step_metrics
     index = {k: i for i, k in enumerate(cols.keys)}
     out = {}
@@ -78,7 +78,7 @@ def _step_series(history: _History, cols: Columns, rec: np.ndarray, key: np.ndar
     return out
 
 
-def _replay(history: _History, cols: Columns, lo: int, stop: int) -> None:
+def _replay(history: History, cols: Columns, lo: int, stop: int) -> None:
     """The history records ``lo`` to ``stop`` (none read exactly) into points, notes and step metrics."""
     a, b = np.searchsorted(cols.rec, [lo, stop])
     rec, key, value = cols.rec[a:b], cols.key[a:b], cols.value[a:b]
@@ -89,7 +89,7 @@ def _replay(history: _History, cols: Columns, lo: int, stop: int) -> None:
     axes: list[str] = []
     for code in present.tolist():
         name = cols.keys[code]
-        if name in _INTERNAL_KEYS or name in sm.keys or name.startswith("_wandb"):
+        if name in INTERNAL_KEYS or name in sm.keys or name.startswith("_wandb"):
             continue
         step_key = sm.of(name)
         if step_key not in axes:

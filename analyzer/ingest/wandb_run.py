@@ -34,7 +34,7 @@ MISSING_EXTRA = "W&B offline run: reading it needs the wandb package: pip instal
 _HEADER = struct.Struct("<4sHB")
 _HEADER_IDENT, _HEADER_MAGIC, _HEADER_VERSION = b":W&B", 0xBEE1, 0
 #: History keys that are W&B's own bookkeeping, not metrics (``_timestamp`` becomes the wall time).
-_INTERNAL_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
+INTERNAL_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
 
 
 def _run_files(directory: Path) -> list[Path]:
@@ -133,7 +133,7 @@ class _StepMetrics:
 
 
 @dataclass
-class _History:
+class History:
     """Points gathered from history records, with a count of everything that could not be a point."""
 
     source: str
@@ -175,7 +175,7 @@ class _History:
         wall = _number(row.get("_timestamp"))
         wall = math.nan if wall is None else wall
         for key, value in row.items():
-            if key in _INTERNAL_KEYS or key in step_keys or key.startswith("_wandb"):
+            if key in INTERNAL_KEYS or key in step_keys or key.startswith("_wandb"):
                 continue
             if media and any(key == m or key.startswith(m + ".") for m in media):
                 continue
@@ -268,7 +268,7 @@ def _load_protos() -> Any:
     return wandb_internal_pb2
 
 
-def apply_record(raw: bytes, pb: Any, history: _History, config: dict[str, Any]) -> bool:
+def apply_record(raw: bytes, pb: Any, history: History, config: dict[str, Any]) -> bool:
     """Decode one record with protobuf and apply it; False when it cannot be decoded."""
     try:
         record = pb.Record.FromString(raw)
@@ -286,7 +286,7 @@ def apply_record(raw: bytes, pb: Any, history: _History, config: dict[str, Any])
     return True
 
 
-def _read_exact(data: bytes, pb: Any, history: _History, config: dict[str, Any]) -> tuple[Framing, int, int]:
+def _read_exact(data: bytes, pb: Any, history: History, config: dict[str, Any]) -> tuple[Framing, int, int]:
     """(framing, records decoded, records undecodable) of one file, record by record."""
     framing = Framing()
     decoded = undecodable = 0
@@ -298,7 +298,7 @@ def _read_exact(data: bytes, pb: Any, history: _History, config: dict[str, Any])
     return framing, decoded, undecodable
 
 
-def _read_fast(data: bytes, pb: Any, history: _History, config: dict[str, Any]) -> tuple[Framing, int, int] | None:
+def _read_fast(data: bytes, pb: Any, history: History, config: dict[str, Any]) -> tuple[Framing, int, int] | None:
     # Imported here: the fast path builds on this module's classes (the exact reading it must match).
     from analyzer.ingest.wandb_fast import read_fast
 
@@ -321,7 +321,7 @@ def read_wandb_run(directory: Path, *, exact: bool = False) -> tuple[RawPoints, 
     if not files:
         raise LogFormatError("no run-*.wandb file: not a W&B run folder")
     pb = _load_protos()
-    history = _History(source=files[0].name, typed="value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name)
+    history = History(source=files[0].name, typed="value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name)
     config: dict[str, Any] = {}
     notes: list[Note] = []
     records = 0

@@ -1,0 +1,422 @@
+"""The fast reading of W&B offline runs (wandb_framing, wandb_columns, wandb_fast) against the exact one.
+
+The oracle: ``read_wandb_run(d)`` must give what ``read_wandb_run(d, exact=True)`` gives, bit for bit
+(tags, tag codes, steps, wall times and values as raw bytes: NaN, inf and -0.0 included), the same
+notes and hparams, or the same error. It is checked on runs written by the real wandb package
+(offline, in a child process), on hostile byte-level edits of one of them (hypothesis), and on one
+hand-built file per fallback check of the fast path: a record that only that check sends to the
+exact path (removing the check makes that file's test fail).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analyzer.errors import LogFormatError
+from analyzer.ingest import protowalk, wandb_columns, wandb_framing
+from analyzer.ingest.wandb_run import _json_value, _load_protos, _number, read_wandb_run
+
+pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
+BLOCK = 32768
+
+
+# --- building .wandb files by hand -----------------------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _item(key: str, value: str) -> bytes:
+    return pb.HistoryItem(nested_key=[key], value_json=value).SerializeToString()
+
+
+def _history(num: int, items: list[tuple[str, str]] | list[bytes], step: bytes | None = b"") -> bytes:
+    """A Record holding a HistoryRecord of these items (pairs, or items already encoded)."""
+    body = b"".join(_field(1, i if isinstance(i, bytes) else _item(*i)) for i in items)
+    if step is not None:
+        body += _field(2, step)
+    return _varint(1 << 3) + _varint(num) + _field(2, body)
+
+
+def _wandb_file(records: list[bytes]) -> bytes:
+    """LevelDB's log layout, as wandb writes it: records cut into chunks that never cross a block."""
+    out = bytearray(b":W&B" + struct.pack("<HB", 0xBEE1, 0))
+    for record in records:
+        rest, first = record, True
+        while True:
+            left = BLOCK - len(out) % BLOCK
+            if left < 7:
+                out += bytes(left)
+                continue
+            piece, rest = rest[: left - 7], rest[left - 7:]
+            kind = (1 if first else 4) if not rest else (2 if first else 3)
+            out += struct.pack("<IHB", zlib.crc32(bytes([kind]) + piece), len(piece), kind) + piece
+            first = False
+            if not rest:
+                break
+    return bytes(out)
+
+
+def _run_dir(tmp: Path, files: dict[str, bytes]) -> Path:
+    folder = tmp / "offline-run-20260105_100000-x"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def _base(n: int = 40) -> list[bytes]:
+    """A run's usual records: a run record with its config, then history rows with their summaries."""
+    config = pb.ConfigRecord(update=[pb.ConfigItem(key="lr", value_json="0.1")])
+    out = [pb.Record(num=1, run=pb.RunRecord(run_id="x", config=config)).SerializeToString()]
+    for i in range(n):
+        row = [("_step", str(i)), ("loss", repr(1.0 / (i + 1))), ("_timestamp", repr(1.7e9 + i)), ("_runtime", "0.5")]
+        out.append(_history(2 * i + 2, row))
+        out.append(pb.Record(num=2 * i + 3, summary=pb.SummaryRecord(update=[
+            pb.SummaryItem(nested_key=["loss"], value_json=repr(1.0 / (i + 1)))])).SerializeToString())
+    return out
+
+
+# --- the oracle ------------------------------------------------------------------------------------
+
+def _reading(folder: Path, exact: bool) -> Any:
+    try:
+        points, notes, hparams = read_wandb_run(folder, exact=exact)
+    except LogFormatError as exc:
+        return ("error", str(exc))
+    columns = (points.tag_codes, points.steps, points.wall_times.view(np.uint64), points.values.view(np.uint64))
+    return (points.tags, [(c.dtype.str, c.tolist()) for c in columns], notes, hparams)
+
+
+def assert_same(folder: Path) -> Any:
+    exact = _reading(folder, exact=True)
+    assert _reading(folder, exact=False) == exact
+    return exact
+
+
+def _kinds(data: bytes) -> np.ndarray:
+    """Per record, how the fast path reads it (wandb_columns.SLOW, HISTORY or SUMMARY)."""
+    columns = wandb_columns.decode(wandb_framing.frame(data), wandb_columns.layout(_load_protos()))
+    assert columns is not None
+    return columns.kind
+
+
+# --- runs written by wandb itself ------------------------------------------------------------------
+
+_WRITE_RUNS = textwrap.dedent("""
+    import math, sys
+    import numpy as np
+    import wandb
+
+    run = wandb.init(project="t", id="varied01", config={"lr": 3e-4, "opt": {"name": "adamw", "b": [0.9, 0.95]}})
+    wandb.define_metric("epoch")
+    wandb.define_metric("val/*", step_metric="epoch")
+    for i in range(60):
+        row = {"train/loss": 2.0 / (i + 1), "grad_norm": 1 + i / 8, "neg_zero": -0.0, "flag": i % 2 == 0,
+               "third": 1 / 3, "tiny": 5e-324, "maybe": None if i % 3 else i}
+        if i % 10 == 3:
+            row.update({"train/loss": math.nan, "grad_norm": math.inf, "neg": -math.inf, "none": None})
+        if i % 10 == 5:
+            row.update({"nested": {"a": i, "b": {"c": 0.5}}, "status": "warm", "λoss": 1.5, "big": 10 ** 30,
+                        "huge": 10 ** 400})
+        if i % 20 == 7:
+            row["hist"] = wandb.Histogram(np.arange(10))
+        if i % 10 == 9:
+            row.update({"val/acc": i / 100, "epoch": i // 10})
+        if i == 30:
+            row["text"] = "x" * 70000  # a record longer than a block, written in pieces
+        wandb.log(row, step=3 * i if i >= 40 else None)
+    wandb.finish()
+    for part in range(2):  # one run written twice: the second time resumed, into a folder of its own
+        run = wandb.init(project="t", id="resumed1", resume="allow")
+        for i in range(25):
+            wandb.log({"loss": 1.0 / (25 * part + i + 1)})
+        wandb.finish()
+""")
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    pytest.importorskip("wandb")
+    root = tmp_path_factory.mktemp("wandb_columns")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "WANDB_MODE": "offline", "WANDB_DIR": str(root),
+           "WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "WANDB_DISABLE_GIT": "true"}
+    proc = subprocess.run([sys.executable, "-c", _WRITE_RUNS], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found: dict[str, list[Path]] = {}
+    for folder in sorted((root / "wandb").glob("offline-run-*")):  # a second folder in the same second: "-1"
+        found.setdefault("resumed1" if "resumed1" in folder.name else "varied01", []).append(folder)
+    assert sorted(found) == ["resumed1", "varied01"] and len(found["resumed1"]) == 2
+    return found
+
+
+def test_real_runs_read_the_same(real_runs: dict[str, list[Path]]) -> None:
+    for folders in real_runs.values():
+        for folder in folders:
+            assert_same(folder)
+    points_tags = assert_same(real_runs["varied01"][0])[0]
+    assert {"train/loss", "nested.a", "nested.b.c", "val/acc", "λoss", "big", "flag"} <= set(points_tags)
+
+
+def test_most_records_are_read_fast(real_runs: dict[str, list[Path]]) -> None:
+    (data,) = [p.read_bytes() for p in real_runs["varied01"][0].glob("run-*.wandb")]
+    kinds = _kinds(data)
+    # 60 history rows: those with a nested dict, text, media, None or a non-ASCII key are read exactly.
+    assert np.count_nonzero(kinds == wandb_columns.HISTORY) >= 30
+    assert np.count_nonzero(kinds == wandb_columns.SLOW) < 0.25 * kinds.size
+
+
+def test_resumed_run_files_in_one_folder(real_runs: dict[str, list[Path]], tmp_path: Path) -> None:
+    files = {f"run-resumed1-{i}.wandb": next(folder.glob("run-*.wandb")).read_bytes()
+             for i, folder in enumerate(real_runs["resumed1"])}
+    files["run-varied01.wandb"] = next(real_runs["varied01"][0].glob("run-*.wandb")).read_bytes()
+    reading = assert_same(_run_dir(tmp_path, files))
+    assert any(n.kind == "merged" for n in reading[2])
+
+
+# --- hostile edits ---------------------------------------------------------------------------------
+
+def _chunks(data: bytes) -> list[tuple[int, int]]:
+    """(position, data length) of every chunk the reference walk meets."""
+    out, pos = [], 7
+    while pos + 7 <= len(data):
+        if BLOCK - pos % BLOCK < 7:
+            pos += BLOCK - pos % BLOCK
+            continue
+        length = struct.unpack_from("<H", data, pos + 4)[0]
+        if length == 0 or pos + 7 + length > len(data):
+            break
+        out.append((pos, length))
+        pos += 7 + length
+    return out
+
+
+@st.composite
+def _edits(draw: st.DrawFn, data: bytes) -> bytes:
+    out = bytearray(data)
+    chunks = _chunks(data)
+    for _ in range(draw(st.integers(1, 4))):
+        how = draw(st.sampled_from(["cut", "flip", "zero", "rewrite", "header"]))
+        if how == "cut":
+            del out[draw(st.integers(0, len(out))):]
+        elif how == "flip" and len(out) > 7:
+            at = draw(st.integers(7, len(out) - 1))
+            out[at] ^= draw(st.integers(1, 255))
+        elif how == "zero" and len(out) > 7:
+            at, size = draw(st.integers(7, len(out) - 1)), draw(st.integers(1, 40000))
+            out[at: at + size] = bytes(len(out[at: at + size]))
+        elif chunks:
+            pos, length = draw(st.sampled_from(chunks))
+            if pos + 7 + length > len(out):
+                continue
+            if how == "header":
+                out[pos + 4: pos + 7] = draw(st.binary(min_size=3, max_size=3))
+            elif length:  # change the record's bytes and fix the CRC: the decoders meet the change
+                at = pos + 7 + draw(st.integers(0, length - 1))
+                out[at] = draw(st.integers(0, 255))
+                out[pos: pos + 4] = struct.pack("<I", zlib.crc32(bytes(out[pos + 6: pos + 7 + length])))
+    return bytes(out)
+
+
+@pytest.fixture(scope="module")
+def small_run(real_runs: dict[str, list[Path]]) -> bytes:
+    return next(real_runs["varied01"][0].glob("run-*.wandb")).read_bytes()
+
+
+def test_hostile_edits_read_the_same(small_run: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = _run_dir(tmp_path_factory.mktemp("edits"), {})
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def check(data: st.DataObject) -> None:
+        edited = data.draw(_edits(small_run))
+        (folder / "run-x.wandb").write_bytes(edited)
+        assert_same(folder)
+        framing = wandb_framing.Framing()
+        reference = list(wandb_framing.records(edited, framing))
+        framed = wandb_framing.frame(edited)
+        assert [framed.buf[a:b].tobytes() for a, b in zip(framed.starts, framed.ends)] == reference
+        assert (framed.corrupt_chunks, framed.orphan_chunks, framed.truncated_bytes) == (
+            framing.corrupt_chunks, framing.orphan_chunks, framing.truncated_bytes)
+
+    check()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 70000), min_size=0, max_size=12), st.data())
+def test_framing_of_any_layout(sizes: list[int], data: st.DataObject) -> None:
+    """Records of any size (pieces across blocks, blocks' padded tails), then cut, zeroed or flipped."""
+    file = bytearray(_wandb_file([bytes([i % 251]) * n for i, n in enumerate(sizes)]))
+    for _ in range(data.draw(st.integers(0, 3))):
+        if len(file) <= 7:
+            break
+        at = data.draw(st.integers(7, len(file) - 1))
+        how = data.draw(st.sampled_from(["cut", "flip", "zero"]))
+        if how == "cut":
+            del file[at:]
+        elif how == "flip":
+            file[at] ^= 1 << data.draw(st.integers(0, 7))
+        else:
+            file[at: at + 7] = bytes(len(file[at: at + 7]))
+    framing = wandb_framing.Framing()
+    reference = list(wandb_framing.records(bytes(file), framing))
+    framed = wandb_framing.frame(bytes(file))
+    assert [framed.buf[a:b].tobytes() for a, b in zip(framed.starts, framed.ends)] == reference
+    assert (framed.corrupt_chunks, framed.orphan_chunks, framed.truncated_bytes) == (
+        framing.corrupt_chunks, framing.orphan_chunks, framing.truncated_bytes)
+
+
+# --- value_json texts ------------------------------------------------------------------------------
+
+_TEXTS = st.one_of(
+    st.text(alphabet="0123456789.eE+-", max_size=30),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "nan", "inf", "-NaN", "1_0", " 1", "1 ", "1e400", "-0",
+                     "true", "false", "null", "True", "nul", "-Infinityy", "Infinit",
+                     "1e-400", "9" * 400, "true", "null", "{}", '"1"', "1.5\\u0000", "٣", "1e99999"]),
+    st.floats().map(repr), st.floats().map(lambda x: f"{x:.17g}"), st.integers(-10 ** 30, 10 ** 30).map(str))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TEXTS, min_size=1, max_size=40))
+def test_values_read_as_float_reads_them(texts: list[str]) -> None:
+    raw = [t.encode() for t in texts]
+    buf = np.frombuffer(b"".join(raw) + bytes(32), np.uint8)
+    lengths = np.array([len(r) for r in raw], np.int64)
+    value, ok, null = wandb_columns._values(buf, np.cumsum(lengths) - lengths, lengths)
+    for text, x, read, none in zip(texts, value.tolist(), ok.tolist(), null.tolist()):
+        got = _json_value(text)
+        want = _number(got)
+        if none:
+            assert got is None, text
+        elif read:  # the fast path reads only what float() reads to the same number (NaN's bits too)
+            assert want is not None and struct.pack("<d", x) == struct.pack("<d", want), text
+    assert ok[[t in ("NaN", "Infinity", "-Infinity", "1.5", "-0") for t in texts]].all()
+
+
+# --- one file per fallback check -------------------------------------------------------------------
+
+def _overlong(n: int, size: int) -> bytes:
+    """n as a varint of exactly ``size`` bytes (padded with continuation bytes)."""
+    raw = bytearray(_varint(n))
+    while len(raw) < size:
+        raw[-1] |= 0x80
+        raw.append(0)
+    return bytes(raw)
+
+
+def _summary(num: int, body: bytes) -> bytes:
+    return _varint(1 << 3) + _varint(num) + _field(3, body)
+
+
+_ITEM = _field(1, _item("a", "1"))
+_INFO = _field(200, _field(1, b"\xff"))  # a _RecordInfo whose stream_id is not UTF-8: protobuf refuses it
+# Each: records that the fast path leaves to the exact path for one reason only.
+_ONE_CHECK = {
+    "a second history field (protobuf merges them)": _history(900, [("a", "1")]) + _field(2, _field(1, _item("b", "2"))),
+    "a num varint longer than 10 bytes": b"\x08" + b"\xff" * 10 + b"\x01" + _field(2, _ITEM),
+    "a length varint longer than 5 bytes": b"\x08\x05\x12" + _overlong(len(_ITEM), 6) + _ITEM,
+    "a history field running past its record": b"\x08\x05" + _field(2, b"\x0a\x40" + _item("a", "1")),
+    "a history record with _info": _varint(8) + _varint(5) + _field(2, _ITEM + _INFO),
+    "a summary record with _info": _summary(5, _field(1, _field(2, b"a") + _field(16, b"1")) + _INFO),
+    "two steps (protobuf merges them)": _history(5, [("a", "1")], step=None) + b"",
+    "a step with another field": _history(5, [("a", "1")], step=b"\x10\x05"),
+    "a summary item's field running past its item": _summary(5, _field(1, b"\x12\x01a\x82\x01\x09" + b"1")),
+    "a nested key of two parts": _history(5, [pb.HistoryItem(nested_key=["a", "b"], value_json="1").SerializeToString()]),
+    "an item whose first field is no key": _history(5, [_field(9, b"x") + _field(16, b"1.5")]),
+    "a typed value": _history(5, [pb.HistoryItem(nested_key=["a"], text="2.5").SerializeToString()]),
+    "a key twice": _history(5, [("a", "1"), ("a", "2")]),
+    "a media key": _history(5, [("img._type", "1")]),
+    "a key not ASCII": _history(5, [("λ", "1")]),
+    "a value with a NUL at its end": _history(5, [("a", "1.5\x00")]),
+    "a value longer than 24 bytes": _history(5, [("a", "1" * 30)]),
+    "a value that is not UTF-8": _history(5, [_field(2, b"a") + _field(16, b"\xff")]),
+    "a summary string that is not UTF-8": _summary(5, _field(1, _field(2, b"a") + _field(16, b"\xff"))),
+}
+_ONE_CHECK["two steps (protobuf merges them)"] = (
+    _varint(8) + _varint(5) + _field(2, _ITEM + _field(2, b"\x08\x05") + _field(2, b"")))
+
+
+@pytest.mark.parametrize("case", sorted(_ONE_CHECK))
+def test_each_fallback_check(case: str, tmp_path: Path) -> None:
+    records = _base(20)
+    records[21:21] = [_ONE_CHECK[case]]  # amid fast records, so the runs around it are read fast
+    data = _wandb_file(records + _base(20)[1:])
+    kinds = _kinds(data)
+    assert kinds[21] == wandb_columns.SLOW
+    assert np.count_nonzero(kinds == wandb_columns.HISTORY) == 40
+    assert_same(_run_dir(tmp_path, {"run-x.wandb": data}))
+
+
+def test_step_metrics_across_runs_of_fast_records(tmp_path: Path) -> None:
+    """define_metric records amid history ones: the latest step metric value carries across exact ones."""
+    records = _base(3)
+    records.append(pb.Record(num=50, metric=pb.MetricRecord(name="epoch")).SerializeToString())
+    records.append(pb.Record(num=51, metric=pb.MetricRecord(glob_name="val/*", step_metric="epoch")).SerializeToString())
+    for i in range(80):
+        row = [("val/loss", repr(i / 7)), ("_step", str(i))]
+        if i % 9 == 4:
+            row.append(("epoch", ["NaN", "2.5", "1e30", "Infinity", str(i // 9)][i % 5]))
+        records.append(_history(60 + i, row))
+        if i == 40:
+            records.append(pb.Record(num=200, metric=pb.MetricRecord(name="val/late", step_metric="_step"))
+                           .SerializeToString())
+    reading = assert_same(_run_dir(tmp_path, {"run-x.wandb": _wandb_file(records)}))
+    assert {n.kind for n in reading[2]} >= {"dropped"}
+
+
+def test_hash_collision_reads_the_whole_file_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _wandb_file(_base(30))
+    monkeypatch.setattr(protowalk, "_mix", lambda h, word, k: np.zeros_like(h))  # every key hashes alike
+    assert wandb_columns.decode(wandb_framing.frame(data), wandb_columns.layout(pb)) is None
+    assert_same(_run_dir(tmp_path, {"run-x.wandb": data}))
+
+
+class _Retyped:
+    """A descriptor (or field) as another wandb release might define it: the same, but for some fields."""
+
+    def __init__(self, real: Any, **changed: Any) -> None:
+        self._real, self._changed = real, changed
+
+    def __getattr__(self, name: str) -> Any:
+        return self._changed[name] if name in self._changed else getattr(self._real, name)
+
+
+def _protos(**messages: Any) -> Any:
+    return _Retyped(pb, **{name: _Retyped(getattr(pb, name), DESCRIPTOR=d) for name, d in messages.items()})
+
+
+def test_protos_of_another_shape_are_read_exactly() -> None:
+    assert wandb_columns.layout(pb) is not None
+    record = pb.Record.DESCRIPTOR
+    num_as_text = _Retyped(record.fields_by_name["num"], type=9)  # Record.num a string
+    fields = {**record.fields_by_name, "num": num_as_text}
+    assert wandb_columns.layout(_protos(Record=_Retyped(record, fields_by_name=fields))) is None
+    # a HistoryRecord whose items are of another message (here SummaryItem, with the same fields)
+    assert wandb_columns.layout(_Retyped(pb, HistoryItem=pb.SummaryItem)) is None
+    item = pb.SummaryItem.DESCRIPTOR
+    numbered = [*item.fields, _Retyped(item.fields[0], type=3, number=20)]  # a summary item field no string
+    assert wandb_columns.layout(_protos(SummaryItem=_Retyped(item, fields=numbered))) is None
