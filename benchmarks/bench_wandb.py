@@ -1,4 +1,5 @@
-"""W&B offline run reading speed: `read_wandb_run` on run files written by wandb itself.
+"""W&B offline run reading speed: `read_wandb_run` on run files written by wandb itself, the fast path
+(the default: `wandb_columns`) next to the exact path (``exact=True``: protobuf for every record).
 
     python benchmarks/bench_wandb.py [--calls 100000] [--repeat 3] [--data benchmarks/data/wandb]
 
@@ -7,9 +8,11 @@ Two runs are written once (offline, in a child process: no network) and kept und
 - ``stepmetric``: the HF Trainer's / Lightning's way, ``define_metric("*", step_metric="train/global_step")``
   and the global step logged in each row.
 
-Each is read --repeat times in this process (page-cached file, imports excluded), best time; MB/s is the run
-file's size over that time. Then the parts of one read are timed apart: the chunk framing, protobuf
-``Record.FromString`` of every record, and the history items walked into points.
+Each is read --repeat times by each path in this process (page-cached file, imports excluded), best time;
+MB/s is the run file's size over that time; the two readings are checked equal. Then the parts of one
+read are timed apart: for the exact path the chunk framing, protobuf ``Record.FromString`` of every
+record, and the history items walked into points; for the fast path the vectorised framing, the columns
+(`wandb_columns.decode`) and the rest (records read exactly, columns turned into points).
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from analyzer.ingest import wandb_columns, wandb_fast, wandb_framing, wandb_run  # noqa: E402
 from analyzer.ingest.wandb_run import _run_files, read_wandb_run  # noqa: E402
 
 _WRITE = textwrap.dedent("""
@@ -72,18 +78,15 @@ def _best(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def _parts(folder: Path) -> str:
-    """Where one read's time goes: framing, decoding every record, turning history records into points."""
-    from analyzer.ingest import wandb_run
-
-    pb = wandb_run._load_protos()
-    data = _run_files(folder)[0].read_bytes()
+def _exact_parts(data: bytes, pb: object) -> str:
+    """Where one exact read's time goes: framing, decoding every record, history records into points."""
     t0 = time.perf_counter()
-    raws = list(wandb_run._records(data, wandb_run._Framing()))
+    raws = list(wandb_framing.records(data, wandb_framing.Framing()))
     t1 = time.perf_counter()
-    records = [pb.Record.FromString(r) for r in raws]
+    records = [pb.Record.FromString(r) for r in raws]  # type: ignore[attr-defined]
     t2 = time.perf_counter()
-    history = wandb_run._History(source="x", typed="value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name)
+    typed = "value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name  # type: ignore[attr-defined]
+    history = wandb_run.History(source="x", typed=typed)
     for r in records:
         if r.WhichOneof("record_type") == "history":
             history.add(r.history)
@@ -94,19 +97,46 @@ def _parts(folder: Path) -> str:
             f"points {t3 - t2:.2f} s")
 
 
+def _fast_parts(data: bytes, pb: object, repeat: int) -> str:
+    """Where one fast read's time goes: framing, the columns, the rest (records read exactly, points)."""
+    layout = wandb_columns.layout(pb)
+    assert layout is not None
+    t_frame, framed = _best(lambda: wandb_framing.frame(data), repeat)
+    t_columns, columns = _best(lambda: wandb_columns.decode(framed, layout), repeat)  # type: ignore[arg-type]
+    t_all, _ = _best(lambda: wandb_fast.read_fast(data, pb, wandb_run.History(source="x", typed=True), {}), repeat)
+    assert columns is not None
+    kinds = np.bincount(columns.kind, minlength=3)  # type: ignore[attr-defined]
+    return (f"framing {t_frame:.2f} s, columns {t_columns:.2f} s ({kinds[wandb_columns.HISTORY]:,} history and "
+            f"{kinds[wandb_columns.SUMMARY]:,} summary records read fast, {kinds[wandb_columns.SLOW]:,} exactly), "
+            f"the rest {t_all - t_frame - t_columns:.2f} s")
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    pa, pb_ = a[0], b[0]
+    arrays = [(x.dtype, x.tobytes()) for x in (pa.tag_codes, pa.steps, pa.wall_times, pa.values)]
+    others = [(x.dtype, x.tobytes()) for x in (pb_.tag_codes, pb_.steps, pb_.wall_times, pb_.values)]
+    return pa.tags == pb_.tags and arrays == others and a[1:] == b[1:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data", type=Path, default=HERE / "data" / "wandb")
     args = ap.parse_args()
-    print(f"load average {os.getloadavg()[0]:.1f}")
+    pb = wandb_run._load_protos()
     for name, folder in sorted(_runs(args.data, args.calls).items()):
+        print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
         mb = sum(p.stat().st_size for p in _run_files(folder)) / 1e6
-        t, got = _best(lambda f=folder: read_wandb_run(f), args.repeat)
-        points = got[0]  # type: ignore[index]
-        print(f"{name:10s} {mb:6.1f} MB  {len(points.values):>9,} points  {t:6.2f} s  {mb / t:6.1f} MB/s  |  "
-              f"{_parts(folder)}", flush=True)
+        t_exact, exact = _best(lambda f=folder: read_wandb_run(f, exact=True), args.repeat)
+        t_fast, fast = _best(lambda f=folder: read_wandb_run(f), args.repeat)
+        assert _same(exact, fast), f"{name}: the fast path read something else"  # type: ignore[arg-type]
+        points = fast[0]  # type: ignore[index]
+        data = _run_files(folder)[0].read_bytes()
+        print(f"{name:10s} {mb:6.1f} MB  {len(points.values):>9,} points  exact {t_exact:6.2f} s "
+              f"{mb / t_exact:6.1f} MB/s  fast {t_fast:6.2f} s {mb / t_fast:6.1f} MB/s  ({t_exact / t_fast:.1f}x)\n"
+              f"    exact: {_exact_parts(data, pb)}\n    fast:  {_fast_parts(data, pb, args.repeat)}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ exact path (removing the check makes that file's test fail).
 
 from __future__ import annotations
 
-import math
-import shutil
 import struct
 import subprocess
 import sys
@@ -27,77 +25,11 @@ from hypothesis import strategies as st
 
 from analyzer.errors import LogFormatError
 from analyzer.ingest import protowalk, wandb_columns, wandb_framing
-from analyzer.ingest.wandb_run import _json_value, _load_protos, _number, read_wandb_run
+from analyzer.ingest.wandb_run import _json_value, _number, read_wandb_run
+from tests.wandb_bytes import (base_records, chunks, field, history, item, overlong, run_dir, summary,
+                               wandb_file)
 
 pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
-BLOCK = 32768
-
-
-# --- building .wandb files by hand -----------------------------------------------------------------
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    return bytes(out + bytes([n]))
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _item(key: str, value: str) -> bytes:
-    return pb.HistoryItem(nested_key=[key], value_json=value).SerializeToString()
-
-
-def _history(num: int, items: list[tuple[str, str]] | list[bytes], step: bytes | None = b"") -> bytes:
-    """A Record holding a HistoryRecord of these items (pairs, or items already encoded)."""
-    body = b"".join(_field(1, i if isinstance(i, bytes) else _item(*i)) for i in items)
-    if step is not None:
-        body += _field(2, step)
-    return _varint(1 << 3) + _varint(num) + _field(2, body)
-
-
-def _wandb_file(records: list[bytes]) -> bytes:
-    """LevelDB's log layout, as wandb writes it: records cut into chunks that never cross a block."""
-    out = bytearray(b":W&B" + struct.pack("<HB", 0xBEE1, 0))
-    for record in records:
-        rest, first = record, True
-        while True:
-            left = BLOCK - len(out) % BLOCK
-            if left < 7:
-                out += bytes(left)
-                continue
-            piece, rest = rest[: left - 7], rest[left - 7:]
-            kind = (1 if first else 4) if not rest else (2 if first else 3)
-            out += struct.pack("<IHB", zlib.crc32(bytes([kind]) + piece), len(piece), kind) + piece
-            first = False
-            if not rest:
-                break
-    return bytes(out)
-
-
-def _run_dir(tmp: Path, files: dict[str, bytes]) -> Path:
-    folder = tmp / "offline-run-20260105_100000-x"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return folder
-
-
-def _base(n: int = 40) -> list[bytes]:
-    """A run's usual records: a run record with its config, then history rows with their summaries."""
-    config = pb.ConfigRecord(update=[pb.ConfigItem(key="lr", value_json="0.1")])
-    out = [pb.Record(num=1, run=pb.RunRecord(run_id="x", config=config)).SerializeToString()]
-    for i in range(n):
-        row = [("_step", str(i)), ("loss", repr(1.0 / (i + 1))), ("_timestamp", repr(1.7e9 + i)), ("_runtime", "0.5")]
-        out.append(_history(2 * i + 2, row))
-        out.append(pb.Record(num=2 * i + 3, summary=pb.SummaryRecord(update=[
-            pb.SummaryItem(nested_key=["loss"], value_json=repr(1.0 / (i + 1)))])).SerializeToString())
-    return out
 
 
 # --- the oracle ------------------------------------------------------------------------------------
@@ -107,7 +39,8 @@ def _reading(folder: Path, exact: bool) -> Any:
         points, notes, hparams = read_wandb_run(folder, exact=exact)
     except LogFormatError as exc:
         return ("error", str(exc))
-    columns = (points.tag_codes, points.steps, points.wall_times.view(np.uint64), points.values.view(np.uint64))
+    columns = (points.tag_codes, points.steps, points.wall_times.view(np.uint64),
+               points.values.view(np.uint64))
     return (points.tags, [(c.dtype.str, c.tolist()) for c in columns], notes, hparams)
 
 
@@ -119,7 +52,7 @@ def assert_same(folder: Path) -> Any:
 
 def _kinds(data: bytes) -> np.ndarray:
     """Per record, how the fast path reads it (wandb_columns.SLOW, HISTORY or SUMMARY)."""
-    columns = wandb_columns.decode(wandb_framing.frame(data), wandb_columns.layout(_load_protos()))
+    columns = wandb_columns.decode(wandb_framing.frame(data), wandb_columns.layout(pb))
     assert columns is not None
     return columns.kind
 
@@ -131,7 +64,8 @@ _WRITE_RUNS = textwrap.dedent("""
     import numpy as np
     import wandb
 
-    run = wandb.init(project="t", id="varied01", config={"lr": 3e-4, "opt": {"name": "adamw", "b": [0.9, 0.95]}})
+    config = {"lr": 3e-4, "opt": {"name": "adamw", "b": [0.9, 0.95]}}
+    run = wandb.init(project="t", id="varied01", config=config)
     wandb.define_metric("epoch")
     wandb.define_metric("val/*", step_metric="epoch")
     for i in range(60):
@@ -194,31 +128,16 @@ def test_resumed_run_files_in_one_folder(real_runs: dict[str, list[Path]], tmp_p
     files = {f"run-resumed1-{i}.wandb": next(folder.glob("run-*.wandb")).read_bytes()
              for i, folder in enumerate(real_runs["resumed1"])}
     files["run-varied01.wandb"] = next(real_runs["varied01"][0].glob("run-*.wandb")).read_bytes()
-    reading = assert_same(_run_dir(tmp_path, files))
+    reading = assert_same(run_dir(tmp_path, files))
     assert any(n.kind == "merged" for n in reading[2])
 
 
 # --- hostile edits ---------------------------------------------------------------------------------
 
-def _chunks(data: bytes) -> list[tuple[int, int]]:
-    """(position, data length) of every chunk the reference walk meets."""
-    out, pos = [], 7
-    while pos + 7 <= len(data):
-        if BLOCK - pos % BLOCK < 7:
-            pos += BLOCK - pos % BLOCK
-            continue
-        length = struct.unpack_from("<H", data, pos + 4)[0]
-        if length == 0 or pos + 7 + length > len(data):
-            break
-        out.append((pos, length))
-        pos += 7 + length
-    return out
-
-
 @st.composite
 def _edits(draw: st.DrawFn, data: bytes) -> bytes:
     out = bytearray(data)
-    chunks = _chunks(data)
+    where = chunks(data)
     for _ in range(draw(st.integers(1, 4))):
         how = draw(st.sampled_from(["cut", "flip", "zero", "rewrite", "header"]))
         if how == "cut":
@@ -229,8 +148,8 @@ def _edits(draw: st.DrawFn, data: bytes) -> bytes:
         elif how == "zero" and len(out) > 7:
             at, size = draw(st.integers(7, len(out) - 1)), draw(st.integers(1, 40000))
             out[at: at + size] = bytes(len(out[at: at + size]))
-        elif chunks:
-            pos, length = draw(st.sampled_from(chunks))
+        elif where:
+            pos, length = draw(st.sampled_from(where))
             if pos + 7 + length > len(out):
                 continue
             if how == "header":
@@ -248,7 +167,7 @@ def small_run(real_runs: dict[str, list[Path]]) -> bytes:
 
 
 def test_hostile_edits_read_the_same(small_run: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
-    folder = _run_dir(tmp_path_factory.mktemp("edits"), {})
+    folder = run_dir(tmp_path_factory.mktemp("edits"), {})
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.data())
@@ -270,7 +189,7 @@ def test_hostile_edits_read_the_same(small_run: bytes, tmp_path_factory: pytest.
 @given(st.lists(st.integers(0, 70000), min_size=0, max_size=12), st.data())
 def test_framing_of_any_layout(sizes: list[int], data: st.DataObject) -> None:
     """Records of any size (pieces across blocks, blocks' padded tails), then cut, zeroed or flipped."""
-    file = bytearray(_wandb_file([bytes([i % 251]) * n for i, n in enumerate(sizes)]))
+    file = bytearray(wandb_file([bytes([i % 251]) * n for i, n in enumerate(sizes)]))
     for _ in range(data.draw(st.integers(0, 3))):
         if len(file) <= 7:
             break
@@ -319,80 +238,66 @@ def test_values_read_as_float_reads_them(texts: list[str]) -> None:
 
 # --- one file per fallback check -------------------------------------------------------------------
 
-def _overlong(n: int, size: int) -> bytes:
-    """n as a varint of exactly ``size`` bytes (padded with continuation bytes)."""
-    raw = bytearray(_varint(n))
-    while len(raw) < size:
-        raw[-1] |= 0x80
-        raw.append(0)
-    return bytes(raw)
-
-
-def _summary(num: int, body: bytes) -> bytes:
-    return _varint(1 << 3) + _varint(num) + _field(3, body)
-
-
-_ITEM = _field(1, _item("a", "1"))
-_INFO = _field(200, _field(1, b"\xff"))  # a _RecordInfo whose stream_id is not UTF-8: protobuf refuses it
+_ITEM = field(1, item("a", "1"))
+_INFO = field(200, field(1, b"\xff"))  # a _RecordInfo whose stream_id is not UTF-8: protobuf refuses it
 # Each: records that the fast path leaves to the exact path for one reason only.
 _ONE_CHECK = {
-    "a second history field (protobuf merges them)": _history(900, [("a", "1")]) + _field(2, _field(1, _item("b", "2"))),
-    "a num varint longer than 10 bytes": b"\x08" + b"\xff" * 10 + b"\x01" + _field(2, _ITEM),
-    "a length varint longer than 5 bytes": b"\x08\x05\x12" + _overlong(len(_ITEM), 6) + _ITEM,
-    "a history field running past its record": b"\x08\x05" + _field(2, b"\x0a\x40" + _item("a", "1")),
-    "a history record with _info": _varint(8) + _varint(5) + _field(2, _ITEM + _INFO),
-    "a summary record with _info": _summary(5, _field(1, _field(2, b"a") + _field(16, b"1")) + _INFO),
-    "two steps (protobuf merges them)": _history(5, [("a", "1")], step=None) + b"",
-    "a step with another field": _history(5, [("a", "1")], step=b"\x10\x05"),
-    "a summary item's field running past its item": _summary(5, _field(1, b"\x12\x01a\x82\x01\x09" + b"1")),
-    "a nested key of two parts": _history(5, [pb.HistoryItem(nested_key=["a", "b"], value_json="1").SerializeToString()]),
-    "an item whose first field is no key": _history(5, [_field(9, b"x") + _field(16, b"1.5")]),
-    "a typed value": _history(5, [pb.HistoryItem(nested_key=["a"], text="2.5").SerializeToString()]),
-    "a key twice": _history(5, [("a", "1"), ("a", "2")]),
-    "a media key": _history(5, [("img._type", "1")]),
-    "a key not ASCII": _history(5, [("λ", "1")]),
-    "a value with a NUL at its end": _history(5, [("a", "1.5\x00")]),
-    "a value longer than 24 bytes": _history(5, [("a", "1" * 30)]),
-    "a value that is not UTF-8": _history(5, [_field(2, b"a") + _field(16, b"\xff")]),
-    "a summary string that is not UTF-8": _summary(5, _field(1, _field(2, b"a") + _field(16, b"\xff"))),
+    "a second history field (protobuf merges them)": history(9, [("a", "1")]) + field(2, field(1, item("b", "2"))),
+    "a num varint longer than 10 bytes": b"\x08" + b"\xff" * 10 + b"\x01" + field(2, _ITEM),
+    "a length varint longer than 5 bytes": b"\x08\x05\x12" + overlong(len(_ITEM), 6) + _ITEM,
+    "a history field running past its record": b"\x08\x05" + field(2, b"\x0a\x40" + item("a", "1")),
+    "a history record with _info": b"\x08\x05" + field(2, _ITEM + _INFO),
+    "a summary record with _info": summary(5, field(1, field(2, b"a") + field(16, b"1")) + _INFO),
+    "two steps (protobuf merges them)": b"\x08\x05" + field(2, _ITEM + field(2, b"\x08\x05") + field(2, b"")),
+    "a step with another field": history(5, [("a", "1")], step=b"\x10\x05"),
+    "a summary item's field running past its item": summary(5, field(1, b"\x12\x01a\x82\x01\x09" + b"1")),
+    "a nested key of two parts": history(5, [field(2, b"a") + field(2, b"b") + field(16, b"1")]),
+    "an item whose first field is no key": history(5, [field(9, b"x") + field(16, b"1.5")]),
+    "a typed value": history(5, [pb.HistoryItem(nested_key=["a"], text="2.5").SerializeToString()]),
+    "a key twice": history(5, [("a", "1"), ("a", "2")]),
+    "a media key": history(5, [("img._type", "1")]),
+    "a key not ASCII": history(5, [("λ", "1")]),
+    "a value with a NUL at its end": history(5, [("a", "1.5\x00")]),
+    "a value longer than 24 bytes": history(5, [("a", "1" * 30)]),
+    "a value that is not UTF-8": history(5, [field(2, b"a") + field(16, b"\xff")]),
+    "a summary string that is not UTF-8": summary(5, field(1, field(2, b"a") + field(16, b"\xff"))),
 }
-_ONE_CHECK["two steps (protobuf merges them)"] = (
-    _varint(8) + _varint(5) + _field(2, _ITEM + _field(2, b"\x08\x05") + _field(2, b"")))
 
 
 @pytest.mark.parametrize("case", sorted(_ONE_CHECK))
 def test_each_fallback_check(case: str, tmp_path: Path) -> None:
-    records = _base(20)
+    records = base_records(20)
     records[21:21] = [_ONE_CHECK[case]]  # amid fast records, so the runs around it are read fast
-    data = _wandb_file(records + _base(20)[1:])
+    data = wandb_file(records + base_records(20)[1:])
     kinds = _kinds(data)
     assert kinds[21] == wandb_columns.SLOW
     assert np.count_nonzero(kinds == wandb_columns.HISTORY) == 40
-    assert_same(_run_dir(tmp_path, {"run-x.wandb": data}))
+    assert_same(run_dir(tmp_path, {"run-x.wandb": data}))
 
 
 def test_step_metrics_across_runs_of_fast_records(tmp_path: Path) -> None:
     """define_metric records amid history ones: the latest step metric value carries across exact ones."""
-    records = _base(3)
+    records = base_records(3)
     records.append(pb.Record(num=50, metric=pb.MetricRecord(name="epoch")).SerializeToString())
-    records.append(pb.Record(num=51, metric=pb.MetricRecord(glob_name="val/*", step_metric="epoch")).SerializeToString())
+    glob = pb.MetricRecord(glob_name="val/*", step_metric="epoch")
+    records.append(pb.Record(num=51, metric=glob).SerializeToString())
     for i in range(80):
         row = [("val/loss", repr(i / 7)), ("_step", str(i))]
         if i % 9 == 4:
             row.append(("epoch", ["NaN", "2.5", "1e30", "Infinity", str(i // 9)][i % 5]))
-        records.append(_history(60 + i, row))
+        records.append(history(60 + i, row))
         if i == 40:
             records.append(pb.Record(num=200, metric=pb.MetricRecord(name="val/late", step_metric="_step"))
                            .SerializeToString())
-    reading = assert_same(_run_dir(tmp_path, {"run-x.wandb": _wandb_file(records)}))
+    reading = assert_same(run_dir(tmp_path, {"run-x.wandb": wandb_file(records)}))
     assert {n.kind for n in reading[2]} >= {"dropped"}
 
 
 def test_hash_collision_reads_the_whole_file_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = _wandb_file(_base(30))
+    data = wandb_file(base_records(30))
     monkeypatch.setattr(protowalk, "_mix", lambda h, word, k: np.zeros_like(h))  # every key hashes alike
     assert wandb_columns.decode(wandb_framing.frame(data), wandb_columns.layout(pb)) is None
-    assert_same(_run_dir(tmp_path, {"run-x.wandb": data}))
+    assert_same(run_dir(tmp_path, {"run-x.wandb": data}))
 
 
 class _Retyped:

@@ -175,7 +175,8 @@ def intern_strings(buf: np.ndarray, offsets: np.ndarray,
     """
     offsets, lengths = offsets.astype(np.int64), lengths.astype(np.int64)
     h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    words = [word_at(buf, offsets, lengths, k) for k in range(0, int(lengths.max()) if lengths.size else 0, 8)]
+    longest = int(lengths.max()) if lengths.size else 0
+    words = [word_at(buf, offsets, lengths, k) for k in range(0, longest, 8)]
     for k, word in zip(range(0, 8 * len(words), 8), words):
         h = _mix(h, word, k)
     codes, _ = pd.factorize(h)
@@ -189,28 +190,37 @@ def intern_strings(buf: np.ndarray, offsets: np.ndarray,
 
 
 @dataclass(frozen=True)
-class LenFields:
-    """The fields of messages whose fields are all length-delimited (strings, bytes, sub-messages),
-    field position by field position: every message's first field (in message order), then every
-    second field, and so on.
+class FieldsAt:
+    """The fields at one position of the walked messages (one field per message that has one).
 
     Attributes:
-        msg: index of the walked message each field belongs to.
+        msg: index of the walked message each field belongs to (increasing).
         tag: the field's tag as written, its one or two bytes read as a little-endian int (so a
             caller compares with the tags it expects, encoded once).
         start, end: the payload's bounds in ``buf``.
-        order: the field's position within its message.
-        head_high: per walked message, its bytes >= 0x80 in tags and lengths (the rest are payload).
-        bad: per walked message, True when it has a field of another wire type, a tag longer than
-            two bytes, a length varint longer than 5 bytes, or a field running past its end. Such
-            messages' fields are not listed.
     """
 
     msg: np.ndarray
     tag: np.ndarray
     start: np.ndarray
     end: np.ndarray
-    order: np.ndarray
+
+
+@dataclass(frozen=True)
+class LenFields:
+    """The fields of messages whose fields are all length-delimited (strings, bytes, sub-messages).
+
+    Attributes:
+        at: per field position, the fields there: ``at[k]`` holds every message's k-th field.
+        count: per walked message, how many fields it has.
+        head_high: per walked message, its bytes >= 0x80 in tags and lengths (the rest are payload).
+        bad: per walked message, True when it has a field of another wire type, a tag longer than
+            two bytes, a length varint longer than 5 bytes, or a field running past its end. Such
+            messages' fields are not listed (their count is 0).
+    """
+
+    at: tuple[FieldsAt, ...]
+    count: np.ndarray
     head_high: np.ndarray
     bad: np.ndarray
 
@@ -236,9 +246,10 @@ def walk_len_fields(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Le
     least 2 bytes past the last message."""
     bad = np.zeros(starts.shape[0], dtype=bool)
     head_high = np.zeros(starts.shape[0], dtype=np.int64)
+    count = np.zeros(starts.shape[0], dtype=np.int64)
     lane = np.flatnonzero(starts < ends)
     p, e = starts[lane].astype(np.int64), ends[lane].astype(np.int64)
-    parts: list[tuple[np.ndarray, ...]] = []
+    at: list[FieldsAt] = []
     while lane.size:
         t0 = buf[p]
         tag = t0.astype(np.int64)
@@ -265,16 +276,11 @@ def walk_len_fields(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Le
             bad[lane[broken]] = True
             good = ~broken
             lane, tag, start, stop, e = lane[good], tag[good], start[good], stop[good], e[good]
-        parts.append((lane, tag, start, stop))
+        at.append(FieldsAt(lane, tag, start, stop))
         more = stop < e
+        count[lane[~more]] = len(at)
         lane, p, e = lane[more], stop[more], e[more]
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return LenFields(empty, empty, empty, empty, empty, head_high, bad)
-    sizes = [part[0].size for part in parts]
-    msg, tag, start, end = (np.concatenate(c) for c in zip(*parts))
-    order = np.repeat(np.arange(len(parts)), sizes)
     if bad.any():  # fields of a message that later proved broken are dropped with it
-        keep = ~bad[msg]
-        msg, tag, start, end, order = msg[keep], tag[keep], start[keep], end[keep], order[keep]
-    return LenFields(msg, tag, start, end, order, head_high, bad)
+        count[bad] = 0
+        at = [FieldsAt(*(c[~bad[f.msg]] for c in (f.msg, f.tag, f.start, f.end))) for f in at]
+    return LenFields(tuple(at), count, head_high, bad)

@@ -7,10 +7,10 @@ is matched at once, in numpy, against the layout wandb writes, and the value_jso
 in bulk by polars.
 
 The fast path vouches for two kinds of record: history records whose items each hold one key (or
-one nested_key) then one value_json, every value a JSON number or NaN/Infinity/-Infinity, no key
-twice and no media key (``._type``); and summary records (two thirds of a file's records, which
-the reader skips) made only of string items. Each must be encoded as protobuf's own serializers
-write it (shortest varints, known fields only, ASCII strings) so that every protobuf
+one nested_key) then one value_json, every value a JSON number, NaN, Infinity, -Infinity, true,
+false or null, no key twice and no media key (``._type``); and summary records (two thirds of a
+file's records, which the reader skips, but counts) made only of string items. Each may hold no
+field but those, with ASCII strings and varints within upb's limits, so that every protobuf
 implementation decodes it without error and to the same values. Every other record (run, config,
 metric, stats, ..., and any history record with a nested dict, media, text, a typed value, an
 unknown field or an odd encoding) is left to the exact path, record by record. The field numbers
@@ -69,25 +69,25 @@ def _repeated(field: Any) -> bool:
 def layout(pb: Any) -> Layout | None:
     """The fields from wandb's descriptors; None when they are not the types this reading assumes."""
     try:
-        rec, hist, item, step = (pb.Record.DESCRIPTOR.fields_by_name, pb.HistoryRecord.DESCRIPTOR.fields_by_name,
-                                 pb.HistoryItem.DESCRIPTOR.fields_by_name, pb.HistoryStep.DESCRIPTOR.fields_by_name)
+        rec, hist = pb.Record.DESCRIPTOR.fields_by_name, pb.HistoryRecord.DESCRIPTOR.fields_by_name
+        item, step = pb.HistoryItem.DESCRIPTOR.fields_by_name, pb.HistoryStep.DESCRIPTOR.fields_by_name
         summary = pb.SummaryRecord.DESCRIPTOR
-        expect = [(rec["num"], _INT64, False), (rec["history"], _MESSAGE, False), (rec["summary"], _MESSAGE, False),
-                  (hist["item"], _MESSAGE, True), (hist["step"], _MESSAGE, False), (step["num"], _INT64, False),
-                  (item["key"], _STRING, False), (item["nested_key"], _STRING, True),
+        expect = [(rec["num"], _INT64, False), (rec["history"], _MESSAGE, False),
+                  (rec["summary"], _MESSAGE, False), (hist["item"], _MESSAGE, True), (hist["step"], _MESSAGE, False),
+                  (step["num"], _INT64, False), (item["key"], _STRING, False), (item["nested_key"], _STRING, True),
                   (item["value_json"], _STRING, False)]
         if any(f.type != kind or _repeated(f) != many for f, kind, many in expect):
             return None
-        if (rec["history"].message_type is not pb.HistoryRecord.DESCRIPTOR
-                or rec["summary"].message_type is not summary or hist["item"].message_type is not pb.HistoryItem.DESCRIPTOR
-                or hist["step"].message_type is not pb.HistoryStep.DESCRIPTOR):
+        messages = [(rec["history"], pb.HistoryRecord), (rec["summary"], pb.SummaryRecord),
+                    (hist["item"], pb.HistoryItem), (hist["step"], pb.HistoryStep)]
+        if any(f.message_type is not cls.DESCRIPTOR for f, cls in messages):
             return None
         items = [f for f in summary.fields if f.type == _MESSAGE and f.message_type is pb.SummaryItem.DESCRIPTOR]
         if any(f.type != _STRING for f in pb.SummaryItem.DESCRIPTOR.fields):
             return None  # a summary item is vouched for as strings only (protobuf parses no unknown field)
-        return Layout(_tag(rec["num"], 0), _tag(rec["history"], 2), _tag(rec["summary"], 2), _tag(hist["item"], 2),
-                      _tag(hist["step"], 2), _tag(step["num"], 0), _tag(item["key"], 2), _tag(item["nested_key"], 2),
-                      _tag(item["value_json"], 2), frozenset(_tag(f, 2) for f in items))
+        return Layout(_tag(rec["num"], 0), _tag(rec["history"], 2), _tag(rec["summary"], 2),
+                      _tag(hist["item"], 2), _tag(hist["step"], 2), _tag(step["num"], 0), _tag(item["key"], 2),
+                      _tag(item["nested_key"], 2), _tag(item["value_json"], 2), frozenset(_tag(f, 2) for f in items))
     except (AttributeError, KeyError, ValueError):
         return None
 
@@ -144,8 +144,8 @@ def _top_level(f: Framed, lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarr
     tag, tb = _tag_at(f.buf, q)
     length, lb, len_ok = _varint_at(f.buf, q + tb, 5)
     ps = q + tb + lb
-    fits = (~has_num | num_ok) & len_ok & (ps + length == e)  # nothing after it (a second history would merge)
-    kind = np.where(fits & (tag == lay.history), HISTORY, np.where(fits & (tag == lay.summary), SUMMARY, SLOW))
+    fits = (~has_num | num_ok) & len_ok & (ps + length == e)  # nothing after it: a second history would merge
+    kind = np.select([fits & (tag == lay.history), fits & (tag == lay.summary)], [HISTORY, SUMMARY], SLOW)
     high = np.where(has_num, fb - 1 + nb - 1, 0) + tb - 1 + lb - 1
     return kind.astype(np.int8), ps, ps + length, high
 
@@ -185,17 +185,18 @@ def _repeated_keys(rec: np.ndarray, code: np.ndarray, distinct: int) -> np.ndarr
     return pd.Series(rec * distinct + code).duplicated().to_numpy()
 
 
-def _values(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _values(buf: np.ndarray, start: np.ndarray,
+            length: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(value, ok, null) of each value_json text: ok where float() reads it the way polars does (checked
     against float()'s grammar first), or it is exactly NaN, Infinity, -Infinity, true, false or null."""
     words = [pw.word_at(buf, start, length, k) for k in range(0, _TEXT_MAX, 8)]
-
-    nan, inf, ninf, true, false, null = ((length == len(name)) & (words[0] == int.from_bytes(name[:8].encode(), "little"))
-                                         & (words[1] == int.from_bytes(name[8:].encode(), "little")) for name in _WORDS)
+    nan, inf, ninf, true, false, null = (
+        (length == len(name)) & (words[0] == int.from_bytes(name[:8].encode(), "little"))
+        & (words[1] == int.from_bytes(name[8:].encode(), "little")) for name in _WORDS)
     table = np.stack(words, axis=1)
     ascii_ = ~(table & np.uint64(0x8080808080808080)).any(axis=1)
     table[~ascii_] = 0  # polars refuses a text that is not UTF-8; emptied, it fails the length check below
-    texts = pl.Series(table.view(f"S{_TEXT_MAX}").ravel())  # trailing NULs are dropped: the length check again
+    texts = pl.Series(table.view(f"S{_TEXT_MAX}").ravel())  # trailing NULs dropped: the length check again
     text = pl.col("t").cast(pl.String)
     read = pl.DataFrame({"t": texts, "n": length}).select(
         number=(text.str.contains(_NUMBER) & (text.str.len_bytes() == pl.col("n"))).fill_null(False),
@@ -223,51 +224,58 @@ class _Reading:
         self.high += np.bincount(records, weights=head_high, minlength=self.high.size).astype(np.int64)
 
 
-def _items(f: Framed, lay: Layout, r: _Reading, ps: np.ndarray, pe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _items(f: Framed, lay: Layout, r: _Reading, ps: np.ndarray,
+           pe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The HistoryRecord and SummaryRecord fields: (record, payload bounds) of each item, the history
     items first, record by record and each record's in order, then the summary items."""
     hs = np.flatnonzero(r.kind != SLOW)
     l1 = pw.walk_len_fields(f.buf, ps[hs], pe[hs])
     r.spoil(hs[l1.bad])
     r.high[hs] += l1.head_high
-    rec = hs[l1.msg]
-    history = r.kind[rec] == HISTORY
-    item = np.where(history, l1.tag == lay.item, _any_of(l1.tag, lay.summary_items))
-    step = history & (l1.tag == lay.step)
-    r.spoil(rec[~(item | step)])
-    r.spoil(np.flatnonzero(np.bincount(rec[step], minlength=r.kind.size) > 1))  # two steps would merge
-    num, high, ok = _step_nums(f.buf, l1.start[step], l1.end[step], lay)
-    r.spoil(rec[step][~ok])
-    r.step_num[rec[step]] = num.astype(np.float64)  # float(record.step.num), as the exact path
-    r.count_high(rec[step], high)
-    # The walk lists fields position by position; each field's slot in message order is its message's
-    # first slot plus its position.
-    per_msg = np.bincount(l1.msg, minlength=hs.size)
-    slot = (np.cumsum(per_msg) - per_msg)[l1.msg] + l1.order
-    placed = np.full(l1.msg.size, -1)
-    placed[slot[item & history]] = np.flatnonzero(item & history)
-    ordered = placed[placed >= 0]
-    chosen = np.concatenate([ordered, np.flatnonzero(item & ~history)])
-    return rec[chosen], np.stack([l1.start[chosen], l1.end[chosen]])
+    history = r.kind[hs] == HISTORY
+    counts = np.where(history, l1.count, 0)
+    first = np.cumsum(counts) - counts  # each history record's first slot: its fields in order
+    slots = np.full((3, int(counts.sum())), -1)  # record, payload start, payload end
+    steps: list[tuple[np.ndarray, ...]] = [(np.zeros(0, np.int64),) * 3]
+    summary: list[np.ndarray] = []
+    for k, at in enumerate(l1.at):
+        rec, hist = hs[at.msg], history[at.msg]
+        mine = hist & (at.tag == lay.item)
+        step = hist & (at.tag == lay.step)
+        theirs = ~hist & _any_of(at.tag, lay.summary_items)
+        r.spoil(rec[~(mine | step | theirs)])
+        slots[:, first[at.msg[mine]] + k] = rec[mine], at.start[mine], at.end[mine]
+        if step.any():
+            steps.append((rec[step], at.start[step], at.end[step]))
+        summary.append(np.stack([rec[theirs], at.start[theirs], at.end[theirs]]))
+    step_rec, a, b = (np.concatenate(c) for c in zip(*steps))
+    r.spoil(np.flatnonzero(np.bincount(step_rec, minlength=r.kind.size) > 1))  # two steps would merge
+    num, high, ok = _step_nums(f.buf, a, b, lay)
+    r.spoil(step_rec[~ok])
+    r.step_num[step_rec] = num.astype(np.float64)  # float(record.step.num), as the exact path
+    r.count_high(step_rec, high)
+    items = np.concatenate([slots[:, slots[0] >= 0], *summary], axis=1)
+    return items[0], items[1:]
 
 
 def _item_fields(f: Framed, lay: Layout, r: _Reading, item_rec: np.ndarray,
                  bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The items' fields, checked; for the history items, in their order: (record, key bounds, value bounds)."""
+    """The items' fields, checked; for the history items, in order: (record, key bounds, value bounds)."""
     l2 = pw.walk_len_fields(f.buf, bounds[0], bounds[1])
     r.spoil(item_rec[l2.bad])
     r.count_high(item_rec, l2.head_high)
-    rec = item_rec[l2.msg]
-    history = r.kind[rec] == HISTORY
-    fields = np.bincount(l2.msg, minlength=item_rec.size)
-    r.spoil(item_rec[(r.kind[item_rec] == HISTORY) & (fields != 2)])
-    pair = history & (fields[l2.msg] == 2)
-    # Position by position: the first fields of the pairs, then their second fields, both in item order.
-    key = pair & (l2.order == 0)
-    value = pair & (l2.order == 1)
-    r.spoil(rec[key & (l2.tag != lay.key) & (l2.tag != lay.nested_key)])
-    r.spoil(rec[value & (l2.tag != lay.value_json)])
-    return rec[key], np.stack([l2.start[key], l2.end[key]]), np.stack([l2.start[value], l2.end[value]])
+    history = r.kind[item_rec] == HISTORY
+    r.spoil(item_rec[history & (l2.count != 2)])
+    if len(l2.at) < 2:
+        empty = np.zeros((2, 0), np.int64)
+        return empty[0], empty, empty
+    pair = history & (l2.count == 2)
+    keys, values = l2.at[0], l2.at[1]
+    key, value = pair[keys.msg], pair[values.msg]  # the same items, in the same order
+    r.spoil(item_rec[keys.msg[key]][(keys.tag[key] != lay.key) & (keys.tag[key] != lay.nested_key)])
+    r.spoil(item_rec[values.msg[value]][values.tag[value] != lay.value_json])
+    return (item_rec[keys.msg[key]], np.stack([keys.start[key], keys.end[key]]),
+            np.stack([values.start[value], values.end[value]]))
 
 
 def decode(f: Framed, lay: Layout) -> Columns | None:
@@ -284,7 +292,8 @@ def decode(f: Framed, lay: Layout) -> Columns | None:
     return _history(f, r, rec, key_at, value_at)
 
 
-def _history(f: Framed, r: _Reading, rec: np.ndarray, key_at: np.ndarray, value_at: np.ndarray) -> Columns | None:
+def _history(f: Framed, r: _Reading, rec: np.ndarray, key_at: np.ndarray,
+             value_at: np.ndarray) -> Columns | None:
     """Keys interned and values parsed for the history records still read here."""
     keep = ~r.slow[rec]
     rec, key_at, value_at = rec[keep], key_at[:, keep], value_at[:, keep]

@@ -40,8 +40,9 @@ class Framing:
 
 
 def records(data: bytes, framing: Framing) -> Iterator[bytes]:
-    """The reference reading (the exact path's): the records of a .wandb file in write order (after its header), as LevelDB's log reader does:
-    a chunk failing its CRC loses the rest of its block, and a torn tail ends the read."""
+    """The reference reading (the exact path's): the records of a .wandb file in write order (after its
+    header), as LevelDB's log reader does: a chunk failing its CRC loses the rest of its block, and a
+    torn tail ends the read."""
     view = memoryview(data)
     pos, end = HEADER, len(data)
     pending: list[bytes] | None = None
@@ -159,7 +160,8 @@ def _walk_blocks(buf: np.ndarray, n: int) -> tuple[_Chunks, np.ndarray, np.ndarr
 def _stop_lanes(buf: np.ndarray, lane: np.ndarray, p: np.ndarray, torn: np.ndarray, status: np.ndarray,
                 stop_at: np.ndarray) -> None:
     """Blocks whose next chunk header is torn (runs past the file end), zero fill, or corrupt."""
-    zero = ~torn & (unaligned_view(buf, "<u4")[p] == 0) & (unaligned_view(buf, "<u2")[p + 4] == 0) & (buf[p + 6] == 0)
+    zero = (~torn & (unaligned_view(buf, "<u4")[p] == 0) & (unaligned_view(buf, "<u2")[p + 4] == 0)
+            & (buf[p + 6] == 0))
     status[lane] = np.where(torn, _TORN, np.where(zero, _NEXT, _BAD))
     stop_at[lane] = p
 
@@ -187,7 +189,8 @@ def _cut_at_failures(data: bytes, ch: _Chunks, status: np.ndarray,
     return ch.where(keep)
 
 
-def _events(ch: _Chunks, status: np.ndarray, stop_at: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _events(ch: _Chunks, status: np.ndarray, stop_at: np.ndarray,
+            n: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(event kinds, event chunk indices (-1 for a corrupt event), torn bytes) up to a torn tail."""
     torn = np.flatnonzero(status == _TORN)
     truncated = 0

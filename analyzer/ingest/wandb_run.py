@@ -149,7 +149,7 @@ class History:
     bad_step: Counter[str] = field(default_factory=Counter)
     step_metrics: _StepMetrics = field(default_factory=_StepMetrics)
     #: Points read by the fast path, each batch with the number of points the lists held before it.
-    batches: list[tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
+    batches: list[tuple[int, tuple[np.ndarray, ...]]] = field(default_factory=list)
 
     def add(self, record: Any) -> None:
         row: dict[str, Any] = {}
@@ -202,8 +202,9 @@ class History:
         self.batches.append((len(self.codes), (codes, steps, walls, values)))
 
     def points(self) -> RawPoints:
-        listed = (np.asarray(self.codes, np.int32), np.asarray(self.steps, np.int64),
-                  np.asarray(self.walls, np.float64), np.asarray(self.values, np.float64))
+        listed: tuple[np.ndarray, ...] = (
+            np.asarray(self.codes, np.int32), np.asarray(self.steps, np.int64),
+            np.asarray(self.walls, np.float64), np.asarray(self.values, np.float64))
         parts: list[list[np.ndarray]] = [[], [], [], []]
         done = 0
         for mark, batch in self.batches:
@@ -298,7 +299,8 @@ def _read_exact(data: bytes, pb: Any, history: History, config: dict[str, Any]) 
     return framing, decoded, undecodable
 
 
-def _read_fast(data: bytes, pb: Any, history: History, config: dict[str, Any]) -> tuple[Framing, int, int] | None:
+def _read_fast(data: bytes, pb: Any, history: History,
+               config: dict[str, Any]) -> tuple[Framing, int, int] | None:
     # Imported here: the fast path builds on this module's classes (the exact reading it must match).
     from analyzer.ingest.wandb_fast import read_fast
 
