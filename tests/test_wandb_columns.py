@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzer.errors import LogFormatError
-from analyzer.ingest import protowalk, wandb_columns, wandb_framing
+from analyzer.ingest import protowalk, wandb_columns, wandb_fast, wandb_framing
 from analyzer.ingest.wandb_run import _json_value, _number, read_wandb_run
 from tests.wandb_bytes import (base_records, chunks, field, history, item, overlong, run_dir, summary,
                                wandb_file)
@@ -45,8 +45,16 @@ def _reading(folder: Path, exact: bool) -> Any:
 
 
 def assert_same(folder: Path) -> Any:
+    """Both readings alike; the fast one also with every run of fast records turned into points at once
+    (by default a run shorter than wandb_fast._MIN_RUN is read record by record, as small files' are)."""
     exact = _reading(folder, exact=True)
     assert _reading(folder, exact=False) == exact
+    default = wandb_fast._MIN_RUN
+    try:
+        wandb_fast._MIN_RUN = 1
+        assert _reading(folder, exact=False) == exact
+    finally:
+        wandb_fast._MIN_RUN = default
     return exact
 
 
@@ -239,7 +247,7 @@ def test_values_read_as_float_reads_them(texts: list[str]) -> None:
 # --- one file per fallback check -------------------------------------------------------------------
 
 _ITEM = field(1, item("a", "1"))
-_INFO = field(200, field(1, b"\xff"))  # a _RecordInfo whose stream_id is not UTF-8: protobuf refuses it
+_INFO = field(200, b"\x0a\x05ab")  # a _RecordInfo whose stream_id runs past its end: protobuf refuses it
 # Each: records that the fast path leaves to the exact path for one reason only.
 _ONE_CHECK = {
     "a second history field (protobuf merges them)": history(9, [("a", "1")]) + field(2, field(1, item("b", "2"))),
@@ -276,13 +284,14 @@ def test_each_fallback_check(case: str, tmp_path: Path) -> None:
 
 
 def test_step_metrics_across_runs_of_fast_records(tmp_path: Path) -> None:
-    """define_metric records amid history ones: the latest step metric value carries across exact ones."""
+    """define_metric records amid history ones: the latest step metric value carries across exact ones;
+    steps that are not finite, not whole or past int64 are counted; W&B's own keys are no metrics."""
     records = base_records(3)
     records.append(pb.Record(num=50, metric=pb.MetricRecord(name="epoch")).SerializeToString())
     glob = pb.MetricRecord(glob_name="val/*", step_metric="epoch")
     records.append(pb.Record(num=51, metric=glob).SerializeToString())
     for i in range(80):
-        row = [("val/loss", repr(i / 7)), ("_step", str(i))]
+        row = [("val/loss", repr(i / 7)), ("_step", str(i)), ("_wandb.runtime", str(i))]
         if i % 9 == 4:
             row.append(("epoch", ["NaN", "2.5", "1e30", "Infinity", str(i // 9)][i % 5]))
         records.append(history(60 + i, row))
