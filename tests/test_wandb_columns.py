@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from analyzer.errors import LogFormatError
 from analyzer.ingest import protowalk, wandb_columns, wandb_fast, wandb_framing
 from analyzer.ingest.wandb_run import _json_value, _number, read_wandb_run
-from tests.wandb_bytes import (base_records, chunks, field, history, item, overlong, run_dir, summary,
+from tests.wandb_bytes import (BLOCK, base_records, chunks, field, history, item, overlong, run_dir, summary,
                                wandb_file)
 
 pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
@@ -183,12 +183,7 @@ def test_hostile_edits_read_the_same(small_run: bytes, tmp_path_factory: pytest.
         edited = data.draw(_edits(small_run))
         (folder / "run-x.wandb").write_bytes(edited)
         assert_same(folder)
-        framing = wandb_framing.Framing()
-        reference = list(wandb_framing.records(edited, framing))
-        framed = wandb_framing.frame(edited)
-        assert [framed.buf[a:b].tobytes() for a, b in zip(framed.starts, framed.ends)] == reference
-        assert (framed.corrupt_chunks, framed.orphan_chunks, framed.truncated_bytes) == (
-            framing.corrupt_chunks, framing.orphan_chunks, framing.truncated_bytes)
+        _same_framing(edited)
 
     check()
 
@@ -209,12 +204,35 @@ def test_framing_of_any_layout(sizes: list[int], data: st.DataObject) -> None:
             file[at] ^= 1 << data.draw(st.integers(0, 7))
         else:
             file[at: at + 7] = bytes(len(file[at: at + 7]))
+    _same_framing(bytes(file))
+
+
+def _same_framing(file: bytes) -> wandb_framing.Framing:
     framing = wandb_framing.Framing()
-    reference = list(wandb_framing.records(bytes(file), framing))
-    framed = wandb_framing.frame(bytes(file))
+    reference = list(wandb_framing.records(file, framing))
+    framed = wandb_framing.frame(file)
     assert [framed.buf[a:b].tobytes() for a, b in zip(framed.starts, framed.ends)] == reference
     assert (framed.corrupt_chunks, framed.orphan_chunks, framed.truncated_bytes) == (
         framing.corrupt_chunks, framing.orphan_chunks, framing.truncated_bytes)
+    return framing
+
+
+def test_framing_edge_cases() -> None:
+    file = wandb_file([b"a" * 100, b"b" * 50000, b"c" * 40000, b"d" * 10])
+    first = next(pos for pos, length in chunks(file) if file[pos + 6] == 2)
+    # cut right after a FIRST piece: no torn chunk, but a record left pending
+    assert _same_framing(file[: first + 7 + struct.unpack_from("<H", file, first + 4)[0]]).truncated_bytes
+    # a chunk that crosses its block's end, with a valid CRC: corrupt all the same
+    payload = b"x" * (BLOCK - 7 - 7 + 5)
+    crossing = b":W&B\xe1\xbe\x00" + struct.pack("<IHB", zlib.crc32(b"\x01" + payload), len(payload), 1) + payload
+    assert _same_framing(crossing + wandb_file([b"y" * 10])[7:]).corrupt_chunks == 1
+    # a length running past the file's end in a block before the last: the read ends there, before
+    # the next block's corrupt chunk
+    at = next(pos for pos, _ in chunks(file) if pos >= BLOCK)
+    torn = bytearray(file)
+    torn[at + 4: at + 6] = struct.pack("<H", 65535)
+    torn[2 * BLOCK + 20] ^= 1
+    assert _same_framing(bytes(torn)).truncated_bytes == len(file) - at
 
 
 # --- value_json texts ------------------------------------------------------------------------------
