@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from analyzer.ingest import wandb_columns, wandb_fast, wandb_framing, wandb_run  # noqa: E402
+from analyzer.ingest import wandb_columns, wandb_fast, wandb_framing, wandb_history, wandb_run  # noqa: E402
 from analyzer.ingest.wandb_run import _run_files, read_wandb_run  # noqa: E402
 
 _WRITE = textwrap.dedent("""
@@ -86,7 +86,7 @@ def _exact_parts(data: bytes, pb: object) -> str:
     records = [pb.Record.FromString(r) for r in raws]  # type: ignore[attr-defined]
     t2 = time.perf_counter()
     typed = "value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name  # type: ignore[attr-defined]
-    history = wandb_run.History(source="x", typed=typed)
+    history = wandb_history.History(source="x", typed=typed)
     for r in records:
         if r.WhichOneof("record_type") == "history":
             history.add(r.history)
@@ -103,7 +103,7 @@ def _fast_parts(data: bytes, pb: object, repeat: int) -> str:
     assert layout is not None
     t_frame, framed = _best(lambda: wandb_framing.frame(data), repeat)
     t_columns, columns = _best(lambda: wandb_columns.decode(framed, layout), repeat)  # type: ignore[arg-type]
-    t_all, _ = _best(lambda: wandb_fast.read_fast(data, pb, wandb_run.History(source="x", typed=True), {}), repeat)
+    t_all, _ = _best(lambda: wandb_fast.read_fast(data, pb, wandb_history.History(source="x", typed=True), {}), repeat)
     assert columns is not None
     kinds = np.bincount(columns.kind, minlength=3)  # type: ignore[attr-defined]
     return (f"framing {t_frame:.2f} s, columns {t_columns:.2f} s ({kinds[wandb_columns.HISTORY]:,} history and "

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from analyzer.errors import LogFormatError
 from analyzer.ingest import protowalk, wandb_columns, wandb_fast, wandb_framing
-from analyzer.ingest.wandb_run import _json_value, _number, read_wandb_run
+from analyzer.ingest.wandb_history import _json_value, _number
+from analyzer.ingest.wandb_run import read_wandb_run
 from tests.wandb_bytes import (BLOCK, base_records, chunks, field, history, item, overlong, run_dir, summary,
                                wandb_file)
 

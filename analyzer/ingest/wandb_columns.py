@@ -1,7 +1,7 @@
 """The history of a ``.wandb`` file read column-wise from its bytes, without a protobuf object per record.
 
 Why hand-written: no library walks protobuf messages column-wise (protobuf, upb and betterproto all
-build an object per message), and the exact path (`wandb_run`) spends ~5 us per record in
+build an object per message), and the exact path (`wandb_history`) spends ~5 us per record in
 ``Record.FromString`` and ~10 us walking each history record's items in Python. Here every record
 is matched at once, in numpy, against the layout wandb writes, and the value_json texts are parsed
 in bulk by polars.

@@ -1,9 +1,9 @@
 """The fast reading of one ``.wandb`` file: `wandb_columns` reads the records it can vouch for, the exact
-path (`wandb_run.apply_record`) reads the others, in file order, into the same state.
+path (`wandb_history.apply_record`) reads the others, in file order, into the same state.
 
 Only history and metric records change how later history records read (the tags' order, the step
 metrics and their latest values), so the file is replayed as runs of fast records between records
-read exactly. A run of fast history records is turned into points at once, as `wandb_run.History.add`
+read exactly. A run of fast history records is turned into points at once, as `wandb_history.History.add`
 would have one record after the other; a short run is read exactly, record by record (numpy's fixed
 cost per call would outweigh it).
 """
@@ -18,14 +18,14 @@ import pandas as pd
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN
 from analyzer.ingest.wandb_columns import HISTORY, SLOW, Columns, decode, layout
 from analyzer.ingest.wandb_framing import Framed, Framing, frame
-from analyzer.ingest.wandb_run import INTERNAL_KEYS, History, apply_record
+from analyzer.ingest.wandb_history import INTERNAL_KEYS, History, apply_record
 
 _MIN_RUN = 16  # fewer fast history records than this in a row are read exactly
 
 
 def read_fast(data: bytes, pb: Any, history: History,
               config: dict[str, Any]) -> tuple[Framing, int, int] | None:
-    """(framing, records decoded, records undecodable) as `wandb_run._read_exact` would give for this
+    """(framing, records decoded, records undecodable) as `wandb_run._read_exact` gives for this
     file, with ``history`` and ``config`` updated the same; None (nothing changed) where the fast path
     cannot read the file: wandb's protos are not the shapes it knows, or two keys share a hash."""
     lay = layout(pb)
