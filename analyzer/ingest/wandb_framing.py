@@ -7,7 +7,7 @@ a block boundary and every irregularity skips to the next block, so each block's
 its own boundary: the blocks are numpy lanes, one pass per chunk position. The CRCs are checked
 after the walk (a failure only cuts its block short: the chunks read before it are the same), and
 the FIRST/MIDDLE/LAST bookkeeping, which does cross blocks, is a forward fill over the chunks in
-file order. The Python walk spends ~1.7 us per chunk; this spends ~0.2 us, mostly in zlib.
+file order. The Python walk spends ~1 us per chunk; this ~0.4 us, most of it in one zlib call per chunk.
 """
 
 from __future__ import annotations
@@ -182,11 +182,9 @@ def _cut_at_failures(data: bytes, ch: _Chunks, status: np.ndarray,
     blocks, first = np.unique(ch.block[failed], return_index=True)
     cut = failed[first]
     status[blocks], stop_at[blocks] = _BAD, ch.pos[cut]
-    keep = np.ones(ch.pos.size, bool)
     limit = np.full(status.size, np.iinfo(np.int64).max)
     limit[blocks] = ch.pos[cut]
-    keep &= ch.pos < limit[ch.block]
-    return ch.where(keep)
+    return ch.where(ch.pos < limit[ch.block])
 
 
 def _events(ch: _Chunks, status: np.ndarray, stop_at: np.ndarray,
