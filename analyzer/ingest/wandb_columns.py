@@ -167,10 +167,17 @@ def _any_of(tag: np.ndarray, tags: frozenset[int]) -> np.ndarray:
     return hit
 
 
-def _high_bytes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Bytes >= 0x80 in each range (ranges sorted by start, as records are within one buffer)."""
-    high = np.flatnonzero(buf >= 0x80)
-    return np.searchsorted(high, ends) - np.searchsorted(high, starts)
+def _high_bytes(f: Framed, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Bytes >= 0x80 in each of these records. Records in the file and records joined after it are
+    looked up apart: each group spans a stretch of ``buf`` about the size of its records."""
+    out = np.zeros(starts.size, np.int64)
+    for group in (starts < f.size, starts >= f.size):
+        if group.any():
+            s, e = starts[group], ends[group]
+            lo = int(s.min())
+            high = np.flatnonzero(f.buf[lo: int(e.max())] >= 0x80) + lo
+            out[group] = np.searchsorted(high, e) - np.searchsorted(high, s)
+    return out
 
 
 def _repeated_keys(rec: np.ndarray, code: np.ndarray, distinct: int) -> np.ndarray:
@@ -288,7 +295,7 @@ def decode(f: Framed, lay: Layout) -> Columns | None:
     # Protobuf checks that strings are UTF-8: a summary record with a byte >= 0x80 in a string is left to it
     # (history records' keys and values are checked to be ASCII as they are read).
     summary = np.flatnonzero((r.kind == SUMMARY) & ~r.slow)
-    r.spoil(summary[_high_bytes(f.buf, f.starts[summary], f.ends[summary]) != r.high[summary]])
+    r.spoil(summary[_high_bytes(f, f.starts[summary], f.ends[summary]) != r.high[summary]])
     return _history(f, r, rec, key_at, value_at)
 
 

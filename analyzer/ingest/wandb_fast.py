@@ -21,38 +21,47 @@ from analyzer.ingest.wandb_framing import Framed, Framing, frame
 from analyzer.ingest.wandb_history import INTERNAL_KEYS, History, apply_record
 
 _MIN_RUN = 16  # fewer fast history records than this in a row are read exactly
+_BATCH = 1 << 15  # records per numpy pass: their arrays stay in cache (faster) and memory near the file's size
 
 
 def read_fast(data: bytes, pb: Any, history: History,
               config: dict[str, Any]) -> tuple[Framing, int, int] | None:
     """(framing, records decoded, records undecodable) as `wandb_run._read_exact` gives for this
-    file, with ``history`` and ``config`` updated the same; None (nothing changed) where the fast path
-    cannot read the file: wandb's protos are not the shapes it knows, or two keys share a hash."""
+    file, with ``history`` and ``config`` updated the same; None (nothing changed) where wandb's protos
+    are not the shapes the fast path knows."""
     lay = layout(pb)
     if lay is None:
         return None
     framed = frame(data)
-    cols = decode(framed, lay)
-    if cols is None:
-        return None
-    n = cols.kind.size
-    exact = np.flatnonzero(cols.kind == SLOW)
-    histories = np.flatnonzero(cols.kind == HISTORY)
+    decoded = undecodable = 0
+    for lo in range(0, framed.starts.size, _BATCH):
+        part = framed.part(lo, lo + _BATCH)
+        done, failed = _read_part(part, decode(part, lay), pb, history, config)
+        decoded, undecodable = decoded + done, undecodable + failed
+    return Framing(framed.corrupt_chunks, framed.orphan_chunks, framed.truncated_bytes), decoded, undecodable
+
+
+def _read_part(framed: Framed, cols: Columns | None, pb: Any, history: History,
+               config: dict[str, Any]) -> tuple[int, int]:
+    """(records decoded, records undecodable) of a batch of records, read in order: runs of fast history
+    records at once, the others exactly (all of them where the keys could not be told apart)."""
+    n = framed.starts.size
+    kind = cols.kind if cols is not None else np.full(n, SLOW)
+    exact = np.flatnonzero(kind == SLOW)
+    histories = np.flatnonzero(kind == HISTORY)
     decoded = n - exact.size
-    undecodable = 0
     lo = 0
     for stop in [*exact.tolist(), n]:
         run = histories[np.searchsorted(histories, lo): np.searchsorted(histories, stop)]
-        if run.size >= _MIN_RUN:
+        if run.size >= _MIN_RUN and cols is not None:
             _replay(history, cols, lo, stop)
         else:
             for i in run.tolist():
                 apply_record(_raw(framed, i), pb, history, config)
         if stop < n:
-            ok = apply_record(_raw(framed, stop), pb, history, config)
-            decoded, undecodable = decoded + ok, undecodable + (not ok)
+            decoded += apply_record(_raw(framed, stop), pb, history, config)
         lo = stop + 1
-    return Framing(framed.corrupt_chunks, framed.orphan_chunks, framed.truncated_bytes), decoded, undecodable
+    return decoded, n - decoded
 
 
 def _raw(framed: Framed, i: int) -> bytes:

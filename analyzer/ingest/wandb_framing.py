@@ -28,6 +28,7 @@ _TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
 _CORRUPT = 5  # an event in the chunk sequence: a chunk that failed its check (drops a pending record)
 _GO, _NEXT, _TORN, _BAD = 0, 1, 2, 3  # how a block's walk ended: file end, next block, torn tail, corrupt
 PAD = 16  # zero bytes after the records, so fixed-size reads near the end stay inside the buffer
+_CRC_BATCH = 1 << 18
 
 
 @dataclass
@@ -94,15 +95,22 @@ def records(data: bytes, framing: Framing) -> Iterator[bytes]:
 class Framed:
     """The records of one file: ``buf[starts[i]:ends[i]]`` in write order.
 
-    ``buf`` is the file, then the records that were split over chunks (joined), then PAD zero bytes.
+    ``buf`` is the file (``size`` bytes), then the records that were split over chunks (joined), then
+    PAD zero bytes.
     """
 
     buf: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
+    size: int
     corrupt_chunks: int
     orphan_chunks: int
     truncated_bytes: int
+
+    def part(self, lo: int, hi: int) -> Framed:
+        """Records lo to hi only (numbered from 0 again)."""
+        return Framed(self.buf, self.starts[lo:hi], self.ends[lo:hi], self.size, self.corrupt_chunks,
+                      self.orphan_chunks, self.truncated_bytes)
 
 
 @dataclass(frozen=True)
@@ -169,8 +177,12 @@ def _stop_lanes(buf: np.ndarray, lane: np.ndarray, p: np.ndarray, torn: np.ndarr
 def _crc_failures(data: bytes, ch: _Chunks) -> np.ndarray:
     """Indices of the chunks whose CRC (over the type byte and the data) does not match."""
     crc = zlib.crc32  # one call per chunk is most of this module's time: ~0.25 us each, the CRC itself ~0.03
-    got = [crc(data[a:b]) for a, b in zip((ch.pos + 6).tolist(), (ch.pos + CHUNK + ch.length).tolist())]
-    return np.flatnonzero(np.array(got, np.uint32) != ch.crc)
+    failed = []
+    for lo in range(0, ch.pos.size, _CRC_BATCH):  # the CRCs as Python ints: a batch at a time
+        pos, length = ch.pos[lo: lo + _CRC_BATCH], ch.length[lo: lo + _CRC_BATCH]
+        got = [crc(data[a:b]) for a, b in zip((pos + 6).tolist(), (pos + CHUNK + length).tolist())]
+        failed.append(np.flatnonzero(np.array(got, np.uint32) != ch.crc[lo: lo + _CRC_BATCH]) + lo)
+    return np.concatenate(failed) if failed else np.zeros(0, np.int64)
 
 
 def _cut_at_failures(data: bytes, ch: _Chunks, status: np.ndarray,
@@ -238,4 +250,4 @@ def frame(data: bytes) -> Framed:
         pieces = index[final:]
         truncated = truncated or int(ch.length[pieces].sum())
     buf = np.frombuffer(b"".join([data, joined, bytes(PAD)]), np.uint8)
-    return Framed(buf, starts, ends, int(np.count_nonzero(kinds == _CORRUPT)), orphans, truncated)
+    return Framed(buf, starts, ends, n, int(np.count_nonzero(kinds == _CORRUPT)), orphans, truncated)
