@@ -47,15 +47,16 @@ def _reading(folder: Path, exact: bool) -> Any:
 
 def assert_same(folder: Path) -> Any:
     """Both readings alike; the fast one also with every run of fast records turned into points at once
-    (by default a run shorter than wandb_fast._MIN_RUN is read record by record, as small files' are)."""
+    (by default a run shorter than wandb_fast._MIN_RUN is read record by record, as small files' are),
+    and in batches of a few records (a file smaller than wandb_fast._BATCH is one batch)."""
     exact = _reading(folder, exact=True)
     assert _reading(folder, exact=False) == exact
-    default = wandb_fast._MIN_RUN
+    defaults = wandb_fast._MIN_RUN, wandb_fast._BATCH
     try:
-        wandb_fast._MIN_RUN = 1
-        assert _reading(folder, exact=False) == exact
+        for wandb_fast._MIN_RUN, wandb_fast._BATCH in ((1, defaults[1]), (1, 7)):
+            assert _reading(folder, exact=False) == exact
     finally:
-        wandb_fast._MIN_RUN = default
+        wandb_fast._MIN_RUN, wandb_fast._BATCH = defaults
     return exact
 
 
@@ -321,7 +322,7 @@ def test_step_metrics_across_runs_of_fast_records(tmp_path: Path) -> None:
     assert {n.kind for n in reading[2]} >= {"dropped"}
 
 
-def test_hash_collision_reads_the_whole_file_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hash_collision_reads_the_batch_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = wandb_file(base_records(30))
     monkeypatch.setattr(protowalk, "_mix", lambda h, word, k: np.zeros_like(h))  # every key hashes alike
     assert wandb_columns.decode(wandb_framing.frame(data), wandb_columns.layout(pb)) is None
