@@ -21,6 +21,7 @@ from analyzer.ingest.wandb_framing import Framed, Framing, frame
 from analyzer.ingest.wandb_history import INTERNAL_KEYS, History, apply_record
 
 _MIN_RUN = 16  # fewer fast history records than this in a row are read exactly
+_PROBE_EVERY = 16
 _BATCH = 1 << 15  # records per numpy pass: their arrays stay in cache (faster) and memory near the file's size
 
 
@@ -33,39 +34,43 @@ def read_fast(data: bytes, pb: Any, history: History,
     if lay is None:
         return None
     framed = frame(data)
-    decoded = undecodable = 0
+    decoded = undecodable = idle = 0
     for lo in range(0, framed.starts.size, _BATCH):
         part = framed.part(lo, lo + _BATCH)
-        done, failed = _read_part(part, decode(part, lay), pb, history, config)
+        # Where the columns served little (most history records read exactly: media, text, nested dicts in
+        # most rows), the next batches skip them, but for one in _PROBE_EVERY, to notice when that ends.
+        cols = decode(part, lay) if idle % _PROBE_EVERY == 0 else None
+        done, failed, useful = _read_part(part, cols, pb, history, config)
         decoded, undecodable = decoded + done, undecodable + failed
+        idle = 0 if useful else idle + 1
     return Framing(framed.corrupt_chunks, framed.orphan_chunks, framed.truncated_bytes), decoded, undecodable
 
 
 def _read_part(framed: Framed, cols: Columns | None, pb: Any, history: History,
-               config: dict[str, Any]) -> tuple[int, int]:
-    """(records decoded, records undecodable) of a batch of records, read in order: runs of fast history
-    records at once, the others exactly (all of them where the keys could not be told apart)."""
-    n = framed.starts.size
-    kind = cols.kind if cols is not None else np.full(n, SLOW)
-    exact = np.flatnonzero(kind == SLOW)
-    histories = np.flatnonzero(kind == HISTORY)
-    decoded = n - exact.size
-    lo = 0
-    for stop in [*exact.tolist(), n]:
-        run = histories[np.searchsorted(histories, lo): np.searchsorted(histories, stop)]
-        if run.size >= _MIN_RUN and cols is not None:
+               config: dict[str, Any]) -> tuple[int, int, bool]:
+    """(records decoded, records undecodable, whether the columns served) of a batch of records, read in
+    order: runs of fast history records at once, the others exactly (all of them without columns)."""
+    n, blob = framed.starts.size, framed.blob
+    starts, ends = framed.starts.tolist(), framed.ends.tolist()
+    if cols is None:
+        decoded = sum(apply_record(blob[a:b], pb, history, config) for a, b in zip(starts, ends))
+        return decoded, n - decoded, False
+    exact = np.flatnonzero(cols.kind == SLOW)
+    histories = np.flatnonzero(cols.kind == HISTORY)
+    stops = np.append(exact, n)
+    los = np.concatenate(([0], exact + 1))
+    firsts, lasts = np.searchsorted(histories, los), np.searchsorted(histories, stops)
+    decoded, replayed = n - exact.size, 0
+    for lo, stop, first, last in zip(los.tolist(), stops.tolist(), firsts.tolist(), lasts.tolist()):
+        if last - first >= _MIN_RUN:
             _replay(history, cols, lo, stop)
-        else:
-            for i in run.tolist():
-                apply_record(_raw(framed, i), pb, history, config)
+            replayed += last - first
+        elif last > first:
+            for i in histories[first:last].tolist():
+                apply_record(blob[starts[i]: ends[i]], pb, history, config)
         if stop < n:
-            decoded += apply_record(_raw(framed, stop), pb, history, config)
-        lo = stop + 1
-    return decoded, n - decoded
-
-
-def _raw(framed: Framed, i: int) -> bytes:
-    return framed.buf[int(framed.starts[i]): int(framed.ends[i])].tobytes()
+            decoded += apply_record(blob[starts[stop]: ends[stop]], pb, history, config)
+    return decoded, n - decoded, replayed * 4 >= histories.size + exact.size
 
 
 def _step_series(history: History, cols: Columns, rec: np.ndarray, key: np.ndarray,

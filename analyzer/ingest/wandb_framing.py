@@ -95,10 +95,11 @@ def records(data: bytes, framing: Framing) -> Iterator[bytes]:
 class Framed:
     """The records of one file: ``buf[starts[i]:ends[i]]`` in write order.
 
-    ``buf`` is the file (``size`` bytes), then the records that were split over chunks (joined), then
-    PAD zero bytes.
+    ``blob`` is the file (``size`` bytes), then the records that were split over chunks (joined), then
+    PAD zero bytes; ``buf`` the same bytes as a numpy array.
     """
 
+    blob: bytes
     buf: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
@@ -109,8 +110,8 @@ class Framed:
 
     def part(self, lo: int, hi: int) -> Framed:
         """Records lo to hi only (numbered from 0 again)."""
-        return Framed(self.buf, self.starts[lo:hi], self.ends[lo:hi], self.size, self.corrupt_chunks,
-                      self.orphan_chunks, self.truncated_bytes)
+        return Framed(self.blob, self.buf, self.starts[lo:hi], self.ends[lo:hi], self.size,
+                      self.corrupt_chunks, self.orphan_chunks, self.truncated_bytes)
 
 
 @dataclass(frozen=True)
@@ -249,5 +250,6 @@ def frame(data: bytes) -> Framed:
     if final >= 0 and kinds[final] == FIRST:  # the last record never got its LAST piece
         pieces = index[final:]
         truncated = truncated or int(ch.length[pieces].sum())
-    buf = np.frombuffer(b"".join([data, joined, bytes(PAD)]), np.uint8)
-    return Framed(buf, starts, ends, n, int(np.count_nonzero(kinds == _CORRUPT)), orphans, truncated)
+    blob = b"".join([data, joined, bytes(PAD)])
+    return Framed(blob, np.frombuffer(blob, np.uint8), starts, ends, n, int(np.count_nonzero(kinds == _CORRUPT)),
+                  orphans, truncated)
