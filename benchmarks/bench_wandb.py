@@ -24,7 +24,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -70,7 +72,7 @@ def _runs(data: Path, calls: int) -> dict[str, Path]:
     return {p.name.rsplit("-", 1)[1]: p for p in (root / "wandb").glob("offline-run-*")}
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:
+def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()
@@ -79,14 +81,14 @@ def _best(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def _exact_parts(data: bytes, pb: object) -> str:
+def _exact_parts(data: bytes, pb: Any) -> str:
     """Where one exact read's time goes: framing, decoding every record, history records into points."""
     t0 = time.perf_counter()
     raws = list(wandb_framing.records(data, wandb_framing.Framing()))
     t1 = time.perf_counter()
-    records = [pb.Record.FromString(r) for r in raws]  # type: ignore[attr-defined]
+    records = [pb.Record.FromString(r) for r in raws]
     t2 = time.perf_counter()
-    typed = "value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name  # type: ignore[attr-defined]
+    typed = "value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name
     history = wandb_history.History(source="x", typed=typed)
     for r in records:
         if r.WhichOneof("record_type") == "history":
@@ -98,28 +100,28 @@ def _exact_parts(data: bytes, pb: object) -> str:
             f"points {t3 - t2:.2f} s")
 
 
-def _fast_parts(data: bytes, pb: object, repeat: int) -> str:
+def _fast_parts(data: bytes, pb: Any, repeat: int) -> str:
     """Where one fast read's time goes: framing, the columns (batch by batch, as `read_fast` decodes
     them), the rest (records read exactly, columns turned into points)."""
     layout = wandb_columns.layout(pb)
     assert layout is not None
     t_frame, framed = _best(lambda: wandb_framing.frame(data), repeat)
-    n, batch = framed.starts.size, wandb_fast._BATCH  # type: ignore[attr-defined]
+    n, batch = framed.starts.size, wandb_fast._BATCH
 
     def columns() -> list:
-        return [wandb_columns.decode(framed.part(lo, lo + batch), layout) for lo in range(0, n, batch)]  # type: ignore[attr-defined]
+        return [wandb_columns.decode(framed.part(lo, lo + batch), layout) for lo in range(0, n, batch)]
 
     t_columns, parts = _best(columns, repeat)
     history = wandb_history.History
     t_all, _ = _best(lambda: wandb_fast.read_fast(data, pb, history(source="x", typed=True), {}), repeat)
-    kinds = sum(np.bincount(p.kind, minlength=3) for p in parts)  # type: ignore[union-attr]
+    kinds = np.sum([np.bincount(p.kind, minlength=3) for p in parts], axis=0)
     return (f"read_fast {t_all:.2f} s: framing {t_frame:.2f} s, columns {t_columns:.2f} s "
             f"({kinds[wandb_columns.HISTORY]:,} history and {kinds[wandb_columns.SUMMARY]:,} summary records read "
             f"fast, {kinds[wandb_columns.SLOW]:,} exactly), the rest (exact records, points) "
             f"~{max(0.0, t_all - t_frame - t_columns):.2f} s")
 
 
-def _same(a: tuple, b: tuple) -> bool:
+def _same(a: Any, b: Any) -> bool:
     pa, pb_ = a[0], b[0]
     arrays = [(x.dtype, x.tobytes()) for x in (pa.tag_codes, pa.steps, pa.wall_times, pa.values)]
     others = [(x.dtype, x.tobytes()) for x in (pb_.tag_codes, pb_.steps, pb_.wall_times, pb_.values)]
@@ -136,10 +138,10 @@ def main() -> None:
     for name, folder in sorted(_runs(args.data, args.calls).items()):
         print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
         mb = sum(p.stat().st_size for p in _run_files(folder)) / 1e6
-        t_exact, exact = _best(lambda f=folder: read_wandb_run(f, exact=True), args.repeat)
-        t_fast, fast = _best(lambda f=folder: read_wandb_run(f), args.repeat)
-        assert _same(exact, fast), f"{name}: the fast path read something else"  # type: ignore[arg-type]
-        points = fast[0]  # type: ignore[index]
+        t_exact, exact = _best(partial(read_wandb_run, folder, exact=True), args.repeat)
+        t_fast, fast = _best(partial(read_wandb_run, folder), args.repeat)
+        assert _same(exact, fast), f"{name}: the fast path read something else"
+        points = fast[0]
         data = _run_files(folder)[0].read_bytes()
         print(f"{name:10s} {mb:6.1f} MB  {len(points.values):>9,} points  exact {t_exact:6.2f} s "
               f"{mb / t_exact:6.1f} MB/s  fast {t_fast:6.2f} s {mb / t_fast:6.1f} MB/s  ({t_exact / t_fast:.1f}x)\n"

@@ -2,10 +2,12 @@
 path (`wandb_history.apply_record`) reads the others, in file order, into the same state.
 
 Only history and metric records change how later history records read (the tags' order, the step
-metrics and their latest values), so the file is replayed as runs of fast records between records
-read exactly. A run of fast history records is turned into points at once, as `wandb_history.History.add`
-would have one record after the other; a short run is read exactly, record by record (numpy's fixed
-cost per call would outweigh it).
+metrics and their latest values), so the records are replayed as runs of fast records between
+records read exactly. A run of fast history records is turned into points at once, as
+`wandb_history.History.add` would have one record after the other; a short run is read exactly,
+record by record (numpy's fixed cost per call would outweigh it). Records are decoded in batches,
+so the arrays stay small; where a batch's columns served little (a non-scalar in most rows), the
+next batches are read exactly without decoding them, but for a probe now and then.
 """
 
 from __future__ import annotations
