@@ -1,4 +1,5 @@
-"""W&B offline run reading speed: `read_wandb_run` on run files written by wandb itself.
+"""W&B offline run reading speed: `read_wandb_run` on run files written by wandb itself, the fast path
+(the default: `wandb_columns`) next to the exact path (``exact=True``: protobuf for every record).
 
     python benchmarks/bench_wandb.py [--calls 100000] [--repeat 3] [--data benchmarks/data/wandb]
 
@@ -7,9 +8,12 @@ Two runs are written once (offline, in a child process: no network) and kept und
 - ``stepmetric``: the HF Trainer's / Lightning's way, ``define_metric("*", step_metric="train/global_step")``
   and the global step logged in each row.
 
-Each is read --repeat times in this process (page-cached file, imports excluded), best time; MB/s is the run
-file's size over that time. Then the parts of one read are timed apart: the chunk framing, protobuf
-``Record.FromString`` of every record, and the history items walked into points.
+Each is read --repeat times by each path in this process (page-cached file, imports excluded), best time;
+MB/s is the run file's size over that time; the two readings are checked equal. Then the parts of one
+read are timed apart: for the exact path the chunk framing, protobuf ``Record.FromString`` of every
+record, and the history items walked into points; for the fast path (`wandb_fast.read_fast`) the
+vectorised framing, the columns (`wandb_columns.decode`, batch by batch) and the rest (records read
+exactly, columns turned into points; each part timed on its own, best of --repeat).
 """
 
 from __future__ import annotations
@@ -20,11 +24,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from analyzer.ingest import wandb_columns, wandb_fast, wandb_framing, wandb_history, wandb_run  # noqa: E402
 from analyzer.ingest.wandb_run import _run_files, read_wandb_run  # noqa: E402
 
 _WRITE = textwrap.dedent("""
@@ -63,7 +72,7 @@ def _runs(data: Path, calls: int) -> dict[str, Path]:
     return {p.name.rsplit("-", 1)[1]: p for p in (root / "wandb").glob("offline-run-*")}
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:
+def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()
@@ -72,18 +81,15 @@ def _best(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def _parts(folder: Path) -> str:
-    """Where one read's time goes: framing, decoding every record, turning history records into points."""
-    from analyzer.ingest import wandb_run
-
-    pb = wandb_run._load_protos()
-    data = _run_files(folder)[0].read_bytes()
+def _exact_parts(data: bytes, pb: Any) -> str:
+    """Where one exact read's time goes: framing, decoding every record, history records into points."""
     t0 = time.perf_counter()
-    raws = list(wandb_run._records(data, wandb_run._Framing()))
+    raws = list(wandb_framing.records(data, wandb_framing.Framing()))
     t1 = time.perf_counter()
     records = [pb.Record.FromString(r) for r in raws]
     t2 = time.perf_counter()
-    history = wandb_run._History(source="x", typed="value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name)
+    typed = "value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name
+    history = wandb_history.History(source="x", typed=typed)
     for r in records:
         if r.WhichOneof("record_type") == "history":
             history.add(r.history)
@@ -94,19 +100,53 @@ def _parts(folder: Path) -> str:
             f"points {t3 - t2:.2f} s")
 
 
+def _fast_parts(data: bytes, pb: Any, repeat: int) -> str:
+    """Where one fast read's time goes: framing, the columns (batch by batch, as `read_fast` decodes
+    them), the rest (records read exactly, columns turned into points)."""
+    layout = wandb_columns.layout(pb)
+    assert layout is not None
+    t_frame, framed = _best(lambda: wandb_framing.frame(data), repeat)
+    n, batch = framed.starts.size, wandb_fast._BATCH
+
+    def columns() -> list:
+        return [wandb_columns.decode(framed.part(lo, lo + batch), layout) for lo in range(0, n, batch)]
+
+    t_columns, parts = _best(columns, repeat)
+    history = wandb_history.History
+    t_all, _ = _best(lambda: wandb_fast.read_fast(data, pb, history(source="x", typed=True), {}), repeat)
+    kinds = np.sum([np.bincount(p.kind, minlength=3) for p in parts], axis=0)
+    return (f"read_fast {t_all:.2f} s: framing {t_frame:.2f} s, columns {t_columns:.2f} s "
+            f"({kinds[wandb_columns.HISTORY]:,} history and {kinds[wandb_columns.SUMMARY]:,} summary records read "
+            f"fast, {kinds[wandb_columns.SLOW]:,} exactly), the rest (exact records, points) "
+            f"~{max(0.0, t_all - t_frame - t_columns):.2f} s")
+
+
+def _same(a: Any, b: Any) -> bool:
+    pa, pb_ = a[0], b[0]
+    arrays = [(x.dtype, x.tobytes()) for x in (pa.tag_codes, pa.steps, pa.wall_times, pa.values)]
+    others = [(x.dtype, x.tobytes()) for x in (pb_.tag_codes, pb_.steps, pb_.wall_times, pb_.values)]
+    return pa.tags == pb_.tags and arrays == others and a[1:] == b[1:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data", type=Path, default=HERE / "data" / "wandb")
     args = ap.parse_args()
-    print(f"load average {os.getloadavg()[0]:.1f}")
+    pb = wandb_run._load_protos()
     for name, folder in sorted(_runs(args.data, args.calls).items()):
+        print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
         mb = sum(p.stat().st_size for p in _run_files(folder)) / 1e6
-        t, got = _best(lambda f=folder: read_wandb_run(f), args.repeat)
-        points = got[0]  # type: ignore[index]
-        print(f"{name:10s} {mb:6.1f} MB  {len(points.values):>9,} points  {t:6.2f} s  {mb / t:6.1f} MB/s  |  "
-              f"{_parts(folder)}", flush=True)
+        t_exact, exact = _best(partial(read_wandb_run, folder, exact=True), args.repeat)
+        t_fast, fast = _best(partial(read_wandb_run, folder), args.repeat)
+        assert _same(exact, fast), f"{name}: the fast path read something else"
+        points = fast[0]
+        data = _run_files(folder)[0].read_bytes()
+        print(f"{name:10s} {mb:6.1f} MB  {len(points.values):>9,} points  exact {t_exact:6.2f} s "
+              f"{mb / t_exact:6.1f} MB/s  fast {t_fast:6.2f} s {mb / t_fast:6.1f} MB/s  ({t_exact / t_fast:.1f}x)\n"
+              f"    exact: {_exact_parts(data, pb)}\n    fast:  {_fast_parts(data, pb, args.repeat)}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -4,41 +4,32 @@ The ``.wandb`` file is a LevelDB-style log: after a 7-byte header (``:W&B``, mag
 version 0), 32 KiB blocks of chunks, each with a CRC-32 over its type byte and data, a length
 and a type (a whole record, or the first, a middle or the last piece of one). The records are
 protobuf ``Record`` messages, decoded with the wandb package's own classes, so reading a run
-needs the optional extra (``pip install 'steadytrain[wandb]'``). The framing is read here
-because recent wandb releases no longer ship the Python reader (``wandb.sdk.internal.datastore``)
-that older ones had.
+needs the optional extra (``pip install 'steadytrain[wandb]'``). The framing is read by
+`wandb_framing` because recent wandb releases no longer ship the Python reader
+(``wandb.sdk.internal.datastore``) that older ones had; the records by `wandb_fast` (column-wise,
+where it can vouch for them) and `wandb_history` (one protobuf record at a time).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
-import math
 import os
 import struct
-import zlib
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-
-import numpy as np
+from typing import Any
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import STEP_MAX, STEP_MIN, flatten, non_numeric_notes
+from analyzer.ingest import wandb_framing
+from analyzer.ingest.tabular import flatten
+from analyzer.ingest.wandb_fast import read_fast
+from analyzer.ingest.wandb_framing import Framing
+from analyzer.ingest.wandb_history import History, apply_record
 from analyzer.types import Note
 
 MISSING_EXTRA = "W&B offline run: reading it needs the wandb package: pip install 'steadytrain[wandb]'"
 
 _HEADER = struct.Struct("<4sHB")
 _HEADER_IDENT, _HEADER_MAGIC, _HEADER_VERSION = b":W&B", 0xBEE1, 0
-_CHUNK = struct.Struct("<IHB")  # crc32 (zlib, over the type byte then the data), length, type
-_BLOCK = 32768
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-_TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (_FULL, _FIRST, _MIDDLE, _LAST)}
-#: History keys that are W&B's own bookkeeping, not metrics (``_timestamp`` becomes the wall time).
-_INTERNAL_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
 
 
 def _run_files(directory: Path) -> list[Path]:
@@ -64,239 +55,6 @@ def run_id(path: Path) -> str | None:
     return name[len("run-"): -len(".wandb")] or None
 
 
-@dataclass
-class _Framing:
-    """What the chunk layer of one .wandb file met besides whole records."""
-
-    corrupt_chunks: int = 0
-    orphan_chunks: int = 0
-    truncated_bytes: int = 0
-
-
-def _records(data: bytes, framing: _Framing) -> Iterator[bytes]:
-    """The records of a .wandb file in write order (after its header), as LevelDB's log reader does:
-    a chunk failing its CRC loses the rest of its block, and a torn tail ends the read."""
-    view = memoryview(data)
-    pos, end = _HEADER.size, len(data)
-    pending: list[bytes] | None = None
-    while pos < end:
-        block_left = _BLOCK - pos % _BLOCK
-        if block_left < _CHUNK.size:  # the writer pads a block's last few bytes
-            pos += block_left
-            continue
-        if pos + _CHUNK.size > end:
-            framing.truncated_bytes = end - pos
-            break
-        crc, length, kind = _CHUNK.unpack_from(data, pos)
-        stop = pos + _CHUNK.size + length
-        if stop > end:
-            framing.truncated_bytes = end - pos
-            break
-        if kind not in _TYPE_CRC or length > block_left - _CHUNK.size:
-            if crc == length == kind == 0:  # zero fill (a preallocated or torn block): nothing written here
-                pos += block_left
-                continue
-            framing.corrupt_chunks += 1
-            pending, pos = None, pos + block_left
-            continue
-        chunk = view[pos + _CHUNK.size: stop]
-        if zlib.crc32(chunk, _TYPE_CRC[kind]) != crc:
-            framing.corrupt_chunks += 1
-            pending, pos = None, pos + block_left
-            continue
-        pos = stop
-        if kind in (_FULL, _FIRST) and pending is not None:  # a record left without its LAST piece
-            framing.orphan_chunks += 1
-            pending = None
-        if kind == _FULL:
-            yield bytes(chunk)
-        elif kind == _FIRST:
-            pending = [bytes(chunk)]
-        elif pending is None:  # a MIDDLE or LAST whose FIRST was lost
-            framing.orphan_chunks += 1
-        elif kind == _MIDDLE:
-            pending.append(bytes(chunk))
-        else:
-            yield b"".join(pending + [bytes(chunk)])
-            pending = None
-    if pending is not None:
-        framing.truncated_bytes = framing.truncated_bytes or sum(len(p) for p in pending)
-
-
-def _item_key(item: Any) -> str:
-    # Newer writers set nested_key (one element for a flat key such as "train/loss"); older ones key.
-    # W&B shows a nested dict's keys joined with ".".
-    nested = item.nested_key
-    if len(nested) == 1:
-        return str(nested[0])
-    return ".".join(nested) if nested else str(item.key)
-
-
-def _json_value(text: str) -> Any:
-    try:
-        return float(text)  # most values are plain numbers; float() also reads W&B's NaN and Infinity
-    except ValueError:
-        pass
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _item_value(item: Any, typed: bool) -> Any:
-    """A history item's logged value: its typed field where the proto has them (``typed``), else JSON."""
-    which = item.WhichOneof("value") if typed else None
-    if which is None:
-        return _json_value(item.value_json)
-    if which == "none":
-        return None
-    return _json_value(item.json) if which == "json" else getattr(item, which)
-
-
-def _number(value: Any) -> float | None:
-    if type(value) is float:
-        return value
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        try:
-            return float(value)
-        except OverflowError:  # an integer past float range
-            return None
-    return None
-
-
-@dataclass
-class _StepMetrics:
-    """define_metric's step metrics: which history key gives a metric its step (else ``_step``)."""
-
-    exact: dict[str, str] = field(default_factory=dict)
-    globs: list[tuple[str, str]] = field(default_factory=list)  # latest definition first
-    keys: frozenset[str] = frozenset()  # the keys that are some metric's step: an x axis, not a metric
-    last: dict[str, float] = field(default_factory=dict)  # each step metric's latest value (W&B's step_sync)
-    resolved: dict[str, str] = field(default_factory=dict)  # key -> its step metric, until a new definition
-
-    def define(self, metric: Any) -> None:
-        if not metric.step_metric:
-            return
-        if metric.name:
-            self.exact[metric.name] = metric.step_metric
-        elif metric.glob_name:
-            self.globs.insert(0, (metric.glob_name, metric.step_metric))
-        self.keys = self.keys | {metric.step_metric}
-        self.resolved.clear()
-
-    def of(self, key: str) -> str:
-        step = self.resolved.get(key)
-        if step is None:
-            globbed = (s for pattern, s in self.globs if fnmatch.fnmatchcase(key, pattern))
-            step = self.exact.get(key) or next(globbed, "_step")
-            self.resolved[key] = step
-        return step
-
-
-@dataclass
-class _History:
-    """Points gathered from history records, with a count of everything that could not be a point."""
-
-    source: str
-    typed: bool  # whether history items have typed value fields (newer wandb protos), besides value_json
-    tags: dict[str, int] = field(default_factory=dict)
-    codes: list[int] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    walls: list[float] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    non_numeric: Counter[str] = field(default_factory=Counter)
-    media: Counter[str] = field(default_factory=Counter)
-    no_step: Counter[str] = field(default_factory=Counter)
-    bad_step: Counter[str] = field(default_factory=Counter)
-    step_metrics: _StepMetrics = field(default_factory=_StepMetrics)
-
-    def add(self, record: Any) -> None:
-        row: dict[str, Any] = {}
-        for item in record.item:
-            key = _item_key(item)
-            value = _item_value(item, self.typed)
-            if isinstance(value, dict):  # a nested dict (or a media object) sent as one JSON value
-                row.update(flatten(value, ".", f"{key}.", max_keys=10_000))
-            else:
-                row[key] = value
-        # A logged Image, Histogram or Table arrives as parts ("img.width", "img._type"): none is a metric.
-        media = {key[: -len("._type")] for key in row if key.endswith("._type")}
-        for key in media:
-            self.media[key] += 1
-        step_keys = self.step_metrics.keys
-        for key in step_keys:
-            x = _number(row.get(key))
-            if x is not None and math.isfinite(x):
-                self.step_metrics.last[key] = x
-        own_step = _number(row.get("_step"))
-        if own_step is None and record.HasField("step"):
-            own_step = float(record.step.num)
-        wall = _number(row.get("_timestamp"))
-        wall = math.nan if wall is None else wall
-        for key, value in row.items():
-            if key in _INTERNAL_KEYS or key in step_keys or key.startswith("_wandb"):
-                continue
-            if media and any(key == m or key.startswith(m + ".") for m in media):
-                continue
-            x = _number(value)
-            if x is None:
-                if value is not None:
-                    self.non_numeric[key] += 1
-                continue
-            step_key = self.step_metrics.of(key)
-            step = own_step if step_key == "_step" else self.step_metrics.last.get(step_key)
-            if step is None or not math.isfinite(step):
-                self.no_step[step_key] += 1
-                continue
-            if step != math.floor(step) or not STEP_MIN <= step < STEP_MAX:
-                self.bad_step[step_key] += 1
-                continue
-            self.codes.append(self.tags.setdefault(key, len(self.tags)))
-            self.steps.append(int(step))
-            self.walls.append(wall)
-            self.values.append(x)
-
-    def points(self) -> RawPoints:
-        return RawPoints(tuple(self.tags), np.asarray(self.codes, np.int32), np.asarray(self.steps, np.int64),
-                         np.asarray(self.walls, np.float64), np.asarray(self.values, np.float64))
-
-    def notes(self) -> list[Note]:
-        out = []
-        for step_key, n in sorted(self.no_step.items()):
-            out.append(Note("dropped", f"{self.source}: {n} value(s) logged before their step metric "
-                            f"'{step_key}' had a value were not used", count=n))
-        for step_key, n in sorted(self.bad_step.items()):
-            out.append(Note("dropped", f"{self.source}: {n} value(s) whose step metric '{step_key}' was not "
-                            "a whole number within int64 were not used", count=n))
-        dropped = {k: n for k, n in self.non_numeric.items() if k in self.tags}
-        ignored = sorted(k for k in self.non_numeric if k not in self.tags)
-        out += non_numeric_notes(self.source, dropped, ignored, "value(s) of numeric metrics",
-                                 "history key(s)")
-        if self.media:
-            total = sum(self.media.values())
-            shown = ", ".join(f"{k} x{n}" for k, n in sorted(self.media.items())[:10])
-            out.append(Note("ignored_fields", f"{self.source}: {total} logged media value(s) (images, "
-                            f"histograms, tables ...) are not scalars and were not used ({shown})",
-                            count=total))
-        return out
-
-
-def _config_value(item: Any) -> Any:
-    try:
-        return json.loads(item.value_json)
-    except ValueError:
-        return item.value_json
-
-
-def _apply_config(config: dict[str, Any], record: Any) -> None:
-    for item in record.update:
-        config[_item_key(item)] = _config_value(item)
-    for item in record.remove:
-        config.pop(_item_key(item), None)
-
-
 def _hparams(config: dict[str, Any]) -> dict[str, Any]:
     """The run's config flattened with '.', plain values only (what a sweep compares), no W&B keys."""
     plain = {k: v for k, v in config.items() if not k.startswith("_wandb")}
@@ -316,7 +74,19 @@ def _load_protos() -> Any:
     return wandb_internal_pb2
 
 
-def read_wandb_run(directory: Path) -> tuple[RawPoints, list[Note], dict[str, Any]]:
+def _read_exact(data: bytes, pb: Any, history: History, config: dict[str, Any]) -> tuple[Framing, int, int]:
+    """(framing, records decoded, records undecodable) of one file, record by record."""
+    framing = Framing()
+    decoded = undecodable = 0
+    for raw in wandb_framing.records(data, framing):
+        if apply_record(raw, pb, history, config):
+            decoded += 1
+        else:
+            undecodable += 1
+    return framing, decoded, undecodable
+
+
+def read_wandb_run(directory: Path, *, exact: bool = False) -> tuple[RawPoints, list[Note], dict[str, Any]]:
     """(points, notes, hparams) of a W&B run folder, from its ``run-*.wandb`` file.
 
     Every numeric value of every history record (what ``wandb.log`` wrote) becomes a point of
@@ -325,12 +95,14 @@ def read_wandb_run(directory: Path) -> tuple[RawPoints, list[Note], dict[str, An
     way). ``_timestamp`` is the wall time; ``_runtime`` and step metrics are not points. Media,
     text and other non-numeric values are counted in notes. hparams: the run's config, flattened
     with '.'. LogFormatError when wandb is not installed or the file is not a W&B run file.
+    ``exact``: decode every record with protobuf (`wandb_history`); otherwise `wandb_fast` reads the
+    records it can vouch for column-wise, to the same result, and hands it the others.
     """
     files = _run_files(directory)
     if not files:
         raise LogFormatError("no run-*.wandb file: not a W&B run folder")
     pb = _load_protos()
-    history = _History(source=files[0].name, typed="value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name)
+    history = History(source=files[0].name, typed="value" in pb.HistoryItem.DESCRIPTOR.oneofs_by_name)
     config: dict[str, Any] = {}
     notes: list[Note] = []
     records = 0
@@ -344,24 +116,9 @@ def read_wandb_run(directory: Path) -> tuple[RawPoints, list[Note], dict[str, An
         if version != _HEADER_VERSION:
             raise LogFormatError(f"{path.name} is W&B run file version {version}; only version "
                                  f"{_HEADER_VERSION} is known")
-        framing = _Framing()
-        undecodable = 0
-        for raw in _records(data, framing):
-            try:
-                record = pb.Record.FromString(raw)
-            except Exception:  # noqa: BLE001 - protobuf's DecodeError differs between its implementations
-                undecodable += 1
-                continue
-            records += 1
-            kind = record.WhichOneof("record_type")
-            if kind == "history":
-                history.add(record.history)
-            elif kind == "run":
-                _apply_config(config, record.run.config)
-            elif kind == "config":
-                _apply_config(config, record.config)
-            elif kind == "metric":
-                history.step_metrics.define(record.metric)
+        read = None if exact else read_fast(data, pb, history, config)
+        framing, decoded, undecodable = read or _read_exact(data, pb, history, config)
+        records += decoded
         if framing.truncated_bytes:
             notes.append(Note("truncated", f"{path.name}: the last record is incomplete (the run was still "
                               f"writing, or was killed); its {framing.truncated_bytes} byte(s) were not used",
