@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from analyzer.detect.checks.common import SIGNAL_WORDS, describe, event_evidence, fmt, fmt_x, share_of
+from analyzer.detect.checks.common import SIGNAL_WORDS, describe, event_evidence, fmt, fmt_x
 from analyzer.detect.checks.early_rise import early_rise
 from analyzer.detect.checks.eval_agreement import eval_confirms, eval_disagrees, eval_rose_with, grokking
 from analyzer.detect.checks.periodic import Grid, periodic_grid
@@ -59,19 +59,19 @@ def _judge_events(ctx: RunContext) -> list[Judged]:
     if c is None:
         return []
     events = (*ctx.spikes, *ctx.regimes)
-    steps = c.steps.tolist()
-    big_enough = _big_enough(ctx, events)
+    steps = c.steps
+    big_enough, shares = _big_enough(ctx, events)
+    early = (steps[[ev.start for ev in events]] <= ctx.early_cut).tolist() if events else []
     out = []
-    for ev, maybe in zip(events, big_enough):
-        phase: Phase = "early" if steps[ev.start] <= ctx.early_cut else "mid"
+    for ev, maybe, is_early, share in zip(events, big_enough.tolist(), early, shares.tolist()):
+        phase: Phase = "early" if is_early else "mid"
         if not maybe:  # the common case on a long noisy curve: judged in one vectorised pass
-            out.append(Judged(ev, phase, share_of(ctx, ev), False, False))
+            out.append(Judged(ev, phase, share, False, False))
             continue
-        share = share_of(ctx, ev)
         if ev.shape == "regime":
             lasting = ev.points >= cfg.regime_min_points
         else:
-            led = ctx.grad_spike_near(steps[ev.start], steps[ev.peak]) is not None
+            led = ctx.grad_spike_near(int(steps[ev.start]), int(steps[ev.peak])) is not None
             needed = cfg.grad_led_min_points if led else cfg.spike_min_points
             # A spike lasts when it holds half its height for that many points, or when it takes that many
             # points to come back (a sharp peak that decays over several points: a slingshot spike); a one-point
@@ -84,13 +84,14 @@ def _judge_events(ctx: RunContext) -> list[Judged]:
     return out
 
 
-def _big_enough(ctx: RunContext, events: tuple[Event, ...]) -> np.ndarray:
-    """Which events `is_big` could call big, for all of them at once (a 1,000,000-point periodic curve has tens
-    of thousands of spikes): the same share and ratio tests as `share_of` and `is_big`, vectorised."""
+def _big_enough(ctx: RunContext, events: tuple[Event, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Which events `is_big` could call big, and each one's `share_of`, for all of them at once (a 1,000,000-point
+    periodic curve has tens of thousands of spikes): the same share and ratio tests, vectorised, every share
+    computed in `share_of`'s own order of operations (the same floats, to the last bit)."""
     c, cfg = ctx.curve, ctx.cfg
     assert c is not None
     if not events:
-        return np.zeros(0, dtype=bool)
+        return np.zeros(0, dtype=bool), np.zeros(0)
     start = np.array([ev.start for ev in events])
     height = np.array([ev.height for ev in events])
     ratio = np.array([ev.ratio for ev in events])
@@ -98,15 +99,15 @@ def _big_enough(ctx: RunContext, events: tuple[Event, ...]) -> np.ndarray:
     if ctx.log_start.by_schedule:
         share = np.full(len(events), np.nan)
     else:
-        calm = c.calm_sigma * c.level_raw[np.minimum(start, len(c) - 1)] if c.log_space else np.full(len(events),
-                                                                                                     c.calm_sigma)
-        known = (progress >= cfg.min_progress_share * abs(c.start)) & (progress > 3.0 * calm)
+        floor = (3.0 * c.calm_sigma * c.level_raw[np.minimum(start, len(c) - 1)] if c.log_space
+                 else np.full(len(events), 3.0 * c.calm_sigma))
+        known = (progress >= cfg.min_progress_share * abs(c.start)) & (progress > floor)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(known, height / np.where(known, progress, 1.0), np.nan)
     finite = np.isfinite(share)
     by_share = finite & (share >= cfg.min_undone_share)
     by_ratio = np.isfinite(ratio) & (ratio >= cfg.spike_ratio) & (~finite | (share >= cfg.min_share_for_ratio))
-    return by_share | by_ratio
+    return by_share | by_ratio, share
 
 
 def _out_of_band(ctx: RunContext, ev: Event) -> bool:
