@@ -108,3 +108,15 @@ def test_the_graph_sees_imports_inside_functions():
     assert "analyzer.live.probe_handover" in graph["analyzer.live.finding"]
     assert "probes.spec" in graph["analyzer.live.probe_handover"]
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+def test_the_command_does_not_load_what_most_runs_never_use():
+    # pandas (~0.25 s), torch, matplotlib and wandb are loaded where they are used: every `steadytrain inspect`
+    # would otherwise pay their import, whatever it reads
+    import subprocess
+    import sys
+
+    code = ("import sys, analyzer.cli, analyzer.ingest.load, analyzer.pipeline; "
+            "print(' '.join(m for m in ('pandas', 'torch', 'matplotlib', 'wandb') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""

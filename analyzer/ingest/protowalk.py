@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 
@@ -179,6 +178,7 @@ def intern_strings(buf: np.ndarray, offsets: np.ndarray,
     words = [word_at(buf, offsets, lengths, k) for k in range(0, longest, 8)]
     for k, word in zip(range(0, 8 * len(words), 8), words):
         h = _mix(h, word, k)
+    import pandas as pd  # imported here: at the top it would cost every process ~0.25 s, W&B or not
     codes, _ = pd.factorize(h)
     codes = codes.astype(np.int64)
     seen = np.maximum.accumulate(np.concatenate(([-1], codes[:-1]))) if codes.size else codes

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from analyzer.ingest import protowalk as pw
@@ -189,6 +188,7 @@ def _repeated_keys(rec: np.ndarray, code: np.ndarray, distinct: int) -> np.ndarr
         count = np.diff(np.append(first, rec.size))
         clash = np.bitwise_count(union) != count
         return np.repeat(clash, count)
+    import pandas as pd  # imported here: at the top it would cost every process ~0.25 s, W&B or not
     return pd.Series(rec * distinct + code).duplicated().to_numpy()
 
 

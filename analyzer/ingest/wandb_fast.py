@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from analyzer.ingest.tabular import STEP_MAX, STEP_MIN
 from analyzer.ingest.wandb_columns import HISTORY, SLOW, Columns, decode, layout
@@ -126,6 +125,7 @@ def _replay(history: History, cols: Columns, lo: int, stop: int) -> None:
         if odd:
             history.bad_step[step_key] += odd
     keep = (role >= 0) & whole
+    import pandas as pd  # imported here: at the top it would cost every process ~0.25 s, W&B or not
     codes, firsts = pd.factorize(key[keep])
     tags = np.array([history.tags.setdefault(cols.keys[c], len(history.tags)) for c in firsts.tolist()],
                     np.int32)
