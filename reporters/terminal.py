@@ -77,7 +77,8 @@ def summary(report: Report) -> str:
     for listed, what in ((skipped, ""), (unread_runs, f"; {len(unread_runs)} run(s) in them not read")):
         if listed:
             reasons = Counter(clean(i.reason.split(":")[0]) for i in listed)
-            text += what + " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(4)) + ")"
+            more = f"; {len(reasons) - 4} more reason(s): see the report's inputs" if len(reasons) > 4 else ""
+            text += what + " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(4)) + more + ")"
     dropped = sum(n.count for d in report.diagnoses for n in d.run.notes if n.kind in ("dropped", "restart",
                                                                                        "duplicate_steps", "corrupt"))
     if dropped:

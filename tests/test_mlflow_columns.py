@@ -28,6 +28,7 @@ _ODD = st.sampled_from([
     "1700 0.5 nan", "1700 1e400 3", "1700 0.5 3\x0c", "1700 \u00e9 3", "1700 0.5 3\u00a0", "1700.5 0.5 3",
     "1700 0.5 +3", "+1700 0.5 3", "1700 0.5 -", "- 0.5 3", "1700 0.5 3-", "1700 0.5 --3", "1700 0.5 3e", "1700 - 3",
     "1700 0.5 00012", "1700 0.5 -0", "1700 . 3", "1700 -nan 3", "1700 +inf 3", "1700 1e5 3", "1700 e5 3", "1700 1e 3",
+    "5", "1700 0.5 3 0", "1 2 3 4", "007", "+3 007 0.5", "1700 0.5 1.5e",
 ])
 
 
@@ -90,3 +91,15 @@ def test_the_lines_mlflow_writes_take_the_column_path(tmp_path: Path, monkeypatc
     assert all((math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
                for a, b in zip(got, values))
     assert points.wall_times.tolist() == [(1_700_000_000_000 + i) / 1000.0 for i in range(len(values))]
+
+
+def test_a_short_line_and_a_long_one_do_not_make_up_for_each_other(tmp_path: Path) -> None:
+    # one line without its step and value, one with a field too many: their spaces add up to two per line
+    lines = [f"{1000 + i} {1.0 / (i + 1)} {i}" for i in range(50)]
+    lines[10] += " 0"
+    lines.append("1700000000")
+    path = tmp_path / "loss"
+    path.write_text("\n".join(lines) + "\n")
+    fast, exact = _read(path)
+    assert fast is None
+    assert isinstance(exact, tuple) and exact[1] == 1 and len(exact[0][0]) == 50

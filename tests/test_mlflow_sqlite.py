@@ -122,3 +122,25 @@ def test_batches_of_rows_read_as_one(store: Path, monkeypatch: pytest.MonkeyPatc
     batched = {r.id: r.points for r in load_runs([store], LoadOptions(cache_dir=None))[0]}
     assert whole.keys() == batched.keys()
     assert all(whole[k].equals(batched[k]) for k in whole)
+
+
+def test_odd_stores_keep_their_runs(store: Path) -> None:
+    # A Databricks-style experiment named by its workspace path, a run whose experiment row is gone, and rows of
+    # other types than MLflow's (SQLite does not enforce them): the runs are read, the bad rows counted.
+    con = sqlite3.connect(store)
+    con.execute("UPDATE experiments SET name = '/Users/me@example.com/sweep' WHERE name = 'sweep'")
+    uuid = con.execute("SELECT run_uuid FROM runs WHERE name = 'lr=0.3'").fetchone()[0]
+    orphan = con.execute("SELECT run_uuid FROM runs WHERE name = 'lr=0.001'").fetchone()[0]
+    con.execute("UPDATE runs SET experiment_id = 99 WHERE run_uuid = ?", (orphan,))
+    con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)",
+                    [("train/loss", "abc", 1, uuid, 1000), ("train/loss", b"\x01\x02", 2, uuid, 1001),
+                     ("train/loss", 1.0, 3, uuid, 1e30)])
+    con.commit()
+    con.close()
+    runs, inputs = load_runs([store], LoadOptions(cache_dir=None))
+    by_id = {r.id: r for r in runs}
+    assert "mlflow.db/Users/me@example.com/sweep/lr=0.3" in by_id and "mlflow.db/99/lr=0.001" in by_id
+    kept = by_id["mlflow.db/Users/me@example.com/sweep/lr=0.3"]
+    assert len(kept.points) == 1200  # its 1,200 values, not one of the three odd rows
+    assert any(n.kind == "dropped" and n.count == 3 and "not of MLflow's type" in n.message for n in kept.notes)
+    assert [i.status for i in inputs].count("read") == 4

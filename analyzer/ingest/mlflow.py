@@ -100,13 +100,14 @@ def _columns(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
                             truncate_ragged_lines=True)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError):
         return None
-    if "step" not in frame.columns:
-        frame = frame.with_columns(step=pl.lit(None, pl.Int64))
-    steps = frame.get_column("step")
-    well_formed = frame.select(pl.col("ts").is_not_null().all(), pl.col("value").str.contains(_NUMBER).all()).row(0)
-    # every space separates two of a line's fields: a fourth field (truncated by polars) leaves one over
-    if frame.height != lines or not all(well_formed) or spaces != 2 * frame.height - steps.null_count():
+    # every line holds the first line's fields, all of them: no null anywhere (a short line's missing fields), and
+    # then the spaces counted are exactly the separators of those fields (a longer line, truncated by polars,
+    # leaves one over); a short line and a long one cannot make up for each other
+    if (frame.height != lines or any(frame.null_count().row(0)) or spaces != (len(schema) - 1) * frame.height
+            or not bool(frame.get_column("value").str.contains(_NUMBER).all())):
         return None
+    steps = frame.get_column("step") if "step" in frame.columns else pl.Series("step", [None] * frame.height,
+                                                                                pl.Int64)
     ordinal = pl.int_range(frame.height, eager=True).cast(pl.Float64)  # a line without a step: the count so far
     step_f = steps.cast(pl.Float64).fill_null(ordinal).to_numpy()
     if not bool(((step_f >= STEP_MIN) & (step_f < STEP_MAX)).all()):  # the line-by-line read says which line

@@ -13,6 +13,7 @@ user's store to read it).
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import polars as pl
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
+from analyzer.ingest.tabular import STEP_MAX, STEP_MIN
 from analyzer.types import Note
 
 _MAGIC = b"SQLite format 3\x00"
@@ -52,7 +54,18 @@ class Store:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    uri = path.resolve().as_uri()
+    con = sqlite3.connect(uri + "?mode=ro", uri=True)
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        con.close()
+        # a WAL-mode store in a folder we may not write: read-only SQLite still wants to create its -shm file.
+        # With no -wal file beside it, nothing is pending and the file on disk is the whole store.
+        if Path(str(path) + "-wal").exists():
+            raise
+        con = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True)
+    return con
 
 
 def _columns(con: sqlite3.Connection, table: str) -> set[str]:
@@ -71,8 +84,9 @@ def sniff(path: Path) -> Store:
                 raise LogFormatError("an SQLite database without MLflow's runs and metrics tables: not an MLflow "
                                      "tracking store")
             has_experiments = "name" in _columns(con, "experiments")
-            rows = con.execute(
-                "SELECT r.run_uuid, r.name, " + ("e.name" if has_experiments else "r.experiment_id") +
+            rows = con.execute(  # a run whose experiment row is gone is named by the experiment's id
+                "SELECT r.run_uuid, r.name, " + ("COALESCE(e.name, r.experiment_id)" if has_experiments
+                                                 else "r.experiment_id") +
                 ", r.lifecycle_stage FROM runs r" +
                 (" LEFT JOIN experiments e ON e.experiment_id = r.experiment_id" if has_experiments else "") +
                 " ORDER BY r.start_time, r.run_uuid").fetchall()
@@ -82,8 +96,14 @@ def sniff(path: Path) -> Store:
         raise LogFormatError(f"the SQLite database cannot be read ({exc})") from None
     if not rows:
         raise LogFormatError("an MLflow tracking store without runs")
-    return Store(tuple(StoreRun(str(uuid), str(name or uuid), str(experiment if experiment is not None else ""),
-                                stage == "deleted") for uuid, name, experiment, stage in rows))
+    return Store(tuple(StoreRun(str(uuid), str(name or uuid), _segment(experiment), stage == "deleted")
+                       for uuid, name, experiment, stage in rows))
+
+
+def _segment(experiment: Any) -> str:
+    """An experiment's name as a part of run names: Databricks names experiments by workspace path
+    (``/Users/me/exp``), which must not make the run's name an absolute path."""
+    return str(experiment if experiment is not None else "").strip("/") or "experiment"
 
 
 def run_names(store: Store) -> dict[str, str]:
@@ -100,8 +120,8 @@ def read_run(path: Path, run: StoreRun) -> tuple[RawPoints, list[Note], dict[str
     """Every metric value of one run, in the order they were written, and its params (with the run name as
     ``mlflow.runName``, as the file store keeps it). LogFormatError for a run in MLflow's trash."""
     if run.deleted:
-        raise LogFormatError(f"run '{run.name}' ({run.uuid}) is deleted in MLflow (in its trash, until "
-                             "`mlflow gc`): not read")
+        raise LogFormatError(f"deleted in MLflow (in its trash, until `mlflow gc`): run '{run.name}' ({run.uuid}) "
+                             "not read")
     try:
         con = _connect(path)
         try:
@@ -129,12 +149,33 @@ def _metric_points(con: sqlite3.Connection, uuid: str) -> tuple[RawPoints, list[
     for rows in iter(lambda: cursor.fetchmany(_BATCH_ROWS), []):
         # polars turns a batch of rows into columns in one call; a cell of another type (SQLite does not enforce
         # column types) becomes a null and is counted, never guessed
-        points, dropped = _points(pl.DataFrame(rows, schema=_SCHEMA, orient="row", strict=False))
+        points, dropped = _points(_frame(rows))
         parts.append(points)
         bad += dropped
     notes = [Note("dropped", f"{bad} metric row(s) whose key, step or value was not of MLflow's type were not "
                   "used", count=bad)] if bad else []
     return RawPoints.concat(parts), notes
+
+
+def _frame(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """A batch of rows as columns; a cell of another type than MLflow's (SQLite does not enforce column types: a
+    text value, a blob, a step past int64) becomes a null, counted by `_points`, never guessed."""
+    try:
+        return pl.DataFrame(rows, schema=_SCHEMA, orient="row", strict=False)
+    except (pl.exceptions.PolarsError, OverflowError, TypeError, ValueError):  # polars refuses such a cell
+        return pl.DataFrame([tuple(_cell(v, t) for v, t in zip(row, _SCHEMA.values())) for row in rows],
+                            schema=_SCHEMA, orient="row")
+
+
+def _cell(value: Any, dtype: Any) -> Any:
+    if dtype == pl.String:
+        return value if isinstance(value, str) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if dtype == pl.Float64:
+        return float(value)
+    whole = isinstance(value, int) or (math.isfinite(value) and value == int(value))
+    return int(value) if whole and STEP_MIN <= value < STEP_MAX else None
 
 
 def _points(frame: pl.DataFrame) -> tuple[RawPoints, int]:
