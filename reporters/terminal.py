@@ -79,8 +79,8 @@ def summary(report: Report) -> str:
             reasons = Counter(clean(i.reason.split(":")[0]) for i in listed)
             more = f"; {len(reasons) - 4} more reason(s): see the report's inputs" if len(reasons) > 4 else ""
             text += what + " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common(4)) + more + ")"
-    dropped = sum(n.count for d in report.diagnoses for n in d.run.notes if n.kind in ("dropped", "restart",
-                                                                                       "duplicate_steps", "corrupt"))
+    dropped = sum(n.count for d in report.diagnoses for n in d.run.notes
+                  if n.kind in ("dropped", "truncated", "restart", "duplicate_steps", "corrupt"))
     if dropped:
         text += f"\n{dropped:,} point(s)/record(s) dropped or superseded: see each run's notes"
     return text

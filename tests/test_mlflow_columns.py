@@ -103,3 +103,18 @@ def test_a_short_line_and_a_long_one_do_not_make_up_for_each_other(tmp_path: Pat
     fast, exact = _read(path)
     assert fast is None
     assert isinstance(exact, tuple) and exact[1] == 1 and len(exact[0][0]) == 50
+
+
+def test_a_cut_last_line_is_counted_in_the_summary(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    run = tmp_path / "mlruns" / "0" / "r1"
+    (run / "metrics").mkdir(parents=True)
+    (run / "meta.yaml").write_text("run_id: r1\nexperiment_id: '0'\n")
+    lines = [f"{1_700_000_000_000 + i} {3.0 - 0.05 * i} {i}" for i in range(40)]
+    (run / "metrics" / "loss").write_text("\n".join(lines) + "\n1700000000040 0.")  # killed mid-write
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path), "--no-cache", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "1 point(s)/record(s) dropped or superseded" in result.output
