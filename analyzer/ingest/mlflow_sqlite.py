@@ -58,11 +58,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(uri + "?mode=ro", uri=True)
     try:
         con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as exc:
         con.close()
         # a WAL-mode store in a folder we may not write: read-only SQLite still wants to create its -shm file.
-        # With no -wal file beside it, nothing is pending and the file on disk is the whole store.
-        if Path(str(path) + "-wal").exists():
+        # With no -wal file beside it, nothing is pending and the file on disk is the whole store. Only then: a
+        # store locked by its writer ("database is locked") is never read as if nothing were writing it.
+        cannot_open = getattr(exc, "sqlite_errorname", "") == "SQLITE_CANTOPEN" or "unable to open" in str(exc)
+        if not cannot_open or Path(str(path) + "-wal").exists():
             raise
         con = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True)
     return con
