@@ -106,8 +106,8 @@ def _columns(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     if (frame.height != lines or any(frame.null_count().row(0)) or spaces != (len(schema) - 1) * frame.height
             or not bool(frame.get_column("value").str.contains(_NUMBER).all())):
         return None
-    steps = frame.get_column("step") if "step" in frame.columns else pl.Series("step", [None] * frame.height,
-                                                                                pl.Int64)
+    steps = (frame.get_column("step") if "step" in frame.columns
+             else pl.repeat(None, frame.height, dtype=pl.Int64, eager=True))
     ordinal = pl.int_range(frame.height, eager=True).cast(pl.Float64)  # a line without a step: the count so far
     step_f = steps.cast(pl.Float64).fill_null(ordinal).to_numpy()
     if not bool(((step_f >= STEP_MIN) & (step_f < STEP_MAX)).all()):  # the line-by-line read says which line
