@@ -18,10 +18,8 @@ from analyzer.types import Note
 # the value's spelling is checked by _NUMBER
 _SCHEMA = {"ts": pl.Int64, "value": pl.String, "step": pl.Int64}
 _NUMBER = r"^-?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)$"  # str(float) of every value, as MLflow writes it
-_OTHER, _SPACE, _NEWLINE, _DIGIT = 0, 1, 2, 3  # _DIGIT: any byte of a number as str(float) spells it
-_BYTE_KIND = np.zeros(256, dtype=np.uint8)
-_BYTE_KIND[np.frombuffer(b"0123456789.-+eEnaif", np.uint8)] = _DIGIT
-_BYTE_KIND[ord(" ")], _BYTE_KIND[ord("\n")] = _SPACE, _NEWLINE
+_NUMBER_BYTES = b"0123456789.-+eEnaif"  # every byte of a number as str(float) spells it
+_LINE_BYTES = _NUMBER_BYTES + b" \n"
 
 
 def is_run_dir(path: Path) -> bool:
@@ -84,14 +82,11 @@ def _columns(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     writes millions."""
     if not data:
         return None
-    kind = _BYTE_KIND[np.frombuffer(data, np.uint8)]
-    separator = kind < _DIGIT
-    # a byte of no number, or two separators in a row (two spaces, a blank line, a line starting or ending with
-    # a space): Python's split() would not see the fields polars sees
-    if kind[0] != _DIGIT or bool((kind == _OTHER).any()) or bool(
-            (separator[1:] & separator[:-1]).any()):
+    # a byte of no number and no separator (a tab, a CR, a letter): Python's split() would not see the fields
+    # polars sees. bytes.translate and count scan at memory speed (a numpy byte table took 4x as long)
+    if data[0] not in _NUMBER_BYTES or data.translate(None, _LINE_BYTES):
         return None
-    spaces, lines = int(np.count_nonzero(kind == _SPACE)), int(np.count_nonzero(kind == _NEWLINE))
+    spaces, lines = data.count(b" "), data.count(b"\n")
     # polars takes its columns from the first line: a store from before steps has two, lines with one more
     # after it would lose their step (the count of spaces below sees that)
     schema = _SCHEMA if data[: data.index(b"\n")].count(b" ") == 2 else {"ts": pl.Int64, "value": pl.String}
@@ -100,9 +95,11 @@ def _columns(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
                             truncate_ragged_lines=True)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError):
         return None
-    # every line holds the first line's fields, all of them: no null anywhere (a short line's missing fields), and
-    # then the spaces counted are exactly the separators of those fields (a longer line, truncated by polars,
-    # leaves one over); a short line and a long one cannot make up for each other
+    # every line holds the first line's fields, all of them: no null anywhere (a short line's missing fields, the
+    # empty field between two spaces or before a leading one, a blank line polars reads as a row), and then the
+    # spaces counted are exactly the separators of those fields (a longer line or a trailing space, truncated by
+    # polars, leaves one over; a blank line polars skips leaves a newline over); a short line and a long one
+    # cannot make up for each other
     if (frame.height != lines or any(frame.null_count().row(0)) or spaces != (len(schema) - 1) * frame.height
             or not bool(frame.get_column("value").str.contains(_NUMBER).all())):
         return None
