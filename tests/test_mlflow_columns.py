@@ -118,3 +118,15 @@ def test_a_cut_last_line_is_counted_in_the_summary(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["inspect", str(tmp_path), "--no-cache", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "1 point(s)/record(s) dropped or superseded" in result.output
+
+
+def test_steps_are_exact_to_the_last_bit_of_int64(tmp_path: Path) -> None:
+    # through a float the step 2**53 + 1 read as 2**53 and int64's largest refused the file as out of range
+    big = [2 ** 53 + 1, 2 ** 63 - 1, -(2 ** 63)]
+    path = tmp_path / "loss"
+    path.write_text("".join(f"{1700 + i} 0.5 {step}\n" for i, step in enumerate(big)))
+    fast, exact = _read(path)
+    assert fast is not None and isinstance(exact, tuple)
+    assert fast[0].tolist() == big and exact[0][0].tolist() == big
+    path.write_text("1700 0.5 1e3\n1701 0.5 3.0\n")  # other spellings of a whole step: the line parser's
+    assert _read(path)[0] is None and _parse_lines(path.read_text())[0][0].tolist() == [1000, 3]

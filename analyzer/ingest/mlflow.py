@@ -59,19 +59,28 @@ def _parse_lines(text: str) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], 
             continue
         try:
             ts, value = float(parts[0]), float(parts[1])
-            step_f = float(parts[2]) if len(parts) > 2 else float(len(steps))
-        except (ValueError, IndexError):
+            step = _step(parts[2]) if len(parts) > 2 else len(steps)
+        except (ValueError, IndexError, OverflowError):
             bad += 1
             continue
-        if not math.isfinite(step_f):
-            bad += 1
-            continue
-        if not STEP_MIN <= step_f < STEP_MAX:
-            raise step_out_of_range(step_f, f"line {lineno}")
-        steps.append(int(step_f))
+        if not STEP_MIN <= step < STEP_MAX:
+            raise step_out_of_range(step, f"line {lineno}")
+        steps.append(int(step))
         walls.append(ts / 1000.0)
         values.append(value)
     return (np.asarray(steps, np.int64), np.asarray(walls, np.float64), np.asarray(values, np.float64)), bad
+
+
+def _step(text: str) -> int | float:
+    """A step as MLflow writes it (an int, exact to the last of its 64 bits: through a float the largest steps
+    would round, int64's last one out of range) or another spelling of a whole number (``3.0``, ``1e3``)."""
+    try:
+        return int(text)
+    except ValueError:
+        step = float(text)
+        if not math.isfinite(step):
+            raise ValueError(text) from None
+        return step
 
 
 def _columns(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -103,14 +112,12 @@ def _columns(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     if (frame.height != lines or any(frame.null_count().row(0)) or spaces != (len(schema) - 1) * frame.height
             or not bool(frame.get_column("value").str.contains(_NUMBER).all())):
         return None
-    steps = (frame.get_column("step") if "step" in frame.columns
-             else pl.repeat(None, frame.height, dtype=pl.Int64, eager=True))
-    ordinal = pl.int_range(frame.height, eager=True).cast(pl.Float64)  # a line without a step: the count so far
-    step_f = steps.cast(pl.Float64).fill_null(ordinal).to_numpy()
-    if not bool(((step_f >= STEP_MIN) & (step_f < STEP_MAX)).all()):  # the line-by-line read says which line
-        return None
+    # polars' Int64 column holds every step that fits a 64-bit counter, exactly (one that does not fails the read
+    # above); a line without a step is at the count of lines so far
+    steps = (frame.get_column("step").to_numpy() if "step" in frame.columns
+             else np.arange(frame.height, dtype=np.int64))
     walls = frame.get_column("ts").cast(pl.Float64).to_numpy() / 1000.0
-    return step_f.astype(np.int64), walls, frame.get_column("value").cast(pl.Float64).to_numpy()
+    return steps, walls, frame.get_column("value").cast(pl.Float64).to_numpy()
 
 
 def read_params(run_dir: Path) -> dict[str, Any]:
