@@ -290,6 +290,9 @@ _ONE_CHECK = {
     "a value longer than 24 bytes": history(5, [("a", "1" * 30)]),
     "a value that is not UTF-8": history(5, [field(2, b"a") + field(16, b"\xff")]),
     "a summary string that is not UTF-8": summary(5, field(1, field(2, b"a") + field(16, b"\xff"))),
+    # field number 0, which no protobuf parser accepts (an unknown field of another number it keeps)
+    "a summary item's field numbered 0": summary(5, field(1, field(0, b"a") + field(16, b"1"))),
+    "a summary item's field numbered 0 in a two-byte tag": summary(5, field(1, b"\x82\x00\x01a" + field(16, b"1"))),
 }
 
 

@@ -254,6 +254,7 @@ def walk_len_fields(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Le
         t0 = buf[p]
         tag = t0.astype(np.int64)
         broken = (t0 & 7) != 2
+        field_zero = (t0 & 0x78) == 0  # field number 0: every protobuf parser refuses the message
         q = p + 1
         high = None
         two = t0 >= 0x80
@@ -261,8 +262,10 @@ def walk_len_fields(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Le
             t1 = buf[p + 1]
             tag |= np.where(two, t1, 0).astype(np.int64) << 8
             broken |= two & (t1 >= 0x80)
+            field_zero &= ~two | (t1 == 0)
             q += two
             high = two.astype(np.int64)
+        broken |= field_zero
         length, nb = _lengths(buf, q)
         if not isinstance(nb, int):
             broken |= length < 0
