@@ -118,7 +118,8 @@ def _record_steps(table: JsonTable, step_key: str | None, per_record_key: bool, 
         steps = step_f.astype(np.int64)
     else:
         steps = np.zeros(n, np.int64)
-        steps[has_step] = step_f[has_step].astype(np.int64)
+        written = np.isfinite(step_f)  # an overridden record may have no written step
+        steps[written] = step_f[written].astype(np.int64)
     if step_override is not None:
         steps[step_override[0]] = step_override[1][step_override[0]]
     return _Steps(choice, columns, steps, has_step, huge_step, fractional)

@@ -27,7 +27,7 @@ from analyzer.ingest.json_points import to_points
 from analyzer.ingest.json_table import JsonTable, concat_columns, table_columns
 from analyzer.ingest.json_lines import NOT_JSON, NOT_OBJECT, REPEATED, TOO_DEEP, Block, read_block, read_line
 from analyzer.ingest.jsonl_dialects import SPLIT_FIELDS, plan
-from analyzer.ingest.tabular import NON_METRIC_KEYS, STEP_KEYS, find_key, to_float
+from analyzer.ingest.tabular import NON_METRIC_KEYS, PROGRESS_KEYS, STEP_KEYS, find_key, progress_step, to_float
 from analyzer.types import Note
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ _SNIFF_LINES = 20
 #: Lines are read in blocks of about this many bytes (polars reads a block at once; a block it cannot
 #: take whole is read line by line, so one bad line costs its block, not the file).
 BLOCK_BYTES = 8 << 20
-_TEXT_KEYS = frozenset(SPLIT_FIELDS)
+_TEXT_KEYS = frozenset(SPLIT_FIELDS) | frozenset(PROGRESS_KEYS)
 
 
 def _repeated_key(raw: bytes) -> str:
@@ -66,6 +66,8 @@ def sniff(path: Path) -> str:
         raise LogFormatError("no JSON object per line in its first lines: not a JSONL log")
     for obj in objs:
         key = find_key(obj, STEP_KEYS)
+        if key is None:
+            key = next((k for k in PROGRESS_KEYS if progress_step(obj.get(k)) is not None), None)
         if key is not None and any(k != key and to_float(v) is not None for k, v in obj.items()):
             return key
     raise LogFormatError("JSON lines without a step key (step, global_step, iteration, iter, current_steps, ...) "

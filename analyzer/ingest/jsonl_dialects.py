@@ -26,7 +26,7 @@ import numpy as np
 
 from analyzer.ingest.json_points import Prefixes
 from analyzer.ingest.json_table import NULL, NUMBER, JsonTable
-from analyzer.ingest.tabular import NON_METRIC_KEYS
+from analyzer.ingest.tabular import NON_METRIC_KEYS, PROGRESS_KEYS, progress_step
 from analyzer.types import Note
 
 SPLIT_FIELDS = ("split", "phase", "mode", "event", "stage")
@@ -159,6 +159,13 @@ def _epoch_counter(table: JsonTable, step_key: str, split: str | None) -> tuple[
     return mask, derived
 
 
+def _progress_steps(table: JsonTable, step_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, steps) of the records whose ``step_key`` holds a progress fraction (``"5/94"`` -> 5)."""
+    found = [progress_step(v) for v in _strings(table, step_key).tolist()]
+    mask = np.array([f is not None for f in found], dtype=bool)
+    return mask, np.array([f if f is not None else 0 for f in found], dtype=np.int64)
+
+
 def plan(table: JsonTable, step_key: str, source: str) -> RecordPlan:
     """How to read the records of ``table`` (flattened JSON objects in file order)."""
     mm = _mmengine(table, source)
@@ -178,8 +185,11 @@ def plan(table: JsonTable, step_key: str, source: str) -> RecordPlan:
         notes.append(Note("split_tags", f"{source}: records of {len(shown)} kinds interleaved by their '{split}' field "
                           f"({', '.join(shown)}); each record's metrics are tagged '<{split}>/<metric>'",
                           count=int(given.sum())))
-    steps = _epoch_counter(table, step_key, split)
-    if steps is not None:
+    steps = _progress_steps(table, step_key) if step_key in PROGRESS_KEYS else _epoch_counter(table, step_key, split)
+    if steps is not None and step_key in PROGRESS_KEYS:
+        notes.append(Note("derived_step", f"{source}: the step is the first number of '{step_key}' (a progress "
+                          "fraction, '<step>/<total>')", count=int(steps[0].sum())))
+    elif steps is not None:
         notes.append(Note("derived_step", f"{source}: '{step_key}' counts within each epoch (it restarts when the "
                           f"epoch goes up); step = the iterations of earlier epochs (their largest logged '{step_key}') "
                           f"+ '{step_key}'" + (", validation records at the end of their epoch" if split else ""),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -30,10 +31,20 @@ from analyzer.types import Note
 STEP_KEYS = ("global_step", "step", "_step", "iteration", "iter", "current_steps", "Step", "it", "steps",
              "global_steps", "num_steps", "trainer/global_step", "num_updates", "train_num_updates",
              "valid_num_updates")
+#: Keys holding the step as a progress fraction, ``"<step>/<total>"`` (ms-swift's log dicts and logging.jsonl
+#: print ``'global_step/max_steps': '5/94'`` and no other step).
+PROGRESS_KEYS = ("global_step/max_steps",)
 EPOCH_KEYS = ("epoch", "Epoch", "epochs")
 WALL_KEYS = ("wall_time", "Wall time", "timestamp", "time", "_timestamp")
 #: Columns that describe a row rather than measure something.
-NON_METRIC_KEYS = frozenset(STEP_KEYS + EPOCH_KEYS + WALL_KEYS + ("_runtime", "mode", "phase", "split"))
+NON_METRIC_KEYS = frozenset(STEP_KEYS + PROGRESS_KEYS + EPOCH_KEYS + WALL_KEYS + ("_runtime", "mode", "phase", "split"))
+_PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*\d+\s*$")
+
+
+def progress_step(value: Any) -> int | None:
+    """The step of a progress fraction (``"5/94"`` -> 5), None for anything else."""
+    m = _PROGRESS.match(value) if isinstance(value, str) else None
+    return int(m.group(1)) if m is not None and len(m.group(1)) < 19 else None
 
 
 class RepeatedKeys(dict):

@@ -17,7 +17,7 @@ from typing import Callable
 
 import polars as pl
 
-from analyzer.ingest.tabular import flatten, to_float
+from analyzer.ingest.tabular import flatten, progress_step, to_float
 from analyzer.ingest.text_patterns import LinePattern
 from analyzer.types import Note
 
@@ -251,13 +251,20 @@ def _regular(counts: list[int]) -> bool:
     return gap > 0 and all(b - a == gap for a, b in zip(tail, tail[1:]))
 
 
+def _own_step(value: str) -> str:
+    """A dict's own step as printed; of a progress fraction (ms-swift's ``'5/94'``), its first number."""
+    step = progress_step(value)
+    return value if step is None else str(step)
+
+
 def _ordinal_steps(p: LinePattern, lines: pl.DataFrame, items: pl.DataFrame,
                    name: str) -> tuple[pl.DataFrame, pl.DataFrame, list[Note]]:
     """HF's printed log dicts carry no step: the k-th counted dict is at step k, or at the tqdm counter
     printed just before each dict when those counters are one logging interval apart; an evaluation
     dict takes the step of the dict before it; the end-of-training summary is left out."""
     keys = dict(items.group_by("row", maintain_order=True).agg(pl.col("key")).iter_rows())
-    own = dict(items.filter(pl.col("key").is_in(list(p.step_keys))).select("row", "value").iter_rows())
+    own = {row: _own_step(value) for row, value in
+           items.filter(pl.col("key").is_in(list(p.step_keys))).select("row", "value").iter_rows()}
     bars = dict(lines.select("row", "bar").iter_rows())
     kind: dict[int, str] = {}
     for row in lines.get_column("row").to_list():

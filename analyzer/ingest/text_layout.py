@@ -47,6 +47,8 @@ _WORD = r"(?:[A-Za-z_][\w@.\-/%]*(?:\([\w ]+\))?|\([A-Za-z/%]+\))"
 _PLAIN_WORD = r"(?:[A-Za-z_][A-Za-z_\-/]*(?:\([\w ]+\))?|\([A-Za-z/%]+\))"
 _KEY_AT_END = re.compile(rf"((?:(?:{_PLAIN_WORD}) ){{0,4}}(?:{_WORD}))$")
 _PAREN_UNIT = re.compile(r" ?\([A-Za-z/%]+\)$")
+#: An arrow between a key and its number (nanoT5's ``Loss --> 2.345``, ``lr => 1e-4``): a separator like ``:``.
+_ARROW_AT_END = re.compile(r"\s*(?:-+>|=+>|\u2192)\s*$")
 _KEY_AT_START = re.compile(rf"^((?:{_WORD})(?: (?:{_WORD})){{0,2}})")
 #: Log-record prefixes that are not part of a key (``09:59:53 INFO epoch 1``).
 _LOG_LEVELS = frozenset({"INFO", "DEBUG", "WARNING", "WARN", "ERROR", "CRITICAL", "TRACE", "NOTICE", "I", "W", "D"})
@@ -161,7 +163,7 @@ def _clean_key(text: str) -> str | None:
 def _key_before(line: str, boundary: int, start: int) -> tuple[str | None, str]:
     """The key printed between ``boundary`` and a number at ``start``, and the text before that key."""
     text = line[boundary:start]
-    body = text.rstrip(" \t:=\"'#")
+    body = _ARROW_AT_END.sub("", text).rstrip(" \t:=\"'#")
     unit = _PAREN_UNIT.search(body)  # ``elapsed time per iteration (ms): 812.3``
     cut = 0
     for m in _DELIMITER.finditer(body[: unit.start()] if unit else body):

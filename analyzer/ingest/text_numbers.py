@@ -34,7 +34,7 @@ _SPACED_UNIT = re.compile(r"^ (ms|s|sec|%|BPC|bpc|bpb|bits|GB|MB|GiB|MiB)(?![\w/
 #: How tokens are joined into one value that is not a metric: a date (``2024-05-01``: the sign of the
 #: next token is its joint), a clock (``12:00:01``), a version (``1.2.3``), an ETA (``00:10<00:12``).
 _GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
-_FRACTION = re.compile(r"^\s*/\s*$")
+_FRACTION = re.compile(r"^\s*/\s*$|^\s+(?:out of|of)\s+$")  # ``120/20000``, ``Step 120 out of 20000``
 
 
 @dataclass

@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
+from analyzer.ingest.tabular import PROGRESS_KEYS
+
 #: How a line's body splits into items: on '|' (Megatron, NeMo, fairseq epoch lines), on ','
 #: (nanoGPT, fairseq's per-interval line), a Python dict repr, or a JSON object.
 Split = Literal["pipe", "comma", "pydict", "json"]
@@ -136,7 +138,8 @@ LINE_PATTERNS: tuple[LinePattern, ...] = (
     # HF Trainer: the printed log dict. The tqdm bar the Trainer redraws may sit just before it.
     LinePattern("hf_trainer_print", "hf_trainer_print.log",
                 r"(?:(?P<bar>\d+)/\d+ \[[^\]\n]*\])?\s*(?P<body>\{'[^']+': .*\})\s*$", "pydict", marker="{'",
-                step_from="ordinal", step_keys=("step",), skip=frozenset({"epoch", "step", "total_flos"}),
+                step_from="ordinal", step_keys=("step",) + PROGRESS_KEYS,
+                skip=frozenset({"epoch", "step", "total_flos", *PROGRESS_KEYS}),
                 attach_prefixes=("eval_",), summary_keys=("train_runtime",),
                 # a script's own line that prints its counter before the dict (``step 100: {'loss': ...}``) is
                 # read by its layout, at that step, not by the dicts' order
