@@ -127,6 +127,9 @@ _LINES = [
     "a \x1f unit separator",
     "bad bytes \udcff\udcfe here",  # written as the lone bytes 0xff 0xfe
     "\rredrawn {i}\rredrawn again iter {i}: loss {v:.4f}, time 1.00ms",
+    "step {i} loss tensor({v:.4f}, device='cuda:0', grad_fn=<NllLossBackward0>)",  # print('step', i, 'loss', loss)
+    "iter {i} loss=np.float32({v:.5f}) lr=np.float64(0.001)",
+    "np.float32 and tensor( are words here {j}",
 ]
 
 

@@ -8,8 +8,9 @@ fairseq_text); lines of any other layout are read by `text_stacked` and `text_ge
 Every line is accounted for: read as a metric line, read as an instability message, ignored as
 noise (warnings, progress bars, tracebacks, other prints: counted in a note), or reported (a line
 a pattern claimed but that could not be read: counted as dropped). Progress bars that redraw
-with ``\\r`` are split into their redraws, ANSI colour codes are removed, CRLF is LF, bytes that are
-not UTF-8 become U+FFFD, and a cut-off last line is not read (a cut number would be a wrong value).
+with ``\\r`` are split into their redraws, ANSI colour codes are removed, a number printed as a tensor or
+numpy scalar (``tensor(2.31, device='cuda:0')``, ``np.float32(2.31)``) is read as the number, CRLF is LF, bytes
+that are not UTF-8 become U+FFFD, and a cut-off last line is not read (a cut number would be a wrong value).
 
 Instability messages in the same output become points on dedicated tags: at each step where at
 least one appeared, the number of such message lines placed there (every rank that prints one
@@ -51,7 +52,7 @@ from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.ingest.text_generic import read_generic
 from analyzer.ingest.text_items import LineItems, count_notes, items_of
-from analyzer.ingest.text_lines import BLOCK_BYTES, ahead, blocks, clean, lines_of as _lines
+from analyzer.ingest.text_lines import BLOCK_BYTES, ahead, blocks, clean, lines_of as _lines, plain_numbers
 from analyzer.ingest.text_points import TextPoints
 from analyzer.ingest.text_ordinal import read_ordinal
 from analyzer.ingest.text_stacked import read_stacked, without_rows
@@ -115,7 +116,7 @@ def sniff(path: Path) -> TextDialect:
     data = clean(sample)
     if b"\x00" in data[:4096]:
         raise LogFormatError("binary content (NUL bytes in its head): not a text log")
-    lines = _lines(data).to_frame().with_row_index("row")
+    lines = plain_numbers(_lines(data)).to_frame().with_row_index("row")
     counts = {d: 0 for d in DIALECTS}
     claimed, rest = claim(lines, list(LINE_PATTERNS))
     for p, got in claimed:
