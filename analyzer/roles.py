@@ -104,6 +104,8 @@ def _score_grad_norm(tokens: list[str]) -> int:
         return 70
     if tokens == ["norm"]:
         return 60  # llm.c and build-nanogpt print clip_grad_norm_'s return value as ``norm``
+    if tokens in (["grad"], ["gradient"]):
+        return 55  # Meta's lingua prints the norm clip_grad_norm_ returns as ``grad: 1.23e+00``
     return 0
 
 

@@ -187,6 +187,9 @@ def test_nan_and_inf_are_kept_as_data(tmp_path):
     (["loss_ce", "loss_mask", "loss_dice", "total_loss", "lr"],
      {"train_loss": "total_loss", "eval_loss": None, "grad_norm": None, "lr": "lr"}),
     (["trainLoss", "valLoss"], {"train_loss": "trainLoss", "eval_loss": "valLoss", "grad_norm": None, "lr": None}),
+    # Meta's lingua: "step: 10  acc: 0  loss: 3.2345  grad: 1.23e+00  ...  lr: 3.00e-04"
+    (["acc", "loss", "grad", "flops", "wps", "lr"], {"train_loss": "loss", "eval_loss": None, "grad_norm": "grad",
+                                                     "lr": "lr"}),
 ])
 def test_role_names_real_tools_use(tags, expected):
     assert assign_roles({t: 10 for t in tags}).as_dict() == expected

@@ -1,4 +1,5 @@
-"""Numbers printed inside a torch tensor's or a numpy scalar's repr, and Ray's worker prefix.
+"""Numbers printed inside a torch tensor's or a numpy scalar's repr, and the numbers of a line's prefix that are
+no metric: Ray's worker pid, a logger's thread id and source line.
 
 ``print("step", step, "loss", loss)`` of a 0-dim tensor writes ``tensor(2.3456, grad_fn=<NllLossBackward0>)``
 (with ``device='cuda:0'`` on a GPU), and numpy 2 prints a scalar as ``np.float32(2.3456)``; the lines here are
@@ -65,3 +66,40 @@ def test_a_ray_workers_pid_is_no_metric(tmp_path: Path) -> None:
     run = _read(path)
     assert sorted(run.tags) == ["actor/grad_norm", "actor/lr", "actor/pg_loss"]
     assert run.series("actor/grad_norm").values.tolist() == [0.5] * len(_STEPS)
+
+
+def _logged(path: Path, fmt: str, messages: list[str]) -> None:
+    """``messages`` written through Python's logging with ``fmt`` (its real filename, line number, thread id);
+    ``absl``: absl's own formatter (absl-py comes with tensorboard)."""
+    import logging
+
+    from absl import logging as absl_logging
+
+    handler = logging.FileHandler(path)
+    handler.setFormatter(absl_logging.PythonFormatter() if fmt == "absl" else logging.Formatter(fmt))
+    logger = logging.getLogger(f"steadytrain-test-{path.name}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        for message in messages:
+            logger.info(message)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+@pytest.mark.parametrize("fmt", [
+    "absl",  # I1207 22:27:49.112622 139977361283968 train.py:5] (level letter, mmdd, time, thread id, file:line)
+    "[%(asctime)s][%(filename)s:%(lineno)d][%(levelname)s] %(message)s",
+    "%(asctime)s - %(levelname)s - %(module)s:%(funcName)s:%(lineno)d - %(message)s",  # loguru's default shape
+])
+def test_a_loggers_source_line_and_thread_are_no_metrics(tmp_path: Path, fmt: str) -> None:
+    losses = _losses()
+    path = tmp_path / "train.log"
+    _logged(path, fmt, [f"[{s}] train/loss={v}, learning_rate=0.001" if fmt == "absl" else
+                        f"step {s} loss {v} lr 0.001" for s, v in zip(_STEPS, losses)])
+    run = _read(path)
+    assert len(run.tags) == 2 and run.roles.train_loss is not None and run.roles.lr is not None
+    got = run.series(run.roles.train_loss)
+    assert got.steps.tolist() == _STEPS and got.values.tolist() == losses

@@ -41,6 +41,13 @@ def tags(line: str) -> list[str]:
     ("iter 100: loss 2.3456, time 12.34ms, mfu 30.12%", "iter", ["loss", "time_ms", "mfu_percent"]),
     ('{"step": 100, "loss": 2.3, "lr": 0.001}', "step", ["loss", "lr"]),
     ("[step 100] loss: 2.3 grad_norm: 1.2", "step", ["loss", "grad_norm"]),
+    # nanoT5: "[train] Step {n} out of {total} | Loss --> {:.3f} | Grad_l2 --> ..."; an arrow joins key and value
+    ("[train] Step 100 out of 65536 | Loss --> 2.345 | Grad_l2 --> 1.234 | Lr --> 0.0200 |", "Step",
+     ["train/Loss", "train/Grad_l2", "train/Lr"]),
+    # a logger's prefix with the source line (Python logging's %(filename)s:%(lineno)d, loguru's default)
+    ("[2024-05-01 12:00:00,123][train.py:45][INFO] step 10 loss 2.3", "step", ["loss"]),
+    ("2024-05-01 12:00:00.123 | INFO     | __main__:fit:45 - step 10 loss 2.3", "step", ["loss"]),
+    ("distill:step:1/50 kl:282.0644 ce:1.9771", "step", ["kl", "ce"]),  # a namespaced counter is no source line
 ])
 def test_the_step_and_the_named_numbers(line, step_key, metrics):
     layout = learn_layout(line)
@@ -62,6 +69,13 @@ def test_lightning_bar_epoch_batch_and_postfix():
     layout = learn_layout(line)
     assert layout.epoch is not None and layout.within_epoch
     assert "loss" in tags(line) and "val_loss" in tags(line) and "v_num" not in tags(line)
+
+
+def test_pytorch_dcgan_epoch_then_batch_in_brackets():
+    # pytorch/examples dcgan/main.py: '[%d/%d][%d/%d] Loss_D: %.4f Loss_G: %.4f D(x): %.4f D(G(z)): %.4f / %.4f'
+    layout = learn_layout("[3/25][100/1583]\tLoss_D: 0.4321\tLoss_G: 3.2100\tD(x): 0.8123\tD(G(z)): 0.1234 / 0.0987")
+    assert layout.epoch is not None and layout.within_epoch and layout.step_total == layout.step + 1
+    assert tags("[3/25][100/1583]\tLoss_D: 0.4321\tLoss_G: 3.2100")[:2] == ["Loss_D", "Loss_G"]
 
 
 def test_timm_train_and_eval_lines_say_their_kind():

@@ -207,7 +207,7 @@ def learn_layout(line: str) -> LineLayout:
     previous_value: Token | None = None
     for j, t in enumerate(tokens):
         if t.role != "value":
-            if t.role in ("total", "group"):
+            if t.role in ("total", "group", "location"):
                 boundary = max(boundary, t.stop)
             continue
         key, before = _key_before(line, boundary, t.start)
@@ -297,7 +297,12 @@ def _assemble(line: str, tokens: list[Token], first_value: int | None, prefix_wo
         used.add(j)
     if step is None:
         keyless = [j for j, t in values if j in integer and j in has_total and (t.key is None or kinds[j] == "batch")]
-        if keyless:
+        if len(keyless) >= 2 and epoch is None and _adjacent(values, keyless[0], keyless[1]):
+            # ``[3/25][100/1583]`` (PyTorch's DCGAN example, GAN scripts): the epoch, then the batch within it
+            epoch, step, step_key, counter = keyless[0], keyless[1], "N/M", "batch"
+            used.update((epoch, step))
+            within = True
+        elif keyless:
             step, step_key, counter = keyless[0], "N/M", "batch"
             used.add(step)
             within = True
@@ -323,6 +328,12 @@ def _assemble(line: str, tokens: list[Token], first_value: int | None, prefix_wo
     step_total = step + 1 if step is not None and step in has_total else None
     measured = any(not is_integer(tokens[m.position].text) for m in metrics)
     return LineLayout(tuple(metrics), step, step_key, step_total, epoch, within, kind, counter, measured)
+
+
+def _adjacent(values: list[tuple[int, Token]], a: int, b: int) -> bool:
+    """Whether the values at token positions ``a`` and ``b`` follow each other (no value between them)."""
+    order = [j for j, _ in values]
+    return order.index(b) == order.index(a) + 1
 
 
 def _tag(t: Token, kind: str | None) -> str:

@@ -48,12 +48,21 @@ def clean(data: bytes) -> bytes:
     return _ANSI.sub(b"", data) if b"\x1b" in data else data
 
 
-def plain_numbers(lines: pl.Series) -> pl.Series:
-    """``lines`` with a number printed inside a tensor's or numpy scalar's repr unwrapped (``loss: tensor(2.31,
-    device='cuda:0')`` reads as ``loss: 2.31``)."""
-    if not bool(lines.str.contains(_WRAPPED).any()):
-        return lines
-    return lines.str.replace_all(_WRAPPED, "${1}")
+#: absl's and glog's line prefix (``I1207 12:00:00.123456 140234567 train.py:123] ``): its thread id is a number
+#: that no word names, and would take the name printed after it.
+_ABSL_PREFIX = r"^[IWEFD][0-9]{4} [0-9:.]+ +[0-9]+ [^\s\]]+:[0-9]+\] "
+
+
+def plain_numbers(lines: pl.DataFrame) -> pl.DataFrame:
+    """``lines`` (a ``line`` column) with a number printed inside a tensor's or numpy scalar's repr unwrapped
+    (``loss: tensor(2.31, device='cuda:0')`` reads as ``loss: 2.31``) and absl's prefix removed: what the readers
+    of any layout read (the known layouts' patterns print neither, and are not searched)."""
+    line = lines.get_column("line")
+    if bool(line.str.contains(_ABSL_PREFIX).any()):
+        line = line.str.replace(_ABSL_PREFIX, "")
+    if bool(line.str.contains(_WRAPPED).any()):
+        line = line.str.replace_all(_WRAPPED, "${1}")
+    return lines.with_columns(line)
 
 
 def lines_of(data: bytes, skip: int = 0) -> pl.Series:
@@ -162,7 +171,6 @@ def blocks(path: Path, block_bytes: int | None = BLOCK_BYTES) -> Iterator[Block]
         else:
             data = head + clean(chunk[:cut])
             lines = lines_of(data, 1)
-        lines = plain_numbers(lines)
         unterminated = last and len(data) > (len(head) if n else 0) and not data.endswith(b"\n")
         del chunk, data  # the block's text is in ``lines`` now; its bytes would double it while it is read
         yield Block(lines.to_frame().with_row_index("row", offset=row), before, last, unterminated)

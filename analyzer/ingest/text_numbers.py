@@ -34,6 +34,11 @@ _SPACED_UNIT = re.compile(r"^ (ms|s|sec|%|BPC|bpc|bpb|bits|GB|MB|GiB|MiB)(?![\w/
 #: How tokens are joined into one value that is not a metric: a date (``2024-05-01``: the sign of the
 #: next token is its joint), a clock (``12:00:01``), a version (``1.2.3``), an ETA (``00:10<00:12``).
 _GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
+#: What a logger prints before a source line number: ``train.py:`` (Python logging's %(filename)s, absl, glog,
+#: a warning's path), or ``module:function:`` then `` - `` after it (loguru's ``{name}:{function}:{line} - ``; a
+#: namespaced counter, ``distill:step:1/50``, is none).
+_SOURCE_FILE = re.compile(r"\w\.(?:py|pyx|c|cc|cpp|cxx|cu|h|hpp|rs|go|java|jl|js|ts|lua|scala|sh):$")
+_MODULE_FUNCTION = re.compile(r"[\w.<>]+:[\w.<>]+:$")
 _FRACTION = re.compile(r"^\s*/\s*$|^\s+(?:out of|of)\s+$")  # ``120/20000``, ``Step 120 out of 20000``
 
 
@@ -46,7 +51,7 @@ class Token:
     stop: int  # where its glued suffix ends
     text: str
     suffix: str
-    role: str = "value"  # value | total | group | name
+    role: str = "value"  # value | total | group | name | location (a logger's source line: its prefix ends there)
     key: str | None = None
     unit: tuple[str | None, float] | None = None
 
@@ -66,7 +71,8 @@ def tokens_of(line: str) -> list[Token]:
 
 
 def mark_roles(line: str, tokens: list[Token]) -> None:
-    """Which numbers are no value: digits inside a name, the parts of a date, clock or version, a fraction's total."""
+    """Which numbers are no value: digits inside a name, the parts of a date, clock or version, a fraction's total, a
+    logger's source line."""
     for j, t in enumerate(tokens):
         before = line[t.start - 1] if t.start else ""
         previous = tokens[j - 1] if j else None
@@ -76,9 +82,12 @@ def mark_roles(line: str, tokens: list[Token]) -> None:
                        and previous.role != "name" and is_integer(previous.text) and is_integer(t.text))
         if before and (before.isalnum() or before in "_@#") and not signed_join:
             t.role = "name"  # top-1, Acc@1, #3
+        elif before == ":" and is_integer(t.text) and (_SOURCE_FILE.search(line, 0, t.start) or (
+                _MODULE_FUNCTION.search(line, 0, t.start) and line.startswith(" - ", t.end))):
+            t.role = "location"  # a logger's source line: ``train.py:45]``, loguru's ``__main__:train:45 -``
         elif before == "." and t.start >= 2 and line[t.start - 2].isalnum() and not glued_to_previous:
             t.role = "name"  # layers.0
-        if previous is None or t.role == "name" or previous.role == "name":
+        if previous is None or t.role in ("name", "location") or previous.role in ("name", "location"):
             continue
         joint = line[previous.stop:t.start]
         if _FRACTION.match(joint) and is_integer(t.text) and not previous.suffix:

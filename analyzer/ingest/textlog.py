@@ -116,9 +116,10 @@ def sniff(path: Path) -> TextDialect:
     data = clean(sample)
     if b"\x00" in data[:4096]:
         raise LogFormatError("binary content (NUL bytes in its head): not a text log")
-    lines = plain_numbers(_lines(data)).to_frame().with_row_index("row")
+    lines = _lines(data).to_frame().with_row_index("row")
     counts = {d: 0 for d in DIALECTS}
     claimed, rest = claim(lines, list(LINE_PATTERNS))
+    rest = plain_numbers(rest)
     for p, got in claimed:
         counts[p.dialect] += got.height
     total = rest.height + sum(counts.values())
@@ -210,7 +211,7 @@ def _read_lines(path: Path, patterns: list[LinePattern], block_bytes: int | None
         read.n_lines += lines.height
         read.unterminated = block.unterminated
         claimed, rest = claim(lines, patterns)
-        read.rest.append(rest)
+        read.rest.append(plain_numbers(rest))
         for stream, (p, got) in zip(read.streams, claimed):
             if got.is_empty():
                 continue
