@@ -26,8 +26,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest import (csv_logs, hf_trainer, jsonl, mlflow, mlflow_sqlite, tb_export_json, textlog, wandb_logs,
-                             wandb_run)
+from analyzer.ingest import (csv_logs, hf_trainer, jsonl, mlflow, mlflow_sqlite, parquet_logs, tb_export_json, textlog,
+                             wandb_logs, wandb_run)
 from analyzer.ingest.cache import DecodeCache, read_events_cached
 from analyzer.types import Format, Note
 
@@ -139,6 +139,11 @@ def _read_csv(path: Path, ctx: ReadContext) -> FileData:
     return FileData(pts, tuple(notes))
 
 
+def _read_parquet(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = parquet_logs.read(path, ctx.detail)
+    return FileData(pts, tuple(notes))
+
+
 def _read_tb_export(path: Path, ctx: ReadContext) -> FileData:
     pts, notes = csv_logs.read_tb_export(path)
     return FileData(pts, tuple(notes))
@@ -218,6 +223,13 @@ def _claim_tb_export(path: Path, detail: Any) -> Iterable[Claim]:
     return (Claim(target, ("tb_export", path.parent, run_part), detail),)
 
 
+def _claim_parquet(path: Path, table: Any) -> Iterable[Claim]:
+    # Numbered parts (W&B's history artifact: 0000.parquet, 0001.parquet) are one table: one run of their folder.
+    if parquet_logs.is_part(path):
+        return (Claim(path.parent, ("parquet", path.parent), table),)
+    return (Claim(path, ("parquet", path), table),)
+
+
 def _claim_panel_runs(path: Path, panel: Any) -> Iterable[Claim]:
     # One panel export holds several runs; exports of other panels of the same runs join them by run name.
     return tuple(Claim(path.parent / name, ("wandb_panel", path.parent, name), (panel, name)) for name in panel.runs)
@@ -275,6 +287,11 @@ READERS: tuple[Reader, ...] = (
            "any other comma-separated file with a header: Keras CSVLogger (epoch first), long (tag,value,step) "
            "or wide (a step column and metric columns)",
            _read_csv, wants=_suffix(".csv"), sniff=_generic_csv_sniff, family="csv", named="other CSV (Keras, long, wide)"),
+    Reader("parquet", "parquet", "Parquet table",
+           "a .parquet table with a step column and metric columns (W&B's run history artifact, a script's "
+           "df.to_parquet); numbered parts (0000.parquet, ...) of one folder are one run",
+           _read_parquet, wants=_suffix(".parquet", ".pq"), sniff=parquet_logs.sniff, claim=_claim_parquet,
+           family="parquet", named="Parquet tables (W&B run history)"),
     Reader("tb_export_json", "tensorboard_json", "TensorBoard-exported JSON (one tag)",
            "a .json list of [wall_time, step, value] (TensorBoard's JSON download; one file per tag)",
            _adapt(tb_export_json.read), wants=_suffix(".json"), sniff=tb_export_json.sniff, claim=_claim_tb_export,

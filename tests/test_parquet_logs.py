@@ -1,0 +1,87 @@
+"""Parquet tables of metrics: W&B's run history artifact (its numbered parts one run), a script's own table.
+
+Files are written by polars' Parquet writer (pyarrow, which pandas would use, is not a dependency here); the
+layout is W&B's history export: ``_step``, ``_runtime``, ``_timestamp`` and a column per logged key, empty where
+a row did not log it, a logged dict as a struct column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from analyzer.cli import main
+from analyzer.ingest.load import LoadOptions, load_runs
+
+N = 2000
+
+
+def _history(first: int = 0, n: int = N) -> pl.DataFrame:
+    steps = np.arange(first, first + n)
+    loss = 6.9 * np.exp(-steps / 300) + 2.0
+    loss[steps == 1200] = 50.0  # one spike mid-run
+    return pl.DataFrame({
+        "_step": steps, "_runtime": steps * 0.5, "_timestamp": 1.7e9 + steps * 0.5, "train/loss": loss,
+        "train/grad_norm": [1.0 + s / 1e4 if s % 2 == 0 else None for s in steps.tolist()],
+        "lr": np.full(n, 3e-4), "media": ["img.png"] * n, "done": [False] * n,
+        "eval": pl.Series([{"loss": float(v) + 0.1, "acc": {"top1": 0.5}} if s % 100 == 0 else None
+                           for s, v in zip(steps.tolist(), loss.tolist())]),
+    })
+
+
+def _read(path: Path):  # type: ignore[no-untyped-def]
+    return load_runs([path], LoadOptions(cache_dir=None))
+
+
+def test_a_wandb_history_artifact_in_parts_is_one_run(tmp_path: Path) -> None:
+    folder = tmp_path / "run-abc123-history:v0"
+    folder.mkdir()
+    whole = _history()
+    whole[:1000].write_parquet(folder / "0000.parquet")
+    whole[1000:].write_parquet(folder / "0001.parquet")
+    (run,), inputs = _read(tmp_path)
+    assert run.format == "parquet" and len(run.sources) == 2
+    assert sorted(run.tags) == ["eval/acc/top1", "eval/loss", "lr", "train/grad_norm", "train/loss"]
+    loss = run.series("train/loss")
+    assert loss.steps.tolist() == whole["_step"].to_list() and loss.values.tolist() == whole["train/loss"].to_list()
+    assert run.series("train/grad_norm").steps.tolist() == list(range(0, N, 2))  # empty cells are no points
+    assert run.series("eval/loss").steps.tolist() == list(range(0, N, 100))
+    assert (run.roles.train_loss, run.roles.eval_loss, run.roles.grad_norm, run.roles.lr) == (
+        "train/loss", "eval/loss", "train/grad_norm", "lr")
+    said = " ".join(n.message for n in run.notes)
+    assert "media" in said and "done" in said  # columns without numbers are counted, not silently dropped
+    assert [i.status for i in inputs] == ["read", "read"]
+
+
+def test_the_spike_in_a_history_table_is_judged(tmp_path: Path) -> None:
+    _history().write_parquet(tmp_path / "history.parquet")
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "history.parquet"), "--no-cache", "--fail-on", "mid"])
+    assert result.exit_code == 1, result.output
+    assert "step 1,200" in result.output
+
+
+def test_a_per_epoch_table_and_separate_tables_of_a_folder(tmp_path: Path) -> None:
+    pl.DataFrame({"epoch": range(20), "loss": np.linspace(2.0, 1.0, 20), "val_loss": np.linspace(2.1, 1.2, 20)}
+                 ).write_parquet(tmp_path / "seed0.parquet")
+    pl.DataFrame({"epoch": range(20), "loss": np.linspace(3.0, 1.0, 20)}).write_parquet(tmp_path / "seed1.parquet")
+    runs, _ = _read(tmp_path)
+    assert sorted(r.id for r in runs) == ["seed0.parquet", "seed1.parquet"]
+    seed0 = next(r for r in runs if r.id == "seed0.parquet")
+    assert seed0.series("loss").steps.tolist() == list(range(20)) and seed0.roles.eval_loss == "val_loss"
+
+
+@pytest.mark.parametrize("kind", ["dataset shard", "cut off"])
+def test_a_parquet_file_that_is_no_log_is_skipped_with_why(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "train-00000-of-00001.parquet"
+    if kind == "dataset shard":
+        pl.DataFrame({"text": ["a b", "c d"], "label": [0, 1]}).write_parquet(path)
+    else:
+        _history().write_parquet(path)
+        path.write_bytes(path.read_bytes()[:-100])
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path), "--no-cache"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("without a step column" if kind == "dataset shard" else "cannot be read") in result.output
