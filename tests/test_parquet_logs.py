@@ -85,3 +85,22 @@ def test_a_parquet_file_that_is_no_log_is_skipped_with_why(tmp_path: Path, kind:
     result = CliRunner().invoke(main, ["inspect", str(tmp_path), "--no-cache"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert ("without a step column" if kind == "dataset shard" else "cannot be read") in result.output
+
+
+def test_the_trainers_step_metric_is_the_step_not_wandbs_log_count(tmp_path: Path) -> None:
+    # An HF Trainer run's W&B history: a row per wandb.log call (_step 0, 1, 2, ...), the trainer's step in
+    # train/global_step (logging every 10 steps, an evaluation every 100 in its own row)
+    rows = []
+    for step in range(10, 1010, 10):
+        rows.append({"train/loss": 2.0 + 1.0 / step, "train/global_step": step, "eval/loss": None})
+        if step % 100 == 0:
+            rows.append({"train/loss": None, "train/global_step": step, "eval/loss": 2.5})
+    table = pl.DataFrame(rows).with_row_index("_step")
+    (tmp_path / "artifact").mkdir()
+    (tmp_path / "export").mkdir()
+    table.write_parquet(tmp_path / "artifact" / "0000.parquet")
+    table.write_csv(tmp_path / "export" / "history.csv")  # the same table as run.history().to_csv() writes it
+    for path in (tmp_path / "artifact", tmp_path / "export"):  # apart: together they are copies of one run
+        (run,), _ = _read(path)
+        assert run.series("train/loss").steps.tolist() == list(range(10, 1010, 10))
+        assert run.series("eval/loss").steps.tolist() == list(range(100, 1100, 100))

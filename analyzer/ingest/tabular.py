@@ -26,10 +26,11 @@ from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
 from analyzer.types import Note
 
-#: Keys that count steps, most specific first. `_step` is what W&B exports write; `num_updates` is
-#: fairseq's (``train_``/``valid_`` prefixed in its end-of-epoch JSON records).
-STEP_KEYS = ("global_step", "step", "_step", "iteration", "iter", "current_steps", "Step", "it", "steps",
-             "global_steps", "num_steps", "trainer/global_step", "num_updates", "train_num_updates",
+#: Keys that count steps, most specific first. `_step` is what W&B exports write: it counts `wandb.log` calls, so the
+#: step metric the HF Trainer (``train/global_step``) and Lightning (``trainer/global_step``) define in W&B comes
+#: first; `num_updates` is fairseq's (``train_``/``valid_`` prefixed in its end-of-epoch JSON records).
+STEP_KEYS = ("global_step", "step", "train/global_step", "trainer/global_step", "_step", "iteration", "iter",
+             "current_steps", "Step", "it", "steps", "global_steps", "num_steps", "num_updates", "train_num_updates",
              "valid_num_updates")
 #: Keys holding the step as a progress fraction, ``"<step>/<total>"`` (ms-swift's log dicts and logging.jsonl
 #: print ``'global_step/max_steps': '5/94'`` and no other step).
