@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.errors import SteadytrainError
 from analyzer.ingest.load import LoadOptions
 from analyzer.pipeline import analyze
 from tests.printed_formats import FORMATS, example_curve, write
 
-#: Layouts the reader does not take, with why (README "What it reads" says so too).
-UNREAD = {"ultralytics_stdout": "names on one line, values on the next: read its results.csv"}
 #: Where the role is taken by another copy of the same metric, printed with a different rounding.
 ROUNDED_COPY = {("gpt_neox", "train_loss"): 5e-4}  # DeepSpeed's 'loss: %.4f' beside Megatron's 'lm_loss' .6E
 
@@ -59,7 +56,7 @@ def _analyze(tmp_path: Path, name: str, diverge: bool):
     return spec, curve, analyze([folder], load_options=LoadOptions(cache_dir=None))
 
 
-READ = [name for name in FORMATS if name not in UNREAD]
+READ = list(FORMATS)
 
 
 @pytest.mark.parametrize("name", READ)
@@ -89,8 +86,3 @@ def test_a_run_that_ends_in_nan_diverged_and_a_healthy_one_is_stable(tmp_path, n
     (d,) = report.diagnoses
     assert d.verdict == "stable", [f.message for f in d.findings]
 
-
-@pytest.mark.parametrize("name", sorted(UNREAD))
-def test_a_layout_not_read_is_refused_with_the_lines_sampled(tmp_path, name):
-    with pytest.raises(SteadytrainError, match="sampled: '"):
-        _analyze(tmp_path, name, diverge=True)

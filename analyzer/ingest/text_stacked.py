@@ -227,6 +227,10 @@ def _read_blocks(lines: pl.DataFrame, values: TextPoints, name: str) -> StackedR
 # -- tables -----------------------------------------------------------------------------------------------------
 
 _COLUMN_SPLIT = re.compile(r"\t+| {2,}|\s*\|\s*")
+#: A progress bar a row is the description of (ultralytics: ``... 640: 100%|██████████| 8/8 [00:02<00:00]``).
+_BAR_TAIL = re.compile(r":?\s+\d{1,3}%\|.*$")
+#: A counter cell printed as a fraction (ultralytics' ``1/55``): the count is its numerator.
+_FRACTION_CELL = re.compile(r"^(\d+)/\d+$")
 _RULE = re.compile(r"^[\s\-=|:+]+$")
 _NUMERIC = re.compile(rf"^(?:{_NUMBER})$")
 _STEP_COLUMNS = frozenset({"step", "steps", "iter", "iteration", "iterations", "it", "update", "updates",
@@ -243,12 +247,22 @@ def _columns(line: str) -> list[str]:
 
 def _cells(line: str, markdown: bool, width: int) -> list[str]:
     """A row's cells: split as its header was (a cell may hold a space: the Trainer's ``No log``), else on any
-    whitespace (a value as wide as its column leaves one space)."""
+    whitespace (a value as wide as its column leaves one space); a progress bar after the row is not a cell."""
     inner = line.strip()
     if markdown:
         return [c.strip() for c in inner.strip("|").split("|")]
+    if "%|" in inner:
+        inner = _BAR_TAIL.sub("", inner)
     columns = [c.strip() for c in _COLUMN_SPLIT.split(inner)]
     return columns if len(columns) == width else inner.split()
+
+
+def _count(cell: str) -> str | None:
+    """A counter cell's number as text (``1/55`` -> ``1``), None when it holds none."""
+    if _NUMERIC.match(cell):
+        return cell
+    fraction = _FRACTION_CELL.match(cell)
+    return fraction.group(1) if fraction else None
 
 
 def _counter_column(names: list[str]) -> int | None:
@@ -288,12 +302,16 @@ def _read_tables(lines: pl.DataFrame, values: TextPoints, name: str) -> StackedR
         at = h + 1
         if at < len(text) and _RULE.match(text[at]):
             at += 1
+        while at < len(text) and not (text[at] or "").strip():  # ultralytics prints a blank line under its header
+            at += 1
         body: list[list[str]] = []
         body_at: list[int] = []
         while at < len(text):
-            cells = _cells(text[at], markdown, len(names))
-            if len(cells) != len(names) or not _NUMERIC.match(cells[counter]):
+            cells = _cells(text[at] or "", markdown, len(names))
+            count = _count(cells[counter]) if len(cells) == len(names) else None
+            if count is None:
                 break
+            cells[counter] = count
             body.append(cells)
             body_at.append(at)
             at += 1
