@@ -26,8 +26,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest import (csv_logs, hf_trainer, jsonl, mlflow, mlflow_sqlite, parquet_logs, tb_export_json, textlog,
-                             wandb_logs, wandb_run)
+from analyzer.ingest import (csv_logs, hf_trainer, jsonl, mlflow, mlflow_sqlite, notebook, parquet_logs, tb_export_json,
+                             textlog, wandb_logs, wandb_run)
 from analyzer.ingest.cache import DecodeCache, read_events_cached
 from analyzer.types import Format, Note
 
@@ -141,6 +141,11 @@ def _read_csv(path: Path, ctx: ReadContext) -> FileData:
 
 def _read_parquet(path: Path, ctx: ReadContext) -> FileData:
     pts, notes = parquet_logs.read(path, ctx.detail)
+    return FileData(pts, tuple(notes))
+
+
+def _read_notebook(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = notebook.read(path, ctx.detail)
     return FileData(pts, tuple(notes))
 
 
@@ -301,6 +306,10 @@ READERS: tuple[Reader, ...] = (
            "by content; a split/phase/mode field separates train and val records",
            _read_jsonl, wants=_suffix(*_JSONISH), sniff=jsonl.sniff, family="json",
            named="JSONL (fairseq, Detectron2, MMEngine, ...)", appends="lines"),
+    Reader("notebook", "text_log", "Jupyter notebook outputs",
+           "a .ipynb whose saved cell outputs hold a training log (printed lines, the HF Trainer's notebook table, "
+           "tracebacks), read as a printed log", _read_notebook, wants=_suffix(".ipynb"), sniff=notebook.sniff,
+           family="notebook", named="Jupyter notebooks (their saved outputs)"),
     Reader("text", "text_log", "text log",
            "a job's printed output (stdout, Slurm .out): Megatron-LM/NeMo/GPT-NeoX iteration lines, nanoGPT, "
            "the HF Trainer's printed dicts, fairseq; by content, noise between the lines tolerated",
