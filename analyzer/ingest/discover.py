@@ -17,7 +17,7 @@ from typing import Any, Callable, Hashable, Sequence
 from analyzer.display import file_kind
 from analyzer.errors import InputError
 from analyzer.hparams import SIDE_FILE_NAMES
-from analyzer.ingest import hf_trainer, mlflow, registry, wandb_run
+from analyzer.ingest import dvclive, hf_trainer, mlflow, registry, wandb_run
 from analyzer.ingest.skipped import unreadable
 from analyzer.types import Format, InputFile, Note
 
@@ -32,7 +32,7 @@ class RunSource:
     Attributes:
         id: path relative to its root, '/'-separated.
         format: the format label of the JSON contract.
-        reader: which reader reads it ("tensorboard", "csv", "tb_export", "hf", "jsonl", "mlflow").
+        reader: which reader reads it ("tensorboard", "csv", "tb_export", "hf", "jsonl", "mlflow", "dvclive", ...).
         files: data files, in read order.
         side_files: config files beside it (hparams), and add_hparams event files.
         directory: the run's directory.
@@ -65,7 +65,7 @@ class Discovery:
 _HIDDEN = "hidden or cache directory, not searched"
 
 #: Directories that are one run each and own every file under them (layout readers).
-_RUN_DIR_TESTS = (("mlflow", mlflow.is_run_dir), ("wandb", wandb_run.is_wandb_run_dir))
+_RUN_DIR_TESTS = (("mlflow", mlflow.is_run_dir), ("wandb", wandb_run.is_wandb_run_dir), ("dvclive", dvclive.is_run_dir))
 
 
 def _walk(root: Path, skipped: list[InputFile]) -> list[Path]:
@@ -231,6 +231,9 @@ def _run_folders(root: Path, files: list[Path], found: Discovery, rid: Callable[
         if kind == "mlflow":
             data = [f for f in owned if (run_dir / "metrics") in f.parents]
             why = "MLflow run metadata, params or artifacts"
+        elif kind == "dvclive":
+            data = [f for f in owned if dvclive.is_history(run_dir, f)]
+            why = "DVCLive summary (metrics.json: the latest values), params, plots or report"
         else:
             data = [f for f in owned if f.parent == run_dir and f.suffix == ".wandb"][:1]
             why = "W&B run metadata, config or media (the history is read from the .wandb file)"

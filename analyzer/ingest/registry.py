@@ -26,8 +26,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest import (csv_logs, hf_trainer, jsonl, mlflow, mlflow_sqlite, notebook, parquet_logs, tb_export_json,
-                             textlog, wandb_logs, wandb_run)
+from analyzer.ingest import (csv_logs, dvclive, hf_trainer, jsonl, mlflow, mlflow_sqlite, notebook, parquet_logs,
+                             tb_export_json, textlog, wandb_logs, wandb_run)
 from analyzer.ingest.cache import DecodeCache, read_events_cached
 from analyzer.types import Format, Note
 
@@ -169,6 +169,11 @@ def _read_mlflow(path: Path, ctx: ReadContext) -> FileData:
     return FileData(pts, tuple(notes))
 
 
+def _read_dvclive(path: Path, ctx: ReadContext) -> FileData:
+    pts, notes = dvclive.read_metric_file(ctx.directory, path)
+    return FileData(pts, tuple(notes))
+
+
 def _read_mlflow_db(path: Path, ctx: ReadContext) -> FileData:
     pts, notes, params = mlflow_sqlite.read_run(path, ctx.detail)
     return FileData(pts, tuple(notes), params)
@@ -267,6 +272,9 @@ READERS: tuple[Reader, ...] = (
     Reader("mlflow", "mlflow", "MLflow metric",
            "an MLflow file store run: a directory with metrics/ and meta.yaml or params/",
            _read_mlflow, run_hparams=mlflow.read_params, named="MLflow file stores (mlruns/)"),
+    Reader("dvclive", "dvclive", "DVCLive metric history",
+           "a DVCLive folder (dvclive/): plots/metrics/<name>.tsv per metric beside metrics.json or params.yaml",
+           _read_dvclive, run_hparams=dvclive.read_params, named="DVCLive folders (dvclive/)"),
     Reader("wandb", "wandb", "W&B offline run",
            "a W&B run folder holding run-*.wandb (wandb/offline-run-*/); needs the [wandb] extra", _read_wandb,
            named="W&B offline runs"),
