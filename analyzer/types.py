@@ -18,7 +18,7 @@ from analyzer.plans import Plan
 from analyzer.verdicts import VERDICT_ORDER, Verdict  # noqa: F401 - re-exported: the types of the layers
 
 Format = Literal["tensorboard", "lightning_csv", "hf_trainer_state", "jsonl", "mlflow", "csv", "text_log", "wandb",
-                 "wandb_csv", "tensorboard_json", "parquet", "dvclive"]
+                 "wandb_csv", "tensorboard_json", "parquet", "dvclive", "json"]
 RoleName = Literal["train_loss", "eval_loss", "grad_norm", "lr"]
 ROLE_NAMES: tuple[RoleName, ...] = ("train_loss", "eval_loss", "grad_norm", "lr")
 

@@ -26,8 +26,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest import (csv_logs, dvclive, hf_trainer, jsonl, mlflow, mlflow_sqlite, notebook, parquet_logs,
-                             tb_export_json, textlog, wandb_logs, wandb_run)
+from analyzer.ingest import (csv_logs, dvclive, hf_trainer, json_series, jsonl, mlflow, mlflow_sqlite, notebook,
+                             parquet_logs, tb_export_json, textlog, wandb_logs, wandb_run)
 from analyzer.ingest.cache import DecodeCache, read_events_cached
 from analyzer.types import Format, Note
 
@@ -195,6 +195,14 @@ def _read_wandb(path: Path, ctx: ReadContext) -> FileData:
     return FileData(pts, tuple(notes), config)
 
 
+def _adapt_detail(read: Callable[[Path, Any], tuple[RawPoints, list[Note]]]) -> Callable[[Path, ReadContext], FileData]:
+    """A format module's ``read(path, detail) -> (points, notes)`` (``detail``: what its sniff found) as a reader."""
+    def read_file(path: Path, ctx: ReadContext) -> FileData:
+        points, notes = read(path, ctx.detail)
+        return FileData(points, tuple(notes))
+    return read_file
+
+
 def _adapt(read: Callable[[Path], tuple[RawPoints, list[Note]]]) -> Callable[[Path, ReadContext], FileData]:
     """A format module's ``read(path) -> (points, notes)`` as a reader of the table."""
     def read_file(path: Path, ctx: ReadContext) -> FileData:
@@ -309,6 +317,11 @@ READERS: tuple[Reader, ...] = (
            "a .json list of [wall_time, step, value] (TensorBoard's JSON download; one file per tag)",
            _adapt(tb_export_json.read), wants=_suffix(".json"), sniff=tb_export_json.sniff, claim=_claim_tb_export,
            family="json", file_is_run=False, named="TensorBoard's JSON export"),
+    Reader("json_series", "json", "JSON document of series",
+           "a .json object of whole series: Sacred's metrics.json ({name: {steps, values, timestamps}}) or a dumped "
+           "Keras History ({loss: [...], val_loss: [...]}, a value per epoch)",
+           _adapt_detail(json_series.read), wants=_suffix(".json"), sniff=json_series.sniff, family="json",
+           named="JSON series (Sacred's metrics.json, a Keras History)", framework="pytorch"),
     Reader("jsonl", "jsonl", "JSONL log",
            "one JSON object per line with a step key (step, global_step, iteration, num_updates, ...), "
            "by content; a split/phase/mode field separates train and val records",
