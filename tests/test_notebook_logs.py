@@ -82,3 +82,39 @@ def test_a_notebook_without_a_log_is_skipped_with_why(tmp_path: Path, content: o
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     result = CliRunner().invoke(main, ["inspect", str(path), "--no-cache"])
     assert result.exit_code == 2 and why in result.output and "Traceback" not in result.output
+
+
+def _table(rows: list[list]) -> dict:
+    from transformers.utils.notebook import text_to_html_table
+
+    return {"data": {"text/html": _lines(text_to_html_table(rows))}, "metadata": {}, "output_type": "display_data"}
+
+
+def test_what_a_review_found_in_notebooks(tmp_path: Path) -> None:
+    pytest.importorskip("transformers.utils.notebook")
+    header = ["Step", "Training Loss", "Validation Loss"]
+    first = [header] + [[s, f"{3.0 - s / 1000:.6f}", "No log"] for s in range(100, 600, 100)]
+    second = [header] + [[s, f"{2.0 - s / 1000:.6f}", "No log"] for s in range(100, 500, 100)]
+    # two trainings in one cell (an LR sweep in a loop): both tables, the second a restart the notes say
+    path = _notebook(tmp_path / "sweep.ipynb", [[_table(first), _stream("now lr 1e-5\n"), _table(second)]])
+    (run,), _ = load_runs([path], LoadOptions(cache_dir=None))
+    assert any(n.kind == "restart" for n in run.notes)
+    # a bar's last redraw without a newline, and a cell's last line without one, do not glue lines together
+    bar = {"name": "stderr", "output_type": "stream", "text": [" 50%|#####     | 250/500 [00:40<00:40, 6.1it/s]"]}
+    cells = [[_stream("".join(f"step {s} loss {3.0 - s / 100:.3f}\n" for s in range(1, 10)) + "step 10 loss 2.900")],
+             [_stream("".join(f"step {s} loss {3.0 - s / 100:.3f}\n" for s in range(11, 20))), bar]]
+    (run,), _ = load_runs([_notebook(tmp_path / "glued.ipynb", cells)], LoadOptions(cache_dir=None))
+    assert run.series("loss").steps.tolist() == list(range(1, 20))
+    # a table after megabytes of install output is found
+    noise = _stream("Collecting torch\n  Downloading torch-2.3.0 (780 MB)\n" * 30000)
+    (run,), _ = load_runs([_notebook(tmp_path / "late.ipynb", [[noise], [_table(first)]])], LoadOptions(cache_dir=None))
+    assert run.series("Training Loss").steps.tolist() == list(range(100, 600, 100))
+
+
+@pytest.mark.parametrize("outputs", [5, [{"output_type": "error", "traceback": None}], [{"output_type": "stream",
+                                                                                          "text": "a\x00b\n"}]])
+def test_a_malformed_notebook_is_one_line(tmp_path: Path, outputs: object) -> None:
+    path = tmp_path / "odd.ipynb"
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs, "source": []}], "nbformat": 4}))
+    result = CliRunner().invoke(main, ["inspect", str(path), "--no-cache"])
+    assert result.exit_code == 2 and "a bug" not in result.output and "Traceback" not in result.output

@@ -84,7 +84,7 @@ def test_a_parquet_file_that_is_no_log_is_skipped_with_why(tmp_path: Path, kind:
         path.write_bytes(path.read_bytes()[:-100])
     result = CliRunner().invoke(main, ["inspect", str(tmp_path), "--no-cache"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert ("without a step column" if kind == "dataset shard" else "cannot be read") in result.output
+    assert ("without a numeric step column" if kind == "dataset shard" else "cannot be read") in result.output
 
 
 def test_the_trainers_step_metric_is_the_step_not_wandbs_log_count(tmp_path: Path) -> None:
@@ -104,3 +104,54 @@ def test_the_trainers_step_metric_is_the_step_not_wandbs_log_count(tmp_path: Pat
         (run,), _ = _read(path)
         assert run.series("train/loss").steps.tolist() == list(range(10, 1010, 10))
         assert run.series("eval/loss").steps.tolist() == list(range(100, 1100, 100))
+
+
+def test_what_a_review_found_in_parquet_tables(tmp_path: Path) -> None:
+    def write(name: str, frame: pl.DataFrame) -> Path:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(tmp_path / name)
+        return tmp_path / name
+
+    loss = [3.0 - i / 10 for i in range(10)]
+    # a datetime wall-time column (pandas' datetime64) was dropped and then looked for: the file was refused
+    stamps = pl.datetime_range(pl.datetime(2024, 1, 1), pl.datetime(2024, 1, 1, 0, 0, 9), "1s", eager=True)
+    path = write("dates/m.parquet", pl.DataFrame({"step": range(10), "loss": loss, "timestamp": stamps}))
+    (run,), _ = load_runs([path], LoadOptions(cache_dir=None))
+    assert run.series("loss").values.tolist() == loss
+    # a step column of another type is a clear refusal
+    path = write("cat/m.parquet", pl.DataFrame({"step": pl.Series([str(i) for i in range(10)]).cast(pl.Categorical),
+                                                "loss": loss}))
+    result = CliRunner().invoke(main, ["inspect", str(path), "--no-cache"])
+    assert result.exit_code == 2 and "numeric step column" in result.output
+    # 1.parquet, 2.parquet are seeds, not parts of one table
+    for seed in (1, 2):
+        write(f"seeds/{seed}.parquet", pl.DataFrame({"step": range(10), "loss": loss}))
+    runs, _ = load_runs([tmp_path / "seeds"], LoadOptions(cache_dir=None))
+    assert len(runs) == 2
+    # parts agree on one step column: train/global_step only in the second part, so _step for both
+    write("parts/0000.parquet", pl.DataFrame({"_step": range(5), "train/loss": loss[:5]}))
+    write("parts/0001.parquet", pl.DataFrame({"_step": range(5, 10), "train/global_step": range(50, 100, 10),
+                                              "train/loss": loss[5:]}))
+    (run,), _ = load_runs([tmp_path / "parts"], LoadOptions(cache_dir=None))
+    assert run.series("train/loss").steps.tolist() == list(range(10))
+    # a W&B media reference (a struct with _type) is no metric; a struct field named like a column is not a crash;
+    # pandas' saved index is no metric
+    media = pl.Series([{"_type": "image-file", "width": 64, "height": 64}] * 10)
+    nested = pl.Series([{"b": 1.0}] * 10)
+    path = write("odd/m.parquet", pl.DataFrame({"step": range(10), "loss": loss, "samples": media, "a/b": [2.0] * 10,
+                                                "a": nested, "__index_level_0__": range(10)}))
+    (run,), _ = load_runs([path], LoadOptions(cache_dir=None))
+    assert sorted(run.tags) == ["a/b", "loss"] and run.series("a/b").values.tolist() == [2.0] * 10
+
+
+def test_rows_without_the_trainers_step_keep_theirs(tmp_path: Path) -> None:
+    # the user's own wandb.log calls between the trainer's: no train/global_step, so _step is every row's step
+    table = pl.DataFrame({"_step": range(5), "train/global_step": [None, None, 5, None, 10],
+                          "custom/metric": [1.0, 2.0, None, 3.0, None], "train/loss": [None, None, 2.0, None, 1.9]})
+    for kind in ("parquet", "csv"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        table.write_parquet(folder / "h.parquet") if kind == "parquet" else table.write_csv(folder / "h.csv")
+        (run,), _ = load_runs([folder], LoadOptions(cache_dir=None))
+        assert run.series("custom/metric").steps.tolist() == [0, 1, 3], kind
+        assert sorted(run.tags) == ["custom/metric", "train/loss"], kind  # the counters are no metrics

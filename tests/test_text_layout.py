@@ -48,6 +48,9 @@ def tags(line: str) -> list[str]:
     ("[2024-05-01 12:00:00,123][train.py:45][INFO] step 10 loss 2.3", "step", ["loss"]),
     ("2024-05-01 12:00:00.123 | INFO     | __main__:fit:45 - step 10 loss 2.3", "step", ["loss"]),
     ("distill:step:1/50 kl:282.0644 ce:1.9771", "step", ["kl", "ce"]),  # a namespaced counter is no source line
+    ("Epoch:1:Step:10 - loss: 2.95", "Step", ["loss"]),  # ... with loguru's ' - ' after it either
+    ("train:step:10 - loss 2.95", "step", ["train/loss"]),
+    ("(RayTrainWorker pid=123456, ip=10.0.0.12) step 1 loss 2.95", "step", ["loss"]),  # Ray's worker prefix
 ])
 def test_the_step_and_the_named_numbers(line, step_key, metrics):
     layout = learn_layout(line)

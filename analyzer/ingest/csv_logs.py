@@ -268,7 +268,8 @@ def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
     cols, notes = read_columns(path)
     if cols.height == 0:
         raise LogFormatError("has a header but no rows")
-    step_col = find_key(cols.names, STEP_KEYS)
+    steps = _step_columns(cols)
+    step_col = steps[0] if steps else None
     epoch_col = find_key(cols.names, EPOCH_KEYS)
     if step_col is None and epoch_col is not None:
         step_col, epoch_col = epoch_col, None  # Keras and other per-epoch logs: the epoch is the step
@@ -280,12 +281,25 @@ def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
             cols.drop("")
         step_col = step_col or ("index" if numeric else None)
     wall_col = find_key(cols.names, WALL_KEYS)
-    skip = [c for c in (epoch_col,) if c]
+    skip = [c for c in (epoch_col, *steps[1:]) if c]  # the other counters are no metrics
     points, more = cols.to_points(source=path.name, step_col=step_col, wall_col=wall_col, skip=skip)
     notes += more
     if len(points) == 0:
         raise LogFormatError("has no numeric metric columns")
     return points, notes
+
+
+def _step_columns(cols: MetricColumns) -> list[str]:
+    """The columns STEP_KEYS names, the step first: the first that holds a number in every row, else the first.
+    A W&B history export has train/global_step (the HF Trainer's step metric) only in the trainer's rows and
+    _step (a count of wandb.log calls) in all: the rows of the user's own wandb.log calls must keep a step."""
+    found: list[str] = []
+    for key in STEP_KEYS:
+        name = find_key(cols.names, (key,))
+        if name is not None and name not in found:
+            found.append(name)
+    complete = next((n for n in found if bool(cols.numeric(n).all())), None)
+    return ([complete] + [n for n in found if n != complete]) if complete is not None else found
 
 
 def tb_export_tag(path: Path) -> tuple[str, str]:

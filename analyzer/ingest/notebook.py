@@ -59,62 +59,79 @@ class _Tables(HTMLParser):
             self._cell.append(data)
 
 
-def _html_tables(html: str) -> list[str]:
-    """Each HTML table as lines of tab-separated cells (the text reader's table layout)."""
+def _html_tables(html: str) -> list[list[list[str]]]:
+    """Each HTML table with more than its header: its rows of cells."""
     parser = _Tables()
     parser.feed(html)
-    return ["\n".join("\t".join(row) for row in table) for table in parser.tables if len(table) > 1]
+    return [table for table in parser.tables if len(table) > 1]
 
 
 def _text(value: Any) -> str:
     """A notebook string field: one string, or a list of lines as nbformat stores multi-line text."""
     if isinstance(value, list):
-        return "".join(str(v) for v in value)
+        return "".join(v for v in value if isinstance(v, str))
     return value if isinstance(value, str) else ""
 
 
-def _output_text(output: dict[str, Any]) -> tuple[str, str | None]:
-    """(what an output printed, the HTML tables it draws as text or None)."""
+def _output(output: Any) -> tuple[str, list[list[list[str]]]]:
+    """(what an output printed, the HTML tables it draws)."""
+    if not isinstance(output, dict):
+        return "", []
     kind = output.get("output_type")
     if kind == "stream":
-        return _text(output.get("text")), None
+        return _text(output.get("text")), []
     if kind == "error":
-        return "\n".join(_text(line) for line in output.get("traceback", [])) + "\n", None
+        trace = output.get("traceback")
+        return "\n".join(_text(line) for line in (trace if isinstance(trace, list) else [trace])), []
     data = output.get("data")
     if kind in ("display_data", "update_display_data", "execute_result") and isinstance(data, dict):
-        tables = _html_tables(_text(data.get("text/html")))
-        return "", "\n".join(tables) + "\n" if tables else None
-    return "", None
+        return "", _html_tables(_text(data.get("text/html")))
+    return "", []
 
 
-def notebook_text(path: Path) -> str:
-    """What the notebook's cells printed, in cell order, with each cell's last HTML table after its printed text
-    (the Trainer redraws its table as it trains: the last drawing holds every row)."""
+def _cell_tables(drawn: list[list[list[str]]]) -> list[list[list[str]]]:
+    """The tables of one cell, each training's once: the Trainer redraws its table as it trains (each drawing the
+    one before with rows added: the last holds every row), while a cell training several runs (an LR sweep in a
+    loop) draws a table per run."""
+    kept: list[list[list[str]]] = []
+    for table in drawn:
+        if kept and table[: len(kept[-1])] == kept[-1]:
+            kept[-1] = table
+        else:
+            kept.append(table)
+    return kept
+
+
+def notebook_text(path: Path, *, tables_first: bool = False) -> str:
+    """What the notebook's cells printed, in cell order, each cell's HTML tables (tab-separated) after its printed
+    text; ``tables_first``: every table before all printed text (a sample of the head then holds them)."""
     try:
         doc = json.loads(path.read_bytes())
     except (ValueError, RecursionError) as exc:
         raise LogFormatError(f"not a readable notebook ({type(exc).__name__}: not valid JSON)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("cells"), list) or "nbformat" not in doc:
         raise LogFormatError("a .ipynb without nbformat's cells: not a Jupyter notebook")
-    parts: list[str] = []
+    printed: list[str] = []
+    tables: list[str] = []
     for cell in doc["cells"]:
-        last_table = ""
-        for output in (cell.get("outputs") or []) if isinstance(cell, dict) else []:
-            if isinstance(output, dict):
-                printed, table = _output_text(output)
-                parts.append(printed)
-                last_table = table if table is not None else last_table
-        parts.append(last_table)
-    text = "".join(parts)
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        drawn: list[list[list[str]]] = []
+        for text, cell_tables in map(_output, outputs if isinstance(outputs, list) else []):
+            printed.append(text)
+            drawn += cell_tables
+        shown = ["\n".join("\t".join(row) for row in table) for table in _cell_tables(drawn)]
+        (tables if tables_first else printed).extend(shown)
+    # each piece on lines of its own (a bar's last redraw ends with no newline); NULs are no text
+    text = "".join(p if p.endswith("\n") else p + "\n" for p in tables + printed if p).replace("\x00", "")
     if not text.strip():
         raise LogFormatError("a notebook whose cells saved no output (cleared, or never run)")
     return text
 
 
-def _with_text(path: Path, read: Callable[[Path], T]) -> T:
+def _with_text(path: Path, read: Callable[[Path], T], *, tables_first: bool = False) -> T:
     """``read(text_path)`` on the notebook's output text, written to a temporary file named like the notebook (the
     text reader reads files, and its notes name the file)."""
-    text = notebook_text(path)
+    text = notebook_text(path, tables_first=tables_first)
     with tempfile.TemporaryDirectory(prefix="steadytrain-nb-") as tmp:
         out = Path(tmp) / path.name
         out.write_text(text, encoding="utf-8", errors="replace")
@@ -124,7 +141,7 @@ def _with_text(path: Path, read: Callable[[Path], T]) -> T:
 def sniff(path: Path) -> textlog.TextDialect:
     """The text dialect of the notebook's outputs; LogFormatError when they hold no training log."""
     try:
-        return _with_text(path, textlog.sniff)
+        return _with_text(path, textlog.sniff, tables_first=True)  # the sniff samples the head
     except LogFormatError as exc:
         raise LogFormatError(f"a notebook whose outputs are no training log ({exc})") from None
 

@@ -322,7 +322,7 @@ def _assemble(line: str, tokens: list[Token], first_value: int | None, prefix_wo
             continue
         if set(_words(t.key)) & _EPOCH_WORDS and j in integer:
             continue
-        if t.key.lower() in _NOT_METRICS or _words(t.key)[-1:] == ["pid"]:  # Ray's ``(TaskRunner pid=2617997)``
+        if t.key.lower() in _NOT_METRICS or _words(t.key)[-1:] in (["pid"], ["ip"]):  # Ray's ``(Worker pid=1, ip=...)``
             continue
         metrics.append(Metric(j, _tag(t, kind), t.unit[1] if t.unit else 1.0))
     step_total = step + 1 if step is not None and step in has_total else None

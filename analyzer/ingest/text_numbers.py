@@ -38,7 +38,9 @@ _GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
 #: a warning's path), or ``module:function:`` then `` - `` after it (loguru's ``{name}:{function}:{line} - ``; a
 #: namespaced counter, ``distill:step:1/50``, is none).
 _SOURCE_FILE = re.compile(r"\w\.(?:py|pyx|c|cc|cpp|cxx|cu|h|hpp|rs|go|java|jl|js|ts|lua|scala|sh):$")
-_MODULE_FUNCTION = re.compile(r"[\w.<>]+:[\w.<>]+:$")
+_MODULE_FUNCTION = re.compile(r"(?:^|[\s|])[A-Za-z_][\w.]*:(?P<function>[A-Za-z_<][\w.<>]*):$")
+#: A namespaced counter (``train:step:10``, ``Epoch:1:Step:10``) is not loguru's ``module:function:line``.
+_COUNTER_WORDS = frozenset({"step", "steps", "iter", "iteration", "it", "epoch", "batch", "update", "global_step"})
 _FRACTION = re.compile(r"^\s*/\s*$|^\s+(?:out of|of)\s+$")  # ``120/20000``, ``Step 120 out of 20000``
 
 
@@ -70,6 +72,14 @@ def tokens_of(line: str) -> list[Token]:
     return out
 
 
+def _logger_line(line: str, t: Token) -> bool:
+    """Whether ``t`` is the line number of loguru's ``module:function:line - `` (a function that is no counter)."""
+    if not line.startswith(" - ", t.end):
+        return False
+    found = _MODULE_FUNCTION.search(line, 0, t.start)
+    return found is not None and found.group("function").lower() not in _COUNTER_WORDS
+
+
 def mark_roles(line: str, tokens: list[Token]) -> None:
     """Which numbers are no value: digits inside a name, the parts of a date, clock or version, a fraction's total, a
     logger's source line."""
@@ -82,8 +92,7 @@ def mark_roles(line: str, tokens: list[Token]) -> None:
                        and previous.role != "name" and is_integer(previous.text) and is_integer(t.text))
         if before and (before.isalnum() or before in "_@#") and not signed_join:
             t.role = "name"  # top-1, Acc@1, #3
-        elif before == ":" and is_integer(t.text) and (_SOURCE_FILE.search(line, 0, t.start) or (
-                _MODULE_FUNCTION.search(line, 0, t.start) and line.startswith(" - ", t.end))):
+        elif before == ":" and is_integer(t.text) and (_SOURCE_FILE.search(line, 0, t.start) or _logger_line(line, t)):
             t.role = "location"  # a logger's source line: ``train.py:45]``, loguru's ``__main__:train:45 -``
         elif before == "." and t.start >= 2 and line[t.start - 2].isalnum() and not glued_to_previous:
             t.role = "name"  # layers.0
