@@ -31,14 +31,15 @@ from analyzer.types import Note
 #: first; `num_updates` is fairseq's (``train_``/``valid_`` prefixed in its end-of-epoch JSON records).
 STEP_KEYS = ("global_step", "step", "train/global_step", "trainer/global_step", "_step", "iteration", "iter",
              "current_steps", "Step", "it", "steps", "global_steps", "num_steps", "num_updates", "train_num_updates",
-             "valid_num_updates")
+             "valid_num_updates", "training_iteration")  # the last: Ray Tune/Train's result.json and progress.csv
 #: Keys holding the step as a progress fraction, ``"<step>/<total>"`` (ms-swift's log dicts and logging.jsonl
 #: print ``'global_step/max_steps': '5/94'`` and no other step).
 PROGRESS_KEYS = ("global_step/max_steps",)
 EPOCH_KEYS = ("epoch", "Epoch", "epochs")
 WALL_KEYS = ("wall_time", "Wall time", "timestamp", "time", "_timestamp")
 #: Columns that describe a row rather than measure something.
-NON_METRIC_KEYS = frozenset(STEP_KEYS + PROGRESS_KEYS + EPOCH_KEYS + WALL_KEYS + ("_runtime", "mode", "phase", "split"))
+NON_METRIC_KEYS = frozenset(STEP_KEYS + PROGRESS_KEYS + EPOCH_KEYS + WALL_KEYS + ("_runtime", "mode", "phase", "split",
+                                                                                  "pid", "iterations_since_restore"))
 _PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*\d+\s*$")
 
 

@@ -1,0 +1,44 @@
+"""Ray Tune / Ray Train trial folders: ``result.json`` (a JSON line per ``train.report``/``tune.report``, the step in
+``training_iteration``), ``progress.csv`` (the same rows, flattened) and ``params.json`` (the trial's config), in a
+folder named after the trial and its config (``train_fn_<id>_00000_0_lr=0.0100_<date>``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from analyzer.ingest.load import LoadOptions, load_runs
+
+
+def _trial(root: Path, lr: float, *, with_csv: bool) -> list[float]:
+    trial = root / f"train_fn_abc12_0000{int(lr * 1000)}_0_lr={lr:.4f}_2024-05-01_12-00-00"
+    trial.mkdir(parents=True)
+    losses = [2.0 + 3.0 * math.exp(-i * lr) for i in range(1, 51)]
+    rows = [{"loss": v, "timestamp": 1714564800 + i, "checkpoint_dir_name": None, "done": i == 50,
+             "training_iteration": i, "trial_id": "abc12_00000", "date": "2024-05-01_12-00-00",
+             "time_this_iter_s": 0.5, "time_total_s": i * 0.5, "pid": 1234, "hostname": "node", "node_ip": "10.0.0.1",
+             "config": {"lr": lr}, "time_since_restore": i * 0.5, "iterations_since_restore": i}
+            for i, v in enumerate(losses, 1)]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (trial / "params.json").write_text(json.dumps({"lr": lr}))
+    if with_csv:
+        keys = [k for k in rows[0] if k != "config"] + ["config/lr"]
+        with open(trial / "progress.csv", "w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow(keys)
+            out.writerows([[r[k] for k in keys[:-1]] + [lr] for r in rows])
+    return losses
+
+
+def test_ray_tune_trials_are_read_at_their_training_iteration(tmp_path: Path) -> None:
+    losses = {lr: _trial(tmp_path, lr, with_csv=lr == 0.1) for lr in (0.01, 0.1)}
+    runs, _ = load_runs([tmp_path], LoadOptions(cache_dir=None))
+    assert len(runs) == 2  # the trial with both files is one run
+    for run in runs:
+        lr = run.hparams["lr"]
+        got = run.series("loss")
+        assert got.steps.tolist() == list(range(1, 51)) and got.values.tolist() == losses[lr]
+        if run.format == "jsonl":  # Ray's bookkeeping is no metric (the CSV copy keeps its columns)
+            assert not {"pid", "iterations_since_restore", "training_iteration"} & set(run.tags)
