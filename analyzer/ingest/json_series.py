@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +31,11 @@ from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, to_float
 from analyzer.types import Note
 
 _MIN_POINTS = 3
-_MAX_BYTES = 512 << 20  # a document is parsed whole: a bigger one is no metrics dump
+_MAX_BYTES = 64 << 20  # a document is parsed whole: a bigger one (a dataset's annotations) is no metrics dump
+_HEAD_BYTES = 1 << 20
+#: What the head of such a document shows before it is parsed: a Sacred series or a list of numbers under a loss
+#: key (a folder's other JSON files, configs and annotations, are not parsed whole to find out).
+_LOOKS_LIKE = re.compile(rb'"steps"\s*:\s*\[|"[^"]*[Ll][Oo][Ss][Ss][^"]*"\s*:\s*\[\s*[-+0-9.NI]')
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,12 @@ def _loss_list(doc: dict[str, Any]) -> str | None:
 def sniff(path: Path) -> Shape:
     """The shape of a JSON document of series; LogFormatError when it is none."""
     with open(path, "rb") as fh:
-        if fh.read(64).lstrip()[:1] != b"{":
-            raise LogFormatError("not a JSON object")
+        head = fh.read(_HEAD_BYTES)
+    if head.lstrip()[:1] != b"{":
+        raise LogFormatError("not a JSON object")
+    if not _LOOKS_LIKE.search(head):
+        raise LogFormatError("a JSON object without metric series (Sacred's {name: {steps, values}} or Keras' "
+                             "{loss: [...], ...})")
     doc = _load(path)
     if not isinstance(doc, dict):
         raise LogFormatError("not a JSON object")
