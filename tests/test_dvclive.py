@@ -49,10 +49,34 @@ def test_a_dvclive_folder_is_one_run_with_every_history(tmp_path: Path) -> None:
 
 def test_histories_without_timestamps_and_a_damaged_one(tmp_path: Path) -> None:
     train, _ = _dvclive(tmp_path, timestamp=False)
-    (tmp_path / "dvclive" / "plots" / "metrics" / "grad_norm.tsv").write_text("step\tnot_it\n0\t1.0\n")
+    (tmp_path / "dvclive" / "plots" / "metrics" / "grad_norm.tsv").write_text("wall\tgrad_norm\n0\t1.0\n")
     (run,), inputs = load_runs([tmp_path], LoadOptions(cache_dir=None))
     assert run.series("train/loss").values.tolist() == [v for _, v in train]
     (bad,) = [i for i in inputs if i.status == "skipped"]
-    assert bad.path.endswith("grad_norm.tsv") and "'step' and 'grad_norm' columns" in bad.reason
+    assert bad.path.endswith("grad_norm.tsv") and "header" in bad.reason
     result = CliRunner().invoke(main, ["inspect", str(tmp_path), "--no-cache"])
     assert result.exit_code == 0 and "1 skipped" in result.output
+
+
+def test_a_dvclive_folder_shared_with_a_trainer_and_odd_histories(tmp_path: Path) -> None:
+    from tests.writers import hf_log_history
+
+    train, _ = _dvclive(tmp_path)
+    live = tmp_path / "dvclive"
+    (live / "metrics.json").unlink()
+    (live / "params.yaml").unlink()  # a run that crashed before its first summary: the histories still say DVCLive
+    _history(live / "plots" / "metrics" / "step.tsv", "step", [(s, float(s)) for s, _ in train])  # a metric "step"
+    # an older release headed the value column with the metric's whole name
+    (live / "plots" / "metrics" / "eval").mkdir()
+    (live / "plots" / "metrics" / "eval" / "acc.tsv").write_text("step\teval/acc\n0\t0.5\n10\t0.6\n")
+    (run,), _ = load_runs([tmp_path], LoadOptions(cache_dir=None))
+    assert run.series("step").values.tolist() == [float(s) for s, _ in train]
+    assert run.series("eval/acc").values.tolist() == [0.5, 0.6]
+    # DVCLive writing into an HF Trainer's output folder: the trainer's state is still read, as its own run
+    out = tmp_path / "hf"
+    out.mkdir()
+    _dvclive(out)
+    (out / "dvclive" / "trainer_state.json").write_text(json.dumps({"global_step": 600, "log_history": hf_log_history([2.0 + 3.0 * math.exp(-i / 100) for i in range(600)])}))
+    runs, inputs = load_runs([out], LoadOptions(cache_dir=None))
+    state = [i for i in inputs if i.path.endswith("trainer_state.json")]
+    assert state and "DVCLive" not in state[0].reason and {r.format for r in runs} >= {"hf_trainer_state"}

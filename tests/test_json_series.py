@@ -52,6 +52,11 @@ def test_a_dumped_keras_history(tmp_path: Path) -> None:
 def test_a_configuration_with_lists_is_no_log(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text(json.dumps({"betas": [0.9, 0.999], "layers": [64, 128, 256, 512],
                                                      "dropout": 0.1}))
+    # a loss-named list among a config's scalars, and lists that are no loss history
+    (tmp_path / "train_config.json").write_text(json.dumps({"model": "resnet", "loss_weights": [1, 0.5, 0.2],
+                                                            "lr": 0.1}))
+    (tmp_path / "cv_results.json").write_text(json.dumps({"fold_losses": [0.5, 0.4, 0.45, 0.41, 0.47]}))
+    (tmp_path / "scales.json").write_text(json.dumps({"loss_scales": [1, 2, 4, 8]}))
     try:
         load_runs([tmp_path], LoadOptions(cache_dir=None))
     except Exception as exc:  # noqa: BLE001 - the error says no log was found

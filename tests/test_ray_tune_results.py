@@ -42,3 +42,13 @@ def test_ray_tune_trials_are_read_at_their_training_iteration(tmp_path: Path) ->
         assert got.steps.tolist() == list(range(1, 51)) and got.values.tolist() == losses[lr]
         if run.format == "jsonl":  # Ray's bookkeeping is no metric (the CSV copy keeps its columns)
             assert not {"pid", "iterations_since_restore", "training_iteration"} & set(run.tags)
+
+
+def test_counters_beside_the_step_and_a_measurement_named_like_one(tmp_path: Path) -> None:
+    # an iteration count that never goes down is a counter (no metric, said in a note); an RL episode's num_steps,
+    # which goes up and down, is a measurement
+    (tmp_path / "progress.csv").write_text("step,iter,episode_reward,num_steps,loss,pid\n" + "".join(
+        f"{i},{i},{i * 0.5},{100 + (i * 37) % 50},{2 - i / 100},4242\n" for i in range(50)))
+    (run,), _ = load_runs([tmp_path], LoadOptions(cache_dir=None))
+    assert sorted(run.tags) == ["episode_reward", "loss", "num_steps"]
+    assert any("iter" in n.message and "pid" in n.message for n in run.notes)

@@ -50,6 +50,9 @@ def tags(line: str) -> list[str]:
     ("distill:step:1/50 kl:282.0644 ce:1.9771", "step", ["kl", "ce"]),  # a namespaced counter is no source line
     ("Epoch:1:Step:10 - loss: 2.95", "Step", ["loss"]),  # ... with loguru's ' - ' after it either
     ("train:step:10 - loss 2.95", "step", ["train/loss"]),
+    # after loguru's level field it is the source line, whatever the function is called
+    ("2024-05-01 12:00:01.123 | INFO     | ppo.agent:update:212 - iteration 1 policy_loss 0.5 value_loss 1.0",
+     "iteration", ["policy_loss", "value_loss"]),
     ("(RayTrainWorker pid=123456, ip=10.0.0.12) step 1 loss 2.95", "step", ["loss"]),  # Ray's worker prefix
 ])
 def test_the_step_and_the_named_numbers(line, step_key, metrics):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from analyzer.errors import LogFormatError
@@ -281,12 +282,29 @@ def read_csv_log(path: Path, shape: CsvShape) -> tuple[RawPoints, list[Note]]:
             cols.drop("")
         step_col = step_col or ("index" if numeric else None)
     wall_col = find_key(cols.names, WALL_KEYS)
-    skip = [c for c in (epoch_col, *steps[1:]) if c]  # the other counters are no metrics
+    counters = [c for c in steps[1:] if _counts_up(cols, c)]  # another counter beside the step is no metric
+    bookkeeping = [c for c in cols.names if c in _BOOKKEEPING]
+    skip = [c for c in (epoch_col, *counters, *bookkeeping) if c]
     points, more = cols.to_points(source=path.name, step_col=step_col, wall_col=wall_col, skip=skip)
     notes += more
+    if counters or bookkeeping:
+        notes.append(Note("ignored_fields", f"{path.name}: {len(counters) + len(bookkeeping)} column(s) counting steps "
+                          f"or naming the process beside the step were not read as metrics "
+                          f"({', '.join(counters + bookkeeping)})", count=len(counters) + len(bookkeeping)))
     if len(points) == 0:
         raise LogFormatError("has no numeric metric columns")
     return points, notes
+
+
+#: Columns a training framework writes beside its metrics that measure nothing (Ray Tune's progress.csv).
+_BOOKKEEPING = frozenset({"pid", "iterations_since_restore", "_runtime"})
+
+
+def _counts_up(cols: MetricColumns, name: str) -> bool:
+    """Whether a counter column never goes down (an iteration count beside the step); one that does (an RL
+    episode's ``num_steps``) is a measurement."""
+    values = cols.values(name)[cols.numeric(name)]
+    return values.size > 1 and bool((np.diff(values) >= 0).all())
 
 
 def _step_columns(cols: MetricColumns) -> list[str]:

@@ -205,7 +205,8 @@ def _classify(root: Path, files: list[Path], found: Discovery, multi: bool) -> N
 
 
 def _run_folders(root: Path, files: list[Path], found: Discovery, rid: Callable[[Path], str]) -> list[Path]:
-    """Runs of MLflow and W&B run folders (a run folder owns everything under it); the files no run folder owns."""
+    """Runs of MLflow, W&B and DVCLive run folders (an MLflow or W&B run folder owns everything under it, a DVCLive
+    folder what DVCLive writes); the files no run folder owns."""
     remaining: list[Path] = []
     owned_by: dict[Path, list[Path]] = {}
     owner_kind: dict[Path, str | None] = {}
@@ -222,7 +223,8 @@ def _run_folders(root: Path, files: list[Path], found: Discovery, rid: Callable[
 
     for f in files:
         run_dir = owner(f)
-        if run_dir is not None:
+        # a DVCLive folder may be a trainer's output folder too (Live(dir=output_dir)): it owns only its own files
+        if run_dir is not None and (owner_kind[run_dir] != "dvclive" or dvclive.owns(run_dir, f)):
             owned_by.setdefault(run_dir, []).append(f)
         else:
             remaining.append(f)

@@ -27,11 +27,12 @@ import numpy as np
 
 from analyzer.errors import LogFormatError
 from analyzer.frame import RawPoints
-from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, to_float
+from analyzer.ingest.tabular import EPOCH_KEYS, STEP_KEYS, STEP_MAX, STEP_MIN, to_float
 from analyzer.types import Note
 
 _MIN_POINTS = 3
 _MAX_BYTES = 64 << 20  # a document is parsed whole: a bigger one (a dataset's annotations) is no metrics dump
+_MAX_SACRED_BYTES = 2 << 30  # Sacred's own file of a long run (3 metrics x 700k steps: 128 MB)
 _HEAD_BYTES = 1 << 20
 #: What the head of such a document shows before it is parsed: a Sacred series or a list of numbers under a loss
 #: key (a folder's other JSON files, configs and annotations, are not parsed whole to find out).
@@ -45,11 +46,11 @@ class Shape:
     kind: str
 
 
-def _load(path: Path) -> Any:
-    if path.stat().st_size > _MAX_BYTES:
+def _load(path: Path, *, sacred: bool = True) -> Any:
+    if path.stat().st_size > (_MAX_SACRED_BYTES if sacred else _MAX_BYTES):
         raise LogFormatError("a JSON document too large to be a dump of metric series")
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
     except (ValueError, RecursionError):
         raise LogFormatError("not a JSON document") from None
 
@@ -65,19 +66,24 @@ def _numbers(value: Any) -> bool:
 
 
 def _loss_list(doc: dict[str, Any]) -> str | None:
-    return next((k for k, v in doc.items() if "loss" in k.lower() and _numbers(v)), None)
+    """The loss of a Keras History: a document of lists only (a config's ``"loss_weights": [1, 0.5]`` sits among
+    scalars and strings), one of them a loss (``loss``, ``val_loss``; not ``loss_weights`` or ``fold_losses``)."""
+    if not all(isinstance(v, list) for v in doc.values()):
+        return None
+    return next((k for k, v in doc.items() if k.lower().endswith("loss") and _numbers(v)), None)
 
 
 def sniff(path: Path) -> Shape:
     """The shape of a JSON document of series; LogFormatError when it is none."""
     with open(path, "rb") as fh:
         head = fh.read(_HEAD_BYTES)
+    head = head.removeprefix(b"\xef\xbb\xbf")
     if head.lstrip()[:1] != b"{":
         raise LogFormatError("not a JSON object")
     if not _LOOKS_LIKE.search(head):
         raise LogFormatError("a JSON object without metric series (Sacred's {name: {steps, values}} or Keras' "
                              "{loss: [...], ...})")
-    doc = _load(path)
+    doc = _load(path, sacred=b'"values"' in head)
     if not isinstance(doc, dict):
         raise LogFormatError("not a JSON object")
     if any(_is_sacred_series(v) for v in doc.values()):
@@ -90,6 +96,11 @@ def sniff(path: Path) -> Shape:
 
 def _floats(values: list[Any]) -> np.ndarray:
     return np.array([math.nan if (f := to_float(v)) is None else f for v in values], dtype=np.float64)
+
+
+def _whole(steps: np.ndarray) -> np.ndarray:
+    """Which steps are whole numbers a 64-bit step counter holds."""
+    return np.isfinite(steps) & (steps == np.floor(steps)) & (steps >= STEP_MIN) & (steps < STEP_MAX)
 
 
 def _wall(stamp: Any) -> float:
@@ -106,7 +117,7 @@ def _sacred(doc: dict[str, Any], name: str) -> tuple[dict[str, tuple[np.ndarray,
         if tag in odd:
             continue
         steps = _floats(series["steps"])
-        keep = np.isfinite(steps) & (steps == np.floor(steps))
+        keep = _whole(steps)
         stamps = series.get("timestamps")
         walls = (np.array([_wall(s) for s in stamps]) if isinstance(stamps, list) and len(stamps) == len(steps)
                  else np.full(len(steps), math.nan))
@@ -124,7 +135,7 @@ def _lists(doc: dict[str, Any], name: str) -> tuple[dict[str, tuple[np.ndarray, 
     n = len(doc[loss])
     counter = next((k for k in STEP_KEYS + EPOCH_KEYS if isinstance(doc.get(k), list) and len(doc[k]) == n), None)
     steps = _floats(doc[counter]) if counter is not None else np.arange(n, dtype=np.float64)
-    keep = np.isfinite(steps) & (steps == np.floor(steps))
+    keep = _whole(steps)
     walls = np.full(int(keep.sum()), math.nan)
     columns = {str(k): (steps[keep].astype(np.int64), walls, _floats(v)[keep]) for k, v in doc.items()
                if k != counter and isinstance(v, list) and len(v) == n and _numbers(v)}

@@ -112,8 +112,9 @@ def sniff(path: Path) -> Table:
     if step is None:  # a dataset's shard (text and labels) is a table of numbers too; a log counts its steps
         raise LogFormatError("a Parquet table without a numeric step column (_step, step, global_step, iteration, "
                              "epoch, ...): not a metrics log")
-    wall = next((c for c in (_named(schema, k) for k in WALL_KEYS)
-                 if c is not None and (schema[c].is_numeric() or schema[c].is_temporal())), None)
+    wall = next((c for c in (_named(schema, k) for k in WALL_KEYS)  # seconds, or a date and time (not a duration)
+                 if c is not None and (schema[c].is_numeric() or isinstance(schema[c], (pl.Datetime, pl.Date))
+                                       or schema[c] in (pl.Datetime, pl.Date))), None)
     named = [name for name in schema if name not in (step, wall) and name not in NON_METRIC_KEYS
              and name not in _INDEX_COLUMNS]
     metrics = tuple(name for name in named if any(_numeric(d) for _, d in _leaves(name, schema[name])))
@@ -136,10 +137,10 @@ def read(path: Path, table: Table) -> tuple[RawPoints, list[Note]]:
     wanted = [table.step] + ([table.wall] if table.wall is not None else []) + list(table.metrics)
     try:
         frame = pl.read_parquet(path, columns=wanted)
+        if table.wall is not None and frame.schema[table.wall].is_temporal():  # a date and time: seconds since 1970
+            frame = frame.with_columns(pl.col(table.wall).cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6)
     except _BROKEN as exc:
         raise LogFormatError(f"the Parquet file cannot be read ({_first_line(exc)})") from None
-    if table.wall is not None and frame.schema[table.wall].is_temporal():  # a datetime: seconds since 1970
-        frame = frame.with_columns(pl.col(table.wall).cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6)
     metrics, unread = _plain(frame.select(table.metrics))
     unread += table.other
     frame = pl.concat([frame.select([table.step] + ([table.wall] if table.wall else [])), metrics], how="horizontal")

@@ -39,6 +39,7 @@ _GROUP_JOINTS = frozenset({"", ":", ".", "<", ","})
 #: namespaced counter, ``distill:step:1/50``, is none).
 _SOURCE_FILE = re.compile(r"\w\.(?:py|pyx|c|cc|cpp|cxx|cu|h|hpp|rs|go|java|jl|js|ts|lua|scala|sh):$")
 _MODULE_FUNCTION = re.compile(r"(?:^|[\s|])[A-Za-z_][\w.]*:(?P<function>[A-Za-z_<][\w.<>]*):$")
+_LEVEL_FIELD = re.compile(r"\|\s*(?:TRACE|DEBUG|INFO|SUCCESS|WARNING|ERROR|CRITICAL)\s*\|\s?$")
 #: A namespaced counter (``train:step:10``, ``Epoch:1:Step:10``) is not loguru's ``module:function:line``.
 _COUNTER_WORDS = frozenset({"step", "steps", "iter", "iteration", "it", "epoch", "batch", "update", "global_step"})
 _FRACTION = re.compile(r"^\s*/\s*$|^\s+(?:out of|of)\s+$")  # ``120/20000``, ``Step 120 out of 20000``
@@ -77,7 +78,10 @@ def _logger_line(line: str, t: Token) -> bool:
     if not line.startswith(" - ", t.end):
         return False
     found = _MODULE_FUNCTION.search(line, 0, t.start)
-    return found is not None and found.group("function").lower() not in _COUNTER_WORDS
+    if found is None:
+        return False
+    # after loguru's level field (``| INFO     | ppo.agent:update:212 -``) it is the source line whatever the function
+    return bool(_LEVEL_FIELD.search(line, 0, found.start() + 1)) or found.group("function").lower() not in _COUNTER_WORDS
 
 
 def mark_roles(line: str, tokens: list[Token]) -> None:
