@@ -39,6 +39,9 @@ _BOOKKEEPING = frozenset({"max_steps", "num_train_epochs", "train_batch_size", "
                           "val_interval", "checkpoint_interval", "save_interval", "eval_batch_size"})
 #: With at least this many configuration keys in common, runs in different folders can be one sweep.
 _MIN_SHARED_HPARAMS = 3
+#: What a sweep runner adds to each trial's folder name beside its configuration: Ray Tune's
+#: ``<trainable>_<id>_00003_3_lr=0.1000_2024-05-01_12-00-00`` (trial number twice, then the start time).
+_TRIAL_TOKENS = re.compile(r"_\d{5}_\d+(?=_)|_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)(?![0-9])", re.IGNORECASE)
 
 
@@ -83,6 +86,7 @@ def _signature(d: Diagnosis, lr: float) -> tuple[tuple, bool]:
         # a string may spell the LR (an output path); a number equal to the LR is its own setting
         items.append((k, _without_lr(v, lr)[0] if isinstance(v, str) else str(v)))
     path, lr_in_path = _without_lr(d.run.id, lr)
+    path = _TRIAL_TOKENS.sub("", path)  # a trial's index and start time name the trial, not its configuration
     evidence = [k for k, _ in items if re.split(r"[./]", k)[-1].lower() not in _BOOKKEEPING]
     if lr_in_path:
         where = path  # names that differ only in an LR token

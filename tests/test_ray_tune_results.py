@@ -12,8 +12,9 @@ from pathlib import Path
 from analyzer.ingest.load import LoadOptions, load_runs
 
 
-def _trial(root: Path, lr: float, *, with_csv: bool) -> list[float]:
-    trial = root / f"train_fn_abc12_0000{int(lr * 1000)}_0_lr={lr:.4f}_2024-05-01_12-00-00"
+def _trial(root: Path, lr: float, *, with_csv: bool, index: int = 0) -> list[float]:
+    # Ray's trial folder: <trainable>_<experiment id>_<trial number, 5 digits>_<trial number>_<config>_<start time>
+    trial = root / f"train_fn_abc12_{index:05d}_{index}_lr={lr:.4f}_2024-05-01_12-00-{index:02d}"
     trial.mkdir(parents=True)
     losses = [2.0 + 3.0 * math.exp(-i * lr) for i in range(1, 51)]
     rows = [{"loss": v, "timestamp": 1714564800 + i, "checkpoint_dir_name": None, "done": i == 50,
@@ -33,7 +34,7 @@ def _trial(root: Path, lr: float, *, with_csv: bool) -> list[float]:
 
 
 def test_ray_tune_trials_are_read_at_their_training_iteration(tmp_path: Path) -> None:
-    losses = {lr: _trial(tmp_path, lr, with_csv=lr == 0.1) for lr in (0.01, 0.1)}
+    losses = {lr: _trial(tmp_path, lr, with_csv=lr == 0.1, index=i) for i, lr in enumerate((0.01, 0.1))}
     runs, _ = load_runs([tmp_path], LoadOptions(cache_dir=None))
     assert len(runs) == 2  # the trial with both files is one run
     for run in runs:
@@ -52,3 +53,13 @@ def test_counters_beside_the_step_and_a_measurement_named_like_one(tmp_path: Pat
     (run,), _ = load_runs([tmp_path], LoadOptions(cache_dir=None))
     assert sorted(run.tags) == ["episode_reward", "loss", "num_steps"]
     assert any("iter" in n.message and "pid" in n.message for n in run.notes)
+
+
+def test_a_ray_tune_lr_sweep_is_found(tmp_path: Path) -> None:
+    from analyzer.pipeline import analyze
+
+    for i, lr in enumerate((0.001, 0.01, 0.05, 0.1)):
+        _trial(tmp_path / "train_fn_2024-05-01_12-00-00", lr, with_csv=False, index=i)
+    report = analyze(tmp_path, load_options=LoadOptions(cache_dir=None))
+    (sweep,) = report.sweeps
+    assert sorted(sweep.lrs) == [0.001, 0.01, 0.05, 0.1]  # trial numbers and start times are no configuration
