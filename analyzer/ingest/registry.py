@@ -139,16 +139,6 @@ def _read_csv(path: Path, ctx: ReadContext) -> FileData:
     return FileData(pts, tuple(notes))
 
 
-def _read_parquet(path: Path, ctx: ReadContext) -> FileData:
-    pts, notes = parquet_logs.read(path, ctx.detail)
-    return FileData(pts, tuple(notes))
-
-
-def _read_notebook(path: Path, ctx: ReadContext) -> FileData:
-    pts, notes = notebook.read(path, ctx.detail)
-    return FileData(pts, tuple(notes))
-
-
 def _read_tb_export(path: Path, ctx: ReadContext) -> FileData:
     pts, notes = csv_logs.read_tb_export(path)
     return FileData(pts, tuple(notes))
@@ -311,7 +301,7 @@ READERS: tuple[Reader, ...] = (
     Reader("parquet", "parquet", "Parquet table",
            "a .parquet table with a step column and metric columns (W&B's run history artifact, a script's "
            "df.to_parquet); numbered parts (0000.parquet, ...) of one folder are one run",
-           _read_parquet, wants=_suffix(".parquet", ".pq"), sniff=parquet_logs.sniff, claim=_claim_parquet,
+           _adapt_detail(parquet_logs.read), wants=_suffix(".parquet", ".pq"), sniff=parquet_logs.sniff, claim=_claim_parquet,
            family="parquet", named="Parquet tables (W&B run history)"),
     Reader("tb_export_json", "tensorboard_json", "TensorBoard-exported JSON (one tag)",
            "a .json list of [wall_time, step, value] (TensorBoard's JSON download; one file per tag)",
@@ -329,7 +319,7 @@ READERS: tuple[Reader, ...] = (
            named="JSONL (fairseq, Detectron2, MMEngine, ...)", appends="lines"),
     Reader("notebook", "text_log", "Jupyter notebook outputs",
            "a .ipynb whose saved cell outputs hold a training log (printed lines, the HF Trainer's notebook table, "
-           "tracebacks), read as a printed log", _read_notebook, wants=_suffix(".ipynb"), sniff=notebook.sniff,
+           "tracebacks), read as a printed log", _adapt_detail(notebook.read), wants=_suffix(".ipynb"), sniff=notebook.sniff,
            family="notebook", named="Jupyter notebooks (their saved outputs)"),
     Reader("text", "text_log", "text log",
            "a job's printed output (stdout, Slurm .out): Megatron-LM/NeMo/GPT-NeoX iteration lines, nanoGPT, "
